@@ -1,0 +1,598 @@
+//! certgate's portal, served under `/.certgate/` on each organisation's host behind the gateway:
+//! sign in, second factor, the browser credential, sign out and forgotten passwords. The portal
+//! believes the gateway's headers only with the per-process gateway secret; everything it shares
+//! with the gateway (database, store, metrics, revocations) comes in through [`Backend`].
+
+pub mod codes;
+mod flow;
+pub mod i18n;
+mod issue;
+pub mod mail;
+pub mod metrics;
+pub mod pages;
+pub mod password;
+pub mod recovery;
+mod reset;
+pub mod return_to;
+pub mod session;
+pub mod sms;
+pub mod throttle;
+pub mod totp;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use certgate_certs::{CredentialKey, CredentialVerifier, SealError, SecretKeyring};
+use certgate_db::{Database, NewRevocation};
+use certgate_policies::config::LimitsConfig;
+use certgate_policies::{Language, Organisation, PolicyHandle};
+use certgate_store::{Clock, Store};
+use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
+
+use crate::i18n::Texts;
+use crate::mail::Mailer;
+use crate::metrics::PortalMetrics;
+use crate::pages::Chrome;
+use crate::sms::SmsSender;
+
+/// What the portal needs from the process it runs in.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The shared store, once it is open.
+    fn store(&self) -> Option<Store>;
+    /// The database, once it is open.
+    fn database(&self) -> Option<Database>;
+    /// Records a revocation durably and makes every gateway refuse it at once.
+    async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String>;
+}
+
+/// Where mail goes.
+pub enum MailSetup {
+    /// No `[mail]` section: e-mail codes and notices cannot be sent.
+    None,
+    /// SMTP, with the password read from `password_file`.
+    Smtp(certgate_policies::config::MailConfig, Option<String>),
+    /// `make demo`: each mail is written to a file in this directory and its path logged.
+    Outbox(PathBuf),
+}
+
+/// Everything the portal is built from.
+pub struct PortalSetup {
+    pub gateway_secret: String,
+    pub policies: Arc<PolicyHandle>,
+    pub backend: Arc<dyn Backend>,
+    pub credential_key: CredentialKey,
+    /// Shared with the admin API, which rotates it.
+    pub keyring: Arc<RwLock<SecretKeyring>>,
+    /// Re-read when a secret names a key this process does not know (another instance rotated).
+    pub keyring_path: PathBuf,
+    pub mail: MailSetup,
+    pub sms: Option<SmsSender>,
+    pub limits: LimitsConfig,
+    pub registry: prometheus::Registry,
+    pub clock: Arc<dyn Clock>,
+    /// Every failed attempt is answered this long after it arrived (default one second).
+    pub failure_delay: Duration,
+}
+
+/// What the portal's handlers share.
+pub struct PortalState {
+    gateway_secret: String,
+    policies: Arc<PolicyHandle>,
+    backend: Arc<dyn Backend>,
+    credential_key: CredentialKey,
+    tokens: CredentialVerifier,
+    keyring: Arc<RwLock<SecretKeyring>>,
+    keyring_path: PathBuf,
+    mailer: Option<Mailer>,
+    sms: Option<SmsSender>,
+    limits: LimitsConfig,
+    metrics: PortalMetrics,
+    clock: Arc<dyn Clock>,
+    failure_delay: Duration,
+}
+
+/// Why the portal could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("mail: {0}")]
+    Mail(#[from] mail::MailError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl PortalState {
+    /// Builds the state; starts the mail sender, so it must run inside the Tokio runtime.
+    pub fn new(setup: PortalSetup) -> Result<Self, SetupError> {
+        let mailer = match setup.mail {
+            MailSetup::None => None,
+            MailSetup::Smtp(config, password) => Some(Mailer::start(&config, password)?),
+            MailSetup::Outbox(dir) => Some(Mailer::outbox(dir)?),
+        };
+        Ok(PortalState {
+            gateway_secret: setup.gateway_secret,
+            policies: setup.policies,
+            backend: setup.backend,
+            tokens: CredentialVerifier::from(&setup.credential_key),
+            credential_key: setup.credential_key,
+            keyring: setup.keyring,
+            keyring_path: setup.keyring_path,
+            mailer,
+            sms: setup.sms,
+            limits: setup.limits,
+            metrics: PortalMetrics::register(&setup.registry)?,
+            clock: setup.clock,
+            failure_delay: setup.failure_delay,
+        })
+    }
+
+    /// Whether the request came through this process's gateway.
+    fn came_through_gateway(&self, headers: &HeaderMap) -> bool {
+        let presented = headers
+            .get("x-certgate-gateway-secret")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        !self.gateway_secret.is_empty()
+            && bool::from(presented.ct_eq(self.gateway_secret.as_bytes()))
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock.unix_millis() / 1000) as i64
+    }
+
+    /// Seals an authenticator secret for `account_id` with the newest key.
+    fn seal_secret(&self, account_id: &str, secret: &[u8]) -> Result<String, SealError> {
+        self.keyring.read().seal(account_id, secret)
+    }
+
+    /// Opens an authenticator secret; a key this process has not seen yet (rotated by another
+    /// instance) is read from the data directory once.
+    fn open_secret(&self, account_id: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
+        let opened = self.keyring.read().open(account_id, sealed);
+        match opened {
+            Err(SealError::UnknownKey) => {
+                match SecretKeyring::load(&self.keyring_path) {
+                    Ok(fresh) => *self.keyring.write() = fresh,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot re-read the secret-encryption keys")
+                    }
+                }
+                self.keyring.read().open(account_id, sealed)
+            }
+            other => other,
+        }
+    }
+
+    /// Tells a user about a change an administrator made (welcome, MFA reset, new password),
+    /// in the organisation's language.
+    pub fn account_notice(&self, account: &certgate_db::Account, notice: AccountNotice) {
+        let policies = self.policies.load();
+        let Some(org) = policies.organisation(&account.org) else {
+            return;
+        };
+        let t = Texts::of(org.default_language);
+        let (subject, body) = match notice {
+            AccountNotice::Welcome => (
+                t.mail_welcome_subject,
+                i18n::fill(t.mail_welcome_body, &org.name, &account.username, ""),
+            ),
+            AccountNotice::MfaReset => (
+                t.mail_mfa_reset_subject,
+                i18n::fill(t.mail_mfa_reset_body, &org.name, "", ""),
+            ),
+            AccountNotice::PasswordChanged => (
+                t.mail_password_changed_subject,
+                i18n::fill(t.mail_password_changed_body, &org.name, "", ""),
+            ),
+        };
+        issue::send_notice(self, t, org, account, subject, &body);
+    }
+}
+
+/// A change an administrator made that the user is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountNotice {
+    Welcome,
+    MfaReset,
+    PasswordChanged,
+}
+
+pub fn router(state: Arc<PortalState>) -> Router {
+    Router::new()
+        .route(
+            "/.certgate/login",
+            get(flow::login_page).post(flow::login_submit),
+        )
+        .route("/.certgate/mfa", get(flow::mfa_page))
+        .route(
+            "/.certgate/mfa/choose",
+            axum::routing::post(flow::choose_submit),
+        )
+        .route(
+            "/.certgate/mfa/enrol",
+            axum::routing::post(flow::enrol_submit),
+        )
+        .route(
+            "/.certgate/mfa/code",
+            axum::routing::post(flow::code_submit),
+        )
+        .route(
+            "/.certgate/mfa/resend",
+            axum::routing::post(flow::resend_submit),
+        )
+        .route(
+            "/.certgate/mfa/recovery",
+            get(flow::recovery_page).post(flow::recovery_submit),
+        )
+        .route(
+            "/.certgate/mfa/back",
+            axum::routing::post(flow::back_submit),
+        )
+        .route(
+            "/.certgate/logout",
+            get(flow::logout_page).post(flow::logout_submit),
+        )
+        .route(
+            "/.certgate/forgot",
+            get(reset::forgot_page).post(reset::forgot_submit),
+        )
+        .route(
+            "/.certgate/reset",
+            get(reset::reset_page).post(reset::reset_submit),
+        )
+        .route("/.certgate/static/portal.css", get(portal_css))
+        .route("/.certgate/static/copy.js", get(copy_js))
+        .route("/.certgate/theme.css", get(theme_css))
+        .route("/.certgate/logo", get(logo))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            only_through_gateway,
+        ))
+        .with_state(state)
+}
+
+/// Serves the portal on its internal listener until `shutdown` completes.
+pub async fn serve(
+    listen: SocketAddr,
+    state: Arc<PortalState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn only_through_gateway(
+    State(state): State<Arc<PortalState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !state.came_through_gateway(request.headers()) {
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "The portal is reached through the gateway only.\n",
+        )
+            .into_response();
+        pages::secure_headers(&mut response);
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Who is asking, for which organisation(s), in which language.
+pub(crate) struct Visit {
+    /// The organisations served on the request's host.
+    pub orgs: Vec<Arc<Organisation>>,
+    pub host: String,
+    pub texts: &'static Texts,
+    pub ip: String,
+}
+
+impl Visit {
+    pub(crate) fn new(state: &PortalState, headers: &HeaderMap) -> Visit {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let orgs = state.policies.load().organisations_for_host(&host).to_vec();
+        let default = orgs
+            .first()
+            .map_or(Language::default(), |o| o.default_language);
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        let texts = Texts::of(i18n::negotiate(accept, default));
+        let ip = headers
+            .get("x-certgate-client-ip")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Visit {
+            orgs,
+            host,
+            texts,
+            ip,
+        }
+    }
+
+    /// The organisation by id, if this host serves it.
+    pub(crate) fn org(&self, id: &str) -> Option<&Arc<Organisation>> {
+        self.orgs.iter().find(|o| o.id == id)
+    }
+
+    /// The only organisation of this host, when it serves one.
+    pub(crate) fn single_org(&self) -> Option<&Arc<Organisation>> {
+        match self.orgs.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The organisation a typed name means on this host: its id or its name, any case.
+    pub(crate) fn org_named(&self, typed: &str) -> Option<&Arc<Organisation>> {
+        let typed = typed.trim();
+        self.orgs.iter().find(|o| {
+            o.id.eq_ignore_ascii_case(typed) || o.name.to_lowercase() == typed.to_lowercase()
+        })
+    }
+
+    pub(crate) fn chrome(&self, org: Option<&Organisation>) -> Chrome {
+        Chrome {
+            t: self.texts,
+            org_name: org.map_or_else(|| self.host_name(), |o| o.name.clone()),
+            logo: org.is_some_and(|o| o.logo.is_some()),
+        }
+    }
+
+    fn host_name(&self) -> String {
+        self.host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(self.host.clone(), |(name, _)| name.to_owned())
+    }
+}
+
+/// The organisation a page is about: the only one of the host, else the remembered one.
+fn page_org(visit: &Visit, headers: &HeaderMap) -> Option<Arc<Organisation>> {
+    visit.single_org().cloned().or_else(|| {
+        session::cookie(headers, session::ORG_COOKIE).and_then(|id| visit.org(id).cloned())
+    })
+}
+
+async fn portal_css() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../static/portal.css"),
+    )
+}
+
+async fn copy_js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../static/copy.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    pages::secure_headers(&mut response);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+/// The organisation's colour as a stylesheet (so no inline style is needed).
+async fn theme_css(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let org = page_org(&visit, &headers);
+    let colour = pages::safe_colour(org.as_ref().and_then(|o| o.colour.as_deref()));
+    let body = colour.map_or_else(String::new, |c| format!(":root {{ --brand: {c}; }}\n"));
+    let mut response = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], body).into_response();
+    pages::secure_headers(&mut response);
+    response
+}
+
+/// The organisation's logo file, as named in its policy.
+async fn logo(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let Some(path) = page_org(&visit, &headers).and_then(|o| o.logo.clone()) else {
+        return not_found_for(&visit);
+    };
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        _ => "application/octet-stream",
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+            pages::secure_headers(&mut response);
+            response
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "the organisation's logo cannot be read");
+            not_found_for(&visit)
+        }
+    }
+}
+
+fn not_found_for(visit: &Visit) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    pages::notice(
+        StatusCode::NOT_FOUND,
+        &c,
+        c.t.not_found,
+        c.t.not_found,
+        true,
+        Some(("/.certgate/login", c.t.sign_in)),
+    )
+}
+
+async fn not_found(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    not_found_for(&Visit::new(&state, &headers))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use axum::body::Body;
+    use axum::http::Request;
+    use certgate_store::{MemoryStore, SystemClock};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const SECRET: &str = "s3cret-from-gateway";
+
+    struct Local {
+        store: Store,
+        db: Database,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Local {
+        fn store(&self) -> Option<Store> {
+            Some(self.store.clone())
+        }
+        fn database(&self) -> Option<Database> {
+            Some(self.db.clone())
+        }
+        async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String> {
+            self.db
+                .record_revocation(revocation)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// A portal on a real in-memory store and a real SQLite file, for one organisation.
+    async fn portal(dir: &std::path::Path) -> Arc<PortalState> {
+        let policies = dir.join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(
+            policies.join("noord.toml"),
+            "id = \"noord\"\nname = \"Zorggroep Noord\"\nhosts = [\"noord.test\"]\nupstreams = [\"http://127.0.0.1:9\"]\n",
+        )
+        .unwrap();
+        let store = Store::Memory(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
+        let db = Database::open("", dir).await.unwrap();
+        let keyring_path = dir.join("secrets.key");
+        let setup = PortalSetup {
+            gateway_secret: SECRET.into(),
+            policies: Arc::new(PolicyHandle::new(&policies).unwrap()),
+            backend: Arc::new(Local { store, db }),
+            credential_key: CredentialKey::generate(),
+            keyring: Arc::new(RwLock::new(
+                SecretKeyring::load_or_create(&keyring_path).unwrap(),
+            )),
+            keyring_path,
+            mail: MailSetup::None,
+            sms: None,
+            limits: LimitsConfig::default(),
+            registry: prometheus::Registry::new(),
+            clock: Arc::new(SystemClock),
+            failure_delay: Duration::from_millis(10),
+        };
+        Arc::new(PortalState::new(setup).unwrap())
+    }
+
+    fn get(path: &str, secret: Option<&str>) -> Request<Body> {
+        let mut builder = Request::get(path).header("host", "noord.test");
+        if let Some(secret) = secret {
+            builder = builder.header("x-certgate-gateway-secret", secret);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_requests_through_the_gateway_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        for secret in [None, Some("guess"), Some("")] {
+            let response = router(Arc::clone(&state))
+                .oneshot(get("/.certgate/login", secret))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{secret:?}");
+        }
+        let ok = router(state)
+            .oneshot(get("/.certgate/login?return_to=%2Frooster", Some(SECRET)))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_sign_in_page_is_dutch_by_default_and_carries_its_protections() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        let response = router(state)
+            .oneshot(get("/.certgate/login", Some(SECRET)))
+            .await
+            .unwrap();
+        let headers = response.headers().clone();
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.starts_with("__Host-certgate-session=")
+                && cookie.contains("Secure")
+                && cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let page = body(response).await;
+        assert!(page.contains("Inloggen bij Zorggroep Noord"), "{page}");
+        assert!(page.contains(r#"name="csrf" value=""#), "{page}");
+    }
+
+    #[tokio::test]
+    async fn a_post_without_the_pages_token_signs_nobody_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        let post = Request::post("/.certgate/login")
+            .header("host", "noord.test")
+            .header("x-certgate-gateway-secret", SECRET)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "csrf=forged&username=anna&password=whatever-long",
+            ))
+            .unwrap();
+        let response = router(state).oneshot(post).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("__Host-certgate-device")));
+        let page = body(response).await;
+        assert!(page.contains("Deze pagina was verlopen"), "{page}");
+    }
+}

@@ -1,0 +1,48 @@
+//! The portal's counters of the metrics contract, registered into the gateway's registry so
+//! they appear on the admin listener's `/metrics`. Label values are known in advance.
+
+use prometheus::{IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct PortalMetrics {
+    /// `org`, `method` (password, authenticator, sms, email, recovery), `result`.
+    pub logins: IntCounterVec,
+    /// `org`, `channel` (sms, email).
+    pub codes_sent: IntCounterVec,
+    /// `org`, `kind` (browser), `trust` (personal, trusted, group).
+    pub credentials_issued: IntCounterVec,
+    /// `kind`: which limit answered.
+    pub rate_limited: IntCounterVec,
+}
+
+impl PortalMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        Ok(PortalMetrics {
+            logins: counter(
+                "logins_total",
+                "Sign-in steps by organisation, method and result (success, failure).",
+                &["org", "method", "result"],
+            )?,
+            codes_sent: counter(
+                "mfa_codes_sent_total",
+                "Sign-in codes sent by organisation and channel.",
+                &["org", "channel"],
+            )?,
+            credentials_issued: counter(
+                "credentials_issued_total",
+                "Credentials issued by organisation, kind and trust class.",
+                &["org", "kind", "trust"],
+            )?,
+            rate_limited: counter(
+                "rate_limited_total",
+                "Requests answered by a rate limit, by limit.",
+                &["kind"],
+            )?,
+        })
+    }
+}

@@ -1,0 +1,403 @@
+//! "Forgot your password?": an e-mail with a single-use link valid for one hour. The answer is
+//! the same, after the same time, whether or not the account exists; the link's token is kept
+//! only as a hash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Form, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use certgate_store::{RateLimit, Store};
+use ring::digest::{digest, SHA256};
+use serde::Deserialize;
+
+use crate::flow::{backends, load_attempt, pace, start_attempt, Attempt};
+use crate::i18n::fill;
+use crate::mail::Mail;
+use crate::pages::{self, ForgotPage, ResetPage};
+use crate::session;
+use crate::{password, PortalState, Visit};
+
+/// How long a reset link works.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(3600);
+/// Reset requests per address.
+const PER_IP: RateLimit = RateLimit {
+    limit: 10,
+    window: Duration::from_secs(15 * 60),
+};
+/// Reset mails per account (more requests are answered the same, and send nothing).
+const PER_ACCOUNT: RateLimit = RateLimit {
+    limit: 3,
+    window: Duration::from_secs(3600),
+};
+
+fn token_key(token: &str) -> String {
+    hex::encode(digest(&SHA256, token.as_bytes()).as_ref())
+}
+
+async fn attempt_for(store: &Store, headers: &HeaderMap) -> Option<Attempt> {
+    match load_attempt(store, headers).await {
+        Some(attempt) => Some(attempt),
+        None => start_attempt(store, "/".into()).await,
+    }
+}
+
+fn forgot_view(
+    visit: &Visit,
+    attempt: &Attempt,
+    status: StatusCode,
+    info: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    let mut response = pages::html(
+        status,
+        &ForgotPage {
+            c: &c,
+            csrf: &attempt.session.csrf,
+            ask_org: visit.orgs.len() > 1,
+            org: "",
+            info,
+            error,
+        },
+    );
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        attempt.id.as_str(),
+        None,
+    );
+    response
+}
+
+pub(crate) async fn forgot_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    match attempt_for(&store, &headers).await {
+        Some(attempt) => forgot_view(&visit, &attempt, StatusCode::OK, None, None),
+        None => trouble(&visit),
+    }
+}
+
+fn trouble(visit: &Visit) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    pages::notice(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &c,
+        c.t.forgot_heading,
+        c.t.trouble,
+        true,
+        None,
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ForgotForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    org: String,
+    #[serde(default)]
+    username: String,
+}
+
+pub(crate) async fn forgot_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<ForgotForm>,
+) -> Response {
+    let start = Instant::now();
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let Some(attempt) = attempt_for(&store, &headers).await else {
+        return trouble(&visit);
+    };
+    if !attempt.session.csrf_ok(&form.csrf) {
+        let expired = visit.texts.session_expired.to_owned();
+        return forgot_view(
+            &visit,
+            &attempt,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(expired),
+        );
+    }
+    match store.hit("forgot-ip", &visit.ip, PER_IP).await {
+        Ok(hit) if !hit.allowed => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["password_reset"])
+                .inc();
+            let text = fill(
+                visit.texts.too_many,
+                "",
+                &visit.texts.duration(hit.retry_after),
+                "",
+            );
+            return forgot_view(
+                &visit,
+                &attempt,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some(text),
+            );
+        }
+        Ok(_) => {}
+        Err(_) => return trouble(&visit),
+    }
+    let org = match visit.single_org() {
+        Some(org) => Some(Arc::clone(org)),
+        None => visit.org_named(&form.org).cloned(),
+    };
+    let login: String = form.username.trim().chars().take(256).collect();
+    if let Some(org) = org {
+        send_link(&state, &visit, &store, &db, &org, &login).await;
+    }
+    pace(&state, start).await;
+    let sent = visit.texts.forgot_sent.to_owned();
+    forgot_view(&visit, &attempt, StatusCode::OK, Some(sent), None)
+}
+
+/// Sends the link when the account exists, may sign in and has an address; otherwise nothing.
+async fn send_link(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &certgate_db::Database,
+    org: &certgate_policies::Organisation,
+    login: &str,
+) {
+    let account = match db.find_account(&org.id, login).await {
+        Ok(Some(account)) if !account.disabled => account,
+        Ok(_) => return,
+        Err(error) => {
+            tracing::error!(%error, "cannot look up an account for a password reset");
+            return;
+        }
+    };
+    let (Some(to), Some(mailer)) = (&account.email, &state.mailer) else {
+        return;
+    };
+    let key = format!("{}:{}", org.id, account.id);
+    if !store
+        .hit("forgot-account", &key, PER_ACCOUNT)
+        .await
+        .is_ok_and(|hit| hit.allowed)
+    {
+        return;
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let value = format!("{}\n{}", org.id, account.id);
+    if store
+        .put_once("reset", &token_key(&token), value.as_bytes(), LINK_LIFETIME)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let link = format!("https://{}/.certgate/reset?token={token}", visit.host);
+    let t = visit.texts;
+    let mail = Mail {
+        to: to.clone(),
+        subject: fill(t.mail_reset_subject, &org.name, "", ""),
+        body: format!(
+            "{}{}",
+            fill(t.mail_reset_body, &org.name, "", &link),
+            fill(t.mail_signature, &org.name, "", "")
+        ),
+    };
+    if let Err(error) = mailer.send(mail) {
+        tracing::warn!(%error, org = %org.id, "password reset mail not queued");
+    }
+}
+
+fn invalid_link(visit: &Visit) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    pages::notice(
+        StatusCode::NOT_FOUND,
+        &c,
+        c.t.reset_heading,
+        c.t.reset_invalid,
+        true,
+        Some(("/.certgate/forgot", c.t.forgot_heading)),
+    )
+}
+
+fn valid_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub(crate) async fn reset_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let token = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
+        .unwrap_or_default()
+        .to_owned();
+    let live = valid_token(&token)
+        && matches!(
+            store.peek_once("reset", &token_key(&token)).await,
+            Ok(Some(_))
+        );
+    if !live {
+        return invalid_link(&visit);
+    }
+    let Some(attempt) = attempt_for(&store, &headers).await else {
+        return trouble(&visit);
+    };
+    reset_view(&visit, &attempt, &token, None, StatusCode::OK)
+}
+
+fn reset_view(
+    visit: &Visit,
+    attempt: &Attempt,
+    token: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    let mut response = pages::html(
+        status,
+        &ResetPage {
+            c: &c,
+            csrf: &attempt.session.csrf,
+            token,
+            error,
+        },
+    );
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        attempt.id.as_str(),
+        None,
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResetForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+pub(crate) async fn reset_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    if !valid_token(&form.token) {
+        return invalid_link(&visit);
+    }
+    let Some(attempt) = attempt_for(&store, &headers).await else {
+        return trouble(&visit);
+    };
+    let t = visit.texts;
+    let problem = if !attempt.session.csrf_ok(&form.csrf) {
+        Some(t.session_expired)
+    } else if form.password != form.repeat {
+        Some(t.password_mismatch)
+    } else if form.password.chars().count() < password::MIN_LENGTH {
+        Some(t.password_too_short)
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return reset_view(
+            &visit,
+            &attempt,
+            &form.token,
+            Some(problem.to_owned()),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    // Taken before the password is written: a link works once, even when two tabs race.
+    let Ok(Some(value)) = store.take_once("reset", &token_key(&form.token)).await else {
+        return invalid_link(&visit);
+    };
+    let value = String::from_utf8_lossy(&value).into_owned();
+    let Some((org_id, account_id)) = value.split_once('\n') else {
+        return invalid_link(&visit);
+    };
+    let typed = form.password;
+    let hashed = tokio::task::spawn_blocking(move || password::hash(&typed)).await;
+    let Ok(Ok(hash)) = hashed else {
+        return reset_view(
+            &visit,
+            &attempt,
+            &form.token,
+            Some(t.password_too_short.to_owned()),
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let account = match db.account(org_id, account_id).await {
+        Ok(Some(account)) => account,
+        _ => return invalid_link(&visit),
+    };
+    if !matches!(
+        db.set_password_hash(org_id, account_id, &hash).await,
+        Ok(true)
+    ) {
+        return trouble(&visit);
+    }
+    let now = state.now();
+    let _ = db
+        .append_audit(&certgate_db::AuditEntry {
+            org: org_id.to_owned(),
+            at: now,
+            actor: account.username.clone(),
+            action: "password-reset".into(),
+            subject: account.username.clone(),
+            ip: visit.ip.clone(),
+            detail: String::new(),
+        })
+        .await;
+    if let Some(org) = visit.org(org_id) {
+        crate::issue::notify(
+            &state,
+            &visit,
+            org,
+            &account,
+            t.mail_password_changed_subject,
+            &fill(t.mail_password_changed_body, &org.name, "", ""),
+        );
+    }
+    let c = visit.chrome(visit.org(org_id).map(|o| o.as_ref()));
+    pages::notice(
+        StatusCode::OK,
+        &c,
+        c.t.reset_heading,
+        c.t.reset_done,
+        false,
+        Some(("/.certgate/login", c.t.sign_in)),
+    )
+}

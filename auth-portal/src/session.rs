@@ -1,0 +1,146 @@
+//! The sign-in session (in the shared store, named by a random id in a `__Host-` cookie) and the
+//! cookies the portal sets.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+/// The sign-in session cookie.
+pub const SESSION_COOKIE: &str = "__Host-certgate-session";
+/// The browser credential (ARCHITECTURE.md).
+pub const DEVICE_COOKIE: &str = "__Host-certgate-device";
+/// "Remember my organisation" on hosts that serve several.
+pub const ORG_COOKIE: &str = "__Host-certgate-org";
+/// A sign-in has this long between pages.
+pub const SESSION_TTL: Duration = Duration::from_secs(20 * 60);
+
+/// What the portal remembers between the pages of one sign-in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoginSession {
+    /// Every form carries it back.
+    pub csrf: String,
+    /// Where to go when done (already made safe).
+    pub return_to: String,
+    /// The organisation signing in to.
+    pub org: Option<String>,
+    /// The account whose password was checked; set only after that.
+    pub account: Option<String>,
+    /// The method chosen on this visit (before it is confirmed and stored).
+    pub method: Option<String>,
+    /// A new authenticator secret waiting for its first code, sealed for the account.
+    pub enrol_secret: Option<String>,
+    /// A code went out on this visit (so reloading the page does not send another).
+    pub code_sent: bool,
+    /// Signed in: the device id of the credential issued (for sign-out).
+    pub device: Option<String>,
+}
+
+impl LoginSession {
+    pub fn new(return_to: String) -> Self {
+        LoginSession {
+            csrf: hex::encode(rand::random::<[u8; 24]>()),
+            return_to,
+            ..LoginSession::default()
+        }
+    }
+
+    /// Whether a form's token is this session's, compared in constant time.
+    pub fn csrf_ok(&self, presented: &str) -> bool {
+        !self.csrf.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
+    }
+
+    /// Back to the start of a sign-in (after "back" on the code page, say), keeping the
+    /// token, the destination and the organisation.
+    pub fn restart(&mut self) {
+        self.account = None;
+        self.method = None;
+        self.enrol_secret = None;
+        self.code_sent = false;
+        self.device = None;
+    }
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// Adds a `Set-Cookie` for a `__Host-` cookie: Secure, HttpOnly, SameSite=Lax, Path=/, and
+/// `Max-Age` when given (zero deletes it).
+pub fn set_cookie(response: &mut Response, name: &str, value: &str, max_age: Option<Duration>) {
+    let mut line = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax");
+    if let Some(age) = max_age {
+        line.push_str(&format!("; Max-Age={}", age.as_secs()));
+    }
+    if let Ok(value) = HeaderValue::from_str(&line) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Deletes a cookie.
+pub fn clear_cookie(response: &mut Response, name: &str) {
+    set_cookie(response, name, "", Some(Duration::ZERO));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            "a=1; __Host-certgate-session=abc".parse().unwrap(),
+        );
+        headers.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, DEVICE_COOKIE), None);
+    }
+
+    #[test]
+    fn set_cookies_are_host_only_secure_and_http_only() {
+        let mut response = ().into_response();
+        set_cookie(
+            &mut response,
+            DEVICE_COOKIE,
+            "tok",
+            Some(Duration::from_secs(60)),
+        );
+        clear_cookie(&mut response, SESSION_COOKIE);
+        let lines: Vec<_> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            lines[0],
+            "__Host-certgate-device=tok; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+        assert!(
+            lines[1].starts_with("__Host-certgate-session=;") && lines[1].ends_with("Max-Age=0")
+        );
+    }
+
+    #[test]
+    fn csrf_tokens_must_match() {
+        let session = LoginSession::new("/".into());
+        assert!(session.csrf_ok(&session.csrf.clone()));
+        assert!(!session.csrf_ok(""));
+        assert!(!session.csrf_ok("guess"));
+    }
+}

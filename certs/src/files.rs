@@ -1,0 +1,89 @@
+//! Writing and reading the files that hold keys and certificates. Files are created, never
+//! replaced, and private files get mode 0600 at creation so a key is never readable by others,
+//! not even for an instant.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::{CertificateError, IoAction};
+
+/// Creates `path` with mode 0600 and writes `bytes`; fails if the file already exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
+    write_new(path, bytes, 0o600)
+}
+
+/// Creates `path` with mode 0644 and writes `bytes`; fails if the file already exists.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
+    write_new(path, bytes, 0o644)
+}
+
+pub(crate) fn read_to_string(path: &Path) -> Result<String, CertificateError> {
+    fs::read_to_string(path).map_err(|err| CertificateError::io(IoAction::Read, path, &err))
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertificateError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|err| CertificateError::io(IoAction::Create, path, &err))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        // A half-written key or certificate would be mistaken for a good one on the next start.
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(CertificateError::io(IoAction::Write, path, &err));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_files_are_0600_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        write_private(&path, b"one").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            write_private(&path, b"two"),
+            Err(CertificateError::AlreadyExists { path: path.clone() })
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+    }
+
+    #[test]
+    fn public_files_are_at_most_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pem");
+        write_public(&path, b"cert").unwrap();
+        assert_eq!(mode(&path) & !0o644, 0);
+        assert!(matches!(
+            write_public(&path, b"x"),
+            Err(CertificateError::AlreadyExists { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.pem");
+        assert_eq!(
+            read_to_string(&path),
+            Err(CertificateError::MissingFile { path })
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! certgate's certificate authority and credential tokens: creating and loading the CA, issuing
+//! server and device certificates, reading device claims back, PKCS#12 bundles, and the signed
+//! cookie tokens that stand in for certificates in browsers.
+
+pub mod authority;
+pub mod claims;
+pub mod error;
+pub mod files;
+pub mod pkcs12;
+pub mod secrets;
+pub mod token;
+
+pub use authority::{CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair};
+pub use claims::{DeviceClaims, DeviceId, Serial};
+pub use error::CertificateError;
+pub use pkcs12::{generate_password, pkcs12_bundle};
+pub use secrets::{SealError, SecretKeyring};
+pub use token::{
+    CredentialClaims, CredentialClass, CredentialKey, CredentialVerifier, MfaStatus, TokenError,
+};

@@ -1,0 +1,59 @@
+//! The CLI side of the admin API: one HTTP/1.1 request over the running instance's Unix socket.
+
+use std::path::Path;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+/// Sends one request and returns the body of a 2xx answer; anything else becomes a message.
+pub fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+            format!(
+                "cannot reach the running instance at {}: {e} (is `certgate serve` running with this config?)",
+                socket.display()
+            )
+        })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "certgate-admin")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(request))
+            .await
+            .map_err(|_| "the running instance did not answer within 10 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| status.to_string());
+        Err(message)
+    })
+}

@@ -1,0 +1,392 @@
+//! The `certgate` binary: parses arguments and wires configuration to the libraries.
+//! Every subcommand's logic lives in a library crate; this file only dispatches.
+
+mod admin_client;
+mod ca;
+mod demo;
+mod demo_app;
+mod portal;
+mod user;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use certgate_gateway::GatewayServer;
+use certgate_policies::config::Config;
+use certgate_policies::PolicySet;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "certgate",
+    version,
+    about = "A reverse-proxy gateway that admits allow-listed networks and devices with a certgate credential, and sends everyone else to its sign-in portal."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway, the portal and the admin listener.
+    Serve(ConfigArg),
+    /// Run everything locally with a dev CA, a demo organisation and a demo app.
+    Demo {
+        /// Where the demo keeps its CA, certificates, configuration and data.
+        #[arg(long, default_value = ".certgate-demo")]
+        dir: PathBuf,
+    },
+    /// Validate the configuration and every policy; print every error and exit 1 if any.
+    Check(ConfigArg),
+    /// Questions about policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The certificate authority: create it, issue server and client certificates.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Devices and their credentials on the running instance.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Accounts on the running instance (or, with --offline, before the first start).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// The keys in the data directory.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The demo "legacy app": shows the identity headers it receives (used by the demo and tests).
+    #[command(hide = true)]
+    DemoUpstream {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new secret-encryption key on the running instance and encrypt every
+    /// authenticator secret again with it (the old key stays, to read anything missed).
+    Rotate(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The certgate configuration file.
+    #[arg(long, short, default_value = "certgate.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print which organisation and which rule would admit or redirect a request.
+    Explain {
+        #[arg(long, short, default_value = "certgate.toml")]
+        config: PathBuf,
+        /// The Host the request is for.
+        #[arg(long)]
+        host: String,
+        /// The client address.
+        #[arg(long)]
+        ip: IpAddr,
+        /// The path and query.
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Revoke a certificate (by serial), a device, or every credential of a user, at once on
+    /// the running instance. The revocation is durable: it survives restarts.
+    Revoke {
+        #[arg(long, short, default_value = "certgate.toml")]
+        config: PathBuf,
+        /// Certificate serial as openssl or a browser prints it (hex, colons optional).
+        #[arg(long, conflicts_with_all = ["device", "user"])]
+        serial: Option<String>,
+        /// A device id (needs --org).
+        #[arg(long, requires = "org", conflicts_with = "user")]
+        device: Option<String>,
+        /// Every credential of this user issued until now (needs --org).
+        #[arg(long, requires = "org")]
+        user: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List a user's devices (credentials issued, their trust, expiry, last use, revocation).
+    List {
+        #[arg(long, short, default_value = "certgate.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        org: String,
+        /// User name or e-mail address.
+        #[arg(long)]
+        user: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the revocations in force on the running instance.
+    Revocations {
+        #[arg(long, short, default_value = "certgate.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args.config),
+        Command::Demo { dir } => demo::run(&dir),
+        Command::Check(args) => check(&args.config),
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            host,
+            ip,
+            path,
+        }) => explain(&config, &host, ip, &path),
+        Command::Ca(command) => ca::run(command),
+        Command::Device(command) => device(command),
+        Command::User(command) => user::run(command),
+        Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(&args.config),
+        Command::DemoUpstream { listen } => demo_app::run(listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("certgate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON log lines on stderr; `RUST_LOG` overrides the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|errors| errors.to_string())
+}
+
+fn serve(config_path: &std::path::Path) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    start(&config, None, None)
+}
+
+/// Builds the gateway, adds the portal (and the demo app, for `demo`), and runs until stopped.
+/// `outbox`: the demo's mail directory instead of SMTP.
+fn start(
+    config: &Config,
+    demo_upstream: Option<SocketAddr>,
+    outbox: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut server = GatewayServer::build(config).map_err(|e| e.to_string())?;
+    let setup = portal::setup(config, &server, outbox)?;
+    let control = server.control();
+    let portal_listen = config.portal.listen;
+    server.add_task("portal", move |mut shutdown| {
+        Box::pin(async move {
+            let stop = async move {
+                let _ = shutdown.changed().await;
+            };
+            let state = match certgate_portal::PortalState::new(setup) {
+                Ok(state) => Arc::new(state),
+                Err(e) => {
+                    tracing::error!(error = %e, "the portal cannot start");
+                    return;
+                }
+            };
+            let _ = control
+                .events
+                .set(Arc::new(portal::Notices(Arc::clone(&state))));
+            if let Err(e) = certgate_portal::serve(portal_listen, state, stop).await {
+                tracing::error!(listen = %portal_listen, error = %e, "portal stopped");
+            }
+        })
+    });
+    if let Some(listen) = demo_upstream {
+        server.add_task("demo app", move |mut shutdown| {
+            Box::pin(async move {
+                let stop = async move {
+                    let _ = shutdown.changed().await;
+                };
+                if let Err(e) = demo_app::serve(listen, stop).await {
+                    tracing::error!(%listen, error = %e, "demo app stopped");
+                }
+            })
+        });
+    }
+    server.run();
+    Ok(())
+}
+
+fn check(config_path: &std::path::Path) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let set = PolicySet::load(&config.policies.dir).map_err(|errors| errors.to_string())?;
+    println!(
+        "ok: {} and {} organisation polic{} in {}",
+        config_path.display(),
+        set.organisations().count(),
+        if set.organisations().count() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        config.policies.dir.display()
+    );
+    Ok(())
+}
+
+fn explain(
+    config_path: &std::path::Path,
+    host: &str,
+    ip: IpAddr,
+    path: &str,
+) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    let set = PolicySet::load(&config.policies.dir).map_err(|errors| errors.to_string())?;
+    println!(
+        "{}",
+        certgate_gateway::admission::explain(&set, host, ip, path)
+    );
+    Ok(())
+}
+
+fn rotate_keys(config: &std::path::Path) -> Result<(), String> {
+    let config = load_config(config)?;
+    let answer = admin_client::call(
+        &config.server.admin_socket,
+        "POST",
+        "/api/v1/keys/rotate",
+        None,
+    )?;
+    let report: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
+    println!(
+        "new secret-encryption key in use; {} authenticator secrets encrypted again",
+        report["resealed"]
+    );
+    if report["failed"].as_u64().unwrap_or(0) > 0 {
+        return Err(format!(
+            "{} secrets could not be opened (see the instance's log); reset those users' MFA",
+            report["failed"]
+        ));
+    }
+    Ok(())
+}
+
+fn device(command: DeviceCommand) -> Result<(), String> {
+    match command {
+        DeviceCommand::List {
+            config,
+            org,
+            user,
+            json,
+        } => {
+            let config = load_config(&config)?;
+            let path = format!(
+                "/api/v1/users/{}/{}/devices",
+                percent_encoding::utf8_percent_encode(&org, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(&user, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let answer = admin_client::call(&config.server.admin_socket, "GET", &path, None)?;
+            let devices: Vec<certgate_gateway::users::DeviceView> = serde_json::from_slice(&answer)
+                .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&answer));
+                return Ok(());
+            }
+            let when = |t: Option<i64>| {
+                t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                    .map_or("-".to_owned(), |t| t.to_string())
+            };
+            for d in devices {
+                println!(
+                    "{}  {} {}  created {}  expires {}  last seen {}  {}",
+                    d.id,
+                    d.kind,
+                    d.trust,
+                    when(Some(d.created_at)),
+                    when(Some(d.expires_at)),
+                    when(d.last_seen),
+                    d.revoked_at
+                        .map_or(String::new(), |t| format!("revoked {}", when(Some(t)))),
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::Revoke {
+            config,
+            serial,
+            device,
+            user,
+            org,
+            reason,
+        } => {
+            let config = load_config(&config)?;
+            let request = certgate_gateway::admin::RevokeRequest {
+                serial,
+                device,
+                user,
+                org,
+                reason,
+            };
+            let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+            let answer = admin_client::call(
+                &config.server.admin_socket,
+                "POST",
+                "/api/v1/revocations",
+                Some(body),
+            )?;
+            let view: certgate_gateway::admin::RevocationView = serde_json::from_slice(&answer)
+                .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
+            println!(
+                "revoked {} {}{} (effective now on the running instance, recorded durably)",
+                view.kind,
+                view.subject,
+                if view.org.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of {}", view.org)
+                }
+            );
+            Ok(())
+        }
+        DeviceCommand::Revocations { config } => {
+            let config = load_config(&config)?;
+            let answer = admin_client::call(
+                &config.server.admin_socket,
+                "GET",
+                "/api/v1/revocations",
+                None,
+            )?;
+            let views: Vec<certgate_gateway::admin::RevocationView> =
+                serde_json::from_slice(&answer)
+                    .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
+            for v in views {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    v.kind, v.org, v.subject, v.revoked_at, v.reason
+                );
+            }
+            Ok(())
+        }
+    }
+}

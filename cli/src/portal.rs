@@ -1,0 +1,103 @@
+//! Wires the portal to the gateway it runs beside: the shared store and database, the
+//! revocation path, the metrics registry, and the keys, mail and SMS settings of the config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_certs::CredentialKey;
+use certgate_db::{Database, NewRevocation};
+use certgate_gateway::admin::AdminState;
+use certgate_gateway::users::{AccountEvent, AccountEvents};
+use certgate_policies::config::{Config, SmsConfig};
+use certgate_portal::sms::SmsSender;
+use certgate_portal::{AccountNotice, Backend, MailSetup, PortalSetup};
+use certgate_store::{Store, SystemClock};
+
+/// How long the SMS provider may take before the user is told it failed.
+const SMS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every failed sign-in step is answered this long after it arrived.
+const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// Account changes made on the admin API, told to the user by the portal's mail.
+pub struct Notices(pub Arc<certgate_portal::PortalState>);
+
+impl AccountEvents for Notices {
+    fn changed(&self, account: &certgate_db::Account, event: AccountEvent) {
+        let notice = match event {
+            AccountEvent::Created => AccountNotice::Welcome,
+            AccountEvent::MfaReset => AccountNotice::MfaReset,
+            AccountEvent::PasswordChanged => AccountNotice::PasswordChanged,
+        };
+        self.0.account_notice(account, notice);
+    }
+}
+
+/// The gateway's control plane, seen by the portal.
+struct GatewayBackend(Arc<AdminState>);
+
+#[async_trait::async_trait]
+impl Backend for GatewayBackend {
+    fn store(&self) -> Option<Store> {
+        self.0.store.get().cloned()
+    }
+
+    fn database(&self) -> Option<Database> {
+        self.0.opened_database().cloned()
+    }
+
+    async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String> {
+        self.0.revoke(revocation, "sign_out").await
+    }
+}
+
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Everything the portal is built from, read before anything listens; `outbox` replaces SMTP
+/// (for `make demo`).
+pub fn setup(
+    config: &Config,
+    gateway: &certgate_gateway::GatewayServer,
+    outbox: Option<std::path::PathBuf>,
+) -> Result<PortalSetup, String> {
+    let control = gateway.control();
+    let credential_key =
+        CredentialKey::load(&config.data.dir.join("credential.key")).map_err(|e| e.to_string())?;
+    let mail = match (outbox, &config.mail) {
+        (Some(dir), _) => MailSetup::Outbox(dir),
+        (None, Some(mail)) => {
+            let password = mail
+                .password_file
+                .as_deref()
+                .map(read_secret_file)
+                .transpose()?;
+            MailSetup::Smtp(mail.clone(), password)
+        }
+        (None, None) => MailSetup::None,
+    };
+    let sms = match &config.sms {
+        Some(SmsConfig::Webhook { url, token_file }) => {
+            let token = token_file.as_deref().map(read_secret_file).transpose()?;
+            Some(SmsSender::webhook(url, token, SMS_TIMEOUT).map_err(|e| e.to_string())?)
+        }
+        Some(SmsConfig::Log) => Some(SmsSender::Log),
+        None => None,
+    };
+    Ok(PortalSetup {
+        gateway_secret: gateway.gateway_secret().to_owned(),
+        policies: Arc::clone(&control.policies),
+        registry: control.metrics.registry.clone(),
+        backend: Arc::new(GatewayBackend(Arc::clone(&control))),
+        credential_key,
+        keyring: Arc::clone(&control.keyring),
+        keyring_path: control.keyring_path.clone(),
+        mail,
+        sms,
+        limits: config.limits.clone(),
+        clock: Arc::new(SystemClock),
+        failure_delay: FAILURE_DELAY,
+    })
+}

@@ -1,0 +1,295 @@
+//! `certgate user …`: account administration through the running instance's admin socket;
+//! `--offline` writes SQL directly, only while no instance runs (the first account).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use certgate_gateway::users::{new_account_id, validate_new_user, AddUser, SetPassword, UserView};
+use certgate_policies::config::Config;
+use clap::{Args, Subcommand};
+
+use crate::admin_client;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account (personal by default). With --offline, before the first start.
+    Add {
+        #[command(flatten)]
+        at: OrgArgs,
+        /// The sign-in name; for personal accounts usually the e-mail address.
+        #[arg(long)]
+        username: String,
+        /// The name shown on pages.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// In international form, e.g. +31612345678.
+        #[arg(long)]
+        mobile: Option<String>,
+        /// A shared tablet account instead of a personal one.
+        #[arg(long)]
+        group: bool,
+        /// A role such as admin or parent (repeat for several).
+        #[arg(long)]
+        role: Vec<String>,
+        /// Write to the database directly (only while no instance is running).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// List an organisation's accounts.
+    List {
+        #[command(flatten)]
+        at: OrgArgs,
+    },
+    /// Show one account.
+    Show(UserArgs),
+    /// Disable an account and refuse its credentials at once.
+    Disable(UserArgs),
+    /// Enable a disabled account (its old credentials stay refused).
+    Enable(UserArgs),
+    /// Clear the account's second factor and recovery codes and refuse its credentials; the
+    /// user enrols again at the next sign-in.
+    ResetMfa(UserArgs),
+    /// Set a password, read as one line from standard input.
+    SetPassword {
+        #[command(flatten)]
+        user: UserArgs,
+        /// Write to the database directly (only while no instance is running).
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct OrgArgs {
+    #[arg(long, short, default_value = "certgate.toml")]
+    config: PathBuf,
+    #[arg(long)]
+    org: String,
+}
+
+#[derive(Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    at: OrgArgs,
+    /// User name or e-mail address.
+    #[arg(long)]
+    user: String,
+}
+
+pub fn run(command: UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Add {
+            at,
+            username,
+            name,
+            email,
+            mobile,
+            group,
+            role,
+            offline,
+        } => {
+            let config = crate::load_config(&at.config)?;
+            let request = AddUser {
+                org: at.org,
+                username,
+                display_name: name,
+                email,
+                mobile,
+                kind: Some(if group { "group" } else { "personal" }.to_owned()),
+                roles: role,
+            };
+            let view = if offline {
+                add_offline(&config, &request)?
+            } else {
+                call(&config, "POST", "/api/v1/users", Some(&request))?
+            };
+            print_user(&view);
+            if !view.has_password {
+                println!("no password yet: set one with `certgate user set-password`");
+            }
+            Ok(())
+        }
+        UserCommand::List { at } => {
+            let config = crate::load_config(&at.config)?;
+            let path = format!("/api/v1/users?org={}", encode(&at.org));
+            let users: Vec<UserView> = call(&config, "GET", &path, None::<&()>)?;
+            for u in &users {
+                println!(
+                    "{}\t{}\t{}\t{}\tmfa={}\t{}",
+                    u.username,
+                    u.display_name,
+                    u.kind,
+                    u.roles.join(","),
+                    u.mfa_method.as_deref().unwrap_or("-"),
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Show(args) => action(args, "GET", ""),
+        UserCommand::Disable(args) => action(args, "POST", "/disable"),
+        UserCommand::Enable(args) => action(args, "POST", "/enable"),
+        UserCommand::ResetMfa(args) => action(args, "POST", "/reset-mfa"),
+        UserCommand::SetPassword { user, offline } => {
+            let config = crate::load_config(&user.at.config)?;
+            let password = read_password()?;
+            let hash = certgate_portal::password::hash(&password).map_err(|e| e.to_string())?;
+            if offline {
+                set_password_offline(&config, &user.at.org, &user.user, &hash)?;
+                println!("password set for {}", user.user);
+                return Ok(());
+            }
+            let path = format!("{}/password", user_path(&user.at.org, &user.user));
+            let view: UserView = call(
+                &config,
+                "PUT",
+                &path,
+                Some(&SetPassword {
+                    password_hash: hash,
+                }),
+            )?;
+            println!("password set for {}", view.username);
+            Ok(())
+        }
+    }
+}
+
+fn action(args: UserArgs, method: &str, suffix: &str) -> Result<(), String> {
+    let config = crate::load_config(&args.at.config)?;
+    let path = format!("{}{suffix}", user_path(&args.at.org, &args.user));
+    let view: UserView = call(&config, method, &path, None::<&()>)?;
+    print_user(&view);
+    Ok(())
+}
+
+fn user_path(org: &str, login: &str) -> String {
+    format!("/api/v1/users/{}/{}", encode(org), encode(login))
+}
+
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn call<T: serde::de::DeserializeOwned, B: serde::Serialize>(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+) -> Result<T, String> {
+    let body = body
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let answer = admin_client::call(&config.server.admin_socket, method, path, body)?;
+    serde_json::from_slice(&answer).map_err(|e| format!("unexpected answer from the instance: {e}"))
+}
+
+fn print_user(u: &UserView) {
+    println!("{} ({}) in {}", u.username, u.display_name, u.org);
+    println!(
+        "  kind: {}; roles: {}",
+        u.kind,
+        if u.roles.is_empty() {
+            "-".into()
+        } else {
+            u.roles.join(", ")
+        }
+    );
+    println!(
+        "  e-mail: {}; mobile: {}",
+        u.email.as_deref().unwrap_or("-"),
+        u.mobile.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  second factor: {}{}; {}",
+        u.mfa_method.as_deref().unwrap_or("not chosen"),
+        if u.mfa_enrolled { " (enrolled)" } else { "" },
+        if u.disabled { "DISABLED" } else { "active" }
+    );
+}
+
+/// One line from standard input, without its line end.
+fn read_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Offline writes race with a running instance's own; refuse while one answers.
+fn refuse_if_running(config: &Config) -> Result<(), String> {
+    if std::os::unix::net::UnixStream::connect(&config.server.admin_socket).is_ok() {
+        return Err("an instance is running: leave out --offline so it applies the change".into());
+    }
+    Ok(())
+}
+
+fn with_database<T>(
+    config: &Config,
+    org: &str,
+    work: impl AsyncFnOnce(certgate_db::Database) -> Result<T, String>,
+) -> Result<T, String> {
+    refuse_if_running(config)?;
+    let policies =
+        certgate_policies::PolicySet::load(&config.policies.dir).map_err(|e| e.to_string())?;
+    if policies.organisation(org).is_none() {
+        return Err(format!(
+            "no organisation {org:?} in {}",
+            config.policies.dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&config.data.dir)
+        .map_err(|e| format!("{}: {e}", config.data.dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let db = certgate_db::Database::open(
+            config.database.url.as_deref().unwrap_or_default(),
+            data_dir(config),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let result = work(db.clone()).await;
+        db.close().await;
+        result
+    })
+}
+
+fn data_dir(config: &Config) -> &Path {
+    &config.data.dir
+}
+
+fn add_offline(config: &Config, request: &AddUser) -> Result<UserView, String> {
+    let new = validate_new_user(request)?;
+    with_database(config, &request.org, async |db| {
+        let account = db
+            .create_account(&new, &new_account_id(), unix_now())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(UserView::from(&account))
+    })
+}
+
+fn set_password_offline(config: &Config, org: &str, login: &str, hash: &str) -> Result<(), String> {
+    with_database(config, org, async |db| {
+        let account = db
+            .find_account(org, login)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no account {login:?} in {org}"))?;
+        db.set_password_hash(org, &account.id, hash)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+fn unix_now() -> i64 {
+    certgate_gateway::proxy::unix_now()
+}

@@ -1,0 +1,558 @@
+//! Accounts, the credentials issued to their devices, and the audit log: the durable records the
+//! portal and the administration work on. User names and e-mail addresses are stored lower-case
+//! so sign-in by either is case-insensitive.
+
+use std::fmt;
+
+use sqlx::Row;
+
+use crate::{Database, DbError};
+
+/// `personal` (one person) or `group` (a shared tablet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    Personal,
+    Group,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Personal => "personal",
+            AccountKind::Group => "group",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "personal" => Some(AccountKind::Personal),
+            "group" => Some(AccountKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// The second factor an account chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaChoice {
+    Authenticator,
+    Sms,
+    Email,
+}
+
+impl MfaChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaChoice::Authenticator => "authenticator",
+            MfaChoice::Sms => "sms",
+            MfaChoice::Email => "email",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "authenticator" => Some(MfaChoice::Authenticator),
+            "sms" => Some(MfaChoice::Sms),
+            "email" => Some(MfaChoice::Email),
+            _ => None,
+        }
+    }
+}
+
+/// What an administrator gives to create an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub org: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub kind: AccountKind,
+    pub roles: Vec<String>,
+}
+
+/// An account as stored. Its `Debug` leaves out every secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub org: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub kind: AccountKind,
+    pub roles: Vec<String>,
+    pub password_hash: Option<String>,
+    pub mfa_method: Option<MfaChoice>,
+    /// Encrypted by the portal (AEAD bound to the account id); opaque here.
+    pub totp_secret: Option<String>,
+    /// Hashes of the unused recovery codes.
+    pub recovery_codes: Vec<String>,
+    pub mfa_enrolled: bool,
+    pub last_login: Option<i64>,
+    pub disabled: bool,
+    /// Credentials issued before this (unix seconds) are refused.
+    pub not_valid_before: i64,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .field("username", &self.username)
+            .field("kind", &self.kind)
+            .field("roles", &self.roles)
+            .field("mfa_method", &self.mfa_method)
+            .field("mfa_enrolled", &self.mfa_enrolled)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a device holds its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Browser,
+    Certificate,
+}
+
+/// The trust class of a credential: its lifetime rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceTrust {
+    /// `session_lifetime`.
+    Session,
+    /// "Trust this device": `trust_device_for`.
+    Trusted,
+    /// A shared tablet: renewed on use until `group_idle_timeout` without use.
+    Group,
+}
+
+/// A credential issued to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub org: String,
+    pub id: String,
+    pub account_id: String,
+    pub kind: DeviceKind,
+    pub trust: DeviceTrust,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_seen: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub ip: String,
+}
+
+/// One line of the audit log: who did what, when, from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub org: String,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+fn normalise(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
+const ACCOUNT_COLUMNS: &str = "id, org, username, display_name, email, mobile, kind, roles, \
+     password_hash, mfa_method, totp_secret, recovery_codes, mfa_enrolled, last_login, disabled, \
+     not_valid_before, created_at";
+
+impl Database {
+    /// Creates an account; a user name already taken in the organisation is
+    /// [`DbError::Conflict`].
+    pub async fn create_account(
+        &self,
+        new: &NewAccount,
+        id: &str,
+        now: i64,
+    ) -> Result<Account, DbError> {
+        let mut roles: Vec<String> = new.roles.iter().map(|r| normalise(r)).collect();
+        roles.sort();
+        roles.dedup();
+        let result = sqlx::query(
+            "INSERT INTO accounts (id, org, username, display_name, email, mobile, kind, roles, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(&new.org)
+        .bind(normalise(&new.username))
+        .bind(new.display_name.trim())
+        .bind(new.email.as_deref().map(normalise))
+        .bind(new.mobile.as_deref().map(str::trim))
+        .bind(new.kind.as_str())
+        .bind(roles.join(","))
+        .bind(now)
+        .execute(self.pool())
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(DbError::Conflict(format!(
+                    "user name {:?} is taken",
+                    normalise(&new.username)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.account(&new.org, id)
+            .await?
+            .ok_or_else(|| DbError::Corrupt("account vanished after insert".into()))
+    }
+
+    pub async fn account(&self, org: &str, id: &str) -> Result<Option<Account>, DbError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 AND id = $2");
+        let row = sqlx::query(&sql)
+            .bind(org)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// The account whose user name or e-mail address is `login` (any case). A user name wins
+    /// over another account's e-mail address.
+    pub async fn find_account(&self, org: &str, login: &str) -> Result<Option<Account>, DbError> {
+        let login = normalise(login);
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 AND (username = $2 OR email = $2) \
+             ORDER BY CASE WHEN username = $2 THEN 0 ELSE 1 END, created_at LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(org)
+            .bind(&login)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    pub async fn accounts(&self, org: &str) -> Result<Vec<Account>, DbError> {
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 ORDER BY username");
+        let rows = sqlx::query(&sql).bind(org).fetch_all(self.pool()).await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// `false` when there is no such account.
+    pub async fn set_password_hash(
+        &self,
+        org: &str,
+        id: &str,
+        hash: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE accounts SET password_hash = $3 WHERE org = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .bind(hash)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Disabling also refuses every credential issued until now.
+    pub async fn set_disabled(
+        &self,
+        org: &str,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let query = if disabled {
+            sqlx::query(
+                "UPDATE accounts SET disabled = 1, \
+                 not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
+                 WHERE org = $1 AND id = $2",
+            )
+            .bind(org)
+            .bind(id)
+            .bind(now)
+        } else {
+            sqlx::query("UPDATE accounts SET disabled = 0 WHERE org = $1 AND id = $2")
+                .bind(org)
+                .bind(id)
+        };
+        let done = query.execute(self.pool()).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Clears method, authenticator secret and recovery codes, and refuses every credential
+    /// issued until now; the user enrols again at the next sign-in.
+    pub async fn reset_mfa(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET mfa_method = NULL, totp_secret = NULL, recovery_codes = '', \
+             mfa_enrolled = 0, \
+             not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
+             WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a completed enrolment: the method, and for the authenticator its (encrypted)
+    /// secret and the recovery code hashes. From now on MFA stays required for the account.
+    pub async fn set_mfa(
+        &self,
+        org: &str,
+        id: &str,
+        method: MfaChoice,
+        totp_secret: Option<&str>,
+        recovery_codes: Option<&[String]>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET mfa_method = $3, \
+             totp_secret = COALESCE(CAST($4 AS TEXT), totp_secret), \
+             recovery_codes = COALESCE(CAST($5 AS TEXT), recovery_codes), \
+             mfa_enrolled = 1 WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(method.as_str())
+        .bind(totp_secret)
+        .bind(recovery_codes.map(|codes| codes.join("\n")))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes one recovery code hash, only if the stored list is still `before`: of two
+    /// racing uses of the same code, one wins.
+    pub async fn use_recovery_code(
+        &self,
+        org: &str,
+        id: &str,
+        before: &[String],
+        used: usize,
+    ) -> Result<bool, DbError> {
+        let after: Vec<&str> = before
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != used)
+            .map(|(_, code)| code.as_str())
+            .collect();
+        let done = sqlx::query(
+            "UPDATE accounts SET recovery_codes = $4 WHERE org = $1 AND id = $2 AND recovery_codes = $3",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(before.join("\n"))
+        .bind(after.join("\n"))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Re-encrypts an authenticator secret (key rotation), only if it is still `before`.
+    pub async fn replace_totp_secret(
+        &self,
+        org: &str,
+        id: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET totp_secret = $4 WHERE org = $1 AND id = $2 AND totp_secret = $3",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(before)
+        .bind(after)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every account of every organisation with an authenticator secret, for key rotation.
+    pub async fn accounts_with_totp(&self) -> Result<Vec<Account>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE totp_secret IS NOT NULL ORDER BY org, username"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    pub async fn record_login(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE accounts SET last_login = $3 WHERE org = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn record_device(&self, device: &Device) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO devices (org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&device.org)
+        .bind(&device.id)
+        .bind(&device.account_id)
+        .bind(match device.kind {
+            DeviceKind::Browser => "browser",
+            DeviceKind::Certificate => "certificate",
+        })
+        .bind(match device.trust {
+            DeviceTrust::Session => "session",
+            DeviceTrust::Trusted => "trusted",
+            DeviceTrust::Group => "group",
+        })
+        .bind(device.created_at)
+        .bind(device.expires_at)
+        .bind(device.last_seen)
+        .bind(device.revoked_at)
+        .bind(&device.ip)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn devices(&self, org: &str, account_id: &str) -> Result<Vec<Device>, DbError> {
+        let rows = sqlx::query(
+            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip \
+             FROM devices WHERE org = $1 AND account_id = $2 ORDER BY created_at, id",
+        )
+        .bind(org)
+        .bind(account_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// `false` when there is no such device or it was already revoked.
+    pub async fn revoke_device(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = $3 WHERE org = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO audit_log (org, at, actor, action, subject, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&entry.org)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.ip)
+        .bind(&entry.detail)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// An organisation's audit entries from `since` on, oldest first, at most `limit`.
+    pub async fn audit_entries(
+        &self,
+        org: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT org, at, actor, action, subject, ip, detail FROM audit_log \
+             WHERE org = $1 AND at >= $2 ORDER BY at, id LIMIT $3",
+        )
+        .bind(org)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    org: row.try_get("org")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    ip: row.try_get("ip")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn split_list(text: &str, separator: char) -> Vec<String> {
+    text.split(separator)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn account_from_row(row: &sqlx::any::AnyRow) -> Result<Account, DbError> {
+    let kind: String = row.try_get("kind")?;
+    let method: Option<String> = row.try_get("mfa_method")?;
+    let roles: String = row.try_get("roles")?;
+    let recovery: String = row.try_get("recovery_codes")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        org: row.try_get("org")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        email: row.try_get("email")?,
+        mobile: row.try_get("mobile")?,
+        kind: AccountKind::from_name(&kind)
+            .ok_or_else(|| DbError::Corrupt(format!("account kind {kind:?}")))?,
+        roles: split_list(&roles, ','),
+        password_hash: row.try_get("password_hash")?,
+        mfa_method: method
+            .map(|m| {
+                MfaChoice::from_name(&m)
+                    .ok_or_else(|| DbError::Corrupt(format!("mfa method {m:?}")))
+            })
+            .transpose()?,
+        totp_secret: row.try_get("totp_secret")?,
+        recovery_codes: split_list(&recovery, '\n'),
+        mfa_enrolled: row.try_get::<i64, _>("mfa_enrolled")? != 0,
+        last_login: row.try_get("last_login")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        not_valid_before: row.try_get("not_valid_before")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn device_from_row(row: &sqlx::any::AnyRow) -> Result<Device, DbError> {
+    let kind: String = row.try_get("kind")?;
+    let trust: String = row.try_get("trust")?;
+    Ok(Device {
+        org: row.try_get("org")?,
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        kind: match kind.as_str() {
+            "browser" => DeviceKind::Browser,
+            "certificate" => DeviceKind::Certificate,
+            other => return Err(DbError::Corrupt(format!("device kind {other:?}"))),
+        },
+        trust: match trust.as_str() {
+            "session" => DeviceTrust::Session,
+            "trusted" => DeviceTrust::Trusted,
+            "group" => DeviceTrust::Group,
+            other => return Err(DbError::Corrupt(format!("device trust {other:?}"))),
+        },
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_seen: row.try_get("last_seen")?,
+        revoked_at: row.try_get("revoked_at")?,
+        ip: row.try_get("ip")?,
+    })
+}

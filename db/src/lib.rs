@@ -1,0 +1,103 @@
+//! The SQL layer: durable records that must survive restarts and be shared by every instance.
+//! SQLite in the data directory by default, PostgreSQL when `[database] url` says so; the same
+//! queries serve both, migrations are embedded and applied at open.
+
+mod accounts;
+mod revocations;
+
+pub use accounts::{
+    Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, MfaChoice, NewAccount,
+};
+pub use revocations::{NewRevocation, Revocation, RevocationKind};
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// What can go wrong talking to the database. Messages name the operation, never a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("database url is not supported (use postgres://… or leave it empty for SQLite)")]
+    UnsupportedUrl,
+    #[error("cannot open the database: {0}")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Which SQL dialect the pool speaks; only migrations differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool with migrations applied.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// Opens `url`, or the SQLite file `certgate.db` in `data_dir` when `url` is empty, and
+    /// applies the embedded migrations.
+    pub async fn open(url: &str, data_dir: &Path) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = if url.is_empty() {
+            let file = data_dir.join("certgate.db");
+            (
+                format!("sqlite://{}?mode=rwc", file.display()),
+                Backend::Sqlite,
+            )
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            (url.to_owned(), Backend::Sqlite)
+        } else {
+            return Err(DbError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(DbError::Open)?;
+        let pool = AnyPoolOptions::new()
+            // SQLite serialises writers anyway; one connection avoids "database is locked".
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(DbError::Open)?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.map_err(DbError::Migrate)?;
+        Ok(Database { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

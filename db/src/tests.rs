@@ -1,0 +1,316 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+fn revocation(
+    kind: RevocationKind,
+    subject: &str,
+    revoked_at: i64,
+    drop_after: i64,
+) -> NewRevocation {
+    NewRevocation {
+        org: "noord".into(),
+        kind,
+        subject: subject.into(),
+        reason: "lost phone".into(),
+        revoked_at,
+        drop_after,
+    }
+}
+
+/// The same behaviour must hold on both backends, so every check runs against each.
+async fn exercise(db: &Database) {
+    let serial = db
+        .record_revocation(&revocation(RevocationKind::Serial, "0a1b", 100, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(serial.kind, RevocationKind::Serial);
+    assert_eq!(serial.subject, "0a1b");
+
+    // Revoking again keeps the first record but never shortens how long it is kept.
+    let again = db
+        .record_revocation(&revocation(RevocationKind::Serial, "0a1b", 500, 2_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id, again.revoked_at, again.drop_after),
+        (serial.id, 100, 2_000)
+    );
+
+    // An account's "not valid before" moves forward.
+    db.record_revocation(&revocation(RevocationKind::Account, "anna", 100, 900))
+        .await
+        .unwrap();
+    let moved = db
+        .record_revocation(&revocation(RevocationKind::Account, "anna", 300, 1_100))
+        .await
+        .unwrap();
+    assert_eq!(moved.revoked_at, 300);
+
+    db.record_revocation(&revocation(RevocationKind::Device, "dev-1", 100, 150))
+        .await
+        .unwrap();
+
+    let live = db.live_revocations(200).await.unwrap();
+    let subjects: Vec<_> = live.iter().map(|r| r.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        ["0a1b", "anna"],
+        "the expired device revocation is not live"
+    );
+
+    assert_eq!(db.purge_revocations(200).await.unwrap(), 1);
+    assert_eq!(db.live_revocations(0).await.unwrap().len(), 2);
+}
+
+fn anna() -> NewAccount {
+    NewAccount {
+        org: "noord".into(),
+        username: "Anna@Noord.Example".into(),
+        display_name: " Anna de Vries ".into(),
+        email: Some("Anna@Noord.Example".into()),
+        mobile: Some("+31612341234".into()),
+        kind: AccountKind::Personal,
+        roles: vec!["Admin".into(), "admin".into(), "parent".into()],
+    }
+}
+
+async fn exercise_accounts(db: &Database) {
+    let created = db.create_account(&anna(), "acc-1", 1_000).await.unwrap();
+    assert_eq!(created.username, "anna@noord.example", "stored lower-case");
+    assert_eq!(created.display_name, "Anna de Vries");
+    assert_eq!(created.roles, ["admin", "parent"]);
+    assert!(!created.mfa_enrolled && !created.disabled && created.password_hash.is_none());
+
+    let taken = db
+        .create_account(&anna(), "acc-2", 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, DbError::Conflict(_)), "{taken:?}");
+    let mut elsewhere = anna();
+    elsewhere.org = "zuid".into();
+    db.create_account(&elsewhere, "acc-3", 1_000).await.unwrap();
+
+    let tablet = NewAccount {
+        username: "tablet-groep-3".into(),
+        display_name: "Groep 3".into(),
+        email: None,
+        mobile: None,
+        kind: AccountKind::Group,
+        roles: vec![],
+        ..anna()
+    };
+    db.create_account(&tablet, "acc-4", 1_001).await.unwrap();
+
+    // Sign-in by user name or e-mail address, in any case; only within the organisation.
+    assert_eq!(
+        db.find_account("noord", "ANNA@noord.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "acc-1"
+    );
+    assert_eq!(
+        db.find_account("noord", "Tablet-Groep-3")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "acc-4"
+    );
+    assert!(db.find_account("noord", "nobody").await.unwrap().is_none());
+    assert_eq!(
+        db.find_account("zuid", "anna@noord.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "acc-3"
+    );
+    let names: Vec<_> = db
+        .accounts("noord")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    assert_eq!(names, ["anna@noord.example", "tablet-groep-3"]);
+
+    assert!(db
+        .set_password_hash("noord", "acc-1", "$argon2id$v=19$...")
+        .await
+        .unwrap());
+    assert!(
+        !db.set_password_hash("zuid", "acc-1", "x").await.unwrap(),
+        "ids are per organisation"
+    );
+    assert!(db.record_login("noord", "acc-1", 1_500).await.unwrap());
+
+    // Disabling and MFA resets refuse earlier credentials; enabling does not undo that.
+    assert!(db
+        .set_disabled("noord", "acc-1", true, 2_000)
+        .await
+        .unwrap());
+    assert!(db
+        .set_disabled("noord", "acc-1", false, 2_100)
+        .await
+        .unwrap());
+    // Enrolment with an authenticator, then recovery codes used one at a time.
+    let codes = vec!["h1".to_owned(), "h2".to_owned(), "h3".to_owned()];
+    assert!(db
+        .set_mfa(
+            "noord",
+            "acc-1",
+            MfaChoice::Authenticator,
+            Some("sealed"),
+            Some(&codes)
+        )
+        .await
+        .unwrap());
+    let enrolled = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(enrolled.mfa_method, Some(MfaChoice::Authenticator));
+    assert_eq!(enrolled.totp_secret.as_deref(), Some("sealed"));
+    assert_eq!(enrolled.recovery_codes, codes);
+    assert!(enrolled.mfa_enrolled);
+    assert!(db
+        .use_recovery_code("noord", "acc-1", &codes, 1)
+        .await
+        .unwrap());
+    assert!(
+        !db.use_recovery_code("noord", "acc-1", &codes, 1)
+            .await
+            .unwrap(),
+        "a second use of the same list loses"
+    );
+    let used = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(used.recovery_codes, ["h1", "h3"]);
+    // Choosing e-mail keeps what the authenticator left.
+    assert!(db
+        .set_mfa("noord", "acc-1", MfaChoice::Email, None, None)
+        .await
+        .unwrap());
+    let email = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(email.mfa_method, Some(MfaChoice::Email));
+    assert_eq!(email.recovery_codes, ["h1", "h3"]);
+    assert!(db
+        .replace_totp_secret("noord", "acc-1", "sealed", "resealed")
+        .await
+        .unwrap());
+    assert!(!db
+        .replace_totp_secret("noord", "acc-1", "sealed", "again")
+        .await
+        .unwrap());
+    assert_eq!(db.accounts_with_totp().await.unwrap().len(), 1);
+    assert!(db.reset_mfa("noord", "acc-1", 1_900).await.unwrap());
+    let after = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(after.not_valid_before, 2_000, "never moves backwards");
+    assert!(!after.disabled);
+    assert_eq!(after.last_login, Some(1_500));
+    assert!(
+        after.mfa_method.is_none()
+            && after.totp_secret.is_none()
+            && after.recovery_codes.is_empty()
+    );
+    assert!(
+        !format!("{after:?}").contains("argon2"),
+        "Debug hides the password hash"
+    );
+
+    let device = Device {
+        org: "noord".into(),
+        id: "dev-1".into(),
+        account_id: "acc-1".into(),
+        kind: DeviceKind::Browser,
+        trust: DeviceTrust::Trusted,
+        created_at: 2_200,
+        expires_at: 2_200 + 7 * 86_400,
+        last_seen: None,
+        revoked_at: None,
+        ip: "192.0.2.7".into(),
+    };
+    db.record_device(&device).await.unwrap();
+    assert!(db.revoke_device("noord", "dev-1", 2_300).await.unwrap());
+    assert!(
+        !db.revoke_device("noord", "dev-1", 2_400).await.unwrap(),
+        "already revoked"
+    );
+    let devices = db.devices("noord", "acc-1").await.unwrap();
+    assert_eq!(
+        devices,
+        [Device {
+            revoked_at: Some(2_300),
+            ..device
+        }]
+    );
+
+    for (at, action) in [
+        (3_000, "login.ok"),
+        (3_001, "mfa.reset"),
+        (2_999, "login.failed"),
+    ] {
+        db.append_audit(&AuditEntry {
+            org: "noord".into(),
+            at,
+            actor: "admin@noord.example".into(),
+            action: action.into(),
+            subject: "acc-1".into(),
+            ip: "192.0.2.1".into(),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let log: Vec<_> = db
+        .audit_entries("noord", 3_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(log, ["login.ok", "mfa.reset"]);
+    assert!(db.audit_entries("zuid", 0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open("", dir.path()).await.unwrap();
+    exercise_accounts(&db).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_revocations_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open("", dir.path()).await.unwrap();
+    assert_eq!(db.backend(), Backend::Sqlite);
+    exercise(&db).await;
+    db.close().await;
+
+    let reopened = Database::open("", dir.path()).await.unwrap();
+    assert_eq!(reopened.live_revocations(0).await.unwrap().len(), 2);
+}
+
+/// `make test` starts a PostgreSQL server and passes its URL; running without it is a setup error,
+/// not a reason to skip.
+#[tokio::test]
+async fn postgres_behaves_like_sqlite() {
+    let url = std::env::var("CERTGATE_TEST_POSTGRES_URL").expect(
+        "CERTGATE_TEST_POSTGRES_URL must name a scratch PostgreSQL database (make test sets it)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&url, dir.path()).await.unwrap();
+    assert_eq!(db.backend(), Backend::Postgres);
+    sqlx::query("DELETE FROM revocations")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn unsupported_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Database::open("mysql://x", dir.path()).await.unwrap_err();
+    assert!(matches!(err, DbError::UnsupportedUrl));
+}

@@ -1,0 +1,168 @@
+//! Keeps this instance's revocation set in step with every other instance: changes arrive on the
+//! store's feed within a second; after every (re)connect, and once a minute as a safety net for a
+//! publish that failed, the full set is reloaded from SQL (the durable record) and re-seeded into
+//! the store. A store outage never touches the request path: the last known set stays in force.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_db::{Database, Revocation, RevocationKind};
+use certgate_store::{Change, FeedEvent, Store};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::metrics::Metrics;
+use crate::proxy::unix_now;
+use crate::revocation::{RevocationSet, Revocations};
+
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The feed message for a recorded revocation.
+pub fn change_of(record: &Revocation) -> Change {
+    Change::Revocation {
+        org: record.org.clone(),
+        kind: record.kind.as_str().to_owned(),
+        subject: record.subject.clone(),
+        revoked_at: record.revoked_at,
+        drop_after: record.drop_after,
+    }
+}
+
+fn revocation_of(change: &Change) -> Option<Revocation> {
+    match change {
+        Change::Revocation {
+            org,
+            kind,
+            subject,
+            revoked_at,
+            drop_after,
+        } => Some(Revocation {
+            id: 0,
+            org: org.clone(),
+            kind: RevocationKind::from_name(kind)?,
+            subject: subject.clone(),
+            reason: String::new(),
+            revoked_at: *revoked_at,
+            drop_after: *drop_after,
+        }),
+        Change::AllowList { .. } => None,
+    }
+}
+
+/// How long a reload from SQL may take before it is abandoned (the feed goes on meanwhile at
+/// the next turn of the loop).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Applies the feed until the store's feed closes.
+pub async fn follow(
+    store: Store,
+    database: Database,
+    revocations: Arc<Revocations>,
+    metrics: Arc<Metrics>,
+) {
+    let mut feed = store.subscribe();
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    let backend = store.backend_name();
+    let mut store_up = true;
+    // A seed that failed (Redis still coming back) is retried once the store answers.
+    let mut seed_pending = false;
+    loop {
+        tokio::select! {
+            event = feed.recv() => match event {
+                Ok(FeedEvent::Change(change)) => {
+                    if let Some(record) = revocation_of(&change) {
+                        revocations.apply(&record);
+                    }
+                }
+                Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {
+                    seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = resync.tick() => {
+                seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+            }
+            _ = probe.tick() => {
+                let up = store.ping().await.is_ok();
+                if !up {
+                    metrics.store_errors.with_label_values(&[backend]).inc();
+                }
+                if up != store_up {
+                    if up {
+                        tracing::info!("shared store reachable again");
+                    } else {
+                        tracing::warn!("shared store unreachable; admitting with the last known revocations");
+                    }
+                    store_up = up;
+                }
+                if up && seed_pending {
+                    seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the revocation set with SQL's and re-seeds the store with it; false when the seed
+/// (or the reload) did not happen.
+async fn reload(
+    store: &Store,
+    database: &Database,
+    revocations: &Revocations,
+    metrics: &Metrics,
+) -> bool {
+    let mark = revocations.reload_mark();
+    let records = match tokio::time::timeout(RELOAD_TIMEOUT, database.live_revocations(unix_now()))
+        .await
+    {
+        Ok(Ok(records)) => records,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot reload revocations from the database; keeping the current set");
+            return false;
+        }
+        Err(_) => {
+            tracing::error!(
+                "reloading revocations from the database timed out; keeping the current set"
+            );
+            return false;
+        }
+    };
+    revocations.replace_since(RevocationSet::from_records(&records), mark);
+    let changes: Vec<Change> = records.iter().map(change_of).collect();
+    match store.seed(&changes).await {
+        Ok(()) => true,
+        Err(error) => {
+            metrics
+                .store_errors
+                .with_label_values(&[store.backend_name()])
+                .inc();
+            tracing::warn!(%error, "cannot re-seed the shared store yet");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn changes_round_trip_revocations() {
+        let record = Revocation {
+            id: 0,
+            org: "noord".into(),
+            kind: RevocationKind::Account,
+            subject: "anna".into(),
+            reason: String::new(),
+            revoked_at: 10,
+            drop_after: 20,
+        };
+        assert_eq!(revocation_of(&change_of(&record)).unwrap(), record);
+        assert!(revocation_of(&Change::AllowList {
+            org: "noord".into()
+        })
+        .is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! What crosses the gateway in headers and cookies. Client-sent identity headers and certgate
+//! cookies never reach the upstream; the upstream cannot set certgate cookies.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, SET_COOKIE};
+
+/// Headers a client must not be able to send to the upstream (the gateway sets its own).
+const STRIPPED: [&str; 5] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
+
+/// Names of the `X-Certgate-*` headers and the stripped proxy headers present in `headers`.
+pub fn spoofable_headers(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("x-certgate-") || STRIPPED.contains(&name)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Cookies named `certgate…`, `__Host-certgate…` or `__Secure-certgate…` belong to certgate.
+pub fn is_certgate_cookie(name: &str) -> bool {
+    let name = name.trim();
+    let name = strip_prefix_ignore_case(name, "__host-")
+        .or_else(|| strip_prefix_ignore_case(name, "__secure-"))
+        .unwrap_or(name);
+    name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"certgate")
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// The value of cookie `name` among the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+}
+
+/// The `Cookie` header without certgate's cookies, as one line, or `None` when nothing
+/// changes. Several lines (HTTP/2 clients send one per cookie) are joined with `"; "` (RFC 9113
+/// §8.2.3), since an HTTP/1.1 application may read only the first.
+pub fn cookies_without_certgate(headers: &HeaderMap) -> Option<Vec<HeaderValue>> {
+    let lines = headers.get_all(COOKIE);
+    let several = lines.iter().nth(1).is_some();
+    let touched = several
+        || lines.iter().any(|v| {
+            v.to_str().map_or(true, |line| {
+                line.split(';')
+                    .any(|pair| is_certgate_cookie(pair.split('=').next().unwrap_or("")))
+            })
+        });
+    if !touched {
+        return None;
+    }
+    let kept: Vec<&str> = lines
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter(|pair| {
+            !pair.trim().is_empty() && !is_certgate_cookie(pair.split('=').next().unwrap_or(""))
+        })
+        .map(str::trim)
+        .collect();
+    if kept.is_empty() {
+        return Some(Vec::new());
+    }
+    Some(
+        HeaderValue::from_str(&kept.join("; "))
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The upstream's `Set-Cookie` lines without those for certgate cookies, or `None` when
+/// nothing changes.
+pub fn set_cookies_without_certgate(headers: &HeaderMap) -> Option<Vec<HeaderValue>> {
+    let sets_certgate = |v: &HeaderValue| {
+        v.to_str().map_or(true, |s| {
+            is_certgate_cookie(s.split('=').next().unwrap_or(""))
+        })
+    };
+    let lines = headers.get_all(SET_COOKIE);
+    if !lines.iter().any(sets_certgate) {
+        return None;
+    }
+    Some(
+        lines
+            .iter()
+            .filter(|v| !sets_certgate(v))
+            .cloned()
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn certgate_cookie_names() {
+        assert!(is_certgate_cookie("__Host-certgate-device"));
+        assert!(is_certgate_cookie(" certgate_session"));
+        assert!(is_certgate_cookie("__Secure-CertGate-x"));
+        assert!(!is_certgate_cookie("session"));
+        assert!(!is_certgate_cookie("mycertgate"));
+    }
+
+    #[test]
+    fn strips_certgate_cookies_and_keeps_the_rest() {
+        let h = headers(&[
+            ("cookie", "a=1; __Host-certgate-device=tok; b=2"),
+            ("cookie", "certgate-x=y"),
+        ]);
+        let kept = cookies_without_certgate(&h).unwrap();
+        assert_eq!(kept, vec![HeaderValue::from_static("a=1; b=2")]);
+        assert!(cookies_without_certgate(&headers(&[("cookie", "a=1")])).is_none());
+        // HTTP/2 sends one line per cookie; the application gets them as one.
+        let h2 = headers(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        assert_eq!(
+            cookies_without_certgate(&h2).unwrap(),
+            vec![HeaderValue::from_static("a=1; b=2")]
+        );
+        assert_eq!(cookie(&h, "__Host-certgate-device"), Some("tok"));
+    }
+
+    #[test]
+    fn drops_upstream_set_cookie_for_certgate() {
+        let h = headers(&[
+            ("set-cookie", "app=1; Path=/"),
+            ("set-cookie", "__Host-certgate-device=evil; Path=/"),
+        ]);
+        assert_eq!(
+            set_cookies_without_certgate(&h).unwrap(),
+            vec![HeaderValue::from_static("app=1; Path=/")]
+        );
+    }
+
+    #[test]
+    fn finds_spoofable_headers() {
+        let h = headers(&[
+            ("x-certgate-user", "boss"),
+            ("forwarded", "for=1.2.3.4"),
+            ("accept", "*/*"),
+        ]);
+        let names: Vec<_> = spoofable_headers(&h)
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["x-certgate-user", "forwarded"]);
+    }
+}

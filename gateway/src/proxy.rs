@@ -1,0 +1,539 @@
+//! The Pingora phases. `request_filter` decides (see `admission`) and answers what it can
+//! itself; `upstream_peer` picks the portal or one of the organisation's upstreams;
+//! `upstream_request_filter` and `upstream_response_filter` enforce the header contract;
+//! `logging` counts and logs every request.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use certgate_certs::{CredentialKey, CredentialVerifier};
+use certgate_policies::PolicyHandle;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::tls::SslDigest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::admission::{self, Admission, Outcome, RequestFacts, DEVICE_COOKIE};
+use crate::client_ip::TrustedProxies;
+use crate::headers;
+use crate::metrics::Metrics;
+use crate::pages;
+use crate::revocation::Revocations;
+use crate::tls::PresentedCertificate;
+use crate::upstreams::{UpstreamPool, Upstreams};
+
+/// Everything the proxy phases read; built once, shared by every request.
+pub struct GatewayState {
+    pub policies: Arc<PolicyHandle>,
+    pub revocations: Arc<Revocations>,
+    pub tokens: Arc<CredentialVerifier>,
+    /// Signs renewed group credentials.
+    pub credential_key: CredentialKey,
+    pub upstreams: Arc<Upstreams>,
+    pub metrics: Arc<Metrics>,
+    pub trusted_proxies: TrustedProxies,
+    pub portal_addr: SocketAddr,
+    /// Random per process; proves to the portal that a request came through the gateway.
+    pub gateway_secret: String,
+    pub https_port: u16,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub access_log: bool,
+    /// The shared store, once the admin task has opened it (device last-seen times).
+    pub store: Arc<tokio::sync::OnceCell<certgate_store::Store>>,
+}
+
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+}
+
+/// Per-request state carried between phases.
+pub struct RequestContext {
+    started: Instant,
+    outcome: Option<Outcome>,
+    client_ip: IpAddr,
+    /// The connection's TLS digest, which carries the client certificate's examination.
+    ssl: Option<Arc<SslDigest>>,
+    upstream: Option<String>,
+    /// The backend of the current attempt, so a failed connect can mark it down and retry.
+    backend: Option<(Arc<UpstreamPool>, usize)>,
+    attempts: usize,
+}
+
+impl RequestContext {
+    fn presented_certificate(&self) -> Option<&PresentedCertificate> {
+        self.ssl.as_ref()?.extension.get::<PresentedCertificate>()
+    }
+}
+
+impl Gateway {
+    fn host_of(request: &RequestHeader) -> &str {
+        request
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| request.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("")
+    }
+
+    async fn respond(
+        session: &mut Session,
+        status: u16,
+        headers: &[(http::HeaderName, &str)],
+        body: Bytes,
+    ) -> Result<()> {
+        let mut response = ResponseHeader::build(status, Some(headers.len() + 3))?;
+        for (name, value) in headers {
+            response.insert_header(name.clone(), *value)?;
+        }
+        response.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        session
+            .write_response_header(Box::new(response), false)
+            .await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(())
+    }
+
+    /// Plain HTTP only redirects to HTTPS.
+    async fn redirect_to_https(&self, session: &mut Session) -> Result<()> {
+        let request = session.req_header();
+        let host = Self::host_of(request);
+        let host = strip_port(host);
+        let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = if self.state.https_port == 443 {
+            format!("https://{host}{path}")
+        } else {
+            format!("https://{host}:{}{path}", self.state.https_port)
+        };
+        Self::respond(session, 308, &[(LOCATION, &location)], Bytes::new()).await
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestContext {
+            started: Instant::now(),
+            outcome: None,
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ssl: None,
+            upstream: None,
+            backend: None,
+            attempts: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let request = session.req_header();
+        ctx.client_ip = self.state.trusted_proxies.client_ip(
+            peer,
+            request
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        if ctx.ssl.is_none() {
+            self.redirect_to_https(session).await?;
+            return Ok(true);
+        }
+
+        let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let navigation = matches!(request.method, http::Method::GET | http::Method::HEAD)
+            && request
+                .headers
+                .get(ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+        let facts = RequestFacts {
+            host: Self::host_of(request),
+            path,
+            navigation,
+            client_ip: ctx.client_ip,
+            certificate: ctx.presented_certificate(),
+            browser_token: headers::cookie(&request.headers, DEVICE_COOKIE),
+        };
+        let policies = self.state.policies.load();
+        let revocations = self.state.revocations.load();
+        let outcome = admission::decide(
+            &policies,
+            &revocations,
+            &self.state.tokens,
+            &facts,
+            unix_now(),
+        );
+        let login = match &outcome {
+            Outcome::Login { redirect, .. } => Some((*redirect, admission::login_url(path))),
+            _ => None,
+        };
+        let unknown_host = matches!(outcome, Outcome::UnknownHost);
+        ctx.outcome = Some(outcome);
+
+        if unknown_host {
+            Self::respond(
+                session,
+                421,
+                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
+                Bytes::from_static(pages::UNKNOWN_HOST.as_bytes()),
+            )
+            .await?;
+            return Ok(true);
+        }
+        if let Some((redirect, url)) = login {
+            if redirect {
+                Self::respond(session, 302, &[(LOCATION, &url)], Bytes::new()).await?;
+            } else {
+                let body = pages::unauthorized_json(&url);
+                Self::respond(
+                    session,
+                    401,
+                    &[
+                        (CONTENT_TYPE, "application/json"),
+                        (http::header::WWW_AUTHENTICATE, "certgate"),
+                    ],
+                    Bytes::from(body),
+                )
+                .await?;
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let mut peer = match &ctx.outcome {
+            Some(Outcome::Portal { .. }) => {
+                ctx.upstream = Some("portal".into());
+                HttpPeer::new(self.state.portal_addr, false, String::new())
+            }
+            Some(Outcome::Admit(admission)) => {
+                let Some(pool) = self.state.upstreams.pool(&admission.org.id) else {
+                    return Err(Error::explain(
+                        ErrorType::ConnectNoRoute,
+                        "no upstream pool",
+                    ));
+                };
+                ctx.attempts += 1;
+                let Some(index) = pool.choose() else {
+                    return Err(Error::explain(ErrorType::ConnectNoRoute, "no upstream").into_up());
+                };
+                let backend = &pool.backends()[index];
+                let Some(addr) = backend.addr() else {
+                    return Err(Error::explain(
+                        ErrorType::ConnectNoRoute,
+                        "upstream address not resolved",
+                    )
+                    .into_up());
+                };
+                ctx.upstream = Some(backend.url.clone());
+                let peer = HttpPeer::new(addr, backend.tls, backend.sni.clone());
+                ctx.backend = Some((pool, index));
+                peer
+            }
+            _ => {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "no admission decision",
+                ))
+            }
+        };
+        peer.options.connection_timeout = Some(self.state.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.state.connect_timeout);
+        peer.options.read_timeout = Some(self.state.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        for name in headers::spoofable_headers(&upstream_request.headers) {
+            upstream_request.remove_header(&name);
+        }
+        let client_ip = ctx.client_ip.to_string();
+        upstream_request.insert_header("x-forwarded-for", &client_ip)?;
+        upstream_request.insert_header("x-forwarded-proto", "https")?;
+        match &ctx.outcome {
+            Some(Outcome::Portal { .. }) => {
+                // The portal keeps its own cookies; it learns what only the gateway knows.
+                upstream_request.insert_header("x-certgate-client-ip", &client_ip)?;
+                upstream_request
+                    .insert_header("x-certgate-gateway-secret", &self.state.gateway_secret)?;
+                if let Some(cert) = ctx.presented_certificate() {
+                    upstream_request
+                        .insert_header("x-certgate-client-cert", client_cert_header(self, cert))?;
+                }
+            }
+            Some(Outcome::Admit(admission)) => {
+                if let Some(cookies) = headers::cookies_without_certgate(&upstream_request.headers)
+                {
+                    upstream_request.remove_header(&http::header::COOKIE);
+                    for line in cookies {
+                        upstream_request.append_header(http::header::COOKIE, line)?;
+                    }
+                }
+                upstream_request.insert_header("x-certgate-auth", admission.auth.as_str())?;
+                upstream_request.insert_header("x-certgate-org", admission.org.id.as_str())?;
+                match &admission.identity {
+                    Some(identity) => {
+                        upstream_request
+                            .insert_header("x-certgate-user", identity.user.as_str())?;
+                        upstream_request
+                            .insert_header("x-certgate-device", identity.device.as_str())?;
+                        upstream_request.insert_header("x-certgate-mfa", identity.mfa)?;
+                    }
+                    None => {
+                        upstream_request.insert_header("x-certgate-mfa", "none")?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if matches!(ctx.outcome, Some(Outcome::Portal { .. })) {
+            return Ok(());
+        }
+        if let Some(kept) = headers::set_cookies_without_certgate(&upstream_response.headers) {
+            upstream_response.remove_header(&SET_COOKIE);
+            for line in kept {
+                upstream_response.append_header(SET_COOKIE, line)?;
+            }
+        }
+        if let Some(Outcome::Admit(Admission {
+            renew: Some(claims),
+            org,
+            ..
+        })) = &ctx.outcome
+        {
+            // A shared tablet in use: a fresh credential, so it lapses only after the idle
+            // timeout without use.
+            match self.state.credential_key.sign(claims) {
+                Ok(token) => {
+                    upstream_response.append_header(
+                        SET_COOKIE,
+                        format!(
+                            "{}={token}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+                            DEVICE_COOKIE,
+                            org.mfa.group_idle_timeout.as_secs()
+                        ),
+                    )?;
+                }
+                Err(error) => tracing::warn!(%error, "a group credential could not be renewed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// What Pingora logs about a failed request: never the query string, which may hold codes.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        let request = session.req_header();
+        format!("{} {}", request.method, request.uri.path())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some((pool, index)) = &ctx.backend {
+            pool.backends()[*index].mark_down();
+            // Try each other backend once before answering 502.
+            if ctx.attempts < pool.len() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => 0,
+                _ => 500,
+            },
+        };
+        if code == 502 {
+            if let Some(org) = ctx.outcome.as_ref().and_then(Outcome::org) {
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[org.id.as_str()])
+                    .inc();
+            }
+        }
+        // Once the upstream's response has started, an error page would corrupt it.
+        if session.response_written().is_some() {
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
+        if code == 502 {
+            let _ = Self::respond(
+                session,
+                502,
+                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
+                Bytes::from_static(pages::UPSTREAM_DOWN.as_bytes()),
+            )
+            .await;
+        } else if code > 0 {
+            let _ = session.respond_error(code).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
+        let Some(outcome) = &ctx.outcome else {
+            return;
+        };
+        let org = outcome.org().map_or("", |o| o.id.as_str());
+        let decision = outcome.decision().as_str();
+        if let (Outcome::Admit(admission), Some(store)) = (outcome, self.state.store.get()) {
+            if let Some(identity) = &admission.identity {
+                // Off the request path; the store writes it at most once a minute per device.
+                let (store, device, metrics) = (
+                    store.clone(),
+                    identity.device.clone(),
+                    Arc::clone(&self.state.metrics),
+                );
+                let org_id = admission.org.id.clone();
+                tokio::spawn(async move {
+                    if store.touch_device(&org_id, &device).await.is_err() {
+                        metrics
+                            .store_errors
+                            .with_label_values(&[store.backend_name()])
+                            .inc();
+                    }
+                });
+            }
+        }
+        self.state
+            .metrics
+            .requests
+            .with_label_values(&[org, decision])
+            .inc();
+        let elapsed = ctx.started.elapsed();
+        self.state
+            .metrics
+            .request_duration
+            .with_label_values(&[org])
+            .observe(elapsed.as_secs_f64());
+        if self.state.access_log {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let request = session.req_header();
+            let path = request.uri.path();
+            let user = match outcome {
+                Outcome::Admit(a) => a.identity.as_ref().map_or("", |i| i.user.as_str()),
+                _ => "",
+            };
+            tracing::info!(
+                target: "access",
+                client_ip = %ctx.client_ip,
+                host = Self::host_of(request),
+                method = request.method.as_str(),
+                path,
+                status,
+                org,
+                decision,
+                user,
+                upstream = ctx.upstream.as_deref().unwrap_or(""),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+            );
+        }
+    }
+}
+
+fn client_cert_header(gateway: &Gateway, cert: &PresentedCertificate) -> String {
+    let status = match &cert.claims {
+        Some(c)
+            if gateway.state.revocations.load().is_revoked(
+                &c.org,
+                &c.user,
+                &c.device_id,
+                Some(&cert.serial_hex),
+                crate::tls::issued_at(c),
+            ) =>
+        {
+            "revoked"
+        }
+        _ => cert.status.as_str(),
+    };
+    // Status first; the user name is percent-encoded so no value can forge another field.
+    match &cert.claims {
+        Some(c) => format!(
+            "status={status}; serial={}; org={}; device={}; user={}",
+            cert.serial_hex,
+            c.org,
+            c.device_id,
+            percent_encoding::utf8_percent_encode(&c.user, HEADER_VALUE)
+        ),
+        None => format!("status={status}; serial={}", cert.serial_hex),
+    }
+}
+
+/// Characters escaped in a value of `X-Certgate-Client-Cert`.
+const HEADER_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b',')
+    .add(b';')
+    .add(b'=');
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

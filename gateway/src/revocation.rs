@@ -1,0 +1,212 @@
+//! The in-memory revocation set every request consults. It is rebuilt from the durable SQL
+//! record at start and replaced atomically on each change, so lookups take no lock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use certgate_db::{Revocation, RevocationKind};
+use parking_lot::Mutex;
+
+/// How long a revocation is kept: longer than any credential certgate issues can live
+/// (`ca issue-client --lifetime` is capped to the same value).
+pub const REVOCATION_RETENTION_SECS: i64 = 398 * 24 * 3600;
+
+/// Revoked serials, devices and per-account "not valid before" times.
+/// Keyed by organisation first so a lookup borrows the request's strings and allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationSet {
+    serials: HashSet<String>,
+    devices: HashMap<String, HashSet<String>>,
+    accounts: HashMap<String, HashMap<String, i64>>,
+}
+
+impl RevocationSet {
+    pub fn from_records(records: &[Revocation]) -> Self {
+        let mut set = RevocationSet::default();
+        for record in records {
+            set.apply(record);
+        }
+        set
+    }
+
+    pub fn apply(&mut self, record: &Revocation) {
+        match record.kind {
+            RevocationKind::Serial => {
+                self.serials.insert(record.subject.clone());
+            }
+            RevocationKind::Device => {
+                self.devices
+                    .entry(record.org.clone())
+                    .or_default()
+                    .insert(record.subject.clone());
+            }
+            RevocationKind::Account => {
+                let nvb = self
+                    .accounts
+                    .entry(record.org.clone())
+                    .or_default()
+                    .entry(record.subject.clone())
+                    .or_insert(record.revoked_at);
+                *nvb = (*nvb).max(record.revoked_at);
+            }
+        }
+    }
+
+    /// Whether a credential with these facts is revoked. `serial` is lowercase hex without
+    /// colons; `issued_at` is unix seconds.
+    pub fn is_revoked(
+        &self,
+        org: &str,
+        account: &str,
+        device_id: &str,
+        serial: Option<&str>,
+        issued_at: i64,
+    ) -> bool {
+        if serial.is_some_and(|s| self.serials.contains(s)) {
+            return true;
+        }
+        if self.devices.get(org).is_some_and(|d| d.contains(device_id)) {
+            return true;
+        }
+        self.accounts
+            .get(org)
+            .and_then(|accounts| accounts.get(account))
+            // Whole seconds: a credential issued in the second of the revocation is covered.
+            .is_some_and(|revoked_at| issued_at <= *revoked_at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.serials.len()
+            + self.devices.values().map(HashSet::len).sum::<usize>()
+            + self.accounts.values().map(HashMap::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The live set, shared by the proxy, the admin API and the feed.
+///
+/// A reload from SQL reads a snapshot and then replaces the set; a revocation applied while the
+/// snapshot was being read must survive the replacement. Every apply is therefore numbered and
+/// kept until a reload that started after it has replaced the set.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    current: ArcSwap<RevocationSet>,
+    /// Applies not yet covered by a completed reload, with their sequence numbers.
+    recent: Mutex<(u64, Vec<(u64, Revocation)>)>,
+}
+
+/// Where a reload started: applies after this are re-applied onto its snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadMark(u64);
+
+impl Revocations {
+    pub fn new(set: RevocationSet) -> Self {
+        Revocations {
+            current: ArcSwap::from_pointee(set),
+            recent: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    pub fn load(&self) -> arc_swap::Guard<Arc<RevocationSet>> {
+        self.current.load()
+    }
+
+    /// Adds one record (after it is in SQL); writers are rare, so copy-on-write is fine.
+    pub fn apply(&self, record: &Revocation) {
+        let mut recent = self.recent.lock();
+        recent.0 += 1;
+        let sequence = recent.0;
+        recent.1.push((sequence, record.clone()));
+        self.current.rcu(|set| {
+            let mut next = RevocationSet::clone(set);
+            next.apply(record);
+            next
+        });
+    }
+
+    /// Call before reading the SQL snapshot for [`Revocations::replace_since`].
+    pub fn reload_mark(&self) -> ReloadMark {
+        ReloadMark(self.recent.lock().0)
+    }
+
+    /// Replaces the set with a snapshot read after `mark`, keeping what was applied since.
+    pub fn replace_since(&self, mut set: RevocationSet, mark: ReloadMark) {
+        let mut recent = self.recent.lock();
+        // Applied before the mark means written to SQL before the snapshot was read.
+        recent.1.retain(|(sequence, _)| *sequence > mark.0);
+        for (_, record) in &recent.1 {
+            set.apply(record);
+        }
+        self.current.store(Arc::new(set));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_applied_during_a_reload_survives_it() {
+        let live = Revocations::default();
+        let mark = live.reload_mark();
+        // The snapshot is read here, before the new revocation reached SQL…
+        let snapshot = RevocationSet::default();
+        live.apply(&record(RevocationKind::Serial, "", "0a1b", 10));
+        // …and replacing the set with it must not bring the credential back.
+        live.replace_since(snapshot, mark);
+        assert!(live
+            .load()
+            .is_revoked("noord", "anna", "d", Some("0a1b"), 0));
+
+        // A later reload whose snapshot includes it lets the log go.
+        let mark = live.reload_mark();
+        let snapshot =
+            RevocationSet::from_records(&[record(RevocationKind::Serial, "", "0a1b", 10)]);
+        live.replace_since(snapshot, mark);
+        assert!(live.recent.lock().1.is_empty());
+        assert!(live
+            .load()
+            .is_revoked("noord", "anna", "d", Some("0a1b"), 0));
+    }
+
+    fn record(kind: RevocationKind, org: &str, subject: &str, at: i64) -> Revocation {
+        Revocation {
+            id: 1,
+            org: org.into(),
+            kind,
+            subject: subject.into(),
+            reason: "test".into(),
+            revoked_at: at,
+            drop_after: at + REVOCATION_RETENTION_SECS,
+        }
+    }
+
+    #[test]
+    fn serial_device_and_account_revocations() {
+        let set = RevocationSet::from_records(&[
+            record(RevocationKind::Serial, "", "0a1b", 10),
+            record(RevocationKind::Device, "noord", "dev-1", 10),
+            record(RevocationKind::Account, "noord", "anna", 100),
+        ]);
+        assert!(set.is_revoked("zuid", "x", "y", Some("0a1b"), 0));
+        assert!(set.is_revoked("noord", "bob", "dev-1", None, 0));
+        assert!(
+            !set.is_revoked("zuid", "bob", "dev-1", None, 0),
+            "device ids are per organisation"
+        );
+        assert!(set.is_revoked("noord", "anna", "dev-2", None, 99));
+        assert!(
+            set.is_revoked("noord", "anna", "dev-2", None, 100),
+            "issued in the second of the reset"
+        );
+        assert!(
+            !set.is_revoked("noord", "anna", "dev-2", None, 101),
+            "issued after the reset"
+        );
+        assert!(!set.is_revoked("noord", "bob", "dev-2", Some("ffff"), 0));
+    }
+}

@@ -1,0 +1,452 @@
+//! Builds the Pingora server from the configuration: the HTTPS (and optional plain HTTP)
+//! listener, the admin listener and socket, hot reload of policies and certificates, upstream
+//! health checks, and any tasks the caller adds (the portal). Everything fallible happens in
+//! `build`, so a bad configuration is reported before anything listens.
+
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use certgate_certs::{CertificateAuthority, CredentialKey, CredentialVerifier, SecretKeyring};
+use certgate_db::Database;
+use certgate_policies::config::Config;
+use certgate_policies::{FileWatch, PolicyErrors, PolicyHandle};
+use parking_lot::Mutex;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::Listeners;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::admin::{self, AdminState, PeerCheckedListener};
+use crate::client_ip::TrustedProxies;
+use crate::feed;
+use crate::metrics::Metrics;
+use crate::proxy::{unix_now, Gateway, GatewayState};
+use crate::proxy_protocol::ProxyProtocol;
+use crate::revocation::{RevocationSet, Revocations};
+use crate::tls::{
+    self, CertificateResolver, ClientCertificateInspector, LenientClientVerifier,
+    ServerCertificateSource,
+};
+use crate::upstreams::Upstreams;
+use certgate_store::{Store, StoreSettings, SystemClock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Policies(#[from] PolicyErrors),
+    #[error("certificate authority: {0}")]
+    Ca(#[from] certgate_certs::CertificateError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("database: {0}")]
+    Database(#[from] certgate_db::DbError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+type Task = Box<dyn FnOnce(ShutdownWatch) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A one-shot task run as a Pingora background service.
+struct TaskService(Mutex<Option<Task>>);
+
+#[async_trait]
+impl BackgroundService for TaskService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let task = self.0.lock().take();
+        if let Some(task) = task {
+            task(shutdown).await;
+        }
+    }
+}
+
+/// A configured gateway, ready to run.
+pub struct GatewayServer {
+    server: Server,
+    state: Arc<GatewayState>,
+    control: Arc<AdminState>,
+}
+
+impl GatewayServer {
+    pub fn build(config: &Config) -> Result<Self, ServeError> {
+        // One process-wide TLS provider for the listener, upstreams and `rediss://`.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Setup(e.to_string()))?);
+        let policies = Arc::new(PolicyHandle::new(&config.policies.dir)?);
+        metrics.policy_last_reload.set(unix_now() as f64);
+
+        let ca = CertificateAuthority::open(&config.ca.dir)?;
+        metrics
+            .ca_not_after
+            .set(ca.issuing_not_after().unix_timestamp() as f64);
+        // The issuing CA is an anchor too, so a client that sends only its leaf is still known.
+        let mut anchors = ca.trust_anchor_ders().to_vec();
+        anchors.push(ca.issuing_der().clone());
+        let client_verifier = tls::client_verifier(&anchors)?;
+
+        std::fs::create_dir_all(&config.data.dir)
+            .map_err(|e| ServeError::Setup(format!("{}: {e}", config.data.dir.display())))?;
+        let credential_key =
+            CredentialKey::load_or_create(&config.data.dir.join("credential.key"))?;
+        let tokens = Arc::new(CredentialVerifier::new([&credential_key]));
+
+        let revocations = Arc::new(Revocations::new(load_revocations(config)?));
+        let resolver = Arc::new(CertificateResolver::new(
+            config
+                .server
+                .certificates
+                .iter()
+                .map(|c| ServerCertificateSource {
+                    hosts: c.hosts.clone(),
+                    cert: c.cert.clone(),
+                    key: c.key.clone(),
+                })
+                .collect(),
+        )?);
+        let upstreams = Arc::new(Upstreams::new(&policies.current()));
+
+        let state = Arc::new(GatewayState {
+            policies: Arc::clone(&policies),
+            revocations: Arc::clone(&revocations),
+            tokens,
+            credential_key,
+            upstreams: Arc::clone(&upstreams),
+            metrics: Arc::clone(&metrics),
+            // Behind a PROXY-protocol balancer the header names the client; X-Forwarded-For
+            // would come from the client itself.
+            trusted_proxies: if config.server.proxy_protocol {
+                TrustedProxies::default()
+            } else {
+                TrustedProxies::new(config.server.trusted_proxies.clone())
+            },
+            portal_addr: config.portal.listen,
+            gateway_secret: random_secret(),
+            https_port: config.server.https_listen.port(),
+            connect_timeout: config.server.upstream_connect_timeout,
+            read_timeout: config.server.upstream_read_timeout,
+            store: Arc::new(tokio::sync::OnceCell::new()),
+            access_log: matches!(
+                config.server.access_log,
+                certgate_policies::config::AccessLog::Json
+            ),
+        });
+
+        let conf = ServerConf {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // Pingora keeps serving requests in flight for the grace period after SIGTERM (while
+            // /readyz says 503), then gives the runtimes a last second.
+            grace_period_seconds: Some(config.server.shutdown_grace.as_secs().saturating_sub(1)),
+            graceful_shutdown_timeout_seconds: Some(1),
+            pid_file: config.data.dir.join("certgate.pid").display().to_string(),
+            upgrade_sock: config.data.dir.join("upgrade.sock").display().to_string(),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let inspector =
+            ClientCertificateInspector::new(Arc::clone(&client_verifier), Arc::clone(&metrics));
+        let mut settings = TlsSettings::with_callbacks(Box::new(inspector))
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        settings.set_cert_resolver(Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>);
+        settings.set_client_cert_verifier(Arc::new(LenientClientVerifier::new(client_verifier)));
+        settings.enable_h2();
+        let mut listeners = Listeners::new();
+        listeners.add_tls_with_settings(&config.server.https_listen.to_string(), None, settings);
+        if let Some(http) = config.server.http_listen {
+            listeners.add_tcp(&http.to_string());
+        }
+        if config.server.proxy_protocol {
+            let trusted = TrustedProxies::new(config.server.trusted_proxies.clone());
+            listeners.set_pre_tls_callback(Arc::new(ProxyProtocol::new(trusted)));
+        }
+        let app = pingora::proxy::http_proxy(
+            &server.configuration,
+            Gateway {
+                state: Arc::clone(&state),
+            },
+        );
+        let proxy = pingora::services::listening::Service::with_listeners(
+            "certgate gateway".into(),
+            listeners,
+            app,
+        );
+        server.add_service(proxy);
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let keyring_path = config.data.dir.join("secrets.key");
+        let keyring = SecretKeyring::load_or_create(&keyring_path)?;
+        let control = Arc::new(AdminState {
+            keyring: Arc::new(parking_lot::RwLock::new(keyring)),
+            keyring_path,
+            events: std::sync::OnceLock::new(),
+            metrics: Arc::clone(&metrics),
+            revocations,
+            database: tokio::sync::OnceCell::new(),
+            store: Arc::clone(&state.store),
+            ready: Arc::clone(&ready),
+            policies: Arc::clone(&state.policies),
+        });
+        let mut gateway = GatewayServer {
+            server,
+            state,
+            control: Arc::clone(&control),
+        };
+        gateway.add_admin(config, control)?;
+        gateway.add_reload(policies, resolver, upstreams.clone(), metrics);
+        gateway.add_task("upstream health", move |mut shutdown| {
+            Box::pin(async move {
+                loop {
+                    upstreams.check_health(Duration::from_secs(2)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            })
+        });
+        Ok(gateway)
+    }
+
+    /// The per-process secret the portal uses to believe the gateway's headers.
+    pub fn gateway_secret(&self) -> &str {
+        &self.state.gateway_secret
+    }
+
+    /// What the portal shares with the gateway: policies, database and store (set once they
+    /// open), metrics, and the revocation path.
+    pub fn control(&self) -> Arc<AdminState> {
+        Arc::clone(&self.control)
+    }
+
+    /// Runs `task` beside the proxy; it should return once `shutdown` changes.
+    pub fn add_task(
+        &mut self,
+        name: &str,
+        task: impl FnOnce(ShutdownWatch) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
+    ) {
+        let service = TaskService(Mutex::new(Some(Box::new(task))));
+        self.server.add_service(background_service(name, service));
+    }
+
+    /// Serves until SIGTERM (graceful, within `shutdown_grace`) or SIGINT; exits the process.
+    pub fn run(self) {
+        self.server.run_forever();
+    }
+
+    fn add_admin(&mut self, config: &Config, state: Arc<AdminState>) -> Result<(), ServeError> {
+        let token = match &config.server.admin_token_file {
+            Some(path) => Some(Arc::new(
+                admin::read_token_file(path).map_err(ServeError::Setup)?,
+            )),
+            None => None,
+        };
+        let socket_path = config.server.admin_socket.clone();
+        let admin_listen = config.server.admin_listen;
+        let database_url = config.database.url.clone().unwrap_or_default();
+        let store_settings = StoreSettings {
+            redis_url: config.store.redis_url.clone().unwrap_or_default(),
+            key_prefix: config.store.key_prefix.clone(),
+            sentinel_master: config.store.sentinel_master.clone(),
+            ..StoreSettings::default()
+        };
+        let data_dir = config.data.dir.clone();
+        self.add_task("admin", move |mut shutdown| {
+            Box::pin(async move {
+                let ready = Arc::clone(&state.ready);
+                let mut serving = true;
+                match PeerCheckedListener::bind(&socket_path) {
+                    Ok(listener) => {
+                        tokio::spawn(axum::serve(listener, admin::socket_router(Arc::clone(&state))).into_future());
+                    }
+                    Err(e) => {
+                        serving = false;
+                        tracing::error!(socket = %socket_path.display(), error = %e, "cannot open the admin socket");
+                    }
+                }
+                if let Some(addr) = admin_listen {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(listener) => {
+                            let router = admin::listener_router(Arc::clone(&state), token);
+                            tokio::spawn(axum::serve(listener, router).into_future());
+                        }
+                        Err(e) => {
+                            serving = false;
+                            tracing::error!(%addr, error = %e, "cannot open the admin listener");
+                        }
+                    }
+                }
+                ready.store(serving, Ordering::Relaxed);
+                // The listeners stay up until the runtime stops, so /readyz answers 503 while
+                // requests in flight finish.
+                let open_database = async {
+                    loop {
+                        match Database::open(&database_url, &data_dir).await {
+                            Ok(db) => {
+                                let _ = state.database.set(db.clone());
+                                return db;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "admin API waits for the database");
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                            }
+                        }
+                    }
+                };
+                let follow_changes = async {
+                    let database = open_database.await;
+                    // Opening fails only for a malformed URL, which `certgate check` reports.
+                    match Store::open(&store_settings, Arc::new(SystemClock)).await {
+                        Ok(store) => {
+                            let _ = state.store.set(store.clone());
+                            feed::follow(
+                                store,
+                                database,
+                                Arc::clone(&state.revocations),
+                                Arc::clone(&state.metrics),
+                            )
+                            .await;
+                        }
+                        Err(error) => tracing::error!(%error, "cannot open the shared store"),
+                    }
+                    std::future::pending::<()>().await;
+                };
+                tokio::select! {
+                    _ = follow_changes => {}
+                    _ = shutdown.changed() => {}
+                }
+                ready.store(false, Ordering::Relaxed);
+            })
+        });
+        Ok(())
+    }
+
+    fn add_reload(
+        &mut self,
+        policies: Arc<PolicyHandle>,
+        resolver: Arc<CertificateResolver>,
+        upstreams: Arc<Upstreams>,
+        metrics: Arc<Metrics>,
+    ) {
+        let reloader = Arc::new(Reloader {
+            running: Mutex::new(()),
+            policies,
+            resolver,
+            upstreams,
+            metrics,
+        });
+        self.add_task("reload", move |mut shutdown| {
+            Box::pin(async move {
+                let watch = {
+                    let paths = Arc::clone(&reloader);
+                    let on_change = Arc::clone(&reloader);
+                    FileWatch::start(
+                        Duration::from_millis(400),
+                        move || paths.watched_paths(),
+                        move || on_change.run(),
+                    )
+                };
+                if let Err(e) = &watch {
+                    tracing::error!(error = %e, "cannot watch policy and certificate files; SIGHUP still reloads");
+                }
+                let mut hangup = match signal(SignalKind::hangup()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGHUP");
+                        let _ = shutdown.changed().await;
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        _ = hangup.recv() => {
+                            tracing::info!("SIGHUP: reloading policies and certificates");
+                            let reloader = Arc::clone(&reloader);
+                            let _ = tokio::task::spawn_blocking(move || reloader.run()).await;
+                        }
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                drop(watch);
+            })
+        });
+    }
+}
+
+/// Reloads policies and server certificates together, keeping the previous set of either on
+/// error.
+struct Reloader {
+    /// The file watch and SIGHUP may fire together; one reload at a time.
+    running: Mutex<()>,
+    policies: Arc<PolicyHandle>,
+    resolver: Arc<CertificateResolver>,
+    upstreams: Arc<Upstreams>,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    fn watched_paths(&self) -> Vec<PathBuf> {
+        let mut paths = self.policies.watched_paths();
+        paths.extend(self.resolver.watched_paths());
+        paths
+    }
+
+    fn run(&self) {
+        let _one_at_a_time = self.running.lock();
+        let mut ok = true;
+        match self.policies.reload() {
+            Ok(set) => {
+                self.upstreams.rebuild(&set);
+                self.metrics.policy_last_reload.set(unix_now() as f64);
+                tracing::info!(
+                    organisations = set.organisations().count(),
+                    "policies reloaded"
+                );
+            }
+            Err(errors) => {
+                ok = false;
+                for error in &errors.0 {
+                    tracing::error!(%error, "policy reload failed; keeping the previous policies");
+                }
+            }
+        }
+        if let Err(error) = self.resolver.reload() {
+            ok = false;
+            tracing::error!(%error, "certificate reload failed; keeping the previous certificates");
+        }
+        let result = if ok { "ok" } else { "error" };
+        self.metrics
+            .policy_reloads
+            .with_label_values(&[result])
+            .inc();
+    }
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The durable revocation record, read before anything listens.
+fn load_revocations(config: &Config) -> Result<RevocationSet, ServeError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    runtime.block_on(async {
+        let db = Database::open(
+            config.database.url.as_deref().unwrap_or_default(),
+            &config.data.dir,
+        )
+        .await?;
+        let records = db.live_revocations(unix_now()).await?;
+        db.close().await;
+        Ok(RevocationSet::from_records(&records))
+    })
+}

@@ -1,0 +1,462 @@
+//! Account administration for operators (`certgate user …`) on the admin API. The CLI hashes
+//! passwords itself, so a password never crosses the socket; disabling an account or resetting
+//! its MFA refuses every credential issued until then on every instance.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use certgate_db::{Account, AccountKind, AuditEntry, NewAccount, NewRevocation, RevocationKind};
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{record_revocation, AdminError, AdminState};
+use crate::proxy::unix_now;
+use crate::revocation::REVOCATION_RETENTION_SECS;
+
+/// An account change the user should hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// A welcome e-mail (no activation link: the user sets a password through "forgot").
+    Created,
+    MfaReset,
+    PasswordChanged,
+}
+
+/// Sends the notices (the portal, which has the mail settings and the words).
+pub trait AccountEvents: Send + Sync {
+    fn changed(&self, account: &Account, event: AccountEvent);
+}
+
+fn tell(state: &AdminState, account: &Account, event: AccountEvent) {
+    if let Some(events) = state.events.get() {
+        events.changed(account, event);
+    }
+}
+
+pub(crate) fn router() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/api/v1/users", post(add).get(list))
+        .route("/api/v1/users/{org}/{login}", get(show))
+        .route("/api/v1/users/{org}/{login}/devices", get(devices))
+        .route("/api/v1/users/{org}/{login}/disable", post(disable))
+        .route("/api/v1/users/{org}/{login}/enable", post(enable))
+        .route("/api/v1/users/{org}/{login}/reset-mfa", post(reset_mfa))
+        .route("/api/v1/users/{org}/{login}/password", put(set_password))
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUser {
+    pub org: String,
+    pub username: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub mobile: Option<String>,
+    /// `personal` (default) or `group`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `PUT …/password`: a PHC argon2id hash made by the caller.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    pub password_hash: String,
+}
+
+/// An account as the API shows it: no secrets.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub org: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub kind: String,
+    pub roles: Vec<String>,
+    pub mfa_method: Option<String>,
+    pub mfa_enrolled: bool,
+    pub has_password: bool,
+    pub last_login: Option<i64>,
+    pub disabled: bool,
+}
+
+impl From<&Account> for UserView {
+    fn from(a: &Account) -> Self {
+        UserView {
+            id: a.id.clone(),
+            org: a.org.clone(),
+            username: a.username.clone(),
+            display_name: a.display_name.clone(),
+            email: a.email.clone(),
+            mobile: a.mobile.clone(),
+            kind: a.kind.as_str().to_owned(),
+            roles: a.roles.clone(),
+            mfa_method: a.mfa_method.map(|m| m.as_str().to_owned()),
+            mfa_enrolled: a.mfa_enrolled,
+            has_password: a.password_hash.is_some(),
+            last_login: a.last_login,
+            disabled: a.disabled,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OrgQuery {
+    org: String,
+}
+
+fn internal(e: certgate_db::DbError) -> AdminError {
+    AdminError::Internal(e.to_string())
+}
+
+fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
+    match state.policies.current().organisation(org) {
+        Some(_) => Ok(()),
+        None => Err(AdminError::NotFound(format!(
+            "no organisation {org:?} in the policies"
+        ))),
+    }
+}
+
+/// Checks what an operator typed before anything is written.
+pub fn validate_new_user(request: &AddUser) -> Result<NewAccount, String> {
+    let username = request.username.trim();
+    if username.is_empty()
+        || username.chars().count() > 64
+        || username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err("the user name must be 1 to 64 characters without spaces".into());
+    }
+    if request.display_name.trim().is_empty() || request.display_name.chars().count() > 100 {
+        return Err("the display name must be 1 to 100 characters".into());
+    }
+    let email = request
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(email) = email {
+        let valid = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !email.contains(char::is_whitespace)
+        });
+        if !valid || email.len() > 254 {
+            return Err(format!("{email:?} is not an e-mail address"));
+        }
+    }
+    let mobile = request
+        .mobile
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    if let Some(mobile) = mobile {
+        let digits = mobile.strip_prefix('+').unwrap_or(mobile);
+        if !mobile.starts_with('+')
+            || digits.len() < 8
+            || digits.len() > 15
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "{mobile:?} is not a mobile number in international form (+31612345678)"
+            ));
+        }
+    }
+    let kind = match request.kind.as_deref().unwrap_or("personal") {
+        "personal" => AccountKind::Personal,
+        "group" => AccountKind::Group,
+        other => return Err(format!("kind {other:?} is not personal or group")),
+    };
+    if let Some(role) = request.roles.iter().find(|r| {
+        r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }) {
+        return Err(format!(
+            "role {role:?} may hold only letters, digits, - and _"
+        ));
+    }
+    Ok(NewAccount {
+        org: request.org.clone(),
+        username: username.to_owned(),
+        display_name: request.display_name.trim().to_owned(),
+        email: email.map(str::to_owned),
+        mobile: mobile.map(str::to_owned),
+        kind,
+        roles: request.roles.clone(),
+    })
+}
+
+/// A new account id: 128 random bits.
+pub fn new_account_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+async fn audit(state: &AdminState, org: &str, action: &str, subject: &str) {
+    let entry = AuditEntry {
+        org: org.to_owned(),
+        at: unix_now(),
+        actor: "operator (admin API)".into(),
+        action: action.into(),
+        subject: subject.into(),
+        ip: String::new(),
+        detail: String::new(),
+    };
+    if let Ok(db) = state.database() {
+        if let Err(error) = db.append_audit(&entry).await {
+            tracing::error!(%error, action, "cannot write the audit log");
+        }
+    }
+}
+
+async fn add(
+    State(state): State<Arc<AdminState>>,
+    Json(request): Json<AddUser>,
+) -> Result<Json<UserView>, AdminError> {
+    known_org(&state, &request.org)?;
+    let new = validate_new_user(&request).map_err(AdminError::BadRequest)?;
+    let account = state
+        .database()?
+        .create_account(&new, &new_account_id(), unix_now())
+        .await
+        .map_err(|e| match e {
+            certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
+            other => internal(other),
+        })?;
+    audit(&state, &account.org, "user.add", &account.username).await;
+    tell(&state, &account, AccountEvent::Created);
+    Ok(Json(UserView::from(&account)))
+}
+
+/// A credential issued to one of an account's devices.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub kind: String,
+    pub trust: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_seen: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub ip: String,
+}
+
+impl From<&certgate_db::Device> for DeviceView {
+    fn from(d: &certgate_db::Device) -> Self {
+        DeviceView {
+            id: d.id.clone(),
+            kind: match d.kind {
+                certgate_db::DeviceKind::Browser => "browser",
+                certgate_db::DeviceKind::Certificate => "certificate",
+            }
+            .to_owned(),
+            trust: match d.trust {
+                certgate_db::DeviceTrust::Session => "session",
+                certgate_db::DeviceTrust::Trusted => "trusted",
+                certgate_db::DeviceTrust::Group => "group",
+            }
+            .to_owned(),
+            created_at: d.created_at,
+            expires_at: d.expires_at,
+            last_seen: d.last_seen,
+            revoked_at: d.revoked_at,
+            ip: d.ip.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/users/{org}/{login}/devices`: the account's credentials, newest first. The
+/// last-seen time is the store's (the gateway's registry) when it is newer than SQL's.
+async fn devices(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<Json<Vec<DeviceView>>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    let mut devices = state
+        .database()?
+        .devices(&org, &account.id)
+        .await
+        .map_err(internal)?;
+    if let Some(store) = state.store.get() {
+        for device in &mut devices {
+            if let Ok(Some(seen)) = store.last_seen(&org, &device.id).await {
+                device.last_seen = Some(device.last_seen.map_or(seen, |s| s.max(seen)));
+            }
+        }
+    }
+    devices.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+    Ok(Json(devices.iter().map(DeviceView::from).collect()))
+}
+
+async fn list(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<OrgQuery>,
+) -> Result<Json<Vec<UserView>>, AdminError> {
+    known_org(&state, &query.org)?;
+    let accounts = state
+        .database()?
+        .accounts(&query.org)
+        .await
+        .map_err(internal)?;
+    Ok(Json(accounts.iter().map(UserView::from).collect()))
+}
+
+async fn find(state: &AdminState, org: &str, login: &str) -> Result<Account, AdminError> {
+    known_org(state, org)?;
+    state
+        .database()?
+        .find_account(org, login)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| AdminError::NotFound(format!("no account {login:?} in {org}")))
+}
+
+async fn show(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<Json<UserView>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    Ok(Json(UserView::from(&account)))
+}
+
+/// Refuses every credential of the account issued until now, on every instance.
+async fn revoke_account(
+    state: &AdminState,
+    account: &Account,
+    reason: &str,
+) -> Result<(), AdminError> {
+    let now = unix_now();
+    let new = NewRevocation {
+        org: account.org.clone(),
+        kind: RevocationKind::Account,
+        subject: account.username.clone(),
+        reason: reason.to_owned(),
+        revoked_at: now,
+        drop_after: now + REVOCATION_RETENTION_SECS,
+    };
+    record_revocation(state, &new, reason).await.map(|_| ())
+}
+
+/// After a change to `account`: refuse its credentials when asked, write the audit log, and
+/// answer with the account as it is stored now.
+async fn after_change(
+    state: &AdminState,
+    account: &Account,
+    action: &str,
+    revoke_reason: Option<&str>,
+) -> Result<Json<UserView>, AdminError> {
+    if let Some(reason) = revoke_reason {
+        revoke_account(state, account, reason).await?;
+    }
+    audit(state, &account.org, action, &account.username).await;
+    let stored = state
+        .database()?
+        .account(&account.org, &account.id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| AdminError::NotFound(format!("account {:?} is gone", account.username)))?;
+    Ok(Json(UserView::from(&stored)))
+}
+
+async fn disable(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<Json<UserView>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    let db = state.database()?;
+    db.set_disabled(&org, &account.id, true, unix_now())
+        .await
+        .map_err(internal)?;
+    after_change(&state, &account, "user.disable", Some("disabled")).await
+}
+
+async fn enable(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<Json<UserView>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    let db = state.database()?;
+    db.set_disabled(&org, &account.id, false, unix_now())
+        .await
+        .map_err(internal)?;
+    after_change(&state, &account, "user.enable", None).await
+}
+
+async fn reset_mfa(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<Json<UserView>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    let db = state.database()?;
+    db.reset_mfa(&org, &account.id, unix_now())
+        .await
+        .map_err(internal)?;
+    tell(&state, &account, AccountEvent::MfaReset);
+    after_change(&state, &account, "user.reset_mfa", Some("mfa_reset")).await
+}
+
+async fn set_password(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+    Json(request): Json<SetPassword>,
+) -> Result<Json<UserView>, AdminError> {
+    // Only hashes in certgate's own format are stored.
+    if !request.password_hash.starts_with("$argon2id$v=19$") || request.password_hash.len() > 256 {
+        return Err(AdminError::BadRequest(
+            "password_hash must be an argon2id PHC string".into(),
+        ));
+    }
+    let account = find(&state, &org, &login).await?;
+    let db = state.database()?;
+    db.set_password_hash(&org, &account.id, &request.password_hash)
+        .await
+        .map_err(internal)?;
+    tell(&state, &account, AccountEvent::PasswordChanged);
+    after_change(&state, &account, "user.set_password", None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(username: &str, email: Option<&str>, mobile: Option<&str>) -> AddUser {
+        AddUser {
+            org: "noord".into(),
+            username: username.into(),
+            display_name: "Anna".into(),
+            email: email.map(Into::into),
+            mobile: mobile.map(Into::into),
+            kind: None,
+            roles: vec!["admin".into()],
+        }
+    }
+
+    #[test]
+    fn new_users_are_checked_before_anything_is_written() {
+        assert!(validate_new_user(&request(
+            "anna@noord.example",
+            Some("anna@noord.example"),
+            Some("+31612345678")
+        ))
+        .is_ok());
+        assert!(validate_new_user(&request("", None, None)).is_err());
+        assert!(validate_new_user(&request("an na", None, None)).is_err());
+        assert!(validate_new_user(&request("anna", Some("not-an-address"), None)).is_err());
+        assert!(validate_new_user(&request("anna", None, Some("0612345678"))).is_err());
+        let mut group = request("tablet-1", None, None);
+        group.kind = Some("kiosk".into());
+        assert!(validate_new_user(&group).is_err());
+    }
+}

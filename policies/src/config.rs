@@ -1,0 +1,708 @@
+//! The model of `certgate.toml`: every section parsed into typed values with defaults, relative
+//! paths resolved against the file's directory, and every problem reported at once with its
+//! line and key, like the policy files.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr};
+use crate::duration::duration_setting;
+use crate::endpoint::{parse_http_url, parse_url};
+use crate::error::{PolicyError, PolicyErrors};
+use crate::walk::{one_of, Document, TableWalker};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file, as given to [`Config::load`].
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub policies: PoliciesConfig,
+    pub data: DataConfig,
+    pub ca: CaConfig,
+    pub portal: PortalConfig,
+    pub store: StoreConfig,
+    pub database: DatabaseConfig,
+    /// `None` when `mail.smtp_url` is empty or absent: no mail can be sent.
+    pub mail: Option<MailConfig>,
+    /// `None` when there is no `[sms]` section: no SMS can be sent.
+    pub sms: Option<SmsConfig>,
+    pub limits: LimitsConfig,
+    pub development: DevelopmentConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Default `0.0.0.0:8443`, so a first start needs no root and no edit.
+    pub https_listen: SocketAddr,
+    /// Plain HTTP listener that redirects to HTTPS; off unless set.
+    pub http_listen: Option<SocketAddr>,
+    /// Metrics, health and the token-protected admin API. Default `127.0.0.1:9100`; `""` turns
+    /// it off.
+    pub admin_listen: Option<SocketAddr>,
+    /// The CLI's admin socket. Default `<data dir>/admin.sock`.
+    pub admin_socket: PathBuf,
+    /// File holding the bearer token of the admin listener's API; without it that API is off.
+    pub admin_token_file: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` / PROXY header is believed; empty by default.
+    pub trusted_proxies: Vec<IpNet>,
+    pub proxy_protocol: bool,
+    pub shutdown_grace: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_read_timeout: Duration,
+    pub access_log: AccessLog,
+    /// Never empty; the first is the default when no SNI name matches.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessLog {
+    Json,
+    Off,
+}
+
+/// One `[[server.certificates]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateConfig {
+    /// Lowercased SNI names; `*.example.org` covers one label.
+    pub hosts: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoliciesConfig {
+    /// Default `policies`.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataConfig {
+    /// Default `data`: keys, the SQLite file, the admin socket.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaConfig {
+    /// Default `ca`.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalConfig {
+    /// Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `None`: state in this process's memory (one instance only). May hold a password: log
+    /// the host, not this.
+    pub redis_url: Option<String>,
+    /// Default `certgate:`.
+    pub key_prefix: String,
+    /// Required with `redis+sentinel://` URLs.
+    pub sentinel_master: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `None`: SQLite in the data directory; otherwise `postgres://…` or `sqlite:…`. May hold
+    /// a password: log the host, not this.
+    pub url: Option<String>,
+}
+
+/// A URL with any `user:password@` part replaced, for debug output.
+fn without_credentials(url: &Option<String>) -> Option<String> {
+    url.as_ref()
+        .map(|url| match (url.split_once("://"), url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+            _ => url.clone(),
+        })
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("redis_url", &without_credentials(&self.redis_url))
+            .field("key_prefix", &self.key_prefix)
+            .field("sentinel_master", &self.sentinel_master)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &without_credentials(&self.url))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    pub smtp_url: String,
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+}
+
+/// How the SMTP connection is protected, from the URL scheme and `starttls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmtpSecurity {
+    /// `smtps://`: TLS from the first byte (default port 465).
+    Tls,
+    /// `smtp://` with `starttls = true` (default port 587).
+    StartTls,
+    /// `smtp://` without TLS (default port 25): a local relay or a test sink.
+    Plain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsConfig {
+    /// POSTs each message to `url`, with the bearer token read from `token_file`.
+    Webhook {
+        url: String,
+        token_file: Option<PathBuf>,
+    },
+    /// Writes codes to the log; only with `development.enabled`.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Default 5 per 15 minutes.
+    pub password_failures_per_pair: RateLimit,
+    /// Default 30 per 15 minutes.
+    pub password_failures_per_ip: RateLimit,
+    /// Default 5.
+    pub code_failures_per_code: u32,
+    /// Default 5 per 15 minutes.
+    pub codes_sent_per_account: RateLimit,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            password_failures_per_pair: FIVE_PER_QUARTER_HOUR,
+            password_failures_per_ip: THIRTY_PER_QUARTER_HOUR,
+            code_failures_per_code: 5,
+            codes_sent_per_account: FIVE_PER_QUARTER_HOUR,
+        }
+    }
+}
+
+/// `"<count>/<window>"`, e.g. `"5/15m"`: at most `count` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl RateLimit {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid =
+            || format!("{text:?} is not a rate limit (<count>/<duration>, e.g. \"5/15m\")");
+        let (count, window) = text.split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.parse().map_err(|_| invalid())?;
+        if count == 0 {
+            return Err(format!("{text:?} must allow at least one event"));
+        }
+        let window = duration_setting(window, false)?;
+        Ok(Self { count, window })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DevelopmentConfig {
+    pub enabled: bool,
+}
+
+const FIVE_PER_QUARTER_HOUR: RateLimit = RateLimit {
+    count: 5,
+    window: Duration::from_secs(15 * 60),
+};
+
+const THIRTY_PER_QUARTER_HOUR: RateLimit = RateLimit {
+    count: 30,
+    window: Duration::from_secs(15 * 60),
+};
+
+impl Config {
+    /// Reads and checks `path`; relative paths in it are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, PolicyErrors> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            PolicyErrors::from(PolicyError::new(
+                path,
+                None,
+                "",
+                format!("cannot read: {error}"),
+            ))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, PolicyErrors> {
+        let doc = Document::new(path, text);
+        let Some(table) = doc.parse(text) else {
+            return Err(PolicyErrors(doc.into_errors()));
+        };
+        let base = path.parent().unwrap_or(Path::new(""));
+        let config = {
+            let mut root = doc.root(&table);
+            let config = parse_config(&mut root, path, base);
+            root.finish();
+            config
+        };
+        let errors = doc.into_errors();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(PolicyErrors::sorted(errors))
+        }
+    }
+
+    /// Things that are allowed but that an operator should know about, for `certgate check`
+    /// and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.development.enabled {
+            warnings.push(
+                "development.enabled = true: development conveniences are on (SMS codes go to \
+                 the log); do not run this in production"
+                    .to_owned(),
+            );
+        }
+        if self.store.redis_url.is_none() {
+            warnings.push(
+                "store.redis_url is empty: sessions and rate limits live in this process's \
+                 memory; run only one instance"
+                    .to_owned(),
+            );
+        }
+        if self.mail.is_none() {
+            warnings.push(
+                "mail.smtp_url is empty: e-mail codes and notifications cannot be sent".to_owned(),
+            );
+        }
+        if self.sms.is_none() {
+            warnings.push("no [sms] section: SMS codes cannot be sent".to_owned());
+        }
+        if self
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.prefix_len() == 0)
+        {
+            warnings.push(
+                "server.trusted_proxies contains a /0 network: every client can choose its own \
+                 address with X-Forwarded-For"
+                    .to_owned(),
+            );
+        }
+        if !self.portal.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "portal.listen = {}: the portal is meant to be reached only through the gateway",
+                self.portal.listen
+            ));
+        }
+        warnings
+    }
+}
+
+fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Config {
+    let mut dir_of = |section: &'static str| {
+        let mut table = root.section(section);
+        let dir = table.non_empty_str("dir").map(|(_, dir)| base.join(dir));
+        table.finish();
+        dir.unwrap_or_else(|| base.join(section))
+    };
+    let data = DataConfig {
+        dir: dir_of("data"),
+    };
+    let ca = CaConfig { dir: dir_of("ca") };
+    let policies = PoliciesConfig {
+        dir: dir_of("policies"),
+    };
+
+    let mut table = root.section("server");
+    let server = parse_server(&mut table, base, &data);
+    table.finish();
+
+    let mut table = root.section("portal");
+    let portal = PortalConfig {
+        listen: table
+            .parsed("listen", parse_socket_addr)
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090)),
+    };
+    table.finish();
+
+    let mut table = root.section("store");
+    let store = parse_store(&mut table);
+    table.finish();
+
+    let mut table = root.section("database");
+    let database = DatabaseConfig {
+        url: table.non_empty_str("url").and_then(|(field, url)| {
+            field.parsed(|_| {
+                let known = ["postgres://", "postgresql://", "sqlite:"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme));
+                if known {
+                    Ok(url.to_owned())
+                } else {
+                    Err(format!("{url:?} is not a postgres:// or sqlite: URL"))
+                }
+            })
+        }),
+    };
+    table.finish();
+
+    let mut table = root.section("development");
+    let development = DevelopmentConfig {
+        enabled: table.bool_or("enabled", false),
+    };
+    table.finish();
+
+    let mut table = root.section("mail");
+    let mail = parse_mail(&mut table, base);
+    table.finish();
+
+    let sms = root.table("sms").and_then(|mut table| {
+        let sms = parse_sms(&mut table, base, development.enabled);
+        table.finish();
+        sms
+    });
+
+    let mut table = root.section("limits");
+    let limits = LimitsConfig {
+        password_failures_per_pair: table
+            .parsed("password_failures_per_pair", RateLimit::parse)
+            .unwrap_or(FIVE_PER_QUARTER_HOUR),
+        password_failures_per_ip: table
+            .parsed("password_failures_per_ip", RateLimit::parse)
+            .unwrap_or(THIRTY_PER_QUARTER_HOUR),
+        code_failures_per_code: table
+            .field("code_failures_per_code")
+            .and_then(|field| {
+                let count = u32::try_from(field.integer()?)
+                    .ok()
+                    .filter(|count| *count > 0);
+                if count.is_none() {
+                    field.error("must be a positive whole number");
+                }
+                count
+            })
+            .unwrap_or(5),
+        codes_sent_per_account: table
+            .parsed("codes_sent_per_account", RateLimit::parse)
+            .unwrap_or(FIVE_PER_QUARTER_HOUR),
+    };
+    table.finish();
+
+    Config {
+        source: path.to_owned(),
+        server,
+        policies,
+        data,
+        ca,
+        portal,
+        store,
+        database,
+        mail,
+        sms,
+        limits,
+        development,
+    }
+}
+
+fn parse_server(table: &mut TableWalker<'_, '_>, base: &Path, data: &DataConfig) -> ServerConfig {
+    let optional_addr = |table: &mut TableWalker<'_, '_>, name, default: Option<SocketAddr>| {
+        match table.str(name) {
+            None => default,
+            Some((_, "")) => None,
+            Some((field, text)) => field.parsed(|_| parse_socket_addr(text)),
+        }
+    };
+    let timeout = |table: &mut TableWalker<'_, '_>, name, default_secs| {
+        table
+            .parsed(name, |text| duration_setting(text, false))
+            .unwrap_or(Duration::from_secs(default_secs))
+    };
+    let https_listen = table
+        .parsed("https_listen", parse_socket_addr)
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8443));
+    let http_listen = optional_addr(table, "http_listen", None);
+    let admin_listen = optional_addr(
+        table,
+        "admin_listen",
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100)),
+    );
+    let admin_socket = table
+        .non_empty_str("admin_socket")
+        .map(|(_, socket)| base.join(socket))
+        .unwrap_or_else(|| data.dir.join("admin.sock"));
+    let admin_token_file = table
+        .non_empty_str("admin_token_file")
+        .map(|(_, file)| base.join(file));
+    let trusted_proxies = table
+        .strings("trusted_proxies")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(field, text)| {
+            let net = parse_ip_or_cidr(text);
+            if net.is_none() {
+                field.error(not_an_ip_message(text));
+            }
+            net
+        })
+        .collect();
+    let proxy_protocol = table.bool_or("proxy_protocol", false);
+    let shutdown_grace = table
+        .parsed("shutdown_grace", |text| duration_setting(text, true))
+        .unwrap_or(Duration::from_secs(10));
+    let upstream_connect_timeout = timeout(table, "upstream_connect_timeout", 3);
+    let upstream_read_timeout = timeout(table, "upstream_read_timeout", 60);
+    let access_log = table
+        .parsed("access_log", |text| {
+            one_of(text, &[("json", AccessLog::Json), ("off", AccessLog::Off)])
+        })
+        .unwrap_or(AccessLog::Json);
+
+    let mut certificates = Vec::new();
+    let entries = table.tables("certificates");
+    let listed = !entries.is_empty();
+    for mut entry in entries {
+        if let Some(certificate) = parse_certificate(&mut entry, base) {
+            certificates.push(certificate);
+        }
+        entry.finish();
+    }
+    if !listed {
+        table.doc().error(
+            table.header_offset(),
+            &table.key_path("certificates"),
+            "at least one [[server.certificates]] entry is required",
+        );
+    }
+    ServerConfig {
+        https_listen,
+        http_listen,
+        admin_listen,
+        admin_socket,
+        admin_token_file,
+        trusted_proxies,
+        proxy_protocol,
+        shutdown_grace,
+        upstream_connect_timeout,
+        upstream_read_timeout,
+        access_log,
+        certificates,
+    }
+}
+
+fn parse_certificate(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<CertificateConfig> {
+    let hosts = table.required("hosts").map(|field| {
+        let items = field.array();
+        if items.as_ref().is_some_and(Vec::is_empty) {
+            field.error("at least one host is required");
+        }
+        items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| item.parsed(parse_certificate_host))
+            .collect::<Vec<_>>()
+    });
+    let cert = table.required_str("cert").map(|(_, cert)| base.join(cert));
+    let key = table.required_str("key").map(|(_, key)| base.join(key));
+    Some(CertificateConfig {
+        hosts: hosts?,
+        cert: cert?,
+        key: key?,
+    })
+}
+
+/// A host name, or `*.` and a host name: a wildcard covers exactly one label, as in
+/// certificates.
+fn parse_certificate_host(text: &str) -> Result<String, String> {
+    let name = text.strip_prefix("*.").unwrap_or(text);
+    match crate::endpoint::parse_served_host(name) {
+        Some(host) if name.len() == text.len() => Ok(host),
+        Some(host) if !host.contains(':') => Ok(format!("*.{host}")),
+        _ => Err(format!("{text:?} is not a host name or *.wildcard")),
+    }
+}
+
+fn parse_store(table: &mut TableWalker<'_, '_>) -> StoreConfig {
+    const SCHEMES: [&str; 6] = [
+        "redis://",
+        "rediss://",
+        "redis+sentinel://",
+        "rediss+sentinel://",
+        "redis+unix://",
+        "unix://",
+    ];
+    let redis_url = table.non_empty_str("redis_url").and_then(|(field, url)| {
+        field.parsed(|_| {
+            if SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+                Ok(url.to_owned())
+            } else {
+                Err(format!(
+                    "{url:?} is not a redis://, rediss://, redis+sentinel:// or unix:// URL"
+                ))
+            }
+        })
+    });
+    let key_prefix = table
+        .str("key_prefix")
+        .map_or_else(|| "certgate:".to_owned(), |(_, prefix)| prefix.to_owned());
+    let sentinel_master = table
+        .non_empty_str("sentinel_master")
+        .map(|(_, name)| name.to_owned());
+    if redis_url
+        .as_deref()
+        .is_some_and(|url| url.contains("+sentinel://"))
+        && sentinel_master.is_none()
+    {
+        table.doc().error(
+            table.header_offset(),
+            &table.key_path("sentinel_master"),
+            "required with a redis+sentinel:// URL",
+        );
+    }
+    StoreConfig {
+        redis_url,
+        key_prefix,
+        sentinel_master,
+    }
+}
+
+fn parse_mail(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<MailConfig> {
+    let url = table.non_empty_str("smtp_url");
+    let starttls = table.field("starttls");
+    let username = table
+        .non_empty_str("username")
+        .map(|(_, name)| name.to_owned());
+    let password_file = table
+        .non_empty_str("password_file")
+        .map(|(_, file)| base.join(file));
+    let from = table.non_empty_str("from");
+
+    let (url_field, url_text) = url?;
+    let parsed = url_field.parsed(|_| {
+        let url = parse_url(url_text, &["smtp", "smtps"])?;
+        if !(url.rest.is_empty() || url.rest == "/") {
+            return Err(format!("{url_text:?} must not have a path"));
+        }
+        Ok(url)
+    })?;
+    let starttls_on = starttls
+        .as_ref()
+        .and_then(|field| field.bool())
+        .unwrap_or(false);
+    let security = match (parsed.scheme.as_str(), starttls_on) {
+        ("smtps", true) => {
+            if let Some(field) = &starttls {
+                field.error("starttls applies to smtp:// URLs; smtps:// is TLS from the start");
+            }
+            return None;
+        }
+        ("smtps", false) => SmtpSecurity::Tls,
+        (_, true) => SmtpSecurity::StartTls,
+        (_, false) => SmtpSecurity::Plain,
+    };
+    let Some((_, from)) = from else {
+        table.doc().error(
+            table.header_offset(),
+            &table.key_path("from"),
+            "required when smtp_url is set",
+        );
+        return None;
+    };
+    let port = parsed.port.unwrap_or(match security {
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::Plain => 25,
+    });
+    Some(MailConfig {
+        smtp_url: url_text.to_owned(),
+        host: parsed.host,
+        port,
+        security,
+        username,
+        password_file,
+        from: from.to_owned(),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum SmsKindName {
+    Webhook,
+    Log,
+}
+
+fn parse_sms(table: &mut TableWalker<'_, '_>, base: &Path, development: bool) -> Option<SmsConfig> {
+    let kind_field = table.field("kind");
+    let kind = match &kind_field {
+        None => Some(SmsKindName::Webhook),
+        Some(field) => field.parsed(|text| {
+            one_of(
+                text,
+                &[("webhook", SmsKindName::Webhook), ("log", SmsKindName::Log)],
+            )
+        }),
+    };
+    let url = table.non_empty_str("url");
+    let token_file = table
+        .non_empty_str("token_file")
+        .map(|(_, file)| base.join(file));
+    match kind? {
+        SmsKindName::Log => {
+            if !development {
+                if let Some(field) = &kind_field {
+                    field.error("\"log\" is only allowed with development.enabled = true");
+                }
+                return None;
+            }
+            Some(SmsConfig::Log)
+        }
+        SmsKindName::Webhook => {
+            let Some((field, url)) = url else {
+                table.doc().error(
+                    table.header_offset(),
+                    &table.key_path("url"),
+                    "required for kind = \"webhook\"",
+                );
+                return None;
+            };
+            field.parsed(|_| {
+                let (tls, parsed) = parse_http_url(url)?;
+                if tls || parsed.is_loopback() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{url:?} must be an https:// URL (http:// is allowed only for loopback hosts)"
+                    ))
+                }
+            })?;
+            Some(SmsConfig::Webhook {
+                url: url.to_owned(),
+                token_file,
+            })
+        }
+    }
+}
+
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a socket address"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,25 @@
+//! Organisation policy files turned into one validated [`PolicySet`], the IP allow lists inside
+//! it, the hot-reload handle the gateway reads per request, and the model of `certgate.toml`.
+//! Every file problem is reported at once, each with its file, line and key.
+
+mod allowlist;
+pub mod config;
+mod duration;
+mod endpoint;
+mod error;
+mod policy;
+mod public_path;
+mod reload;
+mod walk;
+mod watch;
+
+pub use allowlist::{parse_ip_or_cidr, AllowEntry, EntrySource, IpAllowList};
+pub use duration::{parse_duration, DurationError};
+pub use error::{PolicyError, PolicyErrors};
+pub use policy::{
+    Access, ClientSecret, Language, MfaMethod, MfaPolicy, MfaRequirement, Organisation, PolicySet,
+    SsoKind, SsoMfa, SsoProvider, Upstream,
+};
+pub use public_path::{match_public_path, PublicPath};
+pub use reload::PolicyHandle;
+pub use watch::FileWatch;

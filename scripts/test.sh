@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: installs what the tests need when it is missing, checks formatting and lints,
+# starts a scratch PostgreSQL on a free port, runs every test, and stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+# chromium and chromium-driver: the browser tests drive headless Chromium through chromedriver.
+ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver
+ensure_rust_components
+# A real SMTP server for the mail tests.
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+
+echo "== formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+work=$(mktemp -d)
+# The scratch PostgreSQL runs as the postgres user, which must reach its directory.
+chmod 711 "$work"
+cleanup() {
+    stop_redis "$work/redis" || true
+    stop_postgres "$work/pg" || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== services"
+pg_port=$(free_port)
+start_postgres "$work/pg" "$pg_port"
+export CERTGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/certgate_test"
+redis_port=$(free_port)
+start_redis "$work/redis" "$redis_port"
+export CERTGATE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+
+echo "== build"
+cargo build --workspace --locked --bins
+
+echo "== tests"
+cargo test --workspace --locked --no-fail-fast

@@ -1,0 +1,124 @@
+//! The network admin's commands: `certgate check` accepts the shipped examples and reports every
+//! error of a broken set with file:line; `certgate policy explain` names the rule.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use certgate_e2e::{certgate, certgate_ok};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn check_accepts_the_example_configuration() {
+    let config = repo().join("deploy/examples/certgate.toml");
+    let out = certgate_ok(&["check", "--config", config.to_str().unwrap()]);
+    assert!(out.starts_with("ok:"), "{out}");
+    assert!(out.contains("2 organisation policies"), "{out}");
+}
+
+#[test]
+fn check_reports_every_error_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(dir.path().join("certgate.toml"), "[server]\nhttps_listen = \"127.0.0.1:8443\"\n\n[[server.certificates]]\nhosts = [\"noord.test\"]\ncert = \"x.pem\"\nkey = \"x.key\"\n").unwrap();
+    std::fs::write(
+        policies.join("noord.toml"),
+        "id = \"noord\"\nname = \"Noord\"\nhosts = [\"app.test\"]\nupstreams = [\"http://10.0.0.5:8080\"]\n\n[access]\nallow_ips = [\"192.0.2.10\", \"198.51.100.0/24\", \"10.0.0.300\"]\nallow_ips_files = [\"missing.allowlist\"]\nallow_ip = []\n\n[mfa]\nsession_lifetime = \"twelve hours\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("zuid.toml"),
+        "id = \"noord\"\nname = \"Zuid\"\nhosts = [\"app.test\"]\nupstreams = [\"ftp://10.0.0.6\"]\n",
+    )
+    .unwrap();
+    let out = certgate(&[
+        "check",
+        "--config",
+        dir.path().join("certgate.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "noord.toml:7: access.allow_ips[2]: \"10.0.0.300\" is not an IP address or CIDR",
+        "noord.toml:8: access.allow_ips_files[0]",
+        "noord.toml:9: access.allow_ip",
+        "noord.toml:12: mfa.session_lifetime",
+        "zuid.toml:1: id",
+        "zuid.toml:4: upstreams[0]",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn explain_names_the_matching_rule() {
+    let config = repo().join("deploy/examples/certgate.toml");
+    let config = config.to_str().unwrap();
+    let admitted = certgate_ok(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--host",
+        "noord.example.org",
+        "--ip",
+        "198.51.100.7",
+    ]);
+    assert!(
+        admitted.starts_with("admitted: allow_ips_files noord.allowlist:"),
+        "{admitted}"
+    );
+    assert!(admitted.contains("198.51.100.0/24"), "{admitted}");
+    let public = certgate_ok(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--host",
+        "noord.example.org",
+        "--ip",
+        "203.0.113.1",
+        "--path",
+        "/favicon.ico",
+    ]);
+    assert!(
+        public.starts_with("admitted: public_paths /favicon.ico"),
+        "{public}"
+    );
+    let redirected = certgate_ok(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--host",
+        "noord.example.org",
+        "--ip",
+        "203.0.113.1",
+        "--path",
+        "/rooster",
+    ]);
+    assert!(
+        redirected.starts_with("redirected: 302 /.certgate/login?return_to=/rooster"),
+        "{redirected}"
+    );
+    let unknown = certgate_ok(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--host",
+        "nowhere.example",
+        "--ip",
+        "203.0.113.1",
+    ]);
+    assert!(unknown.starts_with("unknown host"), "{unknown}");
+}

@@ -1,0 +1,154 @@
+//! Revocation through the CLI against a running instance: refused within a second, and still
+//! refused after a restart, because the record is in SQL before it takes effect.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use certgate_e2e::{certgate, certgate_ok, eventually, Deployment, Org};
+
+const HOST: &str = "noord.test";
+
+#[test]
+fn a_revoked_certificate_is_refused_at_once_and_after_a_restart() {
+    let mut d = Deployment::new(&[Org::new("noord", HOST)]);
+    d.start();
+    let anna = d.issue_client("noord", "anna@noord.test", "1h");
+    let bob = d.issue_client("noord", "bob@noord.test", "1h");
+    let status =
+        |d: &Deployment, c: &certgate_e2e::ClientCert| d.status_with_cert(d.https, HOST, c);
+    assert_eq!(status(&d, &anna), 200);
+
+    // The serial as openssl prints it: upper case with colons.
+    let even = if anna.serial.len() % 2 == 1 {
+        format!("0{}", anna.serial)
+    } else {
+        anna.serial.clone()
+    };
+    let pretty = even
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let out = certgate_ok(&[
+        "device",
+        "revoke",
+        "--config",
+        &d.config(),
+        "--serial",
+        &pretty,
+        "--reason",
+        "lost laptop",
+    ]);
+    assert!(out.contains("revoked serial"), "{out}");
+    assert!(eventually(Duration::from_secs(1), || status(&d, &anna) == 401));
+    assert_eq!(status(&d, &bob), 200, "other devices are unaffected");
+
+    // A whole account: every credential issued until now.
+    certgate_ok(&[
+        "device",
+        "revoke",
+        "--config",
+        &d.config(),
+        "--org",
+        "noord",
+        "--user",
+        "bob@noord.test",
+    ]);
+    assert!(eventually(Duration::from_secs(1), || status(&d, &bob) == 401));
+
+    // Bad input is refused with a clear message and changes nothing.
+    let bad = certgate(&[
+        "device",
+        "revoke",
+        "--config",
+        &d.config(),
+        "--serial",
+        "not-hex",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a certificate serial"));
+
+    // SIGTERM: the load balancer is told at once (503) while requests in flight finish, and the
+    // process exits within shutdown_grace (2 s here).
+    d.gateway().signal(nix::sys::signal::Signal::SIGTERM);
+    let admin = d.admin;
+    assert!(eventually(Duration::from_millis(800), || matches!(
+        certgate_e2e::http_get(admin, "/readyz"),
+        Some((503, _))
+    )));
+    let stopping = std::time::Instant::now();
+    assert!(d.stop_gateway(Duration::from_secs(5)), "stops on SIGTERM");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "within shutdown_grace"
+    );
+    d.start();
+    assert_eq!(status(&d, &anna), 401, "still revoked after a restart");
+    assert_eq!(status(&d, &bob), 401, "still revoked after a restart");
+    let list = certgate_ok(&["device", "revocations", "--config", &d.config()]);
+    assert!(
+        list.contains("lost laptop") && list.contains("bob@noord.test"),
+        "{list}"
+    );
+}
+
+#[test]
+fn the_admin_listener_takes_revocations_only_with_the_token() {
+    let mut d = Deployment::new(&[Org::new("noord", HOST)]);
+    let token = "a-long-random-admin-token-for-tests";
+    let token_file = d.path("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    d.extra_server_config = "admin_token_file = \"admin-token\"".into();
+    d.write_config();
+    d.start();
+    let anna = d.issue_client("noord", "anna@noord.test", "1h");
+    let post = |auth: Option<&str>| {
+        let url = format!("http://127.0.0.1:{}/api/v1/revocations", d.admin);
+        let body = format!("{{\"serial\": \"{}\", \"reason\": \"api\"}}", anna.serial);
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+        ]);
+        if let Some(auth) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {auth}")]);
+        }
+        let out = cmd.arg(url).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cert = |d: &Deployment| d.status_with_cert(d.https, HOST, &anna);
+    assert_eq!(post(None), "401");
+    assert_eq!(post(Some("a-long-random-admin-token-but-wrong")), "401");
+    assert_eq!(cert(&d), 200, "nothing changed");
+    assert_eq!(post(Some(token)), "200");
+    assert_eq!(cert(&d), 401);
+}
+
+#[test]
+fn the_cli_says_clearly_when_no_instance_is_running() {
+    let d = Deployment::new(&[Org::new("noord", HOST)]);
+    let out = certgate(&[
+        "device",
+        "revoke",
+        "--config",
+        &d.config(),
+        "--serial",
+        "0a1b",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the running instance"));
+}

@@ -1,0 +1,95 @@
+//! The upstream side: a dead upstream gives a clear 502 within the connect timeout, and
+//! WebSockets pass through the gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use certgate_e2e::{free_port, tls_connect, Deployment, Org};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST: &str = "noord.test";
+
+#[test]
+fn a_dead_upstream_gives_a_502_page_within_the_timeout() {
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    // Nothing listens there.
+    noord.upstreams = vec![format!("http://127.0.0.1:{}", free_port())];
+    let mut d = Deployment::new(&[noord]);
+    d.start();
+    let started = Instant::now();
+    let r = d.curl(HOST, "127.0.0.1", "/", &["--interface", "127.0.0.2"]);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("not reachable right now"), "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the 1s connect timeout (plus slack)"
+    );
+    assert_eq!(
+        d.metric("certgate_upstream_errors_total{org=\"noord\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn requests_go_to_the_live_upstream_when_another_is_down() {
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    let mut d = Deployment::new(std::slice::from_ref(&noord));
+    // The first upstream is dead; the second is the demo app.
+    noord.upstreams = vec![format!("http://127.0.0.1:{}", free_port()), d.app_url()];
+    d.write_policy(&noord);
+    d.start();
+    for i in 0..6 {
+        let r = d.curl(HOST, "127.0.0.1", "/", &["--interface", "127.0.0.2"]);
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+}
+
+#[test]
+fn websockets_pass_through() {
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    let mut d = Deployment::new(&[noord]);
+    d.start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let echoed = runtime.block_on(websocket_echo(&d, "hallo via certgate"));
+    assert_eq!(echoed, "hallo via certgate");
+}
+
+/// A minimal WebSocket client: upgrade over TLS from 127.0.0.2, send one masked text frame,
+/// read the echo.
+async fn websocket_echo(d: &Deployment, text: &str) -> String {
+    let mut tls = tls_connect(d, HOST, "127.0.0.2", b"", None).await.unwrap();
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tls.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let payload = text.as_bytes();
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).await.unwrap();
+
+    let mut header = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut header))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(header[0], 0x81, "a final text frame");
+    let mut echoed = vec![0u8; (header[1] & 0x7f) as usize];
+    tls.read_exact(&mut echoed).await.unwrap();
+    String::from_utf8(echoed).unwrap()
+}

@@ -1,0 +1,148 @@
+//! Operators' account administration: the first account offline before the first start, then
+//! everything through the running instance; disabling an account refuses its credentials.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use certgate_e2e::{certgate, certgate_bin, certgate_ok, eventually, Deployment, Org};
+
+const HOST: &str = "noord.test";
+
+fn set_password(config: &str, user: &str, password: &str, offline: bool) -> std::process::Output {
+    let mut args = vec![
+        "user",
+        "set-password",
+        "--config",
+        config,
+        "--org",
+        "noord",
+        "--user",
+        user,
+    ];
+    if offline {
+        args.push("--offline");
+    }
+    let mut child = Command::new(certgate_bin())
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn accounts_are_administered_through_the_running_instance() {
+    let mut d = Deployment::new(&[Org::new("noord", HOST)]);
+    let config = d.config();
+    let add = |username: &str, offline: bool| {
+        let mut args = vec![
+            "user",
+            "add",
+            "--config",
+            &config,
+            "--org",
+            "noord",
+            "--username",
+            username,
+            "--name",
+            "Test User",
+            "--role",
+            "admin",
+        ];
+        if offline {
+            args.push("--offline");
+        }
+        certgate(&args)
+    };
+
+    // The first account, before the first start.
+    let first = add("Anna@Noord.Test", true);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("anna@noord.test (Test User) in noord"));
+    let short = set_password(&config, "anna@noord.test", "short", true);
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    let set = set_password(&config, "ANNA@noord.test", "correct horse battery", true);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    d.start();
+    let refused = add("late@noord.test", true);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("an instance is running"));
+
+    assert!(add("bob", false).status.success());
+    let taken = add("BOB", false);
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("taken"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let unknown_org = certgate(&["user", "list", "--config", &config, "--org", "elsewhere"]);
+    assert!(String::from_utf8_lossy(&unknown_org.stderr).contains("no organisation"));
+
+    let list = certgate_ok(&["user", "list", "--config", &config, "--org", "noord"]);
+    assert!(
+        list.contains("anna@noord.test") && list.contains("bob"),
+        "{list}"
+    );
+    assert!(
+        set_password(&config, "bob", "another good passphrase", false)
+            .status
+            .success()
+    );
+
+    // Disabling refuses the account's credentials at once; enabling does not bring them back.
+    let bob = d.issue_client("noord", "bob", "1h");
+    let status = |cert: &certgate_e2e::ClientCert| d.status_with_cert(d.https, HOST, cert);
+    assert_eq!(status(&bob), 200);
+    let disabled = certgate_ok(&[
+        "user", "disable", "--config", &config, "--org", "noord", "--user", "bob",
+    ]);
+    assert!(disabled.contains("DISABLED"), "{disabled}");
+    assert!(eventually(Duration::from_secs(1), || status(&bob) == 401));
+    certgate_ok(&[
+        "user", "enable", "--config", &config, "--org", "noord", "--user", "bob",
+    ]);
+    assert_eq!(
+        status(&bob),
+        401,
+        "credentials issued before the disable stay refused"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let bob_again = d.issue_client("noord", "bob", "1h");
+    assert_eq!(
+        status(&bob_again),
+        200,
+        "a credential issued afterwards works"
+    );
+
+    let reset = certgate_ok(&[
+        "user",
+        "reset-mfa",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "anna@noord.test",
+    ]);
+    assert!(reset.contains("second factor: not chosen"), "{reset}");
+    let missing = certgate(&[
+        "user", "show", "--config", &config, "--org", "noord", "--user", "nobody",
+    ]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
+}

@@ -1,0 +1,511 @@
+//! Headless Chromium driven through WebDriver: a `chromedriver` child process on a free port, one
+//! fantoccini session, and the few actions a sign-in test needs — open a page, fill a form, read
+//! what the user sees, look at the cookies, take a screenshot.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::{eventually, free_port};
+
+/// Debian's `chromium` package (`make test` installs it with `chromium-driver`).
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+
+/// The viewport a browser starts with, in CSS pixels; `Browser::set_viewport_size` changes it.
+pub const DESKTOP: (u32, u32) = (1280, 800);
+/// An ordinary phone's viewport in CSS pixels (iPhone 12 to 15).
+pub const PHONE: (u32, u32) = (390, 844);
+
+/// How long one WebDriver command may take before the test fails instead of hanging.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `fill`, `click_button` and the like wait for their element to appear.
+const ELEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `click_button` and `click_link` wait for the page they lead to.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Flags for every session. The gateway's certificate comes from the deployment's own CA, which
+/// Chromium does not know: `--ignore-certificate-errors` (with WebDriver's `acceptInsecureCerts`)
+/// accepts it, and the origin still counts as secure, so `Secure` and `__Host-` cookies are stored
+/// and sent back (the `browser` tests check this). The resolver rule sends every `*.test` host to
+/// loopback, so tests use the organisations' real host names.
+const FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--password-store=basic",
+    "--ignore-certificate-errors",
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
+];
+
+/// A cookie of the current page as WebDriver reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserCookie {
+    pub name: String,
+    pub value: String,
+    pub domain: Option<String>,
+    pub path: Option<String>,
+    pub secure: bool,
+    pub http_only: bool,
+    /// `Strict`, `Lax` or `None`.
+    pub same_site: Option<String>,
+    /// Unix seconds; `None` for a cookie that ends with the session.
+    pub expires: Option<i64>,
+}
+
+/// A headless Chromium with its own profile and its own chromedriver; both stop when dropped.
+///
+/// The methods are synchronous although fantoccini is async: the rest of the harness is
+/// synchronous (processes, curl, the mail and SMS waits block), and a test reads best as one
+/// script — open the page, fill in the address, wait for the mail, type the code — without
+/// `.await` on every line. So the browser owns a single-threaded tokio runtime and runs each
+/// command to completion on it. Use it from `#[test]`, not from inside `#[tokio::test]` (tokio
+/// refuses to block inside a runtime). Every method panics with what went wrong, as the rest of
+/// the harness does.
+pub struct Browser {
+    client: Option<Client>,
+    runtime: tokio::runtime::Runtime,
+    driver: Child,
+    /// The Chromium profile (`--user-data-dir`) and the chromedriver log.
+    dir: tempfile::TempDir,
+}
+
+impl Browser {
+    /// A browser whose `Accept-Language` is `language` (`"nl"`, `"en"`, or a list such as
+    /// `"nl,en"`) and whose interface speaks its first entry, at `DESKTOP` size.
+    pub fn start(language: &str) -> Browser {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("chromedriver.log")).unwrap();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            // Its own process group, so dropping the browser can stop Chromium's processes too.
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver (make test installs chromium-driver)");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut browser = Browser {
+            client: None,
+            runtime,
+            driver,
+            dir,
+        };
+        let ready = eventually(Duration::from_secs(10), || driver_ready(port));
+        assert!(
+            ready,
+            "chromedriver did not start:\n{}",
+            browser.driver_log()
+        );
+
+        let capabilities = browser.capabilities(language);
+        let connected = browser.runtime.block_on(async {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                ClientBuilder::new(connector)
+                    .capabilities(capabilities)
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .await
+        });
+        match connected {
+            Ok(Ok(client)) => browser.client = Some(client),
+            Ok(Err(e)) => panic!("no Chromium session: {e}\n{}", browser.driver_log()),
+            Err(_) => panic!("no Chromium session within {COMMAND_TIMEOUT:?}"),
+        }
+        browser.set_viewport_size(DESKTOP.0, DESKTOP.1);
+        browser
+    }
+
+    fn capabilities(&self, language: &str) -> serde_json::Map<String, serde_json::Value> {
+        let primary = language.split(',').next().unwrap_or(language).trim();
+        let mut args: Vec<String> = FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.push(format!("--window-size={},{}", DESKTOP.0, DESKTOP.1));
+        args.push(format!("--lang={primary}"));
+        args.push(format!(
+            "--user-data-dir={}",
+            self.dir.path().join("profile").display()
+        ));
+        let capabilities = serde_json::json!({
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "timeouts": { "pageLoad": 20_000, "script": 10_000, "implicit": 0 },
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": args,
+                "prefs": { "intl.accept_languages": language },
+            },
+        });
+        match capabilities {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("a JSON object"),
+        }
+    }
+
+    /// Opens `url` and waits until the page has loaded.
+    pub fn goto(&self, url: &str) {
+        self.run(&format!("open {url}"), |c| async move { c.goto(url).await });
+    }
+
+    pub fn current_url(&self) -> String {
+        self.run("read the URL", |c| async move { c.current_url().await })
+            .to_string()
+    }
+
+    pub fn title(&self) -> String {
+        self.run("read the title", |c| async move { c.title().await })
+    }
+
+    /// The text a user sees on the page (WebDriver's rendered text of `<body>`).
+    pub fn page_text(&self) -> String {
+        self.run("read the page text", |c| async move {
+            c.find(Locator::Css("body")).await?.text().await
+        })
+    }
+
+    /// The current document as HTML.
+    pub fn source(&self) -> String {
+        self.run("read the page source", |c| async move { c.source().await })
+    }
+
+    /// Whether an element matches the CSS `selector` now (no waiting).
+    pub fn has(&self, selector: &str) -> bool {
+        !self
+            .run(&format!("look for {selector}"), |c| async move {
+                c.find_all(Locator::Css(selector)).await
+            })
+            .is_empty()
+    }
+
+    /// Types `value` into the field named `name`, replacing what it held.
+    pub fn fill(&self, name: &str, value: &str) {
+        let selector = by_name(name);
+        self.run(&format!("fill {name:?}"), |c| async move {
+            let field = wait_for(c, Locator::Css(&selector)).await?;
+            field.clear().await?;
+            field.send_keys(value).await
+        });
+    }
+
+    /// Ticks the checkbox named `name` (leaves it ticked if it is).
+    pub fn check(&self, name: &str) {
+        let selector = by_name(name);
+        self.run(&format!("tick {name:?}"), |c| async move {
+            let checkbox = wait_for(c, Locator::Css(&selector)).await?;
+            if !checkbox.is_selected().await? {
+                checkbox.click().await?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Chooses the option with value `value` in the `<select>` named `name`.
+    pub fn select(&self, name: &str, value: &str) {
+        let selector = by_name(name);
+        self.run(&format!("select {value:?} in {name:?}"), |c| async move {
+            let select = wait_for(c, Locator::Css(&selector)).await?;
+            select.select_by_value(value).await
+        });
+    }
+
+    /// Clicks the button whose visible text (or, for `<input type=submit>`, value) is `label`,
+    /// as a user would, and waits until the page it leads to has loaded — also when that is the
+    /// same URL again, such as a form shown anew with an error. For a button that stays on the
+    /// page, use `click`.
+    pub fn click_button(&self, label: &str) {
+        let literal = xpath_literal(label);
+        let xpath = format!(
+            "//button[normalize-space(.)={literal}] | //input[(@type='submit' or @type='button') and @value={literal}]"
+        );
+        self.run(
+            &format!("click the button {label:?} and load the next page"),
+            |c| async move { click_and_wait_for_page(c, Locator::XPath(&xpath)).await },
+        );
+    }
+
+    /// Follows the link whose text is `text` and waits until that page has loaded.
+    pub fn click_link(&self, text: &str) {
+        self.run(
+            &format!("follow the link {text:?} and load its page"),
+            |c| async move { click_and_wait_for_page(c, Locator::LinkText(text)).await },
+        );
+    }
+
+    /// Clicks the first element matching the CSS `selector`, without waiting for anything after.
+    pub fn click(&self, selector: &str) {
+        self.run(&format!("click {selector}"), |c| async move {
+            wait_for(c, Locator::Css(selector)).await?.click().await
+        });
+    }
+
+    /// Waits until the page text contains `text`; panics with the page text after `within`.
+    pub fn wait_for_text(&self, text: &str, within: Duration) {
+        let found = eventually(within, || self.page_text().contains(text));
+        assert!(
+            found,
+            "{text:?} did not appear on {} within {within:?}:\n{}",
+            self.current_url(),
+            self.page_text()
+        );
+    }
+
+    /// Makes the page's viewport `width`×`height` CSS pixels, e.g. `PHONE` or `DESKTOP`: what CSS
+    /// media queries and screenshots see. WebDriver sizes the window, and headless Chromium
+    /// counts a browser frame around the page (143 pixels of height in Chromium 156), so this
+    /// measures the frame and sizes the window again.
+    pub fn set_viewport_size(&self, width: u32, height: u32) {
+        self.set_window_size(width, height);
+        let (inner_width, inner_height) = self.viewport();
+        let frame = |outer: u32, inner: u32| outer.saturating_sub(inner);
+        self.set_window_size(
+            width + frame(width, inner_width),
+            height + frame(height, inner_height),
+        );
+        let viewport = self.viewport();
+        assert_eq!(
+            viewport,
+            (width, height),
+            "Chromium would not make the viewport {width}x{height}"
+        );
+    }
+
+    fn set_window_size(&self, width: u32, height: u32) {
+        self.run(&format!("resize to {width}x{height}"), |c| async move {
+            c.set_window_size(width, height).await
+        });
+    }
+
+    /// The viewport's size in CSS pixels, as the page sees it.
+    pub fn viewport(&self) -> (u32, u32) {
+        let size = self.execute("return [window.innerWidth, window.innerHeight];");
+        let pixels =
+            |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        (pixels(&size[0]), pixels(&size[1]))
+    }
+
+    /// Saves what the viewport shows as a PNG at `path`, creating its directory.
+    pub fn screenshot(&self, path: &Path) {
+        let png = self.run("take a screenshot", |c| async move { c.screenshot().await });
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// The cookies the browser would send to the current page, `HttpOnly` ones included.
+    pub fn cookies(&self) -> Vec<BrowserCookie> {
+        let cookies = self.run(
+            "read the cookies",
+            |c| async move { c.get_all_cookies().await },
+        );
+        cookies
+            .iter()
+            .map(|cookie| BrowserCookie {
+                name: cookie.name().to_owned(),
+                value: cookie.value().to_owned(),
+                domain: cookie.domain().map(str::to_owned),
+                path: cookie.path().map(str::to_owned),
+                secure: cookie.secure().unwrap_or(false),
+                http_only: cookie.http_only().unwrap_or(false),
+                same_site: cookie.same_site().map(|s| s.to_string()),
+                expires: cookie.expires_datetime().map(|at| at.unix_timestamp()),
+            })
+            .collect()
+    }
+
+    /// The cookie `name` of the current page, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<BrowserCookie> {
+        self.cookies().into_iter().find(|c| c.name == name)
+    }
+
+    /// Forgets the current site's cookies, as a user clearing them would.
+    pub fn delete_cookies(&self) {
+        self.run("delete the cookies", |c| async move {
+            c.delete_all_cookies().await
+        });
+    }
+
+    /// Runs `script` (a function body; `return` gives the result) in the page.
+    pub fn execute(&self, script: &str) -> serde_json::Value {
+        self.run("run a script", |c| async move {
+            c.execute(script, Vec::new()).await
+        })
+    }
+
+    pub fn driver_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
+    }
+
+    /// Runs one WebDriver exchange to completion, failing the test with `what` if it fails or
+    /// takes longer than `COMMAND_TIMEOUT`.
+    fn run<'a, T, F>(&'a self, what: &str, command: impl FnOnce(&'a Client) -> F) -> T
+    where
+        F: Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let client = self.client.as_ref().expect("a browser session");
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, command(client)).await })
+        {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => panic!("browser: could not {what} on {}: {e}", self.location()),
+            Err(_) => panic!("browser: could not {what} within {COMMAND_TIMEOUT:?}"),
+        }
+    }
+
+    /// The current URL for a failure message, without failing again.
+    fn location(&self) -> String {
+        let Some(client) = self.client.as_ref() else {
+            return "no page".into();
+        };
+        let url = self.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), client.current_url()).await
+        });
+        match url {
+            Ok(Ok(url)) => url.to_string(),
+            _ => "an unknown page".into(),
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session makes chromedriver stop Chromium and remove its temporary files;
+        // the process group catches whatever is left if that fails.
+        if let Some(client) = self.client.take() {
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), client.close()).await
+            });
+        }
+        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        let exited = eventually(Duration::from_secs(2), || {
+            matches!(self.driver.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = self.driver.wait();
+    }
+}
+
+/// Whether chromedriver on `port` answers `/status` with `"ready": true`. It refuses HTTP/1.0
+/// (so not `http_get`) and keeps the connection open, so this reads only until it knows.
+fn driver_ready(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let (mut response, mut buffer) = (Vec::new(), [0; 1024]);
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        if text.contains("\"ready\":true") {
+            return text.starts_with("HTTP/1.1 200");
+        }
+    }
+}
+
+/// Clicks the element for `locator` and waits until another document has loaded. chromedriver
+/// waits only for navigations that have started when its next command arrives, and a form's
+/// submission may start later, so the old document is marked and the wait lasts until a
+/// complete document without the mark is there.
+async fn click_and_wait_for_page(
+    client: &Client,
+    locator: Locator<'_>,
+) -> Result<(), fantoccini::error::CmdError> {
+    let element = wait_for(client, locator).await?;
+    client
+        .execute("window.__certgateHarnessOldPage = true;", Vec::new())
+        .await?;
+    element.click().await?;
+    let deadline = tokio::time::Instant::now() + PAGE_TIMEOUT;
+    let new_page =
+        "return window.__certgateHarnessOldPage !== true && document.readyState === 'complete';";
+    loop {
+        // While the old document unloads, scripts may fail; that only means "not yet".
+        let loaded = client.execute(new_page, Vec::new()).await;
+        if matches!(loaded, Ok(serde_json::Value::Bool(true))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fantoccini::error::CmdError::WaitTimeout);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The first element for `locator`, waiting up to `ELEMENT_TIMEOUT` for it to appear.
+async fn wait_for(
+    client: &Client,
+    locator: Locator<'_>,
+) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
+    client
+        .wait()
+        .at_most(ELEMENT_TIMEOUT)
+        .every(Duration::from_millis(50))
+        .for_element(locator)
+        .await
+}
+
+/// A CSS selector for the element named `name`.
+fn by_name(name: &str) -> String {
+    format!(
+        "[name=\"{}\"]",
+        name.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+/// `text` as an XPath string literal; XPath has no escapes, so a text with both kinds of quote
+/// becomes a `concat()`.
+fn xpath_literal(text: &str) -> String {
+    if !text.contains('\'') {
+        format!("'{text}'")
+    } else if !text.contains('"') {
+        format!("\"{text}\"")
+    } else {
+        let parts: Vec<String> = text.split('\'').map(|part| format!("'{part}'")).collect();
+        format!("concat({})", parts.join(", \"'\", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xpath_literals_survive_quotes() {
+        assert_eq!(xpath_literal("Doorgaan"), "'Doorgaan'");
+        assert_eq!(xpath_literal("Code's"), "\"Code's\"");
+        assert_eq!(xpath_literal("a'b\"c"), "concat('a', \"'\", 'b\"c')");
+    }
+
+    #[test]
+    fn names_are_quoted_in_selectors() {
+        assert_eq!(by_name("email"), "[name=\"email\"]");
+        assert_eq!(by_name("a\"b"), "[name=\"a\\\"b\"]");
+    }
+}

@@ -1,0 +1,285 @@
+//! A deployment with the portal's real peers (an SMTP server, an SMS receiver), accounts made
+//! with the CLI, and a curl client with a cookie jar for the sign-in steps a test does not need
+//! a browser for.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::{certgate_ok, Deployment, MailSink, Org, Response, SmsReceiver};
+
+/// The gateway with `orgs`, SMTP and SMS wired up, running.
+pub struct PortalWorld {
+    pub d: Deployment,
+    pub mail: MailSink,
+    pub sms: SmsReceiver,
+}
+
+/// An account to create.
+pub struct NewUser<'a> {
+    pub org: &'a str,
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub mobile: Option<&'a str>,
+    pub group: bool,
+    pub roles: &'a [&'a str],
+    pub password: &'a str,
+}
+
+impl<'a> NewUser<'a> {
+    pub fn personal(org: &'a str, username: &'a str, password: &'a str) -> Self {
+        NewUser {
+            org,
+            username,
+            email: Some(username),
+            mobile: None,
+            group: false,
+            roles: &[],
+            password,
+        }
+    }
+}
+
+impl PortalWorld {
+    /// Starts the deployment; `extra_sections` is appended to the config (`[database]`, …).
+    pub fn start(orgs: &[Org], extra_sections: &str) -> PortalWorld {
+        let mail = MailSink::start();
+        let sms = SmsReceiver::start();
+        let mut d = Deployment::new(orgs);
+        d.extra_sections = format!(
+            "[mail]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate <no-reply@certgate.test>\"\n\n[sms]\nkind = \"webhook\"\nurl = \"{}\"\n\n{extra_sections}",
+            mail.port,
+            sms.url(),
+        );
+        d.write_config();
+        d.start();
+        PortalWorld { d, mail, sms }
+    }
+
+    /// `https://HOST:PORT/PATH` of the gateway.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.d.https)
+    }
+
+    /// Creates an account through the running instance and sets its password.
+    pub fn add_user(&self, user: &NewUser<'_>) {
+        let config = self.d.config();
+        let mut args = vec![
+            "user",
+            "add",
+            "--config",
+            &config,
+            "--org",
+            user.org,
+            "--username",
+            user.username,
+            "--name",
+            user.username,
+        ];
+        if let Some(email) = user.email {
+            args.extend(["--email", email]);
+        }
+        if let Some(mobile) = user.mobile {
+            args.extend(["--mobile", mobile]);
+        }
+        if user.group {
+            args.push("--group");
+        }
+        for role in user.roles {
+            args.extend(["--role", role]);
+        }
+        certgate_ok(&args);
+        let mut child = Command::new(crate::certgate_bin())
+            .args([
+                "user",
+                "set-password",
+                "--config",
+                &config,
+                "--org",
+                user.org,
+                "--user",
+                user.username,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", user.password).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "set-password failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The account's devices as `certgate device list --json` reports them.
+    pub fn devices(&self, org: &str, user: &str) -> Vec<serde_json::Value> {
+        let config = self.d.config();
+        let out = certgate_ok(&[
+            "device", "list", "--config", &config, "--org", org, "--user", user, "--json",
+        ]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
+    }
+
+    /// A curl client with its own cookie jar, connecting from `addr` (e.g. `127.0.0.2`).
+    pub fn client(&self, host: &str, addr: &str) -> CurlClient<'_> {
+        CurlClient {
+            world: self,
+            host: host.to_owned(),
+            addr: addr.to_owned(),
+            jar: tempfile::NamedTempFile::new().unwrap(),
+        }
+    }
+
+    /// The six-digit code in the next sign-in code mail to `to` (notices are skipped).
+    pub fn mailed_code(&self, to: &str) -> String {
+        loop {
+            let mail = self.mail.wait_for(to, Duration::from_secs(10));
+            if mail.subject.contains("code") {
+                return six_digits(&mail.body_text)
+                    .unwrap_or_else(|| panic!("no code in {:?}", mail.body_text));
+            }
+        }
+    }
+
+    /// The next mail to `to` whose subject contains `subject`.
+    pub fn mail_about(&self, to: &str, subject: &str) -> crate::Mail {
+        loop {
+            let mail = self.mail.wait_for(to, Duration::from_secs(10));
+            if mail.subject.contains(subject) {
+                return mail;
+            }
+        }
+    }
+}
+
+/// The first run of exactly six digits in `text`.
+pub fn six_digits(text: &str) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .map(str::to_owned)
+}
+
+/// The current TOTP code for a base32 `secret`, from oathtool (an independent implementation).
+pub fn oathtool(secret: &str) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", secret])
+        .output()
+        .expect("oathtool (make test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The value of `name="csrf"` in a page.
+pub fn csrf_of(page: &str) -> String {
+    attribute_after(page, r#"name="csrf" value=""#).expect("a CSRF token in the page")
+}
+
+/// The text after `marker` up to the next `"`.
+pub fn attribute_after(page: &str, marker: &str) -> Option<String> {
+    let start = page.find(marker)? + marker.len();
+    page[start..].split('"').next().map(str::to_owned)
+}
+
+/// curl with a cookie jar: the portal's forms without a browser.
+pub struct CurlClient<'a> {
+    world: &'a PortalWorld,
+    host: String,
+    addr: String,
+    jar: tempfile::NamedTempFile,
+}
+
+impl CurlClient<'_> {
+    fn jar(&self) -> String {
+        self.jar.path().to_str().unwrap().to_owned()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        let jar = self.jar();
+        self.world.d.curl(
+            &self.host,
+            "127.0.0.1",
+            path,
+            &[
+                "--interface",
+                &self.addr,
+                "-c",
+                &jar,
+                "-b",
+                &jar,
+                "-H",
+                "Accept: text/html",
+            ],
+        )
+    }
+
+    /// A request as a script would send it (no `Accept: text/html`): the app answers JSON,
+    /// and certgate 401 rather than a redirect.
+    pub fn api(&self, path: &str) -> Response {
+        let jar = self.jar();
+        self.world.d.curl(
+            &self.host,
+            "127.0.0.1",
+            path,
+            &["--interface", &self.addr, "-c", &jar, "-b", &jar],
+        )
+    }
+
+    pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let jar = self.jar();
+        let mut args = vec![
+            "--interface".to_owned(),
+            self.addr.clone(),
+            "-c".to_owned(),
+            jar.clone(),
+            "-b".to_owned(),
+            jar,
+            "-H".to_owned(),
+            "Accept: text/html".to_owned(),
+        ];
+        for (name, value) in fields {
+            args.push("--data-urlencode".to_owned());
+            args.push(format!("{name}={value}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.world.d.curl(&self.host, "127.0.0.1", path, &args)
+    }
+
+    /// Opens the sign-in page (with `return_to`) and posts the password; the answer to the post.
+    pub fn sign_in(&self, return_to: &str, username: &str, password: &str) -> Response {
+        let page = self.get(&format!("/.certgate/login?return_to={return_to}"));
+        assert_eq!(page.status, 200, "{}", page.body);
+        self.post(
+            "/.certgate/login",
+            &[
+                ("csrf", &csrf_of(&page.body)),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// The value of a cookie in the jar.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.jar.path()).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with("# ") && !l.trim().is_empty())
+            .map(|l| l.trim_start_matches("#HttpOnly_"))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split('\t').collect();
+                (fields.len() == 7 && fields[5] == name).then(|| fields[6].to_owned())
+            })
+            .next_back()
+    }
+}
