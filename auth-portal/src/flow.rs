@@ -25,7 +25,7 @@ use crate::pages::{
 };
 use crate::return_to::safe_return_to;
 use crate::session::{self, LoginSession, SESSION_TTL};
-use crate::throttle::{Blocked, Throttle};
+use crate::throttle::{Blocked, Counted, Throttle};
 use crate::{password, recovery, totp, PortalState, Visit};
 
 /// A sign-in in progress, as loaded for a request.
@@ -116,20 +116,8 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
         Some(org) => fill(c.t.sign_in_to, &org.name, "", ""),
         None => c.t.sign_in.to_owned(),
     };
-    let sso = view
-        .org
-        .map(|org| {
-            org.sso
-                .iter()
-                .map(|p| {
-                    (
-                        format!("/.certgate/sso/{}?org={}", p.id, org.id),
-                        fill(c.t.sign_in_with, &p.label, "", ""),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // Single sign-on buttons come with the SSO flow; until then none is offered.
+    let sso = Vec::new();
     let mut response = pages::html(
         status,
         &LoginPage {
@@ -235,6 +223,8 @@ pub(crate) struct LoginForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
+    return_to: String,
+    #[serde(default)]
     org: String,
     #[serde(default)]
     remember_org: Option<String>,
@@ -262,7 +252,7 @@ pub(crate) async fn login_submit(
         Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
         _ => {
             // An expired page (or a forged post): a fresh form, nothing else happens.
-            let Some(fresh) = start_attempt(&store, "/".into()).await else {
+            let Some(fresh) = start_attempt(&store, safe_return_to(&form.return_to)).await else {
                 return unavailable(&visit);
             };
             let echo = Echo {
@@ -317,25 +307,20 @@ pub(crate) async fn login_submit(
         )
     };
 
-    let throttle = Throttle {
-        store: &store,
-        per_pair: state.limits.password_failures_per_pair,
-        per_ip: state.limits.password_failures_per_ip,
-        now: state.now(),
-    };
-    match throttle.blocked(&org.id, &username, &visit.ip).await {
-        Ok(Some(blocked)) => {
+    let throttle = guess_throttle(&state, &store);
+    let counted = match throttle.begin(&org.id, &username, &visit.ip).await {
+        Ok(Ok(counted)) => counted,
+        Ok(Err(blocked)) => {
             return again(
                 &too_many(&state, &visit, blocked),
                 StatusCode::TOO_MANY_REQUESTS,
             )
         }
-        Ok(None) => {}
         Err(error) => {
             tracing::error!(%error, "the store cannot check sign-in limits");
             return unavailable(&visit);
         }
-    }
+    };
 
     let account = match db.find_account(&org.id, &username).await {
         Ok(account) => account,
@@ -352,9 +337,6 @@ pub(crate) async fn login_submit(
     let account = match account {
         Some(account) if matches && !account.disabled && !username.is_empty() => account,
         _ => {
-            if let Err(error) = throttle.failed(&org.id, &username, &visit.ip).await {
-                tracing::warn!(%error, "a failed sign-in could not be counted");
-            }
             state
                 .metrics
                 .logins
@@ -364,6 +346,9 @@ pub(crate) async fn login_submit(
             return again(visit.texts.bad_login, StatusCode::UNAUTHORIZED);
         }
     };
+    if let Err(error) = throttle.succeeded(counted).await {
+        tracing::warn!(%error, "a good sign-in could not be taken off the counters");
+    }
     state
         .metrics
         .logins
@@ -400,10 +385,31 @@ pub(crate) async fn login_submit(
             .await
         }
         Need::Required => {
-            if !save(&store, &attempt).await {
+            // A new session id once the password is right: an id planted before is worthless.
+            let Ok(Some(next)) = store.rotate_session(&attempt.id, SESSION_TTL).await else {
+                return unavailable(&visit);
+            };
+            attempt.id = next;
+            let mut s = Signing {
+                attempt,
+                org: Arc::clone(&org),
+                account,
+            };
+            // A stored channel gets its code now, from this POST, never from a page load.
+            if let Step::Code(channel) = step(&s) {
+                send_and_note(&state, &visit, &store, &mut s, channel).await;
+            }
+            if !save(&store, &s.attempt).await {
                 return unavailable(&visit);
             }
-            see_other("/.certgate/mfa")
+            let mut response = see_other("/.certgate/mfa");
+            session::set_cookie(
+                &mut response,
+                session::SESSION_COOKIE,
+                s.attempt.id.as_str(),
+                None,
+            );
+            response
         }
     };
     if visit.orgs.len() > 1 {
@@ -579,7 +585,15 @@ fn step_page(
     let csrf = s.attempt.session.csrf.as_str();
     match step {
         Step::Choose => {
-            let allowed = allowed_methods(&s.org, &s.account);
+            // A channel the deployment has no sender for is not offered at all.
+            let allowed: Vec<MfaChoice> = allowed_methods(&s.org, &s.account)
+                .into_iter()
+                .filter(|m| match m {
+                    MfaChoice::Sms => state.sms.is_some(),
+                    MfaChoice::Email => state.mailer.is_some(),
+                    MfaChoice::Authenticator => true,
+                })
+                .collect();
             let mut options: Vec<MethodOption> = allowed
                 .iter()
                 .map(|m| {
@@ -591,19 +605,15 @@ fn step_page(
                         ),
                         MfaChoice::Email => (
                             fill(c.t.method_email, "", "", &destination(&s.account, *m)),
-                            (s.account.email.is_none() || state.mailer.is_none())
-                                .then_some(c.t.no_email),
+                            s.account.email.is_none().then_some(c.t.no_email),
                         ),
                     };
                     MethodOption {
                         value: m.as_str(),
-                        label: if why_not.is_some() {
-                            match m {
-                                MfaChoice::Sms => fill(c.t.method_sms, "", "", "\u{2014}"),
-                                _ => fill(c.t.method_email, "", "", "\u{2014}"),
-                            }
-                        } else {
-                            label
+                        label: match (why_not, m) {
+                            (None, _) => label,
+                            (Some(_), MfaChoice::Sms) => c.t.method_sms_plain.to_owned(),
+                            (Some(_), _) => c.t.method_email_plain.to_owned(),
                         },
                         enabled: why_not.is_none(),
                         checked: false,
@@ -708,7 +718,7 @@ async fn send_code(
         return Err(SendError::Limited(Blocked::Account(sent.retry_after)));
     }
     let code = codes::new_code();
-    codes::remember(store, s.attempt.id.as_str(), &code, state.now() as u64)
+    codes::remember(store, &code_key(s, channel), &code, state.now() as u64)
         .await
         .map_err(|_| SendError::Failed)?;
     let t = visit.texts;
@@ -750,6 +760,23 @@ async fn send_code(
         .with_label_values(&[s.org.id.as_str(), channel.as_str()])
         .inc();
     Ok(())
+}
+
+/// Sends this sign-in's code; what went wrong is kept for the next page.
+async fn send_and_note(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    s: &mut Signing,
+    channel: MfaChoice,
+) {
+    match send_code(state, visit, store, s, channel).await {
+        Ok(()) => {
+            s.attempt.session.code_sent = true;
+            s.attempt.session.flash = None;
+        }
+        Err(error) => s.attempt.session.flash = Some(send_error_text(state, visit, error)),
+    }
 }
 
 fn send_error_text(state: &PortalState, visit: &Visit, error: SendError) -> String {
@@ -800,18 +827,11 @@ pub(crate) async fn mfa_page(
                 return unavailable(&visit);
             }
         }
-        Step::Code(channel) if !s.attempt.session.code_sent => {
-            match send_code(&state, &visit, &store, &s, channel).await {
-                Ok(()) => {
-                    s.attempt.session.code_sent = true;
-                    if !save(&store, &s.attempt).await {
-                        return unavailable(&visit);
-                    }
-                }
-                Err(error) => notes.error = Some(send_error_text(&state, &visit, error)),
-            }
-        }
         _ => {}
+    }
+    if let Some(flash) = s.attempt.session.flash.take() {
+        notes.error = Some(flash);
+        save(&store, &s.attempt).await;
     }
     step_page(&visit, &state, &s, step, notes)
 }
@@ -848,7 +868,7 @@ pub(crate) async fn choose_submit(
     });
     let Some(method) = usable else {
         let notes = Notes {
-            error: Some(visit.texts.choose_heading.to_owned()),
+            error: Some(visit.texts.choose_one.to_owned()),
             ..Notes::default()
         };
         return step_page(&visit, &state, &s, Step::Choose, notes);
@@ -856,6 +876,9 @@ pub(crate) async fn choose_submit(
     s.attempt.session.method = Some(method.as_str().to_owned());
     s.attempt.session.enrol_secret = None;
     s.attempt.session.code_sent = false;
+    if method != MfaChoice::Authenticator {
+        send_and_note(&state, &visit, &store, &mut s, method).await;
+    }
     if !save(&store, &s.attempt).await {
         return unavailable(&visit);
     }
@@ -872,26 +895,25 @@ pub(crate) struct CodeForm {
     trust: Option<String>,
 }
 
-/// Blocks on second-factor guesses: the same limits as passwords, for the account.
-fn code_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
+/// The limits on guesses: passwords, and codes per account (the same numbers).
+fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
     Throttle {
         store,
         per_pair: state.limits.password_failures_per_pair,
         per_ip: state.limits.password_failures_per_ip,
-        now: state.now(),
     }
 }
 
+/// The name second-factor guesses are counted under.
 fn mfa_key(s: &Signing) -> String {
     format!("mfa:{}", s.account.id)
 }
 
-/// A wrong code: counted, paced, and answered with the step's page again.
+/// A wrong code: counted already; paced, and answered with the step's page again.
 #[allow(clippy::too_many_arguments)]
 async fn wrong_code(
     state: &PortalState,
     visit: &Visit,
-    store: &Store,
     s: &Signing,
     step: Step,
     method: &'static str,
@@ -899,12 +921,6 @@ async fn wrong_code(
     message: &str,
     trust: bool,
 ) -> Response {
-    if let Err(error) = code_throttle(state, store)
-        .failed(&s.org.id, &mfa_key(s), &visit.ip)
-        .await
-    {
-        tracing::warn!(%error, "a wrong code could not be counted");
-    }
     state
         .metrics
         .logins
@@ -921,30 +937,44 @@ async fn wrong_code(
     response
 }
 
-/// Checks the code throttle before a guess; `Some(page)` when the user must wait.
-async fn code_blocked(
+/// Counts a second-factor guess before it is checked; the page to show instead when the user
+/// must wait.
+async fn begin_guess(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     s: &Signing,
-    step: Step,
-) -> Option<Response> {
-    match code_throttle(state, store)
-        .blocked(&s.org.id, &mfa_key(s), &visit.ip)
+    blocked_page: impl FnOnce(String) -> Response,
+) -> Result<Counted, Response> {
+    match guess_throttle(state, store)
+        .begin(&s.org.id, &mfa_key(s), &visit.ip)
         .await
     {
-        Ok(Some(blocked)) => {
-            let notes = Notes {
-                error: Some(too_many(state, visit, blocked)),
-                ..Notes::default()
-            };
-            let mut response = step_page(visit, state, s, step, notes);
+        Ok(Ok(counted)) => Ok(counted),
+        Ok(Err(blocked)) => {
+            let mut response = blocked_page(too_many(state, visit, blocked));
             *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            Some(response)
+            Err(response)
         }
-        Ok(None) => None,
-        Err(_) => Some(unavailable(visit)),
+        Err(_) => Err(unavailable(visit)),
     }
+}
+
+async fn guess_was_right(state: &PortalState, store: &Store, counted: Counted) {
+    if let Err(error) = guess_throttle(state, store).succeeded(counted).await {
+        tracing::warn!(%error, "a good code could not be taken off the counters");
+    }
+}
+
+/// Where the e-mail or SMS code of this sign-in is kept: bound to the session, the account and
+/// the channel, so no other code counts for it.
+fn code_key(s: &Signing, channel: MfaChoice) -> String {
+    format!(
+        "{}:{}:{}",
+        s.attempt.id.as_str(),
+        s.account.id,
+        channel.as_str()
+    )
 }
 
 pub(crate) async fn enrol_submit(
@@ -965,14 +995,23 @@ pub(crate) async fn enrol_submit(
     if step(&s) != Step::Enrol {
         return see_other("/.certgate/mfa");
     }
-    if let Some(page) = code_blocked(&state, &visit, &store, &s, Step::Enrol).await {
-        return page;
-    }
     let Some(sealed) = s.attempt.session.enrol_secret.clone() else {
         return see_other("/.certgate/mfa");
     };
     let Ok(secret) = state.open_secret(&s.account.id, &sealed) else {
         return see_other("/.certgate/mfa");
+    };
+    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+        let notes = Notes {
+            error: Some(text),
+            ..Notes::default()
+        };
+        step_page(&visit, &state, &s, Step::Enrol, notes)
+    })
+    .await
+    {
+        Ok(counted) => counted,
+        Err(page) => return page,
     };
     let accepted = totp::accept(
         &store,
@@ -988,7 +1027,6 @@ pub(crate) async fn enrol_submit(
             return wrong_code(
                 &state,
                 &visit,
-                &store,
                 &s,
                 Step::Enrol,
                 "authenticator",
@@ -1003,6 +1041,7 @@ pub(crate) async fn enrol_submit(
             return unavailable(&visit);
         }
     }
+    guess_was_right(&state, &store, counted).await;
     let codes = recovery::new_codes();
     let hashes: Vec<String> = codes
         .iter()
@@ -1119,9 +1158,23 @@ pub(crate) async fn code_submit(
         Step::Code(channel) => channel,
         _ => return see_other("/.certgate/mfa"),
     };
-    if let Some(page) = code_blocked(&state, &visit, &store, &s, step).await {
-        return page;
+    if matches!(step, Step::Code(_)) && !s.attempt.session.code_sent {
+        // No code went out on this sign-in: nothing can match.
+        return see_other("/.certgate/mfa");
     }
+    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+        let notes = Notes {
+            error: Some(text),
+            trust,
+            ..Notes::default()
+        };
+        step_page(&visit, &state, &s, step, notes)
+    })
+    .await
+    {
+        Ok(counted) => counted,
+        Err(page) => return page,
+    };
     let now = state.now() as u64;
     let ok = match method {
         MfaChoice::Authenticator => {
@@ -1143,7 +1196,7 @@ pub(crate) async fn code_submit(
         _ => {
             let check = codes::check(
                 &store,
-                s.attempt.id.as_str(),
+                &code_key(&s, method),
                 &form.code,
                 state.limits.code_failures_per_code,
                 now,
@@ -1163,7 +1216,6 @@ pub(crate) async fn code_submit(
         return wrong_code(
             &state,
             &visit,
-            &store,
             &s,
             step,
             method.as_str(),
@@ -1173,6 +1225,7 @@ pub(crate) async fn code_submit(
         )
         .await;
     }
+    guess_was_right(&state, &store, counted).await;
     if method != MfaChoice::Authenticator
         && (!s.account.mfa_enrolled || s.account.mfa_method != Some(method))
     {
@@ -1186,8 +1239,8 @@ pub(crate) async fn code_submit(
         }
         audit(&state, &db, &visit, &s, "mfa-enrolled", method.as_str()).await;
         let name = match method {
-            MfaChoice::Sms => "SMS",
-            _ => "e-mail",
+            MfaChoice::Sms => visit.texts.method_sms_plain,
+            _ => visit.texts.method_email_plain,
         };
         issue::notify(
             &state,
@@ -1319,15 +1372,14 @@ pub(crate) async fn recovery_submit(
         Ok(s) => s,
         Err(page) => return page,
     };
-    let throttle = code_throttle(&state, &store);
-    match throttle.blocked(&s.org.id, &mfa_key(&s), &visit.ip).await {
-        Ok(Some(blocked)) => {
-            let text = too_many(&state, &visit, blocked);
-            return recovery_page_for(&visit, &s, Some(text), StatusCode::TOO_MANY_REQUESTS);
-        }
-        Ok(None) => {}
-        Err(_) => return unavailable(&visit),
-    }
+    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+        recovery_page_for(&visit, &s, Some(text), StatusCode::TOO_MANY_REQUESTS)
+    })
+    .await
+    {
+        Ok(counted) => counted,
+        Err(page) => return page,
+    };
     let stored = &s.account.recovery_codes;
     let used = recovery::find(&s.account.id, stored, &form.code);
     let won = match used {
@@ -1338,7 +1390,6 @@ pub(crate) async fn recovery_submit(
         None => false,
     };
     if !won {
-        let _ = throttle.failed(&s.org.id, &mfa_key(&s), &visit.ip).await;
         state
             .metrics
             .logins
@@ -1352,6 +1403,7 @@ pub(crate) async fn recovery_submit(
             StatusCode::UNAUTHORIZED,
         );
     }
+    guess_was_right(&state, &store, counted).await;
     audit(&state, &db, &visit, &s, "recovery-code-used", "").await;
     state
         .metrics
@@ -1525,7 +1577,7 @@ pub(crate) async fn logout_submit(
             revoked_at: now,
             drop_after: issue::keep_revocation_for(org, claims, now),
         };
-        if let Err(error) = state.backend.revoke(&revocation).await {
+        if let Err(error) = state.backend.revoke(&revocation, "sign_out").await {
             tracing::error!(%error, "cannot revoke a signed-out device");
             return issue::trouble(&visit, org);
         }

@@ -52,8 +52,9 @@ pub trait Backend: Send + Sync + 'static {
     fn store(&self) -> Option<Store>;
     /// The database, once it is open.
     fn database(&self) -> Option<Database>;
-    /// Records a revocation durably and makes every gateway refuse it at once.
-    async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String>;
+    /// Records a revocation durably and makes every gateway refuse it at once; `reason` is the
+    /// `revocations_total` label.
+    async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String>;
 }
 
 /// Where mail goes.
@@ -475,7 +476,11 @@ mod tests {
         fn database(&self) -> Option<Database> {
             Some(self.db.clone())
         }
-        async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String> {
+        async fn revoke(
+            &self,
+            revocation: &NewRevocation,
+            _reason: &'static str,
+        ) -> Result<(), String> {
             self.db
                 .record_revocation(revocation)
                 .await

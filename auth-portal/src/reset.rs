@@ -206,7 +206,10 @@ async fn send_link(
     {
         return;
     }
-    let link = format!("https://{}/.certgate/reset?token={token}", visit.host);
+    let link = format!(
+        "https://{}/.certgate/reset?token={token}",
+        link_host(&visit.host, org)
+    );
     let t = visit.texts;
     let mail = Mail {
         to: to.clone(),
@@ -219,6 +222,22 @@ async fn send_link(
     };
     if let Err(error) = mailer.send(mail) {
         tracing::warn!(%error, org = %org.id, "password reset mail not queued");
+    }
+}
+
+/// The host a mailed link names: the request's, when it is one of the organisation's own
+/// (with its port, digits only), else the organisation's first host. Never anything a client
+/// made up.
+fn link_host(requested: &str, org: &certgate_policies::Organisation) -> String {
+    let (name, port) = match requested.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (name, Some(port))
+        }
+        _ => (requested, None),
+    };
+    match org.hosts.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+        Some(host) => port.map_or_else(|| host.clone(), |port| format!("{host}:{port}")),
+        None => org.hosts.first().cloned().unwrap_or_default(),
     }
 }
 
@@ -328,6 +347,8 @@ pub(crate) async fn reset_submit(
         Some(t.password_mismatch)
     } else if form.password.chars().count() < password::MIN_LENGTH {
         Some(t.password_too_short)
+    } else if form.password.len() > password::MAX_LENGTH {
+        Some(t.password_too_long)
     } else {
         None
     };
@@ -370,6 +391,27 @@ pub(crate) async fn reset_submit(
         return trouble(&visit);
     }
     let now = state.now();
+    // A new password signs the account out everywhere: whoever knew the old one is out too.
+    let keep = visit.org(org_id).map_or(400 * 86_400, |org| {
+        let m = &org.mfa;
+        [m.session_lifetime, m.trust_device_for, m.group_idle_timeout]
+            .iter()
+            .map(|d| d.as_secs())
+            .max()
+            .unwrap_or(0)
+            + 86_400
+    });
+    let revocation = certgate_db::NewRevocation {
+        org: org_id.to_owned(),
+        kind: certgate_db::RevocationKind::Account,
+        subject: account.username.clone(),
+        reason: "password reset".into(),
+        revoked_at: now,
+        drop_after: now.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
+    };
+    if let Err(error) = state.backend.revoke(&revocation, "password_reset").await {
+        tracing::error!(%error, "the old credentials of a reset account could not be revoked");
+    }
     let _ = db
         .append_audit(&certgate_db::AuditEntry {
             org: org_id.to_owned(),

@@ -36,6 +36,8 @@ pub struct LoginSession {
     pub code_sent: bool,
     /// Signed in: the device id of the credential issued (for sign-out).
     pub device: Option<String>,
+    /// A message for the next page (a code that could not be sent).
+    pub flash: Option<String>,
 }
 
 impl LoginSession {
@@ -60,6 +62,7 @@ impl LoginSession {
         self.enrol_secret = None;
         self.code_sent = false;
         self.device = None;
+        self.flash = None;
     }
 }
 

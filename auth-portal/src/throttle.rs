@@ -1,10 +1,17 @@
-//! Throttling of guesses. Password failures are counted per (login name, IP) pair and per IP;
-//! either limit blocks that pair or address for the rest of its window. Per login name there is
-//! only a growing delay (so nobody can lock a colleague out at the start of a shift): after a few
-//! failures from anywhere, the next try must wait 2, 4, 8 … seconds, at most a minute. Counters
-//! are keyed by the name as typed, whether or not such an account exists, so the answers reveal
-//! nothing.
+//! Throttling of guesses (passwords, authenticator and recovery codes). Every attempt is counted
+//! *before* it is checked, and taken back only when it succeeds, so a burst of parallel guesses
+//! is stopped at the limit rather than after it:
+//!
+//! - per (login name, address) pair and per address (`[limits]`); past either limit that pair or
+//!   address waits out the window;
+//! - per login name only a growing delay (so nobody can lock a colleague out at the start of a
+//!   shift): after a few failures from anywhere, one attempt per 2, 4, 8 … seconds, at most one a
+//!   minute.
+//!
+//! Counters are keyed by the name as typed, whether or not such an account exists, so the answers
+//! reveal nothing; IPv6 addresses count per /64, which one subscriber usually has.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use certgate_policies::config::RateLimit as Limit;
@@ -14,10 +21,10 @@ use certgate_store::{RateLimit, Store, StoreError};
 const FREE_FAILURES: u32 = 3;
 /// The longest delay per login name.
 const MAX_DELAY: Duration = Duration::from_secs(60);
-/// How long failures per login name are remembered.
+/// How long attempts per login name are remembered.
 const NAME_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Which limit stopped an attempt (the `rate_limited_total` label).
+/// Which limit stopped an attempt (the `rate_limited_total` label), and how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blocked {
     Ip(Duration),
@@ -41,72 +48,69 @@ impl Blocked {
     }
 }
 
+/// An attempt that was counted and may go ahead; hand it back with [`Throttle::succeeded`].
+#[must_use]
+pub struct Counted {
+    pair: String,
+    ip: String,
+    name: String,
+}
+
 pub struct Throttle<'a> {
     pub store: &'a Store,
     pub per_pair: Limit,
     pub per_ip: Limit,
-    pub now: i64,
+}
+
+/// The address as counted: IPv4 as is, IPv6 by its /64.
+fn address_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(String::new, |v4| v4.to_string()),
+        _ => ip.to_owned(),
+    }
+}
+
+fn limit(l: Limit) -> RateLimit {
+    RateLimit {
+        limit: l.count,
+        window: l.window,
+    }
 }
 
 impl Throttle<'_> {
-    fn name_key(org: &str, login: &str) -> String {
-        format!("{org}:{}", login.trim().to_lowercase())
-    }
-
-    /// Whether an attempt for `login` from `ip` must wait, and how long.
-    pub async fn blocked(
+    /// Counts an attempt for `login` (in `org`) from `ip`; `Err(blocked)` when it must not be
+    /// checked at all.
+    pub async fn begin(
         &self,
         org: &str,
         login: &str,
         ip: &str,
-    ) -> Result<Option<Blocked>, StoreError> {
-        let name = Self::name_key(org, login);
-        let checks = [
-            (format!("ip:{ip}"), Blocked::Ip as fn(Duration) -> Blocked),
-            (format!("pair:{name}:{ip}"), Blocked::Pair),
-            (format!("name:{name}"), Blocked::Account),
-        ];
-        let mut longest: Option<Blocked> = None;
-        for (key, make) in checks {
-            if let Some(until) = self.store.peek_once("login-block", &key).await? {
-                let until: i64 = String::from_utf8_lossy(&until).parse().unwrap_or(0);
-                if until > self.now {
-                    let wait = make(Duration::from_secs((until - self.now) as u64));
-                    if longest.is_none_or(|l| wait.wait() > l.wait()) {
-                        longest = Some(wait);
-                    }
-                }
-            }
-        }
-        Ok(longest)
-    }
-
-    /// Counts a failed attempt and sets whatever blocks it earns.
-    pub async fn failed(&self, org: &str, login: &str, ip: &str) -> Result<(), StoreError> {
-        let name = Self::name_key(org, login);
-        let pair = self
+    ) -> Result<Result<Counted, Blocked>, StoreError> {
+        let name = format!("{org}:{}", login.trim().to_lowercase());
+        let ip = address_key(ip);
+        let pair = format!("{name}|{ip}");
+        let by_pair = self
             .store
-            .hit(
-                "login-fail-pair",
-                &format!("{name}:{ip}"),
-                limit(self.per_pair),
-            )
+            .hit("guess-pair", &pair, limit(self.per_pair))
             .await?;
-        if !pair.allowed || pair.count >= self.per_pair.count {
-            self.block(&format!("pair:{name}:{ip}"), pair.retry_after)
-                .await?;
+        if !by_pair.allowed {
+            return Ok(Err(Blocked::Pair(by_pair.retry_after)));
         }
-        let by_ip = self
-            .store
-            .hit("login-fail-ip", ip, limit(self.per_ip))
-            .await?;
-        if !by_ip.allowed || by_ip.count >= self.per_ip.count {
-            self.block(&format!("ip:{ip}"), by_ip.retry_after).await?;
+        let by_ip = self.store.hit("guess-ip", &ip, limit(self.per_ip)).await?;
+        if !by_ip.allowed {
+            self.store.unhit("guess-pair", &pair).await?;
+            return Ok(Err(Blocked::Ip(by_ip.retry_after)));
         }
         let by_name = self
             .store
             .hit(
-                "login-fail-name",
+                "guess-name",
                 &name,
                 RateLimit {
                     limit: u32::MAX,
@@ -115,26 +119,35 @@ impl Throttle<'_> {
             )
             .await?;
         if by_name.count > FREE_FAILURES {
+            // One attempt per delay window: of a burst, one goes ahead.
             let exponent = (by_name.count - FREE_FAILURES).min(16);
             let delay = Duration::from_secs(1u64 << exponent).min(MAX_DELAY);
-            self.block(&format!("name:{name}"), delay).await?;
+            let gate = self
+                .store
+                .hit(
+                    "guess-gate",
+                    &name,
+                    RateLimit {
+                        limit: 1,
+                        window: delay,
+                    },
+                )
+                .await?;
+            if !gate.allowed {
+                self.store.unhit("guess-pair", &pair).await?;
+                self.store.unhit("guess-ip", &ip).await?;
+                self.store.unhit("guess-name", &name).await?;
+                return Ok(Err(Blocked::Account(gate.retry_after)));
+            }
         }
-        Ok(())
+        Ok(Ok(Counted { pair, ip, name }))
     }
 
-    async fn block(&self, key: &str, for_: Duration) -> Result<(), StoreError> {
-        let for_ = for_.max(Duration::from_secs(1));
-        let until = self.now + for_.as_secs() as i64;
-        self.store
-            .put_once("login-block", key, until.to_string().as_bytes(), for_)
-            .await
-    }
-}
-
-fn limit(l: Limit) -> RateLimit {
-    RateLimit {
-        limit: l.count,
-        window: l.window,
+    /// The attempt was right: it does not count against anyone.
+    pub async fn succeeded(&self, counted: Counted) -> Result<(), StoreError> {
+        self.store.unhit("guess-pair", &counted.pair).await?;
+        self.store.unhit("guess-ip", &counted.ip).await?;
+        self.store.unhit("guess-name", &counted.name).await
     }
 }
 
@@ -162,58 +175,83 @@ mod tests {
                 count: 8,
                 window: Duration::from_secs(900),
             },
-            now: 1_000,
         }
+    }
+
+    /// A failed attempt: counted, never handed back.
+    async fn fail(t: &Throttle<'_>, org: &str, login: &str, ip: &str) -> Result<(), Blocked> {
+        t.begin(org, login, ip).await.unwrap().map(drop)
     }
 
     #[tokio::test]
     async fn a_pair_is_blocked_after_its_limit_and_others_only_wait() {
         let store = store();
         let t = throttle(&store);
-        for _ in 0..4 {
-            t.failed("noord", "Anna", "192.0.2.1").await.unwrap();
+        for _ in 0..3 {
+            fail(&t, "noord", "Anna", "192.0.2.1").await.unwrap();
         }
-        // Four failures: the name now has a short delay, from any address.
-        let elsewhere = t.blocked("noord", "anna", "192.0.2.99").await.unwrap();
-        assert_eq!(elsewhere, Some(Blocked::Account(Duration::from_secs(2))));
-        t.failed("noord", "anna", "192.0.2.1").await.unwrap();
-        let here = t
-            .blocked("noord", "anna", "192.0.2.1")
-            .await
-            .unwrap()
-            .unwrap();
+        fail(&t, "noord", "anna", "192.0.2.1").await.unwrap();
+        // Four failures: the name now allows one attempt per 2 s, from any address.
+        let elsewhere = fail(&t, "noord", "anna", "192.0.2.99").await;
         assert!(
-            matches!(here, Blocked::Pair(d) if d > Duration::from_secs(800)),
-            "{here:?}"
-        );
-        // The colleague at another address waits seconds, never the pair's quarter hour.
-        let colleague = t
-            .blocked("noord", "anna", "192.0.2.2")
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            matches!(colleague, Blocked::Account(d) if d <= MAX_DELAY),
-            "{colleague:?}"
+            matches!(elsewhere, Err(Blocked::Account(d)) if d <= Duration::from_secs(2)),
+            "{elsewhere:?}"
         );
         // Another organisation's "anna" is someone else.
-        assert_eq!(t.blocked("zuid", "anna", "192.0.2.2").await.unwrap(), None);
+        fail(&t, "zuid", "anna", "192.0.2.2").await.unwrap();
     }
 
     #[tokio::test]
-    async fn an_address_guessing_many_names_is_blocked() {
+    async fn a_burst_of_parallel_guesses_stops_at_the_limit() {
+        let store = store();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let t = throttle(&store);
+                fail(&t, "noord", "anna", "2001:db8:1:2::7").await.is_ok()
+            }));
+        }
+        let mut through = 0;
+        for task in tasks {
+            through += usize::from(task.await.unwrap());
+        }
+        // Three free guesses, then one per delay window.
+        assert_eq!(through, 4, "{through} of 50 parallel guesses were checked");
+    }
+
+    #[tokio::test]
+    async fn an_address_guessing_many_names_is_blocked_per_ipv6_network() {
         let store = store();
         let t = throttle(&store);
         for i in 0..8 {
-            t.failed("noord", &format!("user{i}"), "198.51.100.7")
-                .await
-                .unwrap();
+            fail(
+                &t,
+                "noord",
+                &format!("user{i}"),
+                &format!("2001:db8:0:1::{i}"),
+            )
+            .await
+            .unwrap();
         }
-        let blocked = t.blocked("noord", "fresh", "198.51.100.7").await.unwrap();
-        assert!(matches!(blocked, Some(Blocked::Ip(_))), "{blocked:?}");
-        assert_eq!(
-            t.blocked("noord", "fresh", "198.51.100.8").await.unwrap(),
-            None
-        );
+        let blocked = fail(&t, "noord", "fresh", "2001:db8:0:1::ffff").await;
+        assert!(matches!(blocked, Err(Blocked::Ip(_))), "{blocked:?}");
+        fail(&t, "noord", "fresh", "2001:db8:0:2::1").await.unwrap();
+        fail(&t, "noord", "fresh2", "198.51.100.8").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_right_answer_costs_nothing() {
+        let store = store();
+        let t = throttle(&store);
+        for _ in 0..20 {
+            let counted = t
+                .begin("noord", "anna", "192.0.2.1")
+                .await
+                .unwrap()
+                .unwrap();
+            t.succeeded(counted).await.unwrap();
+        }
+        fail(&t, "noord", "anna", "192.0.2.1").await.unwrap();
     }
 }

@@ -102,8 +102,20 @@ impl SecretKeyring {
     }
 
     /// Adds a new newest key and writes the keyring back (atomically); old keys stay so
-    /// existing secrets open until they are sealed again.
+    /// existing secrets open until they are sealed again. Keys another instance added to the
+    /// file since this one read it are kept too.
     pub fn rotate(&mut self, path: &Path) -> Result<(), CertificateError> {
+        match Self::load(path) {
+            Ok(on_disk) => {
+                for key in on_disk.keys {
+                    if self.keys.iter().all(|k| k.id != key.id) {
+                        self.keys.push(key);
+                    }
+                }
+            }
+            Err(CertificateError::MissingFile { .. }) => {}
+            Err(error) => return Err(error),
+        }
         self.keys.insert(0, Self::new_key(path)?);
         let temp = path.with_extension(format!("tmp-{:08x}", rand::rng().next_u32()));
         files::write_private(&temp, self.to_file().as_bytes())?;
@@ -245,6 +257,15 @@ mod tests {
         );
         let resealed = reloaded.seal("acc-1", b"JBSWY3DPEHPK3PXP").unwrap();
         assert!(reloaded.is_current(&resealed));
+
+        // Two instances rotate one after the other: neither loses the other's key.
+        let mut other_instance = SecretKeyring::load(&path).unwrap();
+        keyring.rotate(&path).unwrap();
+        let sealed_by_first = keyring.seal("acc-1", b"first").unwrap();
+        other_instance.rotate(&path).unwrap();
+        let on_disk = SecretKeyring::load(&path).unwrap();
+        assert_eq!(on_disk.keys.len(), 4, "{on_disk:?}");
+        assert_eq!(on_disk.open("acc-1", &sealed_by_first).unwrap(), b"first");
 
         let fresh = SecretKeyring::load_or_create(&dir.path().join("other.key")).unwrap();
         assert_eq!(fresh.open("acc-1", &sealed), Err(SealError::UnknownKey));

@@ -45,8 +45,8 @@ impl Backend for GatewayBackend {
         self.0.opened_database().cloned()
     }
 
-    async fn revoke(&self, revocation: &NewRevocation) -> Result<(), String> {
-        self.0.revoke(revocation, "sign_out").await
+    async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String> {
+        self.0.revoke(revocation, reason).await
     }
 }
 

@@ -282,11 +282,11 @@ impl Database {
     }
 
     /// Clears method, authenticator secret and recovery codes, and refuses every credential
-    /// issued until now; the user enrols again at the next sign-in.
+    /// issued until now; the user enrols again at the next sign-in. "Enrolled" stays set: MFA
+    /// stays required for someone who had it, also where only enrolled users need it.
     pub async fn reset_mfa(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE accounts SET mfa_method = NULL, totp_secret = NULL, recovery_codes = '', \
-             mfa_enrolled = 0, \
              not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
              WHERE org = $1 AND id = $2",
         )

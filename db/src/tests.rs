@@ -212,6 +212,7 @@ async fn exercise_accounts(db: &Database) {
             && after.totp_secret.is_none()
             && after.recovery_codes.is_empty()
     );
+    assert!(after.mfa_enrolled, "MFA stays required after a reset");
     assert!(
         !format!("{after:?}").contains("argon2"),
         "Debug hides the password hash"

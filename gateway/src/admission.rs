@@ -143,10 +143,29 @@ pub struct Admission {
     pub renew: Option<CredentialClaims>,
 }
 
-/// Group credentials are renewed once they are this old (at most an hour, and a quarter of
-/// the idle timeout), so they lapse `group_idle_timeout` after the last use, within that margin.
+/// Group credentials are renewed once this much of their life is used (at most an hour, and a
+/// quarter of the idle timeout), so they lapse `group_idle_timeout` after the last use, within
+/// that margin.
 pub fn renew_after(idle_timeout: std::time::Duration) -> i64 {
     (idle_timeout.as_secs() / 4).min(3600) as i64
+}
+
+/// The fresh claims of a group credential in use that is due for renewal. The sign-in time
+/// (`issued_at`) is kept, so an account revocation ("not valid before") still refuses it; only
+/// `not_after` moves.
+fn renewal(
+    claims: &CredentialClaims,
+    idle_timeout: std::time::Duration,
+    now: i64,
+) -> Option<CredentialClaims> {
+    let idle = i64::try_from(idle_timeout.as_secs()).unwrap_or(i64::MAX);
+    let renewed_at = claims.not_after.saturating_sub(idle);
+    (claims.class == CredentialClass::Group && now - renewed_at >= renew_after(idle_timeout)).then(
+        || CredentialClaims {
+            not_after: now.saturating_add(idle),
+            ..claims.clone()
+        },
+    )
 }
 
 /// The outcome for one request.
@@ -367,13 +386,7 @@ fn admit_browser(
         }),
         rule: Rule::Browser,
         decision: DecisionLabel::AllowedBrowser,
-        renew: (claims.class == CredentialClass::Group
-            && now - claims.issued_at >= renew_after(org.mfa.group_idle_timeout))
-        .then(|| CredentialClaims {
-            issued_at: now,
-            not_after: now.saturating_add(org.mfa.group_idle_timeout.as_secs() as i64),
-            ..claims.clone()
-        }),
+        renew: renewal(&claims, org.mfa.group_idle_timeout, now),
     })
 }
 
@@ -637,8 +650,26 @@ mod tests {
         };
         assert_eq!(renew_at(1_000 + 1_800), None, "fresh enough");
         let renewed = renew_at(1_000 + 3_600).expect("renewed after an hour");
-        assert_eq!(renewed.issued_at, 4_600);
+        assert_eq!(
+            renewed.issued_at, 1_000,
+            "the sign-in time stays, for revocations"
+        );
         assert_eq!(renewed.not_after, 4_600 + sixty_days);
+        // The renewed token is due again an hour after its renewal, not at once.
+        assert_eq!(
+            renewal(
+                &renewed,
+                std::time::Duration::from_secs(sixty_days as u64),
+                4_700
+            ),
+            None
+        );
+        assert!(renewal(
+            &renewed,
+            std::time::Duration::from_secs(sixty_days as u64),
+            8_200
+        )
+        .is_some());
         assert_eq!(
             (renewed.device_id.as_str(), renewed.class),
             ("tablet-1", CredentialClass::Group)

@@ -301,10 +301,21 @@ impl PolicySet {
 
 /// The lookup key of a `Host` header: port and brackets removed, lowercased, no trailing dot.
 fn host_key(host: &str) -> Cow<'_, str> {
+    // A port is digits only: `host:@evil.example` names no organisation.
+    let port_ok = |port: &str| {
+        port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
+    };
     let without_port = if let Some(bracketed) = host.strip_prefix('[') {
-        bracketed.split_once(']').map_or("", |(inside, _)| inside)
+        match bracketed.split_once(']') {
+            Some((inside, "")) => inside,
+            Some((inside, rest)) if rest.strip_prefix(':').is_some_and(port_ok) => inside,
+            _ => "",
+        }
     } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or("")
+        match host.split_once(':') {
+            Some((name, port)) if port_ok(port) => name,
+            _ => "",
+        }
     } else {
         host
     };

@@ -275,6 +275,12 @@ impl Store {
 
     /// Records that a device was seen now, at most once per [`LAST_SEEN_INTERVAL`] per device
     /// across all instances; `true` when this call wrote it.
+    /// Takes back one event counted by [`Store::hit`] (an attempt that turned out fine),
+    /// within the same window.
+    pub async fn unhit(&self, purpose: &str, subject: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.decrement(&rate_key(purpose, subject)).await)
+    }
+
     pub async fn touch_device(&self, org: &str, device_id: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.touch(&seen_guard_key(org, device_id), &seen_key(org, device_id), LAST_SEEN_INTERVAL).await)
     }

@@ -147,6 +147,16 @@ impl MemoryStore {
         Ok((1, window))
     }
 
+    pub async fn decrement(&self, key: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock();
+        if let Some(entry) = entries.live(key, now) {
+            let count = parse_count(&entry.value)?.saturating_sub(1);
+            entry.value = count.to_string().into_bytes();
+        }
+        Ok(())
+    }
+
     pub async fn touch(
         &self,
         guard_key: &str,

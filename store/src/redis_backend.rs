@@ -58,6 +58,13 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// Takes one back from a counter (never below zero), keeping its window.
+const DECREMENT_LUA: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n and n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+";
+
 /// A fixed-window counter: `{count, remaining ms}`. A counter that somehow lost its TTL gets
 /// the window again instead of counting forever.
 const INCREMENT_LUA: &str = r"
@@ -189,6 +196,7 @@ pub struct RedisStore {
     channel: String,
     rename_script: Script,
     increment_script: Script,
+    decrement_script: Script,
     touch_script: Script,
     /// Devices this instance touched recently: key → until when no Redis call is needed.
     recent_touches: Mutex<HashMap<String, Instant>>,
@@ -249,6 +257,7 @@ impl RedisStore {
             channel,
             rename_script: Script::new(RENAME_LUA),
             increment_script: Script::new(INCREMENT_LUA),
+            decrement_script: Script::new(DECREMENT_LUA),
             touch_script: Script::new(TOUCH_LUA),
             recent_touches: Mutex::new(HashMap::new()),
             tasks: vec![link, feed],
@@ -344,6 +353,13 @@ impl RedisStore {
         let count = u64::try_from(count).map_err(|_| StoreError::Corrupt("rate counter".into()))?;
         let remaining = u64::try_from(remaining).map_or(window, Duration::from_millis);
         Ok((count, remaining))
+    }
+
+    pub async fn decrement(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let call = self.decrement_script.key(self.key(key));
+        let _: i64 = self.finish(call.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     /// Writes the last-seen time when the guard is free (across instances), and skips Redis

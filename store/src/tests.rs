@@ -171,6 +171,13 @@ async fn rate_limits_count_in_a_window(h: Harness) {
     let fresh = s.hit("password", "anna|192.0.2.1", limit).await.unwrap();
     assert!(fresh.allowed);
     assert_eq!(fresh.count, 1, "a new window starts");
+
+    // An attempt that turned out fine is taken back; the counter never goes below zero.
+    s.unhit("password", "anna|192.0.2.1").await.unwrap();
+    s.unhit("password", "anna|192.0.2.1").await.unwrap();
+    s.unhit("password", "nobody").await.unwrap();
+    let after = s.hit("password", "anna|192.0.2.1", limit).await.unwrap();
+    assert_eq!(after.count, 1, "{after:?}");
 }
 
 async fn last_seen_is_written_at_most_once_a_minute(h: Harness) {

@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use certgate_e2e::throwaway_postgres_database;
 use certgate_e2e::{
-    attribute_after, eventually, oathtool, Browser, NewUser, Org, PortalWorld, DESKTOP, PHONE,
+    attribute_after, certgate_ok, csrf_of, eventually, oathtool, Browser, CurlClient, NewUser, Org,
+    PortalWorld, Response, DESKTOP, PHONE,
 };
 
 const NOORD: &str = "noord.test";
-#[allow(dead_code)]
 const ZUID: &str = "zuid.test";
 const PASSWORD: &str = "correct horse battery";
 
@@ -72,9 +73,26 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
         mobile: Some("+31612345678"),
         ..NewUser::personal("noord", "anna@noord.test", PASSWORD)
     });
+    let welcome = w.mail_about("anna@noord.test", "Your account at Org noord");
+    assert!(
+        welcome.body_text.contains("Forgot your password?"),
+        "{}",
+        welcome.body_text
+    );
+    assert!(
+        !welcome.body_text.contains("/.certgate/reset"),
+        "no activation link"
+    );
     let b = Browser::start("en");
     b.goto(&w.url(NOORD, "/rooster?week=12"));
     shot(&b, "login");
+    b.fill("username", "anna@noord.test");
+    b.fill("password", "not her password");
+    b.click_button("Sign in");
+    assert!(b
+        .page_text()
+        .contains("The username or password is not correct"));
+    shot(&b, "login-failed");
     sign_in(
         &b,
         &w,
@@ -126,7 +144,7 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
     assert!(w
         .mail_about("anna@noord.test", "new sign-in method")
         .body_text
-        .contains("e-mail"));
+        .contains("E-mail"));
 
     // The next sign-in, on a fresh browser, goes straight to the e-mail code.
     b.delete_cookies();
@@ -185,6 +203,7 @@ fn sms_codes_arrive_and_sms_is_disabled_without_a_number() {
         "{}",
         b.page_text()
     );
+    shot(&b, "code-sms-nl");
     let code = certgate_e2e::six_digits(&sms.text).unwrap();
     assert!(sms.text.contains("Org noord"), "{}", sms.text);
     b.fill("code", &code);
@@ -296,6 +315,7 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
         "{}",
         b.page_text()
     );
+    shot(&b, "recovery-code-used");
     b.click_link("Continue");
     assert_eq!(
         header(&app_headers(&b), "x-certgate-user"),
@@ -388,4 +408,753 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// The error line of a portal page.
+fn error_text(page: &str) -> String {
+    attribute_after(page, r#"<p class="error" role="alert""#)
+        .map(|_| {
+            let start = page.find(r#"<p class="error""#).unwrap();
+            let rest = &page[start..];
+            let text = &rest[rest.find('>').unwrap() + 1..];
+            text[..text.find("</p>").unwrap()].to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn location(response: &Response) -> String {
+    response.header("location").unwrap_or_default()
+}
+
+/// Repeats `attempt` while it is answered with a wait of seconds (the growing delay per name),
+/// waiting that long in between.
+fn past_short_delays(mut attempt: impl FnMut() -> Response) -> Response {
+    loop {
+        let answer = attempt();
+        let text = error_text(&answer.body);
+        if answer.status != 429 || !text.contains("second") {
+            return answer;
+        }
+        let secs: u64 = text
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| !run.is_empty())
+            .and_then(|run| run.parse().ok())
+            .unwrap_or(1);
+        assert!(secs <= 60, "{text}");
+        std::thread::sleep(Duration::from_millis(secs * 1000 + 200));
+    }
+}
+
+/// Posts a password from `client` and measures how long the answer took.
+fn timed_password(client: &CurlClient<'_>, user: &str, password: &str) -> (Response, Duration) {
+    let page = client.get("/.certgate/login");
+    let csrf = csrf_of(&page.body);
+    let start = Instant::now();
+    let answer = client.post(
+        "/.certgate/login",
+        &[("csrf", &csrf), ("username", user), ("password", password)],
+    );
+    (answer, start.elapsed())
+}
+
+#[test]
+fn wrong_passwords_are_throttled_alike_for_unknown_users_and_a_colleague_elsewhere_is_not_locked_out(
+) {
+    let w = PortalWorld::start(
+        &[org("noord", NOORD, "")],
+        "[limits]\npassword_failures_per_ip = \"8/15m\"\n",
+    );
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "fenna@noord.test", PASSWORD)
+    });
+    let attacker = w.client(NOORD, "127.0.0.1");
+
+    // An existing and an unknown account: the same words, after the same time.
+    let (known, known_took) = timed_password(&attacker, "fenna@noord.test", "wrong password 1");
+    let (unknown, unknown_took) =
+        timed_password(&attacker, "nobody@noord.test", "wrong password 1");
+    assert_eq!((known.status, unknown.status), (401, 401));
+    assert!(!error_text(&known.body).is_empty(), "{}", known.body);
+    assert_eq!(error_text(&known.body), error_text(&unknown.body));
+    assert!(known_took >= Duration::from_secs(1) && unknown_took >= Duration::from_secs(1));
+    let apart = known_took.abs_diff(unknown_took);
+    assert!(
+        apart < Duration::from_millis(300),
+        "{known_took:?} vs {unknown_took:?}"
+    );
+
+    // Five failures for one name from one address: that pair waits, even with the password.
+    for i in 2..=5 {
+        let r = past_short_delays(|| {
+            timed_password(
+                &attacker,
+                "fenna@noord.test",
+                &format!("wrong password {i}"),
+            )
+            .0
+        });
+        assert_eq!(r.status, 401);
+    }
+    let (blocked, _) = timed_password(&attacker, "fenna@noord.test", PASSWORD);
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert!(
+        error_text(&blocked.body).starts_with("Too many attempts. Please wait 15 minutes"),
+        "{}",
+        error_text(&blocked.body)
+    );
+    assert!(blocked
+        .header("set-cookie")
+        .is_none_or(|c| !c.contains("certgate-device")));
+
+    // Fenna herself, at another address, waits seconds at most, then gets in.
+    let fenna = w.client(NOORD, "127.0.0.2");
+    let (first, _) = timed_password(&fenna, "fenna@noord.test", PASSWORD);
+    if first.status == 429 {
+        let text = error_text(&first.body);
+        assert!(
+            text.contains("seconds"),
+            "only a short delay per name: {text}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    } else {
+        assert_eq!(first.status, 303);
+    }
+    let (signed_in, _) = timed_password(&fenna, "fenna@noord.test", PASSWORD);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(fenna.cookie("__Host-certgate-device").is_some());
+
+    // An address guessing many names is stopped after `password_failures_per_ip`.
+    let sprayer = w.client(NOORD, "127.0.0.3");
+    for i in 0..8 {
+        let (r, _) = timed_password(&sprayer, &format!("user{i}@noord.test"), "Welkom01!");
+        assert_eq!(r.status, 401);
+    }
+    let (stopped, _) = timed_password(&sprayer, "someone@noord.test", "Welkom01!");
+    assert_eq!(stopped.status, 429);
+    assert!(w.d.metric(r#"certgate_rate_limited_total{kind="login_pair"}"#) >= 1.0);
+    assert!(w.d.metric(r#"certgate_rate_limited_total{kind="login_ip"}"#) >= 1.0);
+}
+
+/// Signs in by password and e-mail code with curl; the client then holds the credential.
+fn sign_in_by_email(w: &PortalWorld, client: &CurlClient<'_>, user: &str) {
+    let answer = client.sign_in("/", user, PASSWORD);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(location(&answer).ends_with("/.certgate/mfa"));
+    let mut page = client.get("/.certgate/mfa");
+    if page.body.contains(r#"action="/.certgate/mfa/choose""#) {
+        client.post(
+            "/.certgate/mfa/choose",
+            &[("csrf", &csrf_of(&page.body)), ("method", "email")],
+        );
+        page = client.get("/.certgate/mfa");
+    }
+    assert!(page.body.contains("A code was sent to"), "{}", page.body);
+    let done = client.post(
+        "/.certgate/mfa/code",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("code", &w.mailed_code(user)),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+}
+
+#[test]
+fn wrong_codes_kill_the_code_and_the_page_says_how_to_go_on() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser::personal("noord", "gert@noord.test", PASSWORD));
+    let client = w.client(NOORD, "127.0.0.1");
+    let answer = client.sign_in("/", "gert@noord.test", PASSWORD);
+    assert_eq!(answer.status, 303);
+    let choose = client.get("/.certgate/mfa");
+    client.post(
+        "/.certgate/mfa/choose",
+        &[("csrf", &csrf_of(&choose.body)), ("method", "email")],
+    );
+    let page = client.get("/.certgate/mfa");
+    let csrf = csrf_of(&page.body);
+    let code = w.mailed_code("gert@noord.test");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let guess = |code: &str| {
+        past_short_delays(|| client.post("/.certgate/mfa/code", &[("csrf", &csrf), ("code", code)]))
+    };
+    for _ in 0..4 {
+        let r = guess(wrong);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            error_text(&r.body),
+            "The code is not correct. Check it and try again."
+        );
+    }
+    let fifth = guess(wrong);
+    assert!(
+        error_text(&fifth.body).contains("no longer valid"),
+        "{}",
+        fifth.body
+    );
+    let right = guess(&code);
+    assert_ne!(
+        right.status, 303,
+        "a dead code never signs in: {}",
+        right.body
+    );
+    assert!(client.cookie("__Host-certgate-device").is_none());
+}
+
+#[test]
+fn only_paths_on_the_same_host_are_returned_to_and_bad_or_foreign_credentials_are_redirected() {
+    let w = PortalWorld::start(
+        &[
+            org("noord", NOORD, "session_lifetime = \"4s\"\n"),
+            org("zuid", ZUID, ""),
+        ],
+        "",
+    );
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "hans@noord.test", PASSWORD)
+    });
+    for evil in [
+        "https://evil.example/",
+        "https%3A%2F%2Fevil.example%2F",
+        "//evil.example",
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "%2F%5Cevil.example",
+        "%252F%252Fevil.example",
+        "/%2F%2Fevil.example",
+    ] {
+        let client = w.client(NOORD, "127.0.0.1");
+        let answer = client.sign_in(evil, "hans@noord.test", PASSWORD);
+        assert_eq!(answer.status, 303, "{evil}: {}", answer.body);
+        assert_eq!(location(&answer), "/", "{evil}");
+    }
+    let client = w.client(NOORD, "127.0.0.1");
+    let answer = client.sign_in("%2Frooster%3Fweek%3D3", "hans@noord.test", PASSWORD);
+    assert_eq!(location(&answer), "/rooster?week=3");
+    let app = client.api("/rooster?week=3");
+    assert_eq!(app.status, 200);
+    assert_eq!(
+        app.upstream_header("x-certgate-mfa").as_deref(),
+        Some("exempt")
+    );
+    let token = client.cookie("__Host-certgate-device").unwrap();
+
+    let with_cookie = |host: &str, value: &str| {
+        w.d.curl(
+            host,
+            "127.0.0.1",
+            "/",
+            &[
+                "-H",
+                "Accept: text/html",
+                "-H",
+                &format!("Cookie: __Host-certgate-device={value}"),
+            ],
+        )
+    };
+    // A forged token (someone else's signature) and garbage are sent to sign in.
+    let (payload, _) = token.split_once('.').unwrap();
+    for forged in [
+        format!("{payload}.AAAA"),
+        "garbage".to_owned(),
+        String::new(),
+    ] {
+        let r = with_cookie(NOORD, &forged);
+        assert_eq!(r.status, 302, "{forged}");
+        assert!(location(&r).contains("/.certgate/login"));
+    }
+    // Organisation noord's credential does not open zuid.
+    let foreign = with_cookie(ZUID, &token);
+    assert_eq!(foreign.status, 302);
+    assert!(
+        location(&foreign).starts_with(&format!("https://{ZUID}:"))
+            || location(&foreign).starts_with("/.certgate/login")
+    );
+    assert_eq!(with_cookie(NOORD, &token).status, 200);
+    // Once its session lifetime has passed, it is refused too.
+    assert!(eventually(Duration::from_secs(8), || with_cookie(
+        NOORD, &token
+    )
+    .status
+        == 302));
+    assert!(w.d.metric(r#"certgate_requests_total{decision="denied_expired",org="noord"}"#) >= 1.0);
+}
+
+#[test]
+fn reset_mfa_refuses_the_old_credential_at_once_and_the_next_sign_in_enrols_again() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser::personal("noord", "ilse@noord.test", PASSWORD));
+    let client = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &client, "ilse@noord.test");
+    assert_eq!(client.api("/").status, 200);
+
+    let config = w.d.config();
+    certgate_ok(&[
+        "user",
+        "reset-mfa",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "ilse@noord.test",
+    ]);
+    let reset = Instant::now();
+    assert!(eventually(Duration::from_secs(1), || client
+        .api("/")
+        .status
+        == 401));
+    assert!(reset.elapsed() <= Duration::from_secs(1));
+    assert!(w
+        .mail_about("ilse@noord.test", "second factor")
+        .body_text
+        .contains("reset"));
+
+    let answer = client.sign_in("/", "ilse@noord.test", PASSWORD);
+    assert_eq!(answer.status, 303);
+    let page = client.get("/.certgate/mfa");
+    assert!(
+        page.body.contains("How do you want to confirm it is you?"),
+        "the user chooses again: {}",
+        page.body
+    );
+}
+
+/// Signs a group account in with curl: password, then the authenticator enrolment with oathtool.
+fn enrol_group(client: &CurlClient<'_>, user: &str) {
+    let answer = client.sign_in("/", user, PASSWORD);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let page = client.get("/.certgate/mfa");
+    assert!(
+        page.body.contains("Set up your authenticator app"),
+        "{}",
+        page.body
+    );
+    let secret = attribute_after(&page.body, r#"id="secret" class="secret">"#)
+        .and_then(|s| s.split('<').next().map(str::to_owned))
+        .unwrap()
+        .replace(' ', "");
+    let done = client.post(
+        "/.certgate/mfa/enrol",
+        &[("csrf", &csrf_of(&page.body)), ("code", &oathtool(&secret))],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Your recovery codes"));
+}
+
+#[test]
+fn an_exempt_role_skips_mfa_and_a_group_credential_is_renewed_on_use_and_lapses_when_idle() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "group_idle_timeout = \"12s\"\n")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "ouder@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser {
+        email: None,
+        group: true,
+        ..NewUser::personal("noord", "groep-zon", PASSWORD)
+    });
+
+    let parent = w.client(NOORD, "127.0.0.1");
+    let answer = parent.sign_in("/", "ouder@noord.test", PASSWORD);
+    assert_eq!((answer.status, location(&answer).as_str()), (303, "/"));
+    let app = parent.api("/");
+    assert_eq!(
+        app.upstream_header("x-certgate-mfa").as_deref(),
+        Some("exempt")
+    );
+    assert_eq!(
+        w.devices("noord", "ouder@noord.test")[0]["trust"],
+        "session"
+    );
+
+    let tablet = w.client(NOORD, "127.0.0.1");
+    enrol_group(&tablet, "groep-zon");
+    let signed_in = Instant::now();
+    let first = tablet.cookie("__Host-certgate-device").unwrap();
+    assert_eq!(w.devices("noord", "groep-zon")[0]["trust"], "group");
+    // Used every 4 s for longer than the idle timeout: each use past 3 s renews it.
+    let mut renewed = 0;
+    while signed_in.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_secs(4));
+        let app = tablet.api("/");
+        assert_eq!(
+            app.status,
+            200,
+            "in use, still trusted at {:?}",
+            signed_in.elapsed()
+        );
+        assert_eq!(
+            app.upstream_header("x-certgate-mfa").as_deref(),
+            Some("yes")
+        );
+        if app
+            .header("set-cookie")
+            .is_some_and(|c| c.starts_with("__Host-certgate-device="))
+        {
+            renewed += 1;
+        }
+    }
+    assert!(renewed >= 4, "renewed {renewed} times");
+    assert_ne!(tablet.cookie("__Host-certgate-device").unwrap(), first);
+    // Left alone for longer than the idle timeout, it lapses.
+    std::thread::sleep(Duration::from_secs(13));
+    assert_eq!(tablet.api("/").status, 401);
+}
+
+#[test]
+fn signing_out_revokes_the_credential_and_a_group_tablet_can_stay_or_be_forgotten() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "kees@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser {
+        email: None,
+        group: true,
+        ..NewUser::personal("noord", "groep-maan", PASSWORD)
+    });
+    let b = Browser::start("en");
+    sign_in(&b, &w, NOORD, "/", "kees@noord.test", PASSWORD);
+    assert_eq!(header(&app_headers(&b), "x-certgate-mfa"), "exempt");
+    let token = b.cookie("__Host-certgate-device").unwrap().value;
+    b.goto(&w.url(NOORD, "/.certgate/logout"));
+    shot(&b, "logout");
+    b.click_button("Sign out");
+    assert!(
+        b.page_text().contains("You are signed out on this device."),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "signed-out");
+    assert!(b.cookie("__Host-certgate-device").is_none());
+    let old = w.d.curl(
+        NOORD,
+        "127.0.0.1",
+        "/",
+        &["-H", &format!("Cookie: __Host-certgate-device={token}")],
+    );
+    assert_eq!(old.status, 401, "the signed-out credential is revoked");
+    assert!(w.devices("noord", "kees@noord.test")[0]["revoked_at"].is_i64());
+
+    // A group tablet: "sign out" keeps it trusted, "forget this device" does not.
+    b.goto(&w.url(NOORD, "/"));
+    b.fill("username", "groep-maan");
+    b.fill("password", PASSWORD);
+    b.click_button("Sign in");
+    let secret = shown_secret(&b);
+    b.fill("code", &oathtool(&secret));
+    b.click_button("Confirm");
+    b.click_link("I have stored them, continue");
+    assert_eq!(header(&app_headers(&b), "x-certgate-user"), "groep-maan");
+    b.goto(&w.url(NOORD, "/.certgate/logout"));
+    assert!(
+        b.page_text().contains("Forget this device"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "logout-group");
+    b.click_button("Sign out");
+    assert!(
+        b.page_text().contains("This tablet is still trusted"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "signed-out-group-kept");
+    b.goto(&w.url(NOORD, "/"));
+    assert_eq!(header(&app_headers(&b), "x-certgate-user"), "groep-maan");
+    b.goto(&w.url(NOORD, "/.certgate/logout"));
+    b.click_button("Forget this device");
+    b.goto(&w.url(NOORD, "/"));
+    assert!(
+        b.current_url().contains("/.certgate/login"),
+        "{}",
+        b.current_url()
+    );
+}
+
+#[test]
+fn a_forgotten_password_is_replaced_through_a_single_use_link_and_unknown_names_look_the_same() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "lotte@noord.test", PASSWORD)
+    });
+    let earlier = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        earlier.sign_in("/", "lotte@noord.test", PASSWORD).status,
+        303
+    );
+    assert_eq!(earlier.api("/").status, 200);
+    let b = Browser::start("en");
+    b.goto(&w.url(NOORD, "/"));
+    b.click_link("Forgot your password?");
+    shot(&b, "forgot-password");
+    b.fill("username", "Lotte@noord.test");
+    b.click_button("Send the link");
+    let sent = b.page_text();
+    assert!(
+        sent.contains("If an account with this name exists"),
+        "{sent}"
+    );
+    shot(&b, "forgot-password-sent");
+    let mail = w.mail_about("lotte@noord.test", "new password");
+    let link = mail
+        .body_text
+        .split_whitespace()
+        .find(|word| word.contains("/.certgate/reset?token="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.starts_with(&w.url(NOORD, "/.certgate/reset?token=")),
+        "{link}"
+    );
+    b.goto(&link);
+    shot(&b, "reset-password");
+    b.fill("password", "a brand new passphrase");
+    b.fill("repeat", "a brand new passphrasf");
+    b.click_button("Save password");
+    assert!(
+        b.page_text().contains("The two passwords are not the same"),
+        "{}",
+        b.page_text()
+    );
+    b.fill("password", "a brand new passphrase");
+    b.fill("repeat", "a brand new passphrase");
+    b.click_button("Save password");
+    assert!(
+        b.page_text().contains("Your password has been changed"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "reset-password-done");
+    assert!(w
+        .mail_about("lotte@noord.test", "was changed")
+        .body_text
+        .contains("changed"));
+    b.goto(&link);
+    assert!(
+        b.page_text().contains("no longer valid"),
+        "the link works once"
+    );
+    // A new password signs the account out everywhere.
+    assert!(eventually(Duration::from_secs(1), || earlier
+        .api("/")
+        .status
+        == 401));
+
+    let client = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        client.sign_in("/", "lotte@noord.test", PASSWORD).status,
+        401
+    );
+    assert_eq!(
+        client
+            .sign_in("/", "lotte@noord.test", "a brand new passphrase")
+            .status,
+        303
+    );
+
+    // The same answer, after the same time, for a name nobody has.
+    let ask = |name: &str| {
+        let c = w.client(NOORD, "127.0.0.4");
+        let page = c.get("/.certgate/forgot");
+        let start = Instant::now();
+        let answer = c.post(
+            "/.certgate/forgot",
+            &[("csrf", &csrf_of(&page.body)), ("username", name)],
+        );
+        (answer, start.elapsed())
+    };
+    let (known, known_took) = ask("lotte@noord.test");
+    let (unknown, unknown_took) = ask("nobody@noord.test");
+    assert_eq!((known.status, unknown.status), (200, 200));
+    let info =
+        |page: &str| attribute_after(page, r#"<p class="info" role="status">"#).unwrap_or_default();
+    assert_eq!(info(&known.body), info(&unknown.body));
+    assert!(known_took.abs_diff(unknown_took) < Duration::from_millis(300));
+    assert!(known_took >= Duration::from_secs(1));
+}
+
+#[test]
+fn a_full_browser_sign_in_works_on_postgresql() {
+    let url = throwaway_postgres_database();
+    let w = PortalWorld::start(
+        &[org("noord", NOORD, "")],
+        &format!("[database]\nurl = \"{url}\"\n"),
+    );
+    w.add_user(&NewUser::personal("noord", "maria@noord.test", PASSWORD));
+    let b = Browser::start("nl");
+    sign_in(&b, &w, NOORD, "/rooster", "maria@noord.test", PASSWORD);
+    assert!(
+        b.page_text().contains("Hoe wilt u bevestigen"),
+        "{}",
+        b.page_text()
+    );
+    b.click("input[value=email]");
+    b.click_button("Doorgaan");
+    b.fill("code", &w.mailed_code("maria@noord.test"));
+    b.check("trust");
+    b.click_button("Controleren");
+    assert!(b.current_url().ends_with("/rooster"), "{}", b.current_url());
+    assert_eq!(header(&app_headers(&b), "x-certgate-mfa"), "yes");
+    let devices = w.devices("noord", "maria@noord.test");
+    assert_eq!(devices[0]["trust"], "trusted");
+    assert_eq!(
+        devices[0]["expires_at"].as_i64().unwrap() - devices[0]["created_at"].as_i64().unwrap(),
+        7 * 86_400
+    );
+}
+
+#[test]
+fn a_host_of_several_organisations_asks_which_and_can_remember_it() {
+    const SHARED: &str = "samen.test";
+    let w = PortalWorld::start(&[org("noord", SHARED, ""), org("zuid", SHARED, "")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("zuid", "nina@zuid.test", PASSWORD)
+    });
+    let client = w.client(SHARED, "127.0.0.1");
+    let page = client.get("/.certgate/login");
+    assert!(
+        page.body.contains(r#"name="org""#),
+        "an organisation field: {}",
+        page.body
+    );
+    let post = |org: &str, remember: bool| {
+        let page = client.get("/.certgate/login");
+        let mut fields = vec![
+            ("csrf", csrf_of(&page.body)),
+            ("org", org.to_owned()),
+            ("username", "nina@zuid.test".to_owned()),
+            ("password", PASSWORD.to_owned()),
+        ];
+        if remember {
+            fields.push(("remember_org", "1".to_owned()));
+        }
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        client.post("/.certgate/login", &fields)
+    };
+    let unknown = post("elders", false);
+    assert_eq!(unknown.status, 400);
+    assert!(error_text(&unknown.body).contains("We do not know this organisation"));
+    // Nina is not an account of noord: the usual failure.
+    assert_eq!(post("noord", false).status, 401);
+    let answer = post("Org zuid", true);
+    assert_eq!(
+        answer.status, 303,
+        "the name works as well as the id: {}",
+        answer.body
+    );
+    assert_eq!(
+        client.cookie("__Host-certgate-org").as_deref(),
+        Some("zuid")
+    );
+    assert_eq!(
+        client.api("/").upstream_header("x-certgate-org").as_deref(),
+        Some("zuid")
+    );
+    let again = client.get("/.certgate/login");
+    assert!(
+        again
+            .body
+            .contains(r#"name="org" type="text" value="zuid""#),
+        "{}",
+        again.body
+    );
+    assert!(again.body.contains("Sign in to Org zuid"));
+}
+
+#[test]
+fn rotating_the_secret_key_keeps_authenticators_working() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser {
+        email: None,
+        group: true,
+        ..NewUser::personal("noord", "groep-ster", PASSWORD)
+    });
+    let client = w.client(NOORD, "127.0.0.1");
+    let answer = client.sign_in("/", "groep-ster", PASSWORD);
+    assert_eq!(answer.status, 303);
+    let page = client.get("/.certgate/mfa");
+    let secret = attribute_after(&page.body, r#"id="secret" class="secret">"#)
+        .and_then(|s| s.split('<').next().map(str::to_owned))
+        .unwrap()
+        .replace(' ', "");
+    let enrolled_with = oathtool(&secret);
+    let done = client.post(
+        "/.certgate/mfa/enrol",
+        &[("csrf", &csrf_of(&page.body)), ("code", &enrolled_with)],
+    );
+    assert_eq!(done.status, 200);
+
+    let keys_before = std::fs::read_to_string(w.d.path("data/secrets.key")).unwrap();
+    let config = w.d.config();
+    let out = certgate_ok(&["keys", "rotate", "--config", &config]);
+    assert!(
+        out.contains("1 authenticator secrets encrypted again"),
+        "{out}"
+    );
+    let keys_after = std::fs::read_to_string(w.d.path("data/secrets.key")).unwrap();
+    assert_ne!(keys_before, keys_after);
+
+    // The next sign-in opens the re-encrypted secret: a fresh code from the same app works.
+    assert!(eventually(Duration::from_secs(35), || oathtool(&secret)
+        != enrolled_with));
+    let fresh = w.client(NOORD, "127.0.0.1");
+    assert_eq!(fresh.sign_in("/", "groep-ster", PASSWORD).status, 303);
+    let code_page = fresh.get("/.certgate/mfa");
+    assert!(
+        code_page.body.contains("from your authenticator app"),
+        "{}",
+        code_page.body
+    );
+    let signed_in = fresh.post(
+        "/.certgate/mfa/code",
+        &[
+            ("csrf", &csrf_of(&code_page.body)),
+            ("code", &oathtool(&secret)),
+        ],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+}
+
+#[test]
+fn a_code_sent_to_one_account_never_signs_in_another() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    for user in ["bob@noord.test", "anna@noord.test"] {
+        w.add_user(&NewUser::personal("noord", user, PASSWORD));
+        // Both have used e-mail codes before, so the next sign-in sends one at once.
+        sign_in_by_email(&w, &w.client(NOORD, "127.0.0.1"), user);
+    }
+    // Bob starts his own sign-in and receives a code, which he keeps.
+    let bob = w.client(NOORD, "127.0.0.1");
+    assert_eq!(bob.sign_in("/", "bob@noord.test", PASSWORD).status, 303);
+    let bobs_code = w.mailed_code("bob@noord.test");
+    let before = bob.cookie("__Host-certgate-session").unwrap();
+    // In the same browser he signs in with Anna's password and offers his own code.
+    let page = bob.get("/.certgate/login");
+    let answer = bob.post(
+        "/.certgate/login",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "anna@noord.test"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(answer.status, 303);
+    assert_ne!(
+        bob.cookie("__Host-certgate-session").unwrap(),
+        before,
+        "a new session id after the password"
+    );
+    let code_page = bob.get("/.certgate/mfa");
+    let refused = bob.post(
+        "/.certgate/mfa/code",
+        &[("csrf", &csrf_of(&code_page.body)), ("code", &bobs_code)],
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(bob.cookie("__Host-certgate-device").is_none());
 }

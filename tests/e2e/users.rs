@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use certgate_e2e::{certgate, certgate_bin, certgate_ok, eventually, Deployment, Org};
+use certgate_e2e::{
+    certgate, certgate_bin, certgate_ok, eventually, throwaway_postgres_database, Deployment, Org,
+};
 
 const HOST: &str = "noord.test";
 
@@ -37,7 +39,20 @@ fn set_password(config: &str, user: &str, password: &str, offline: bool) -> std:
 
 #[test]
 fn accounts_are_administered_through_the_running_instance() {
+    administer_accounts("");
+}
+
+#[test]
+fn accounts_are_administered_the_same_on_postgresql() {
+    let url = throwaway_postgres_database();
+    administer_accounts(&format!("[database]\nurl = \"{url}\"\n"));
+}
+
+/// The accounts suite; `sections` chooses the database.
+fn administer_accounts(sections: &str) {
     let mut d = Deployment::new(&[Org::new("noord", HOST)]);
+    d.extra_sections = sections.to_owned();
+    d.write_config();
     let config = d.config();
     let add = |username: &str, offline: bool| {
         let mut args = vec![

@@ -14,7 +14,8 @@ mod stub_server;
 pub use browser::{Browser, BrowserCookie, DESKTOP, PHONE};
 pub use mail::{Mail, MailSink};
 pub use portal::{
-    attribute_after, csrf_of, oathtool, six_digits, CurlClient, NewUser, PortalWorld,
+    attribute_after, csrf_of, oathtool, six_digits, throwaway_postgres_database, CurlClient,
+    NewUser, PortalWorld,
 };
 pub use sms::{Sms, SmsReceiver};
 pub use stub_server::{HttpReply, HttpRequest, StubServer};

@@ -283,3 +283,25 @@ impl CurlClient<'_> {
             .next_back()
     }
 }
+
+/// A new, empty database on the PostgreSQL server `make test` started
+/// (`CERTGATE_TEST_POSTGRES_URL`), for one test; its URL. Other databases are never touched.
+pub fn throwaway_postgres_database() -> String {
+    let base = std::env::var("CERTGATE_TEST_POSTGRES_URL").expect(
+        "CERTGATE_TEST_POSTGRES_URL must name a scratch PostgreSQL database (make test sets it)",
+    );
+    let name = format!("certgate_e2e_{}_{}", std::process::id(), crate::free_port());
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (make test installs postgresql)");
+    assert!(
+        out.status.success(),
+        "creating {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base.rsplit_once('/').expect("a database URL");
+    format!("{server}/{name}")
+}

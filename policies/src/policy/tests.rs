@@ -352,6 +352,15 @@ fn shared_hosts_need_equal_upstream_sets() {
         .map(|org| org.id.as_str())
         .collect();
     assert_eq!(ids, ["a", "b"]);
+    // Only digits make a port: anything else after the colon names no organisation.
+    for trick in [
+        "app.example.org:@evil.example",
+        "app.example.org:x",
+        "[app.example.org]x",
+    ] {
+        assert!(set.organisations_for_host(trick).is_empty(), "{trick}");
+    }
+    assert_eq!(set.organisations_for_host("app.example.org.:8443").len(), 2);
 
     write(dir.path(), "c.toml", &shared("c", "\"https://10.0.0.1\""));
     let a = dir.path().join("a.toml").display().to_string();
