@@ -67,6 +67,10 @@ pub(crate) fn backends(state: &PortalState, visit: &Visit) -> Result<(Store, Dat
     }
 }
 
+pub(crate) fn unavailable_page(visit: &Visit) -> Response {
+    unavailable(visit)
+}
+
 fn unavailable(visit: &Visit) -> Response {
     let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
     pages::notice(

@@ -188,6 +188,12 @@ pub async fn finish(
     let return_to = session.return_to.clone();
     session.restart();
     session.device = Some(device_id);
+    session.signed_in = Some(session::SignedIn {
+        org: org.id.clone(),
+        account: account.id.clone(),
+        at: now,
+        mfa: proof.mfa.as_str().to_owned(),
+    });
     let mut response = match then {
         Then::Return => Redirect::to(&return_to).into_response(),
         Then::Page(page) => page(&return_to),

@@ -3,7 +3,9 @@
 //! believes the gateway's headers only with the per-process gateway secret; everything it shares
 //! with the gateway (database, store, metrics, revocations) comes in through [`Backend`].
 
+mod account;
 pub mod codes;
+mod device;
 mod flow;
 pub mod i18n;
 mod issue;
@@ -31,7 +33,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use certgate_certs::{CredentialKey, CredentialVerifier, SealError, SecretKeyring};
+use certgate_certs::{
+    CertificateAuthority, CredentialKey, CredentialVerifier, SealError, SecretKeyring,
+};
 use certgate_db::{Database, NewRevocation};
 use certgate_policies::config::LimitsConfig;
 use certgate_policies::{Language, Organisation, PolicyHandle};
@@ -73,6 +77,8 @@ pub struct PortalSetup {
     pub policies: Arc<PolicyHandle>,
     pub backend: Arc<dyn Backend>,
     pub credential_key: CredentialKey,
+    /// Signs device certificates for CSRs.
+    pub ca: Arc<CertificateAuthority>,
     /// Shared with the admin API, which rotates it.
     pub keyring: Arc<RwLock<SecretKeyring>>,
     /// Re-read when a secret names a key this process does not know (another instance rotated).
@@ -92,6 +98,7 @@ pub struct PortalState {
     policies: Arc<PolicyHandle>,
     backend: Arc<dyn Backend>,
     credential_key: CredentialKey,
+    ca: Arc<CertificateAuthority>,
     tokens: CredentialVerifier,
     keyring: Arc<RwLock<SecretKeyring>>,
     keyring_path: PathBuf,
@@ -126,6 +133,7 @@ impl PortalState {
             backend: setup.backend,
             tokens: CredentialVerifier::from(&setup.credential_key),
             credential_key: setup.credential_key,
+            ca: setup.ca,
             keyring: setup.keyring,
             keyring_path: setup.keyring_path,
             mailer,
@@ -250,6 +258,43 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route(
             "/.certgate/reset",
             get(reset::reset_page).post(reset::reset_submit),
+        )
+        .route(
+            "/.certgate/device",
+            get(device::enter_page).post(device::enter_submit),
+        )
+        .route(
+            "/.certgate/device/approve",
+            get(device::approve_page).post(device::approve_submit),
+        )
+        .route(
+            "/.certgate/api/v1/device/authorize",
+            axum::routing::post(device::authorize),
+        )
+        .route(
+            "/.certgate/api/v1/device/token",
+            axum::routing::post(device::token),
+        )
+        .route(
+            "/.certgate/api/v1/device/certificate",
+            axum::routing::post(device::certificate),
+        )
+        .route(
+            "/.certgate/api/v1/device/renew",
+            axum::routing::post(device::renew),
+        )
+        .route("/.certgate/account", get(account::page))
+        .route(
+            "/.certgate/account/revoke",
+            axum::routing::post(account::revoke),
+        )
+        .route(
+            "/.certgate/account/certificate",
+            axum::routing::post(account::certificate),
+        )
+        .route(
+            "/.certgate/account/certificate/{id}",
+            get(account::download),
         )
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
@@ -506,6 +551,10 @@ mod tests {
             policies: Arc::new(PolicyHandle::new(&policies).unwrap()),
             backend: Arc::new(Local { store, db }),
             credential_key: CredentialKey::generate(),
+            ca: Arc::new(
+                CertificateAuthority::init(&dir.join("ca"), time::OffsetDateTime::now_utc())
+                    .unwrap(),
+            ),
             keyring: Arc::new(RwLock::new(
                 SecretKeyring::load_or_create(&keyring_path).unwrap(),
             )),

@@ -132,6 +132,66 @@ pub struct ResetPage<'a> {
     pub error: Option<String>,
 }
 
+#[derive(Template)]
+#[template(path = "device_code.html")]
+pub struct DeviceCodePage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "device_approve.html")]
+pub struct ApprovePage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub name: &'a str,
+    pub ip: &'a str,
+    pub when: &'a str,
+    /// The request came from another address than this browser.
+    pub other_ip: bool,
+    pub trust_label: String,
+    pub trust_checked: bool,
+}
+
+/// One of the user's devices, as the account page shows it.
+pub struct DeviceRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub trust: &'static str,
+    pub created: String,
+    pub expires: String,
+    pub last_seen: String,
+    pub ip: String,
+    /// The device this page is open on.
+    pub this: bool,
+    /// "revoked", "expired" or empty.
+    pub status: &'static str,
+    pub can_revoke: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub name: &'a str,
+    pub devices: Vec<DeviceRow>,
+    /// Signed in recently enough to download a certificate.
+    pub fresh: bool,
+}
+
+#[derive(Template)]
+#[template(path = "certificate.html")]
+pub struct CertificatePage<'a> {
+    pub c: &'a Chrome,
+    pub password: &'a str,
+    pub download: &'a str,
+    pub expires: &'a str,
+    /// The Chrome/Edge `AutoSelectCertificateForUrls` policy line.
+    pub policy: &'a str,
+}
+
 /// The security headers every portal response carries.
 pub fn secure_headers(response: &mut Response) {
     let headers = response.headers_mut();

@@ -38,6 +38,23 @@ pub struct LoginSession {
     pub device: Option<String>,
     /// A message for the next page (a code that could not be sent).
     pub flash: Option<String>,
+    /// A completed sign-in in this session (for approving a device and downloading a
+    /// certificate, which need a fresh one).
+    pub signed_in: Option<SignedIn>,
+    /// The device-flow request this browser is approving (hash of its device code); kept
+    /// across the sign-in it needs.
+    pub device_request: Option<String>,
+}
+
+/// Who signed in, when, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub org: String,
+    pub account: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// `yes`, `exempt` or `none`.
+    pub mfa: String,
 }
 
 impl LoginSession {
@@ -63,6 +80,7 @@ impl LoginSession {
         self.code_sent = false;
         self.device = None;
         self.flash = None;
+        self.signed_in = None;
     }
 }
 

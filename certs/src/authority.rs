@@ -18,6 +18,7 @@ use rustls_pki_types::CertificateDer;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::claims::{self, Serial, DEVICE_URN_PREFIX};
+use crate::csr::CertificateRequest;
 use crate::error::{CertificateError, FileProblem, IoAction};
 use crate::files;
 
@@ -239,6 +240,23 @@ impl CertificateAuthority {
         self.sign(&params, public_key)
     }
 
+    /// A device certificate for the key of a verified signing request, valid until `not_after`
+    /// (cut off at the issuing CA's end). The end is explicit so a renewal can keep the end of
+    /// the trust window it renews instead of extending it. Subject, names and extensions are
+    /// those of [`Self::issue_device_certificate`]; nothing the request asked for is copied.
+    pub fn issue_for_request(
+        &self,
+        subject: &DeviceSubject,
+        request: &CertificateRequest,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate, CertificateError> {
+        validate_subject(subject)?;
+        let mut params = self.leaf_params_until(not_after, now)?;
+        add_device_identity(&mut params, subject)?;
+        self.sign(&params, request)
+    }
+
     /// A device certificate with a new P-256 key generated here, e.g. for a PKCS#12 bundle.
     pub fn issue_device_key_pair(
         &self,
@@ -293,35 +311,19 @@ impl CertificateAuthority {
         lifetime: Duration,
         now: OffsetDateTime,
     ) -> Result<CertificateParams, CertificateError> {
-        claims::validate_org(&subject.org)?;
-        claims::validate_user(&subject.user)?;
-        claims::validate_device_id(&subject.device_id)?;
+        validate_subject(subject)?;
         let mut params = self.leaf_params(lifetime, now)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, subject.user.as_str());
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, subject.org.as_str());
-        let urn = format!("{DEVICE_URN_PREFIX}{}:{}", subject.org, subject.device_id);
-        params.subject_alt_names = vec![SanType::URI(urn.try_into()?)];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        add_device_identity(&mut params, subject)?;
         Ok(params)
     }
 
-    /// What every end-entity certificate shares: random serial, backdated start, a lifetime
-    /// cut off at the issuing CA's end, digitalSignature, and the issuer's key identifier.
+    /// [`Self::leaf_params_until`] for a certificate that lives `lifetime` from `now`.
     fn leaf_params(
         &self,
         lifetime: Duration,
         now: OffsetDateTime,
     ) -> Result<CertificateParams, CertificateError> {
-        let now = whole_seconds_utc(now);
-        if now >= self.issuing_not_after {
-            return Err(CertificateError::IssuerExpired {
-                not_after: self.issuing_not_after,
-            });
-        }
+        let now = self.issuing_time(now)?;
         let lifetime =
             time::Duration::try_from(lifetime).map_err(|_| CertificateError::InvalidLifetime)?;
         if lifetime.is_zero() {
@@ -331,17 +333,45 @@ impl CertificateAuthority {
             .checked_add(lifetime)
             .filter(|t| t.year() <= 9999)
             .ok_or(CertificateError::InvalidLifetime)?;
+        self.leaf_params_until(not_after, now)
+    }
+
+    /// What every end-entity certificate shares: random serial, backdated start, an end cut off
+    /// at the issuing CA's end, digitalSignature, and the issuer's key identifier. Refuses an
+    /// end that is not after `now`.
+    fn leaf_params_until(
+        &self,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<CertificateParams, CertificateError> {
+        let now = self.issuing_time(now)?;
+        // A certificate outliving its issuer would fail verification at the issuer's end
+        // anyway; stopping there keeps `not_after` truthful. Rounding down to whole seconds
+        // (what the certificate holds) never moves the end later than asked.
+        let not_after = whole_seconds_utc(not_after).min(self.issuing_not_after);
+        if not_after <= now {
+            return Err(CertificateError::InvalidLifetime);
+        }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.serial_number = Some(random_serial());
         params.not_before = now - CLOCK_SKEW_ALLOWANCE;
-        // A certificate outliving its issuer would fail verification at the issuer's end
-        // anyway; stopping there keeps `not_after` truthful.
-        params.not_after = not_after.min(self.issuing_not_after);
+        params.not_after = not_after;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         Ok(params)
+    }
+
+    /// `now` in whole seconds, UTC, if the issuing CA is still valid then.
+    fn issuing_time(&self, now: OffsetDateTime) -> Result<OffsetDateTime, CertificateError> {
+        let now = whole_seconds_utc(now);
+        if now >= self.issuing_not_after {
+            return Err(CertificateError::IssuerExpired {
+                not_after: self.issuing_not_after,
+            });
+        }
+        Ok(now)
     }
 
     fn sign(
@@ -454,6 +484,31 @@ fn ca_params(
         .ok_or(CertificateError::InvalidLifetime)?;
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     Ok(params)
+}
+
+fn validate_subject(subject: &DeviceSubject) -> Result<(), CertificateError> {
+    claims::validate_org(&subject.org)?;
+    claims::validate_user(&subject.user)?;
+    claims::validate_device_id(&subject.device_id)?;
+    Ok(())
+}
+
+/// What makes leaf parameters a device certificate's: CN and O, the device URN, clientAuth.
+/// `subject` must have passed [`validate_subject`].
+fn add_device_identity(
+    params: &mut CertificateParams,
+    subject: &DeviceSubject,
+) -> Result<(), CertificateError> {
+    params
+        .distinguished_name
+        .push(DnType::CommonName, subject.user.as_str());
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, subject.org.as_str());
+    let urn = format!("{DEVICE_URN_PREFIX}{}:{}", subject.org, subject.device_id);
+    params.subject_alt_names = vec![SanType::URI(urn.try_into()?)];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(())
 }
 
 /// 128 random bits; DER adds a zero byte when the top bit is set, so it stays positive.

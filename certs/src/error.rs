@@ -67,6 +67,10 @@ pub enum CertificateError {
     #[error("cannot build PKCS#12 bundle: {0}")]
     Pkcs12(Pkcs12Problem),
 
+    /// A certificate signing request was refused.
+    #[error(transparent)]
+    Request(#[from] crate::csr::CertificateRequestError),
+
     /// A browser credential token could not be made or was refused.
     #[error(transparent)]
     Token(crate::token::TokenError),

@@ -1,9 +1,10 @@
 //! certgate's certificate authority and credential tokens: creating and loading the CA, issuing
-//! server and device certificates, reading device claims back, PKCS#12 bundles, and the signed
-//! cookie tokens that stand in for certificates in browsers.
+//! server and device certificates (also for signing requests), reading device claims back,
+//! PKCS#12 bundles, and the signed cookie tokens that stand in for certificates in browsers.
 
 pub mod authority;
 pub mod claims;
+pub mod csr;
 pub mod error;
 pub mod files;
 pub mod pkcs12;
@@ -12,8 +13,9 @@ pub mod token;
 
 pub use authority::{CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair};
 pub use claims::{DeviceClaims, DeviceId, Serial};
+pub use csr::{CertificateRequest, CertificateRequestError, KeyType};
 pub use error::CertificateError;
-pub use pkcs12::{generate_password, pkcs12_bundle};
+pub use pkcs12::{generate_password, pkcs12_bundle, pkcs12_bundle_as, Pkcs12Format};
 pub use secrets::{SealError, SecretKeyring};
 pub use token::{
     CredentialClaims, CredentialClass, CredentialKey, CredentialVerifier, MfaStatus, TokenError,

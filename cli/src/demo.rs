@@ -190,6 +190,7 @@ exempt_roles = ["parent"]
 trust_device_for = "7d"
 session_lifetime = "12h"
 group_idle_timeout = "60d"
+device_flow = true
 "##
     )
 }

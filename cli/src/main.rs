@@ -2,6 +2,7 @@
 //! Every subcommand's logic lives in a library crate; this file only dispatches.
 
 mod admin_client;
+mod agent;
 mod ca;
 mod demo;
 mod demo_app;
@@ -56,6 +57,10 @@ enum Command {
     /// The keys in the data directory.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Agent: sign this device in through the portal (device flow) and store its key and certificate.
+    Login(agent::LoginArgs),
+    /// Agent: renew this device's certificate with a new key, over mutual TLS.
+    Renew(agent::RenewArgs),
     /// The demo "legacy app": shows the identity headers it receives (used by the demo and tests).
     #[command(hide = true)]
     DemoUpstream {
@@ -156,6 +161,8 @@ fn main() -> ExitCode {
         Command::User(command) => user::run(command),
         Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(&args.config),
         Command::DemoUpstream { listen } => demo_app::run(listen),
+        Command::Login(args) => agent::login(args),
+        Command::Renew(args) => agent::renew(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use certgate_certs::CredentialKey;
+use certgate_certs::{CertificateAuthority, CredentialKey};
 use certgate_db::{Database, NewRevocation};
 use certgate_gateway::admin::AdminState;
 use certgate_gateway::users::{AccountEvent, AccountEvents};
@@ -66,6 +66,7 @@ pub fn setup(
     let control = gateway.control();
     let credential_key =
         CredentialKey::load(&config.data.dir.join("credential.key")).map_err(|e| e.to_string())?;
+    let ca = CertificateAuthority::open(&config.ca.dir).map_err(|e| e.to_string())?;
     let mail = match (outbox, &config.mail) {
         (Some(dir), _) => MailSetup::Outbox(dir),
         (None, Some(mail)) => {
@@ -92,6 +93,7 @@ pub fn setup(
         registry: control.metrics.registry.clone(),
         backend: Arc::new(GatewayBackend(Arc::clone(&control))),
         credential_key,
+        ca: Arc::new(ca),
         keyring: Arc::clone(&control.keyring),
         keyring_path: control.keyring_path.clone(),
         mail,

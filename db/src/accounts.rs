@@ -431,6 +431,38 @@ impl Database {
     }
 
     /// `false` when there is no such device or it was already revoked.
+    pub async fn device(&self, org: &str, id: &str) -> Result<Option<Device>, DbError> {
+        let row = sqlx::query(
+            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip \
+             FROM devices WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// A renewed certificate: the device's credential now ends at `expires_at`.
+    pub async fn set_device_expiry(
+        &self,
+        org: &str,
+        id: &str,
+        expires_at: i64,
+        seen: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE devices SET expires_at = $3, last_seen = $4 WHERE org = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(expires_at)
+        .bind(seen)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn revoke_device(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE devices SET revoked_at = $3 WHERE org = $1 AND id = $2 AND revoked_at IS NULL",

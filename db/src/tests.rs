@@ -231,7 +231,24 @@ async fn exercise_accounts(db: &Database) {
         ip: "192.0.2.7".into(),
     };
     db.record_device(&device).await.unwrap();
+    assert!(db
+        .set_device_expiry("noord", "dev-1", 9_000, 2_250)
+        .await
+        .unwrap());
+    let renewed = db.device("noord", "dev-1").await.unwrap().unwrap();
+    assert_eq!(
+        (renewed.expires_at, renewed.last_seen),
+        (9_000, Some(2_250))
+    );
+    assert_eq!(db.device("zuid", "dev-1").await.unwrap(), None);
+    let device = renewed;
     assert!(db.revoke_device("noord", "dev-1", 2_300).await.unwrap());
+    assert!(
+        !db.set_device_expiry("noord", "dev-1", 10_000, 2_300)
+            .await
+            .unwrap(),
+        "a revoked device is not renewed"
+    );
     assert!(
         !db.revoke_device("noord", "dev-1", 2_400).await.unwrap(),
         "already revoked"

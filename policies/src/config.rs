@@ -184,6 +184,8 @@ pub struct LimitsConfig {
     pub code_failures_per_code: u32,
     /// Default 5 per 15 minutes.
     pub codes_sent_per_account: RateLimit,
+    /// How long a device-flow user code waits for approval; default 10 minutes.
+    pub device_code_lifetime: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -193,6 +195,7 @@ impl Default for LimitsConfig {
             password_failures_per_ip: THIRTY_PER_QUARTER_HOUR,
             code_failures_per_code: 5,
             codes_sent_per_account: FIVE_PER_QUARTER_HOUR,
+            device_code_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -403,6 +406,9 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
         codes_sent_per_account: table
             .parsed("codes_sent_per_account", RateLimit::parse)
             .unwrap_or(FIVE_PER_QUARTER_HOUR),
+        device_code_lifetime: table
+            .parsed("device_code_lifetime", |text| duration_setting(text, false))
+            .unwrap_or(Duration::from_secs(600)),
     };
     table.finish();
 

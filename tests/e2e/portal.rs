@@ -108,6 +108,21 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
         b.page_text()
     );
     shot(&b, "choose-method");
+    // "Back" returns to the password, keeping where the user was going.
+    b.click_button("Back");
+    assert!(
+        b.page_text().contains("Sign in to Org noord"),
+        "{}",
+        b.page_text()
+    );
+    assert!(
+        b.current_url().contains("return_to=%2Frooster%3Fweek%3D12"),
+        "{}",
+        b.current_url()
+    );
+    b.fill("username", "anna@noord.test");
+    b.fill("password", PASSWORD);
+    b.click_button("Sign in");
     b.click("input[value=email]");
     b.click_button("Continue");
     let code = w.mailed_code("anna@noord.test");
@@ -204,8 +219,21 @@ fn sms_codes_arrive_and_sms_is_disabled_without_a_number() {
         b.page_text()
     );
     shot(&b, "code-sms-nl");
-    let code = certgate_e2e::six_digits(&sms.text).unwrap();
+    assert_eq!(
+        sms.authorization,
+        Some(format!("Bearer {}", certgate_e2e::SMS_TOKEN)),
+        "the provider's token from sms.token_file"
+    );
     assert!(sms.text.contains("Org noord"), "{}", sms.text);
+    // "Send a new code": a second text; the newest code signs in.
+    b.click_button("Stuur een nieuwe code");
+    assert!(
+        b.page_text().contains("Er is een nieuwe code verstuurd"),
+        "{}",
+        b.page_text()
+    );
+    let resent = w.sms.wait_for("+31612345678", Duration::from_secs(10));
+    let code = certgate_e2e::six_digits(&resent.text).unwrap();
     b.fill("code", &code);
     b.click_button("Controleren");
     assert_eq!(
@@ -1157,4 +1185,63 @@ fn a_code_sent_to_one_account_never_signs_in_another() {
     );
     assert_eq!(refused.status, 401, "{}", refused.body);
     assert!(bob.cookie("__Host-certgate-device").is_none());
+}
+
+#[test]
+fn with_mfa_for_the_enrolled_only_newcomers_sign_in_by_password_and_the_enrolled_stay_bound() {
+    let mut noord = org("noord", NOORD, "");
+    let w = PortalWorld::start(std::slice::from_ref(&noord), "");
+    w.add_user(&NewUser::personal("noord", "olga@noord.test", PASSWORD));
+    w.add_user(&NewUser::personal("noord", "piet@noord.test", PASSWORD));
+    // Olga enrols while everyone must.
+    sign_in_by_email(&w, &w.client(NOORD, "127.0.0.1"), "olga@noord.test");
+
+    noord.policy_extra = noord
+        .policy_extra
+        .replace("[mfa]\n", "[mfa]\nrequired = \"enrolled\"\n");
+    w.d.write_policy(&noord);
+    let piet = w.client(NOORD, "127.0.0.1");
+    assert!(eventually(Duration::from_secs(5), || {
+        let answer = piet.sign_in("/", "piet@noord.test", PASSWORD);
+        answer.status == 303 && location(&answer) == "/"
+    }));
+    assert_eq!(
+        piet.api("/").upstream_header("x-certgate-mfa").as_deref(),
+        Some("none")
+    );
+
+    let olga = w.client(NOORD, "127.0.0.1");
+    let answer = olga.sign_in("/", "olga@noord.test", PASSWORD);
+    assert!(
+        location(&answer).ends_with("/.certgate/mfa"),
+        "still asked for her code"
+    );
+}
+
+#[test]
+fn the_organisation_logo_and_colour_brand_the_pages() {
+    let noord = org("noord", NOORD, "");
+    let w = PortalWorld::start(std::slice::from_ref(&noord), "");
+    let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="#0b6e4f"/></svg>"##;
+    std::fs::write(w.d.path("policies/noord.svg"), svg).unwrap();
+    let branded = w.d.policy_text(&noord).replacen(
+        "default_language",
+        "logo = \"noord.svg\"\ncolour = \"#0b6e4f\"\ndefault_language",
+        1,
+    );
+    std::fs::write(w.d.path("policies/noord.toml"), branded).unwrap();
+    let client = w.client(NOORD, "127.0.0.1");
+    assert!(eventually(Duration::from_secs(5), || client
+        .get("/.certgate/login")
+        .body
+        .contains(r#"<img src="/.certgate/logo""#)));
+    let logo = client.get("/.certgate/logo");
+    assert_eq!(logo.status, 200);
+    assert_eq!(
+        logo.header("content-type").as_deref(),
+        Some("image/svg+xml")
+    );
+    assert_eq!(logo.body, svg);
+    let theme = client.get("/.certgate/theme.css");
+    assert!(theme.body.contains("--brand: #0b6e4f"), "{}", theme.body);
 }

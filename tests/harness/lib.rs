@@ -14,8 +14,8 @@ mod stub_server;
 pub use browser::{Browser, BrowserCookie, DESKTOP, PHONE};
 pub use mail::{Mail, MailSink};
 pub use portal::{
-    attribute_after, csrf_of, oathtool, six_digits, throwaway_postgres_database, CurlClient,
-    NewUser, PortalWorld,
+    attribute_after, csrf_of, oathtool, openssl_csr, six_digits, throwaway_postgres_database,
+    CurlClient, NewUser, PortalWorld, SMS_TOKEN,
 };
 pub use sms::{Sms, SmsReceiver};
 pub use stub_server::{HttpReply, HttpRequest, StubServer};

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::{certgate_ok, Deployment, MailSink, Org, Response, SmsReceiver};
 
+/// The bearer token the SMS provider expects (from `sms.token_file`).
+pub const SMS_TOKEN: &str = "sms-provider-token-0123456789";
+
 /// The gateway with `orgs`, SMTP and SMS wired up, running.
 pub struct PortalWorld {
     pub d: Deployment,
@@ -46,8 +49,9 @@ impl PortalWorld {
         let mail = MailSink::start();
         let sms = SmsReceiver::start();
         let mut d = Deployment::new(orgs);
+        std::fs::write(d.path("sms-token"), format!("{SMS_TOKEN}\n")).unwrap();
         d.extra_sections = format!(
-            "[mail]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate <no-reply@certgate.test>\"\n\n[sms]\nkind = \"webhook\"\nurl = \"{}\"\n\n{extra_sections}",
+            "[mail]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate <no-reply@certgate.test>\"\n\n[sms]\nkind = \"webhook\"\nurl = \"{}\"\ntoken_file = \"sms-token\"\n\n{extra_sections}",
             mail.port,
             sms.url(),
         );
@@ -270,6 +274,27 @@ impl CurlClient<'_> {
         )
     }
 
+    /// Downloads `path` into `to` (binary); the status.
+    pub fn download(&self, path: &str, to: &std::path::Path) -> u16 {
+        let jar = self.jar();
+        let url = format!("https://{}:{}{path}", self.host, self.world.d.https);
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.world.d.path("ca/root.pem"))
+            .arg("--resolve")
+            .arg(format!("{}:{}:127.0.0.1", self.host, self.world.d.https))
+            .args(["--interface", &self.addr, "-c", &jar, "-b", &jar, "-o"])
+            .arg(to)
+            .args(["-w", "%{http_code}"])
+            .arg(url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
     /// The value of a cookie in the jar.
     pub fn cookie(&self, name: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.jar.path()).unwrap_or_default();
@@ -304,4 +329,70 @@ pub fn throwaway_postgres_database() -> String {
     );
     let (server, _) = base.rsplit_once('/').expect("a database URL");
     format!("{server}/{name}")
+}
+
+impl PortalWorld {
+    /// A JSON POST to the device API (`/.certgate/api/v1/device/…`) on `host`, with extra curl
+    /// arguments (a client certificate, a bearer token).
+    pub fn device_api(
+        &self,
+        host: &str,
+        call: &str,
+        body: &serde_json::Value,
+        args: &[&str],
+    ) -> Response {
+        let body = body.to_string();
+        let mut all = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+        ];
+        all.extend_from_slice(args);
+        self.d.curl(
+            host,
+            "127.0.0.1",
+            &format!("/.certgate/api/v1/device/{call}"),
+            &all,
+        )
+    }
+}
+
+/// A new key and a CSR for it, made by openssl: `kind` is an `openssl req -newkey` argument
+/// (`ec` with P-256 is used for "ec"). Returns (key path, CSR PEM).
+pub fn openssl_csr(
+    dir: &std::path::Path,
+    name: &str,
+    kind: &str,
+    subject: &str,
+) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut args: Vec<String> = vec!["req".into(), "-new".into(), "-nodes".into()];
+    match kind {
+        "ec" => args.extend([
+            "-newkey".into(),
+            "ec".into(),
+            "-pkeyopt".into(),
+            "ec_paramgen_curve:P-256".into(),
+        ]),
+        other => args.extend(["-newkey".into(), other.into()]),
+    }
+    args.extend([
+        "-keyout".into(),
+        key.display().to_string(),
+        "-out".into(),
+        csr.display().to_string(),
+        "-subj".into(),
+        subject.into(),
+    ]);
+    let out = Command::new("openssl").args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, std::fs::read_to_string(csr).unwrap())
 }

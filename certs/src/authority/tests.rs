@@ -9,6 +9,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::claims::DeviceClaims;
+use crate::csr::tests::openssl_request;
 use crate::error::{DeviceCertificateProblem, SubjectError, SubjectField};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -585,5 +586,181 @@ fn open_refuses_an_issuing_ca_from_another_root() {
             path: dir.join(ISSUING_CERT_FILE),
             problem: FileProblem::NotSignedByRoot
         }
+    );
+}
+
+fn p256_request() -> CertificateRequest {
+    let key = KeyPair::generate().unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    CertificateRequest::from_der(csr.der()).unwrap()
+}
+
+#[test]
+fn certificates_for_requests_name_our_subject_only() {
+    let (tmp, ca) = new_ca();
+    let dir = tmp.path();
+    let now = OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::hours(12);
+    // Whatever the request asks for: another name, other SANs, a CA certificate, serverAuth.
+    let asks_for_more = [
+        "-subj",
+        "/CN=someone-else/O=other-org",
+        "-addext",
+        "subjectAltName=DNS:evil.example.org,URI:urn:certgate:other-org:stolen",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+    ];
+    for (name, key_args) in [
+        (
+            "p256",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
+        (
+            "p384",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"][..],
+        ),
+        ("ed25519", &["-newkey", "ed25519"][..]),
+        ("rsa2048", &["-newkey", "rsa:2048"][..]),
+    ] {
+        let pem = openssl_request(dir, name, &[key_args, &asks_for_more[..]].concat());
+        let request = CertificateRequest::from_pem(&pem).unwrap();
+        let subject = subject();
+        let issued = ca
+            .issue_for_request(&subject, &request, not_after, now)
+            .unwrap();
+        let cert = format!("{name}.pem");
+        fs::write(dir.join(&cert), &issued.cert_pem).unwrap();
+
+        // The P-256 issuing CA signs every accepted key type, and the chain verifies.
+        let (ok, out) = openssl(
+            dir,
+            &[
+                "verify",
+                "-purpose",
+                "sslclient",
+                "-CAfile",
+                "ca/root.pem",
+                "-untrusted",
+                "ca/issuing.pem",
+                &cert,
+            ],
+        );
+        assert!(ok, "{name}: {out}");
+
+        assert_eq!(
+            DeviceClaims::from_der(&issued.cert_der).unwrap(),
+            DeviceClaims {
+                org: subject.org.clone(),
+                user: subject.user.clone(),
+                device_id: subject.device_id.clone(),
+                serial: issued.serial,
+                not_before: whole_seconds_utc(now) - CLOCK_SKEW_ALLOWANCE,
+                not_after: whole_seconds_utc(not_after),
+            },
+            "{name}"
+        );
+        let (ok, text) = openssl(dir, &["x509", "-in", &cert, "-noout", "-text"]);
+        assert!(ok, "{text}");
+        assert!(text.contains("Subject: CN = Zo"), "{name}: {text}");
+        assert!(text.contains("O = acme-care"), "{name}: {text}");
+        let urn = format!("URI:urn:certgate:acme-care:{}", subject.device_id);
+        assert!(text.contains(&urn), "{name}: {text}");
+        for asked in ["someone-else", "other-org", "evil.example.org", "stolen"] {
+            assert!(!text.contains(asked), "{name}: {asked}: {text}");
+        }
+        assert!(text.contains("CA:FALSE"), "{name}: {text}");
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+
+        // The certificate carries the requester's key.
+        let (ok, from_cert) = openssl(dir, &["x509", "-in", &cert, "-noout", "-pubkey"]);
+        assert!(ok, "{from_cert}");
+        let (ok, from_key) = openssl(dir, &["pkey", "-in", &format!("{name}.key"), "-pubout"]);
+        assert!(ok, "{from_key}");
+        assert_eq!(from_cert, from_key, "{name}");
+        let (_, parsed) = x509_parser::parse_x509_certificate(&issued.cert_der).unwrap();
+        assert_eq!(parsed.public_key().raw, request.spki_der(), "{name}");
+        assert!(issued.cert_pem.ends_with(ca.issuing_pem()));
+    }
+}
+
+#[test]
+fn requests_get_the_end_they_are_given_never_more() {
+    let (_tmp, ca) = new_ca();
+    let request = p256_request();
+    let start = whole_seconds_utc(OffsetDateTime::now_utc());
+    let now = start + time::Duration::milliseconds(250);
+
+    // Fractions of a second are dropped, never rounded up.
+    let asked = start + time::Duration::hours(1) + time::Duration::milliseconds(900);
+    let issued = ca
+        .issue_for_request(&subject(), &request, asked, now)
+        .unwrap();
+    assert_eq!(issued.not_after, start + time::Duration::hours(1));
+    assert_eq!(issued.not_before, start - CLOCK_SKEW_ALLOWANCE);
+    assert_eq!(
+        DeviceClaims::from_der(&issued.cert_der).unwrap().not_after,
+        issued.not_after
+    );
+
+    // An end in another time zone is the same instant.
+    let offset = time::UtcOffset::from_hms(2, 0, 0).unwrap();
+    let issued = ca
+        .issue_for_request(
+            &subject(),
+            &request,
+            (start + time::Duration::hours(3)).to_offset(offset),
+            now,
+        )
+        .unwrap();
+    assert_eq!(issued.not_after, start + time::Duration::hours(3));
+
+    // Capped at the issuing CA's end.
+    let issued = ca
+        .issue_for_request(
+            &subject(),
+            &request,
+            ca.issuing_not_after() + time::Duration::days(365),
+            now,
+        )
+        .unwrap();
+    assert_eq!(issued.not_after, ca.issuing_not_after());
+
+    // An end that is not after now is refused.
+    for end in [
+        now,
+        start,
+        start + time::Duration::milliseconds(999),
+        now - time::Duration::seconds(1),
+    ] {
+        assert_eq!(
+            ca.issue_for_request(&subject(), &request, end, now),
+            Err(CertificateError::InvalidLifetime),
+            "{end}"
+        );
+    }
+    let late = ca.issuing_not_after();
+    assert_eq!(
+        ca.issue_for_request(&subject(), &request, late + HOUR, late),
+        Err(CertificateError::IssuerExpired {
+            not_after: ca.issuing_not_after()
+        })
+    );
+
+    let bad = DeviceSubject {
+        device_id: "Not:Valid".to_owned(),
+        ..subject()
+    };
+    assert_eq!(
+        ca.issue_for_request(&bad, &request, now + HOUR, now),
+        Err(CertificateError::InvalidSubject(
+            SubjectError::InvalidCharacter {
+                field: SubjectField::DeviceId
+            }
+        ))
     );
 }

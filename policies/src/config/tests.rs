@@ -145,6 +145,7 @@ fn parses_the_architecture_example() {
                 count: 5,
                 window: Duration::from_secs(900),
             },
+            device_code_lifetime: Duration::from_secs(600),
         }
     );
     assert!(!config.development.enabled);

@@ -1,0 +1,465 @@
+//! The signed-in user's own page: their devices (kind, trust, created, expires, last seen,
+//! address) with a button to revoke each, and a PKCS#12 certificate for this device after a
+//! fresh sign-in — the one case where certgate makes the key, hands it over once and forgets it.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use certgate_certs::{
+    generate_password, pkcs12_bundle_as, CredentialClass, DeviceId, DeviceSubject, Pkcs12Format,
+};
+use certgate_db::{
+    Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust, NewRevocation,
+    RevocationKind,
+};
+use certgate_policies::Organisation;
+use certgate_store::Store;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::device::FRESH_SIGN_IN;
+use crate::flow::{backends, load_attempt, start_attempt, Attempt};
+use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
+use crate::session;
+use crate::{PortalState, Visit};
+
+/// How long a PKCS#12 bundle waits for its one download.
+const BUNDLE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Who is looking at the page.
+struct Me {
+    org: Arc<Organisation>,
+    account: Account,
+    /// The device whose browser credential this request carried.
+    this_device: Option<String>,
+    /// The trust class of that credential, for the PKCS#12 lifetime.
+    class: Option<CredentialClass>,
+    attempt: Attempt,
+    fresh: bool,
+}
+
+fn to_login() -> Response {
+    Redirect::to("/.certgate/login?return_to=%2F.certgate%2Faccount").into_response()
+}
+
+/// The user, from this browser's credential (checked against the database) or a sign-in in
+/// this session; else the sign-in page.
+async fn me(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    headers: &HeaderMap,
+) -> Result<Me, Response> {
+    let now = state.now();
+    let attempt = match load_attempt(store, headers).await {
+        Some(attempt) => attempt,
+        None => start_attempt(store, "/".into())
+            .await
+            .ok_or_else(|| crate::flow::unavailable_page(visit))?,
+    };
+    let claims = session::cookie(headers, session::DEVICE_COOKIE)
+        .and_then(|token| state.tokens.verify(token, now).ok())
+        .filter(|c| visit.org(&c.org).is_some());
+    let signed_in = attempt.session.signed_in.clone();
+    let (org_id, by) = match (&claims, &signed_in) {
+        (Some(c), _) => (c.org.clone(), Who::Name(c.account.clone())),
+        (None, Some(s)) if visit.org(&s.org).is_some() => {
+            (s.org.clone(), Who::Id(s.account.clone()))
+        }
+        _ => return Err(to_login()),
+    };
+    let org = visit.org(&org_id).cloned().ok_or_else(to_login)?;
+    let account = match &by {
+        Who::Name(name) => db.find_account(&org.id, name).await,
+        Who::Id(id) => db.account(&org.id, id).await,
+    };
+    let account = match account {
+        Ok(Some(account)) if !account.disabled => account,
+        Ok(_) => return Err(to_login()),
+        Err(_) => return Err(crate::flow::unavailable_page(visit)),
+    };
+    if let Some(c) = &claims {
+        // A revoked credential, or one from before an account reset, opens nothing here either.
+        let device = db.device(&org.id, &c.device_id).await.ok().flatten();
+        if c.issued_at < account.not_valid_before
+            || device.as_ref().is_some_and(|d| d.revoked_at.is_some())
+        {
+            return Err(to_login());
+        }
+    }
+    let fresh = signed_in
+        .as_ref()
+        .is_some_and(|s| s.account == account.id && now - s.at <= FRESH_SIGN_IN);
+    Ok(Me {
+        org,
+        account,
+        this_device: claims.as_ref().map(|c| c.device_id.clone()),
+        class: claims.map(|c| c.class),
+        attempt,
+        fresh,
+    })
+}
+
+enum Who {
+    Name(String),
+    Id(String),
+}
+
+fn date(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix).map_or_else(
+        |_| "-".into(),
+        |t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        },
+    )
+}
+
+fn trust_name(visit: &Visit, trust: DeviceTrust) -> &'static str {
+    match trust {
+        DeviceTrust::Session => visit.texts.trust_session,
+        DeviceTrust::Trusted => visit.texts.trust_trusted,
+        DeviceTrust::Group => visit.texts.trust_group,
+    }
+}
+
+async fn rows(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    me: &Me,
+    devices: &[Device],
+) -> Vec<DeviceRow> {
+    let now = state.now();
+    let mut rows = Vec::new();
+    for d in devices.iter().rev() {
+        let seen = store
+            .last_seen(&d.org, &d.id)
+            .await
+            .ok()
+            .flatten()
+            .into_iter()
+            .chain(d.last_seen)
+            .max();
+        rows.push(DeviceRow {
+            id: d.id.clone(),
+            kind: match d.kind {
+                DeviceKind::Browser => visit.texts.kind_browser,
+                DeviceKind::Certificate => visit.texts.kind_certificate,
+            },
+            trust: trust_name(visit, d.trust),
+            created: date(d.created_at),
+            expires: date(d.expires_at),
+            last_seen: seen.map_or_else(|| "-".into(), date),
+            ip: d.ip.clone(),
+            this: me.this_device.as_deref() == Some(d.id.as_str()),
+            status: if d.revoked_at.is_some() {
+                visit.texts.status_revoked
+            } else if d.expires_at <= now {
+                visit.texts.status_expired
+            } else {
+                ""
+            },
+            can_revoke: d.revoked_at.is_none() && d.expires_at > now,
+        });
+    }
+    rows
+}
+
+/// `GET /.certgate/account`.
+pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let me = match me(&state, &visit, &store, &db, &headers).await {
+        Ok(me) => me,
+        Err(response) => return response,
+    };
+    let devices = match db.devices(&me.org.id, &me.account.id).await {
+        Ok(devices) => devices,
+        Err(_) => return crate::flow::unavailable_page(&visit),
+    };
+    let rows = rows(&state, &visit, &store, &me, &devices).await;
+    let c = visit.chrome(Some(&me.org));
+    let mut response = pages::html(
+        StatusCode::OK,
+        &AccountPage {
+            c: &c,
+            csrf: &me.attempt.session.csrf,
+            name: &me.account.display_name,
+            devices: rows,
+            fresh: me.fresh,
+        },
+    );
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        me.attempt.id.as_str(),
+        None,
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    device: String,
+}
+
+/// `POST /.certgate/account/revoke`: one of the user's own devices, everywhere within a second.
+pub(crate) async fn revoke(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let me = match me(&state, &visit, &store, &db, &headers).await {
+        Ok(me) => me,
+        Err(response) => return response,
+    };
+    if !me.attempt.session.csrf_ok(&form.csrf) {
+        return Redirect::to("/.certgate/account").into_response();
+    }
+    let device = match db.device(&me.org.id, &form.device).await {
+        Ok(Some(d)) if d.account_id == me.account.id => d,
+        _ => return Redirect::to("/.certgate/account").into_response(),
+    };
+    let now = state.now();
+    // Kept until the longest credential of the device could have expired (renewed group
+    // credentials: the idle timeout from now).
+    let until = match device.trust {
+        DeviceTrust::Group => now.saturating_add(me.org.mfa.group_idle_timeout.as_secs() as i64),
+        _ => device.expires_at.max(now),
+    } + 300;
+    let revocation = NewRevocation {
+        org: me.org.id.clone(),
+        kind: RevocationKind::Device,
+        subject: device.id.clone(),
+        reason: "revoked by the user".into(),
+        revoked_at: now,
+        drop_after: until,
+    };
+    if let Err(error) = state.backend.revoke(&revocation, "user").await {
+        tracing::error!(%error, "a device could not be revoked");
+        return crate::flow::unavailable_page(&visit);
+    }
+    let _ = db.revoke_device(&me.org.id, &device.id, now).await;
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: me.org.id.clone(),
+            at: now,
+            actor: me.account.username.clone(),
+            action: "device-revoked".into(),
+            subject: device.id.clone(),
+            ip: visit.ip.clone(),
+            detail: String::new(),
+        })
+        .await;
+    Redirect::to("/.certgate/account").into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CertificateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    format: String,
+}
+
+/// `POST /.certgate/account/certificate`: a PKCS#12 bundle for this device, after a fresh
+/// sign-in. The key is made here, handed over once, and never stored.
+pub(crate) async fn certificate(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CertificateForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let me = match me(&state, &visit, &store, &db, &headers).await {
+        Ok(me) => me,
+        Err(response) => return response,
+    };
+    if !me.attempt.session.csrf_ok(&form.csrf) {
+        return Redirect::to("/.certgate/account").into_response();
+    }
+    if !me.fresh {
+        return to_login();
+    }
+    let now = state.now();
+    let (trust, lifetime) = if me.account.kind == AccountKind::Group {
+        (DeviceTrust::Group, me.org.mfa.group_idle_timeout)
+    } else if me.class == Some(CredentialClass::Trusted) {
+        (DeviceTrust::Trusted, me.org.mfa.trust_device_for)
+    } else {
+        (DeviceTrust::Session, me.org.mfa.session_lifetime)
+    };
+    let device_id = DeviceId::generate().into_string();
+    let subject = DeviceSubject {
+        org: me.org.id.clone(),
+        user: me.account.username.clone(),
+        device_id: device_id.clone(),
+    };
+    let now_at = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let issued = match state.ca.issue_device_key_pair(&subject, lifetime, now_at) {
+        Ok(issued) => issued,
+        Err(error) => {
+            tracing::error!(%error, "a PKCS#12 certificate could not be issued");
+            return crate::flow::unavailable_page(&visit);
+        }
+    };
+    let password = generate_password();
+    let format = if form.format == "legacy" {
+        Pkcs12Format::Legacy
+    } else {
+        Pkcs12Format::Modern
+    };
+    let friendly = format!("{} ({})", me.account.username, me.org.name);
+    let bundle = match pkcs12_bundle_as(
+        &issued.key_pem,
+        &issued.cert_pem,
+        &state.ca.chain_pem(),
+        &friendly,
+        &password,
+        format,
+    ) {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            tracing::error!(%error, "a PKCS#12 bundle could not be made");
+            return crate::flow::unavailable_page(&visit);
+        }
+    };
+    let download = hex::encode(rand::random::<[u8; 16]>());
+    if store
+        .put_once("pkcs12", &download, &bundle, BUNDLE_LIFETIME)
+        .await
+        .is_err()
+    {
+        return crate::flow::unavailable_page(&visit);
+    }
+    let device = Device {
+        org: me.org.id.clone(),
+        id: device_id.clone(),
+        account_id: me.account.id.clone(),
+        kind: DeviceKind::Certificate,
+        trust,
+        created_at: now,
+        expires_at: issued.not_after.unix_timestamp(),
+        last_seen: None,
+        revoked_at: None,
+        ip: visit.ip.clone(),
+    };
+    if db.record_device(&device).await.is_err() {
+        return crate::flow::unavailable_page(&visit);
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: me.org.id.clone(),
+            at: now,
+            actor: me.account.username.clone(),
+            action: "pkcs12-issued".into(),
+            subject: device_id,
+            ip: visit.ip.clone(),
+            detail: format!(
+                "format={}",
+                if format == Pkcs12Format::Legacy {
+                    "legacy"
+                } else {
+                    "modern"
+                }
+            ),
+        })
+        .await;
+    let trust_label = match trust {
+        DeviceTrust::Session => "personal",
+        DeviceTrust::Trusted => "trusted",
+        DeviceTrust::Group => "group",
+    };
+    state
+        .metrics
+        .credentials_issued
+        .with_label_values(&[me.org.id.as_str(), "pkcs12", trust_label])
+        .inc();
+    let host = visit
+        .host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(visit.host.as_str(), |(h, _)| h);
+    let policy = format!(
+        r#"{{"pattern":"https://{host}","filter":{{"ISSUER":{{"CN":"certgate issuing CA"}}}}}}"#
+    );
+    let c = visit.chrome(Some(&me.org));
+    pages::html(
+        StatusCode::OK,
+        &CertificatePage {
+            c: &c,
+            password: &password,
+            download: &format!("/.certgate/account/certificate/{download}"),
+            expires: &date(issued.not_after.unix_timestamp()),
+            policy: &policy,
+        },
+    )
+}
+
+/// `GET /.certgate/account/certificate/{id}`: the bundle, once.
+pub(crate) async fn download(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let Some(store) = state.backend.store() else {
+        return crate::flow::unavailable_page(&visit);
+    };
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Redirect::to("/.certgate/account").into_response();
+    }
+    let Ok(Some(bundle)) = store.take_once("pkcs12", &id).await else {
+        let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+        return pages::notice(
+            StatusCode::GONE,
+            &c,
+            c.t.certificate_heading,
+            c.t.certificate_gone,
+            true,
+            Some(("/.certgate/account", c.t.account_heading)),
+        );
+    };
+    let mut response = (StatusCode::OK, bundle).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pkcs12"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"certgate-device.p12\""),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}

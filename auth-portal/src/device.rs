@@ -1,0 +1,1048 @@
+//! Personal certificates for apps and agents, through a device authorization flow in the shape of
+//! OAuth 2.0 RFC 8628: the device asks, the user approves in a browser after signing in, the
+//! device sends a CSR (its key never leaves it) and gets a certificate; later it renews over
+//! mutual TLS, which the gateway vouches for.
+//!
+//! JSON API under `/.certgate/api/v1/device/`: `authorize`, `token`, `certificate`, `renew`.
+//! Every error is `{"error": code, "error_description": text}`.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use certgate_certs::{CertificateRequest, DeviceId, DeviceSubject};
+use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
+use certgate_policies::Organisation;
+use certgate_store::{RateLimit, Store};
+use ring::digest::{digest, SHA256};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::flow::{backends, load_attempt, save, start_attempt};
+use crate::i18n::fill;
+use crate::pages::{self, ApprovePage, DeviceCodePage};
+use crate::session;
+use crate::{PortalState, Visit};
+
+/// The polling interval clients are told; faster polls get `slow_down`.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an approved device has to send its CSR.
+pub const ENROLMENT_LIFETIME: Duration = Duration::from_secs(300);
+/// A sign-in is fresh enough to approve a device or hand out a key for this long.
+pub const FRESH_SIGN_IN: i64 = 10 * 60;
+/// Consonants only: no words, no 0/O or 1/I look-alikes.
+const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// Requests kept after they expire, to tell `expired_token` from an unknown code.
+const TOMBSTONE: Duration = Duration::from_secs(600);
+
+fn api_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn api_ok(body: serde_json::Value) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn unavailable() -> Response {
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the portal cannot reach its store or database; try again shortly",
+    )
+}
+
+/// 256 random bits, URL-safe.
+fn random_secret() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+fn hashed(secret: &str) -> String {
+    hex::encode(digest(&SHA256, secret.as_bytes()).as_ref())
+}
+
+/// `ABCD-EFGH` from 8 random consonants (about 34 bits).
+fn new_user_code() -> String {
+    let chars: String = (0..8)
+        .map(|_| char::from(USER_CODE_ALPHABET[rand::random_range(0..USER_CODE_ALPHABET.len())]))
+        .collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+/// A typed user code as stored: upper case, only the alphabet's letters.
+fn normal_user_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .take(16)
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Pending,
+    Approved,
+    Denied,
+}
+
+/// A device request as kept in the store (under the hash of its device code).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeviceRequest {
+    /// The organisations of the host it was made on (one approves it).
+    orgs: Vec<String>,
+    user_code: String,
+    name: String,
+    ip: String,
+    requested_at: i64,
+    expires_at: i64,
+    trust_requested: bool,
+    status: Status,
+    org: Option<String>,
+    account: Option<String>,
+    trust: bool,
+}
+
+/// What an approved device may enrol (under the hash of its enrolment token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Enrolment {
+    org: String,
+    account: String,
+    trust: bool,
+    name: String,
+    ip: String,
+}
+
+async fn put_request(store: &Store, key: &str, request: &DeviceRequest, now: i64) -> bool {
+    let ttl = (request.expires_at - now).max(1) as u64 + TOMBSTONE.as_secs();
+    match serde_json::to_vec(request) {
+        Ok(bytes) => store
+            .put_once("device-request", key, &bytes, Duration::from_secs(ttl))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn get_request(store: &Store, key: &str) -> Result<Option<DeviceRequest>, ()> {
+    match store.peek_once("device-request", key).await {
+        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        Ok(None) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// The organisations of this host that have the device flow on.
+fn flow_orgs(visit: &Visit) -> Vec<Arc<Organisation>> {
+    visit
+        .orgs
+        .iter()
+        .filter(|o| o.mfa.device_flow)
+        .cloned()
+        .collect()
+}
+
+fn flow_off() -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "device_flow_disabled",
+        "this organisation does not enrol devices this way",
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct AuthorizeBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    trust: bool,
+}
+
+/// `POST device/authorize`.
+pub(crate) async fn authorize(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let orgs = flow_orgs(&visit);
+    if orgs.is_empty() {
+        return flow_off();
+    }
+    let Some(store) = state.backend.store() else {
+        return unavailable();
+    };
+    let body: AuthorizeBody = if body.is_empty() {
+        AuthorizeBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(_) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the body must be JSON: {\"name\": \"…\", \"trust\": true|false}",
+                )
+            }
+        }
+    };
+    let limit = RateLimit {
+        limit: 20,
+        window: Duration::from_secs(15 * 60),
+    };
+    match store.hit("device-authorize", &visit.ip, limit).await {
+        Ok(hit) if !hit.allowed => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["device_authorize"])
+                .inc();
+            return api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many device requests from this address; wait a while",
+            );
+        }
+        Ok(_) => {}
+        Err(_) => return unavailable(),
+    }
+    let name: String = body
+        .name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let now = state.now();
+    let lifetime = state.limits.device_code_lifetime;
+    let device_code = random_secret();
+    let user_code = new_user_code();
+    let request = DeviceRequest {
+        orgs: orgs.iter().map(|o| o.id.clone()).collect(),
+        user_code: user_code.clone(),
+        name: if name.trim().is_empty() {
+            "?".into()
+        } else {
+            name
+        },
+        ip: visit.ip.clone(),
+        requested_at: now,
+        expires_at: now + lifetime.as_secs() as i64,
+        trust_requested: body.trust,
+        status: Status::Pending,
+        org: None,
+        account: None,
+        trust: false,
+    };
+    let key = hashed(&device_code);
+    let by_user_code = store
+        .put_once(
+            "device-user-code",
+            &normal_user_code(&user_code),
+            key.as_bytes(),
+            lifetime,
+        )
+        .await;
+    if by_user_code.is_err() || !put_request(&store, &key, &request, now).await {
+        return unavailable();
+    }
+    api_ok(json!({
+        "device_code": device_code,
+        "user_code": user_code,
+        "verification_uri": format!("https://{}/.certgate/device", visit.host),
+        "expires_in": lifetime.as_secs(),
+        "interval": POLL_INTERVAL.as_secs(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenBody {
+    #[serde(default)]
+    device_code: String,
+}
+
+/// `POST device/token`: the device polls.
+pub(crate) async fn token(
+    State(state): State<Arc<PortalState>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<TokenBody>(&body) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be JSON: {\"device_code\": \"…\"}",
+        );
+    };
+    let Some(store) = state.backend.store() else {
+        return unavailable();
+    };
+    if body.device_code.is_empty() || body.device_code.len() > 128 {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown device code",
+        );
+    }
+    let key = hashed(&body.device_code);
+    let poll = RateLimit {
+        limit: 1,
+        window: POLL_INTERVAL - Duration::from_millis(500),
+    };
+    match store.hit("device-poll", &key, poll).await {
+        Ok(hit) if !hit.allowed => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "slow_down",
+                "polling too fast; add 5 seconds to the interval",
+            )
+        }
+        Ok(_) => {}
+        Err(_) => return unavailable(),
+    }
+    let now = state.now();
+    let request = match get_request(&store, &key).await {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "unknown device code",
+            )
+        }
+        Err(()) => return unavailable(),
+    };
+    match request.status {
+        _ if now >= request.expires_at && request.status != Status::Approved => api_error(
+            StatusCode::BAD_REQUEST,
+            "expired_token",
+            "the code expired before it was approved; start again",
+        ),
+        Status::Pending => api_error(
+            StatusCode::BAD_REQUEST,
+            "authorization_pending",
+            "waiting for the user to approve",
+        ),
+        Status::Denied => api_error(
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            "the request was denied in the browser",
+        ),
+        Status::Approved => {
+            // Taken, so an approval is used once.
+            if !matches!(store.take_once("device-request", &key).await, Ok(Some(_))) {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown device code",
+                );
+            }
+            let (Some(org), Some(account)) = (request.org, request.account) else {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown device code",
+                );
+            };
+            let enrolment = Enrolment {
+                org,
+                account,
+                trust: request.trust,
+                name: request.name,
+                ip: request.ip,
+            };
+            let token = random_secret();
+            let stored = match serde_json::to_vec(&enrolment) {
+                Ok(bytes) => store
+                    .put_once(
+                        "device-enrolment",
+                        &hashed(&token),
+                        &bytes,
+                        ENROLMENT_LIFETIME,
+                    )
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if !stored {
+                return unavailable();
+            }
+            api_ok(json!({
+                "enrolment_token": token,
+                "expires_in": ENROLMENT_LIFETIME.as_secs(),
+            }))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrBody {
+    #[serde(default)]
+    csr: String,
+}
+
+fn parse_csr(body: &[u8]) -> Result<CertificateRequest, Response> {
+    let Ok(body) = serde_json::from_slice::<CsrBody>(body) else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be JSON: {\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----…\"}",
+        ));
+    };
+    CertificateRequest::from_pem(&body.csr)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid_csr", &e.to_string()))
+}
+
+/// The lifetime rule of a certificate device: its trust class and how long it lives.
+fn lifetime(org: &Organisation, account: &Account, trust: bool) -> (DeviceTrust, Duration) {
+    if account.kind == AccountKind::Group {
+        (DeviceTrust::Group, org.mfa.group_idle_timeout)
+    } else if trust && !org.mfa.trust_device_for.is_zero() {
+        (DeviceTrust::Trusted, org.mfa.trust_device_for)
+    } else {
+        (DeviceTrust::Session, org.mfa.session_lifetime)
+    }
+}
+
+fn trust_label(trust: DeviceTrust) -> &'static str {
+    match trust {
+        DeviceTrust::Session => "personal",
+        DeviceTrust::Trusted => "trusted",
+        DeviceTrust::Group => "group",
+    }
+}
+
+fn offset(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Signs the CSR's key for `account`'s device `device_id`, to end at `not_after`.
+fn sign(
+    state: &PortalState,
+    org: &Organisation,
+    account: &Account,
+    device_id: &str,
+    request: &CertificateRequest,
+    not_after: i64,
+    now: i64,
+) -> Result<serde_json::Value, Response> {
+    let subject = DeviceSubject {
+        org: org.id.clone(),
+        user: account.username.clone(),
+        device_id: device_id.to_owned(),
+    };
+    let issued = state
+        .ca
+        .issue_for_request(&subject, request, offset(not_after), offset(now))
+        .map_err(|error| {
+            tracing::error!(%error, org = %org.id, "a device certificate could not be issued");
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the certificate could not be issued",
+            )
+        })?;
+    Ok(json!({
+        "certificate": issued.cert_pem.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap_or_default(),
+        "chain": state.ca.chain_pem(),
+        "device_id": device_id,
+        "serial": issued.serial.to_string(),
+        "not_after": issued.not_after.unix_timestamp(),
+        "renewal": if account.kind == AccountKind::Group { "group" } else { "personal" },
+    }))
+}
+
+async fn account_of(db: &Database, org: &str, id: &str) -> Result<Account, Response> {
+    match db.account(org, id).await {
+        Ok(Some(account)) if !account.disabled => Ok(account),
+        Ok(_) => Err(api_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "the account cannot sign in",
+        )),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// `POST device/certificate`: an approved device sends its CSR.
+pub(crate) async fn certificate(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (Some(store), Some(db)) = (state.backend.store(), state.backend.database()) else {
+        return unavailable();
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let invalid_token = || {
+        api_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "no approved enrolment for this token (it is used once and lives 5 minutes)",
+        )
+    };
+    if token.is_empty() || token.len() > 128 {
+        return invalid_token();
+    }
+    let key = hashed(token);
+    if !matches!(store.peek_once("device-enrolment", &key).await, Ok(Some(_))) {
+        return invalid_token();
+    }
+    // The CSR is checked before the token is spent, so a bad one can be sent again.
+    let request = match parse_csr(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let enrolment: Enrolment = match store.take_once("device-enrolment", &key).await {
+        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(enrolment) => enrolment,
+            Err(_) => return invalid_token(),
+        },
+        Ok(None) => return invalid_token(),
+        Err(_) => return unavailable(),
+    };
+    let Some(org) = state.policies.load().organisation(&enrolment.org).cloned() else {
+        return invalid_token();
+    };
+    let account = match account_of(&db, &org.id, &enrolment.account).await {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    let now = state.now();
+    let (trust, life) = lifetime(&org, &account, enrolment.trust);
+    let not_after = now.saturating_add(life.as_secs() as i64);
+    let device_id = DeviceId::generate().into_string();
+    let body = match sign(&state, &org, &account, &device_id, &request, not_after, now) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let device = Device {
+        org: org.id.clone(),
+        id: device_id.clone(),
+        account_id: account.id.clone(),
+        kind: DeviceKind::Certificate,
+        trust,
+        created_at: now,
+        expires_at: not_after,
+        last_seen: Some(now),
+        revoked_at: None,
+        ip: enrolment.ip.clone(),
+    };
+    if db.record_device(&device).await.is_err() {
+        return unavailable();
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: org.id.clone(),
+            at: now,
+            actor: account.username.clone(),
+            action: "device-enrolled".into(),
+            subject: device_id.clone(),
+            ip: visit.ip.clone(),
+            detail: format!("name={} trust={}", enrolment.name, trust_label(trust)),
+        })
+        .await;
+    state
+        .metrics
+        .credentials_issued
+        .with_label_values(&[org.id.as_str(), "certificate", trust_label(trust)])
+        .inc();
+    tracing::info!(org = %org.id, account = %account.username, device = %device_id, "device certificate issued");
+    api_ok(body)
+}
+
+/// The gateway's word on the presented certificate (`X-Certgate-Client-Cert`), believed because
+/// the middleware checked the gateway secret.
+struct Presented {
+    status: String,
+    org: String,
+    device: String,
+}
+
+fn presented(headers: &HeaderMap) -> Option<Presented> {
+    let value = headers.get("x-certgate-client-cert")?.to_str().ok()?;
+    let field = |name: &str| {
+        value
+            .split(';')
+            .filter_map(|part| part.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    };
+    Some(Presented {
+        status: field("status")?,
+        org: field("org")?,
+        device: field("device")?,
+    })
+}
+
+/// `POST device/renew` over mutual TLS: a new certificate for the same device (re-keyed).
+/// Personal devices never go past their trust window; group devices renew while the gateway
+/// sees them used.
+pub(crate) async fn renew(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let refused = |why: &str| api_error(StatusCode::FORBIDDEN, "renewal_refused", why);
+    let Some(cert) = presented(&headers) else {
+        return refused("present the device's current certificate (mutual TLS) to renew it");
+    };
+    match cert.status.as_str() {
+        "valid" => {}
+        "expired" => {
+            return refused("the certificate has expired; sign in again with certgate login")
+        }
+        "revoked" => return refused("the certificate was revoked"),
+        _ => return refused("the certificate was not issued by this certgate"),
+    }
+    let (Some(store), Some(db)) = (state.backend.store(), state.backend.database()) else {
+        return unavailable();
+    };
+    let request = match parse_csr(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let Some(org) = state.policies.load().organisation(&cert.org).cloned() else {
+        return refused("the certificate's organisation is not served here");
+    };
+    let device = match db.device(&org.id, &cert.device).await {
+        Ok(Some(device)) if device.kind == DeviceKind::Certificate => device,
+        Ok(_) => return refused("no such device"),
+        Err(_) => return unavailable(),
+    };
+    if device.revoked_at.is_some() {
+        return refused("the device was revoked");
+    }
+    let account = match account_of(&db, &org.id, &device.account_id).await {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    if account.not_valid_before > device.created_at {
+        return refused("the account's credentials were reset; sign in again with certgate login");
+    }
+    let now = state.now();
+    let not_after = if device.trust == DeviceTrust::Group {
+        let idle = org.mfa.group_idle_timeout.as_secs() as i64;
+        let seen = store
+            .last_seen(&org.id, &device.id)
+            .await
+            .ok()
+            .flatten()
+            .into_iter()
+            .chain(device.last_seen)
+            .max()
+            .unwrap_or(device.created_at);
+        if now - seen >= idle {
+            return refused(
+                "the tablet was not used for longer than the idle timeout; sign in again",
+            );
+        }
+        now.saturating_add(idle)
+    } else {
+        // A personal device's window never moves: re-keying only.
+        if now >= device.expires_at {
+            return refused("the trust window has ended; sign in again with certgate login");
+        }
+        device.expires_at
+    };
+    let body = match sign(&state, &org, &account, &device.id, &request, not_after, now) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if db
+        .set_device_expiry(
+            &org.id,
+            &device.id,
+            not_after,
+            device.last_seen.unwrap_or(device.created_at),
+        )
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: org.id.clone(),
+            at: now,
+            actor: account.username.clone(),
+            action: "device-renewed".into(),
+            subject: device.id.clone(),
+            ip: String::new(),
+            detail: format!("not_after={not_after}"),
+        })
+        .await;
+    api_ok(body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pages: enter the code, then approve or deny.
+
+fn code_page(visit: &Visit, csrf: &str, error: Option<String>, status: StatusCode) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    pages::html(status, &DeviceCodePage { c: &c, csrf, error })
+}
+
+fn not_here(visit: &Visit) -> Response {
+    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+    pages::notice(
+        StatusCode::NOT_FOUND,
+        &c,
+        c.t.device_heading,
+        c.t.device_flow_off,
+        true,
+        None,
+    )
+}
+
+/// `GET /.certgate/device`: "enter the code shown on your device". Never pre-filled from the
+/// URL: a link with the code in it is how device-code phishing works.
+pub(crate) async fn enter_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    if flow_orgs(&visit).is_empty() {
+        return not_here(&visit);
+    }
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let attempt = match load_attempt(&store, &headers).await {
+        Some(attempt) => attempt,
+        None => match start_attempt(&store, "/".into()).await {
+            Some(attempt) => attempt,
+            None => return crate::flow::unavailable_page(&visit),
+        },
+    };
+    let mut response = code_page(&visit, &attempt.session.csrf, None, StatusCode::OK);
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        attempt.id.as_str(),
+        None,
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_code: String,
+}
+
+/// `POST /.certgate/device`: the code is looked up (guesses limited per address), kept in the
+/// session, and the user signs in (again) before approving.
+pub(crate) async fn enter_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    if flow_orgs(&visit).is_empty() {
+        return not_here(&visit);
+    }
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let Some(mut attempt) = load_attempt(&store, &headers).await else {
+        return Redirect::to("/.certgate/device").into_response();
+    };
+    if !attempt.session.csrf_ok(&form.csrf) {
+        return Redirect::to("/.certgate/device").into_response();
+    }
+    let guesses = RateLimit {
+        limit: 10,
+        window: Duration::from_secs(15 * 60),
+    };
+    match store
+        .hit("device-user-code-guess", &visit.ip, guesses)
+        .await
+    {
+        Ok(hit) if !hit.allowed => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["device_code"])
+                .inc();
+            let text = fill(
+                visit.texts.too_many,
+                "",
+                &visit.texts.duration(hit.retry_after),
+                "",
+            );
+            return code_page(
+                &visit,
+                &attempt.session.csrf,
+                Some(text),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Ok(_) => {}
+        Err(_) => return crate::flow::unavailable_page(&visit),
+    }
+    let found = match store
+        .peek_once("device-user-code", &normal_user_code(&form.user_code))
+        .await
+    {
+        Ok(Some(key)) => String::from_utf8(key).ok(),
+        Ok(None) => None,
+        Err(_) => return crate::flow::unavailable_page(&visit),
+    };
+    let request = match &found {
+        Some(key) => get_request(&store, key).await.ok().flatten(),
+        None => None,
+    };
+    let now = state.now();
+    let usable = request.as_ref().is_some_and(|r| {
+        r.status == Status::Pending
+            && now < r.expires_at
+            && r.orgs.iter().any(|o| visit.org(o).is_some())
+    });
+    let (Some(key), true) = (found, usable) else {
+        let text = visit.texts.device_code_unknown.to_owned();
+        return code_page(
+            &visit,
+            &attempt.session.csrf,
+            Some(text),
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    attempt.session.device_request = Some(key);
+    save(&store, &attempt).await;
+    Redirect::to("/.certgate/device/approve").into_response()
+}
+
+/// The sign-in approving a device must be this fresh, in this session.
+fn fresh_sign_in(session: &session::LoginSession, now: i64) -> Option<&session::SignedIn> {
+    session
+        .signed_in
+        .as_ref()
+        .filter(|s| now - s.at <= FRESH_SIGN_IN)
+}
+
+/// `GET /.certgate/device/approve`: who is asking, from where, since when; approve or deny.
+pub(crate) async fn approve_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let Some(attempt) = load_attempt(&store, &headers).await else {
+        return Redirect::to("/.certgate/device").into_response();
+    };
+    let Some(key) = attempt.session.device_request.clone() else {
+        return Redirect::to("/.certgate/device").into_response();
+    };
+    let now = state.now();
+    let Some(signed_in) = fresh_sign_in(&attempt.session, now).cloned() else {
+        return Redirect::to("/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove")
+            .into_response();
+    };
+    let request = match get_request(&store, &key).await {
+        Ok(Some(r)) if r.status == Status::Pending && now < r.expires_at => r,
+        _ => {
+            let c = visit.chrome(visit.org(&signed_in.org).map(|o| o.as_ref()));
+            return pages::notice(
+                StatusCode::GONE,
+                &c,
+                c.t.device_heading,
+                c.t.device_code_unknown,
+                true,
+                Some(("/.certgate/device", c.t.device_heading)),
+            );
+        }
+    };
+    let Some(org) = visit.org(&signed_in.org).cloned() else {
+        return not_here(&visit);
+    };
+    let c = visit.chrome(Some(&org));
+    let is_group = match state.backend.database() {
+        Some(db) => matches!(
+            db.account(&signed_in.org, &signed_in.account).await,
+            Ok(Some(a)) if a.kind == AccountKind::Group
+        ),
+        None => false,
+    };
+    let trust_label = if org.mfa.trust_device_for.is_zero() || is_group {
+        String::new()
+    } else {
+        fill(
+            c.t.trust_device,
+            "",
+            &c.t.duration(org.mfa.trust_device_for),
+            "",
+        )
+    };
+    let when = offset(request.requested_at);
+    pages::html(
+        StatusCode::OK,
+        &ApprovePage {
+            c: &c,
+            csrf: &attempt.session.csrf,
+            name: &request.name,
+            ip: &request.ip,
+            when: &format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                when.year(),
+                u8::from(when.month()),
+                when.day(),
+                when.hour(),
+                when.minute()
+            ),
+            other_ip: request.ip != visit.ip,
+            trust_label,
+            // On by default for an app, unless the request came from elsewhere.
+            trust_checked: request.trust_requested && request.ip == visit.ip,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ApproveForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    trust: Option<String>,
+}
+
+/// `POST /.certgate/device/approve`.
+pub(crate) async fn approve_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<ApproveForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, _) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let Some(mut attempt) = load_attempt(&store, &headers).await else {
+        return Redirect::to("/.certgate/device").into_response();
+    };
+    let now = state.now();
+    let signed_in = fresh_sign_in(&attempt.session, now).cloned();
+    let (Some(key), Some(signed_in), true) = (
+        attempt.session.device_request.clone(),
+        signed_in,
+        attempt.session.csrf_ok(&form.csrf),
+    ) else {
+        return Redirect::to("/.certgate/device").into_response();
+    };
+    let Some(org) = visit.org(&signed_in.org).cloned() else {
+        return not_here(&visit);
+    };
+    let mut request = match get_request(&store, &key).await {
+        Ok(Some(r))
+            if r.status == Status::Pending
+                && now < r.expires_at
+                && r.orgs.contains(&org.id)
+                && org.mfa.device_flow =>
+        {
+            r
+        }
+        _ => return Redirect::to("/.certgate/device").into_response(),
+    };
+    let approve = form.action == "approve";
+    request.status = if approve {
+        Status::Approved
+    } else {
+        Status::Denied
+    };
+    request.org = Some(org.id.clone());
+    request.account = Some(signed_in.account.clone());
+    request.trust = approve && form.trust.is_some();
+    if !put_request(&store, &key, &request, now).await {
+        return crate::flow::unavailable_page(&visit);
+    }
+    let _ = store
+        .take_once("device-user-code", &normal_user_code(&request.user_code))
+        .await;
+    attempt.session.device_request = None;
+    save(&store, &attempt).await;
+    let c = visit.chrome(Some(&org));
+    let message = if approve {
+        c.t.device_approved
+    } else {
+        c.t.device_denied
+    };
+    pages::notice(StatusCode::OK, &c, c.t.device_heading, message, false, None)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn user_codes_are_easy_to_type_and_typos_of_case_and_dashes_do_not_matter() {
+        for _ in 0..100 {
+            let code = new_user_code();
+            assert_eq!(code.len(), 9);
+            assert_eq!(&code[4..5], "-");
+            assert!(code
+                .bytes()
+                .filter(|b| *b != b'-')
+                .all(|b| USER_CODE_ALPHABET.contains(&b)));
+            assert_eq!(
+                normal_user_code(&code.to_lowercase().replace('-', " ")),
+                code.replace('-', "")
+            );
+        }
+        assert_eq!(normal_user_code("<script>"), "SCRIPT");
+    }
+
+    #[test]
+    fn the_gateways_certificate_header_is_read_field_by_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-certgate-client-cert",
+            "status=valid; serial=0a1b; org=noord; device=d-1; user=anna%40noord.test"
+                .parse()
+                .unwrap_or_else(|_| header::HeaderValue::from_static("")),
+        );
+        let p = presented(&headers).expect("parsed");
+        assert_eq!(
+            (p.status.as_str(), p.org.as_str(), p.device.as_str()),
+            ("valid", "noord", "d-1")
+        );
+        let mut foreign = HeaderMap::new();
+        foreign.insert(
+            "x-certgate-client-cert",
+            header::HeaderValue::from_static("status=foreign; serial=0a"),
+        );
+        assert!(presented(&foreign).is_none());
+    }
+}

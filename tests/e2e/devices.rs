@@ -1,0 +1,1011 @@
+//! Personal certificates for apps and agents: the device authorization flow, CSR checks,
+//! renewal over mutual TLS, PKCS#12 downloads and revocation, against the real `certgate serve`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use certgate_e2e::{
+    attribute_after, certgate_ok, csrf_of, eventually, oathtool, openssl_csr, CurlClient, NewUser,
+    Org, PortalWorld, Response,
+};
+use serde_json::json;
+
+const NOORD: &str = "noord.test";
+const ZUID: &str = "zuid.test";
+const PASSWORD: &str = "correct horse battery";
+
+fn org(id: &'static str, host: &str, mfa: &str) -> Org {
+    let mut org = Org::new(id, host);
+    org.policy_extra = format!(
+        "\n[mfa]\nmethods = [\"authenticator\", \"email\"]\nexempt_roles = [\"parent\"]\ndevice_flow = true\n{mfa}"
+    );
+    org
+}
+
+fn parent(w: &PortalWorld, user: &str) {
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", user, PASSWORD)
+    });
+}
+
+/// `POST device/authorize`: (device code, user code).
+fn start(w: &PortalWorld, host: &str, name: &str, trust: bool) -> (String, String) {
+    let answer = w.device_api(
+        host,
+        "authorize",
+        &json!({ "name": name, "trust": trust }),
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["interval"], 5);
+    assert_eq!(
+        body["verification_uri"].as_str().unwrap(),
+        format!("https://{host}:{}/.certgate/device", w.d.https)
+    );
+    (
+        body["device_code"].as_str().unwrap().to_owned(),
+        body["user_code"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn poll(w: &PortalWorld, device_code: &str) -> Response {
+    w.device_api(NOORD, "token", &json!({ "device_code": device_code }), &[])
+}
+
+/// Polls like a well-behaved client until the answer is not `authorization_pending`.
+fn poll_until_decided(w: &PortalWorld, device_code: &str) -> Response {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = poll(w, device_code);
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if error != "authorization_pending" && error != "slow_down" {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "never decided");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// Opens the approval page for `user_code` in `client` and signs in as an exempt user when
+/// asked; returns the approval page.
+fn open_approval(client: &CurlClient<'_>, user_code: &str, user: &str) -> Response {
+    let page = client.get("/.certgate/device");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let entered = client.post(
+        "/.certgate/device",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("user_code", &user_code.to_lowercase()),
+        ],
+    );
+    assert_eq!(entered.status, 303, "{}", entered.body);
+    let approval = client.get("/.certgate/device/approve");
+    if approval.status == 303 {
+        let signed_in = client.sign_in("%2F.certgate%2Fdevice%2Fapprove", user, PASSWORD);
+        assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+        return client.get("/.certgate/device/approve");
+    }
+    approval
+}
+
+fn decide(client: &CurlClient<'_>, page: &Response, action: &str, trust: bool) -> Response {
+    let mut fields = vec![("csrf", csrf_of(&page.body)), ("action", action.to_owned())];
+    if trust {
+        fields.push(("trust", "1".to_owned()));
+    }
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    client.post("/.certgate/device/approve", &fields)
+}
+
+/// Sends `csr` with the enrolment token.
+fn enrol(w: &PortalWorld, token: &str, csr: &str) -> Response {
+    w.device_api(
+        NOORD,
+        "certificate",
+        &json!({ "csr": csr }),
+        &["-H", &format!("Authorization: Bearer {token}")],
+    )
+}
+
+/// The whole flow for an exempt `user`: a certificate for a new P-256 key, written next to it.
+/// Returns (key path, cert path, response body).
+fn enrolled(
+    w: &PortalWorld,
+    user: &str,
+    name: &str,
+    trust: bool,
+) -> (String, String, serde_json::Value) {
+    let (device_code, user_code) = start(w, NOORD, name, trust);
+    let client = w.client(NOORD, "127.0.0.1");
+    let page = open_approval(&client, &user_code, user);
+    assert!(decide(&client, &page, "approve", trust)
+        .body
+        .contains("The device is allowed"));
+    let granted = poll_until_decided(w, &device_code);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let token = granted.json()["enrolment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (key, csr) = openssl_csr(
+        w.d.dir.path(),
+        &format!("{name}-{}", certgate_e2e::free_port()),
+        "ec",
+        "/CN=ignored",
+    );
+    let issued = enrol(w, &token, &csr);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let body = issued.json();
+    let cert = key.with_extension("pem");
+    std::fs::write(
+        &cert,
+        format!(
+            "{}{}",
+            body["certificate"].as_str().unwrap(),
+            body["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    (key.display().to_string(), cert.display().to_string(), body)
+}
+
+fn with_cert(w: &PortalWorld, host: &str, key: &str, cert: &str) -> Response {
+    w.d.curl(host, "127.0.0.1", "/", &["--cert", cert, "--key", key])
+}
+
+fn subject_of(cert_pem: &str, dir: &std::path::Path) -> String {
+    let path = dir.join(format!("subject-{}.pem", certgate_e2e::free_port()));
+    std::fs::write(&path, cert_pem).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+            "-in",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).replace(" = ", "=")
+}
+
+#[test]
+fn a_device_enrols_after_approval_and_its_certificate_is_admitted_on_its_own_organisation_only() {
+    let w = PortalWorld::start(&[org("noord", NOORD, ""), org("zuid", ZUID, "")], "");
+    parent(&w, "ria@noord.test");
+    let (device_code, user_code) = start(&w, NOORD, "Ria's tablet", true);
+    assert!(
+        user_code.len() == 9 && user_code.as_bytes()[4] == b'-',
+        "{user_code}"
+    );
+    assert_eq!(
+        poll(&w, &device_code).json()["error"],
+        "authorization_pending"
+    );
+    assert_eq!(
+        poll(&w, &device_code).json()["error"],
+        "slow_down",
+        "polled at once again"
+    );
+
+    let client = w.client(NOORD, "127.0.0.1");
+    let page = open_approval(&client, &user_code, "ria@noord.test");
+    assert!(
+        page.body.contains("Ria&#39;s tablet") || page.body.contains("Ria's tablet"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("127.0.0.1"));
+    assert!(page
+        .body
+        .contains("Only allow this if you started this yourself"));
+    assert!(
+        page.body.contains(r#"name="trust" value="1" checked"#),
+        "trusted by default from the same address"
+    );
+    decide(&client, &page, "approve", true);
+
+    std::thread::sleep(Duration::from_secs(5));
+    let granted = poll(&w, &device_code);
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let token = granted.json()["enrolment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        poll(&w, &device_code).json()["error"],
+        "invalid_grant",
+        "an approval is used once"
+    );
+
+    // The CSR asks for someone else; the certificate names Ria and her device only.
+    let (key, csr) = openssl_csr(w.d.dir.path(), "ria", "ec", "/CN=mallory@zuid.test/O=zuid");
+    let issued = enrol(&w, &token, &csr);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let body = issued.json();
+    let device = body["device_id"].as_str().unwrap().to_owned();
+    let subject = subject_of(body["certificate"].as_str().unwrap(), w.d.dir.path());
+    assert!(
+        subject.contains("CN=ria@noord.test") && subject.contains("O=noord"),
+        "{subject}"
+    );
+    assert!(
+        subject.contains(&format!("urn:certgate:noord:{device}")),
+        "{subject}"
+    );
+    assert!(!subject.contains("mallory"));
+    let lifetime = body["not_after"].as_i64().unwrap() - unix_now();
+    assert!(
+        (7 * 86_400 - 60..=7 * 86_400).contains(&lifetime),
+        "trusted: 7 days ({lifetime})"
+    );
+    assert_eq!(enrol(&w, &token, &csr).status, 401, "the token works once");
+
+    let cert = w.d.path("ria.pem");
+    std::fs::write(
+        &cert,
+        format!(
+            "{}{}",
+            body["certificate"].as_str().unwrap(),
+            body["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (key, cert) = (key.display().to_string(), cert.display().to_string());
+    let admitted = with_cert(&w, NOORD, &key, &cert);
+    assert_eq!(admitted.status, 200, "{}", admitted.body);
+    assert_eq!(
+        admitted.upstream_header("x-certgate-auth").as_deref(),
+        Some("certificate")
+    );
+    assert_eq!(
+        admitted.upstream_header("x-certgate-user").as_deref(),
+        Some("ria@noord.test")
+    );
+    assert_eq!(
+        admitted.upstream_header("x-certgate-device").as_deref(),
+        Some(device.as_str())
+    );
+    // openssl as the TLS client too.
+    let mut s_client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", w.d.https),
+            "-servername",
+            NOORD,
+        ])
+        .args(["-cert", &cert, "-key", &key, "-CAfile"])
+        .arg(w.d.path("ca/root.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    s_client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            format!("GET / HTTP/1.1\r\nHost: {NOORD}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let out = s_client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("ria@noord.test"), "{text}");
+    // Another organisation's host does not take it.
+    assert_eq!(with_cert(&w, ZUID, &key, &cert).status, 401);
+    let devices = w.devices("noord", "ria@noord.test");
+    let row = devices.iter().find(|d| d["id"] == device.as_str()).unwrap();
+    assert_eq!(
+        (row["kind"].as_str(), row["trust"].as_str()),
+        (Some("certificate"), Some("trusted"))
+    );
+}
+
+#[test]
+fn certificate_requests_are_checked_and_a_bad_one_does_not_spend_the_approval() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "sem@noord.test");
+    let (device_code, user_code) = start(&w, NOORD, "laptop", false);
+    let client = w.client(NOORD, "127.0.0.1");
+    let page = open_approval(&client, &user_code, "sem@noord.test");
+    decide(&client, &page, "approve", false);
+    let token = poll_until_decided(&w, &device_code).json()["enrolment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (_, weak) = openssl_csr(w.d.dir.path(), "weak", "rsa:1024", "/CN=x");
+    let refused = enrol(&w, &token, &weak);
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_csr");
+    assert!(
+        refused.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("2048"),
+        "{}",
+        refused.body
+    );
+
+    // A request whose signature does not match its key.
+    let (_, good) = openssl_csr(w.d.dir.path(), "good", "ec", "/CN=x");
+    let der = pem_body(&good);
+    let mut tampered = der.clone();
+    let at = tampered.len() - 5;
+    tampered[at] ^= 0x55;
+    let forged = pem("CERTIFICATE REQUEST", &tampered);
+    let refused = enrol(&w, &token, &forged);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "invalid_csr");
+    assert_eq!(
+        enrol(&w, &token, "not a CSR").json()["error"],
+        "invalid_csr"
+    );
+
+    let (_, rsa) = openssl_csr(w.d.dir.path(), "rsa", "rsa:2048", "/CN=x");
+    let issued = enrol(&w, &token, &rsa);
+    assert_eq!(
+        issued.status, 200,
+        "an RSA-2048 key is fine: {}",
+        issued.body
+    );
+    let lifetime = issued.json()["not_after"].as_i64().unwrap() - unix_now();
+    assert!(
+        (12 * 3600 - 60..=12 * 3600).contains(&lifetime),
+        "not trusted: the session lifetime"
+    );
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    use std::io::Read;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b64.as_bytes())
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.wait().unwrap();
+    out
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w64")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(der).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "-----BEGIN {label}-----\n{}-----END {label}-----\n",
+        String::from_utf8_lossy(&out.stdout)
+    )
+}
+
+fn renew(w: &PortalWorld, key: &str, cert: &str, name: &str) -> (Response, String) {
+    let (new_key, csr) = openssl_csr(
+        w.d.dir.path(),
+        &format!("{name}-{}", certgate_e2e::free_port()),
+        "ec",
+        "/CN=x",
+    );
+    let answer = w.device_api(
+        NOORD,
+        "renew",
+        &json!({ "csr": csr }),
+        &["--cert", cert, "--key", key],
+    );
+    (answer, new_key.display().to_string())
+}
+
+#[test]
+fn personal_renewal_rekeys_inside_the_window_and_never_past_it() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "session_lifetime = \"10s\"\n")], "");
+    parent(&w, "tom@noord.test");
+    let started = Instant::now();
+    let (key, cert, body) = enrolled(&w, "tom@noord.test", "phone", false);
+    let window_end = body["not_after"].as_i64().unwrap();
+    let (renewed, new_key) = renew(&w, &key, &cert, "phone");
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let again = renewed.json();
+    assert_eq!(
+        again["device_id"], body["device_id"],
+        "the device keeps its id"
+    );
+    assert_eq!(
+        again["not_after"].as_i64().unwrap(),
+        window_end,
+        "never past the window"
+    );
+    assert_ne!(again["serial"], body["serial"]);
+    let new_cert = w.d.path("phone-renewed.pem");
+    std::fs::write(
+        &new_cert,
+        format!(
+            "{}{}",
+            again["certificate"].as_str().unwrap(),
+            again["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        with_cert(&w, NOORD, &new_key, new_cert.to_str().unwrap()).status,
+        200
+    );
+
+    // Past the window: the certificate is expired, renewal is refused, and a browser lands on
+    // the portal.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()));
+    let (refused, _) = renew(&w, &new_key, new_cert.to_str().unwrap(), "phone");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "renewal_refused");
+    let browser = w.d.curl(
+        NOORD,
+        "127.0.0.1",
+        "/",
+        &[
+            "--cert",
+            new_cert.to_str().unwrap(),
+            "--key",
+            &new_key,
+            "-H",
+            "Accept: text/html",
+        ],
+    );
+    assert_eq!(browser.status, 302);
+    assert!(browser
+        .header("location")
+        .unwrap()
+        .contains("/.certgate/login"));
+}
+
+/// A group account's tablet through the flow, with the authenticator enrolled by oathtool.
+fn enrolled_group(w: &PortalWorld, user: &str, name: &str) -> (String, String) {
+    let (device_code, user_code) = start(w, NOORD, name, false);
+    let client = w.client(NOORD, "127.0.0.1");
+    let page = client.get("/.certgate/device");
+    client.post(
+        "/.certgate/device",
+        &[("csrf", &csrf_of(&page.body)), ("user_code", &user_code)],
+    );
+    assert_eq!(
+        client
+            .sign_in("%2F.certgate%2Fdevice%2Fapprove", user, PASSWORD)
+            .status,
+        303
+    );
+    let mfa = client.get("/.certgate/mfa");
+    let secret = attribute_after(&mfa.body, r#"id="secret" class="secret">"#)
+        .and_then(|s| s.split('<').next().map(str::to_owned))
+        .unwrap()
+        .replace(' ', "");
+    let done = client.post(
+        "/.certgate/mfa/enrol",
+        &[("csrf", &csrf_of(&mfa.body)), ("code", &oathtool(&secret))],
+    );
+    assert_eq!(done.status, 200);
+    let approval = client.get("/.certgate/device/approve");
+    assert!(
+        !approval.body.contains(r#"name="trust""#),
+        "no trust choice for a shared tablet"
+    );
+    decide(&client, &approval, "approve", false);
+    let granted = poll_until_decided(w, &device_code);
+    let token = granted.json()["enrolment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (key, csr) = openssl_csr(w.d.dir.path(), name, "ec", "/CN=x");
+    let issued = enrol(w, &token, &csr);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    assert_eq!(issued.json()["renewal"], "group");
+    let cert = key.with_extension("pem");
+    let body = issued.json();
+    std::fs::write(
+        &cert,
+        format!(
+            "{}{}",
+            body["certificate"].as_str().unwrap(),
+            body["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    (key.display().to_string(), cert.display().to_string())
+}
+
+#[test]
+fn a_group_tablet_renews_while_it_is_used_and_not_once_it_has_been_idle() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "group_idle_timeout = \"20s\"\n")], "");
+    for user in ["groep-zon", "groep-maan"] {
+        w.add_user(&NewUser {
+            email: None,
+            group: true,
+            ..NewUser::personal("noord", user, PASSWORD)
+        });
+    }
+    let used = enrolled_group(&w, "groep-zon", "used-tablet");
+    let idle = enrolled_group(&w, "groep-maan", "idle-tablet");
+    let enrolled_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        with_cert(&w, NOORD, &used.0, &used.1).status,
+        200,
+        "the team uses one tablet"
+    );
+
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(enrolled_at.elapsed()));
+    let (first_used, used_key) = renew(&w, &used.0, &used.1, "used");
+    let (first_idle, idle_key) = renew(&w, &idle.0, &idle.1, "idle");
+    assert_eq!(
+        (first_used.status, first_idle.status),
+        (200, 200),
+        "both still within the idle time"
+    );
+    let write = |name: &str, r: &Response| {
+        let path = w.d.path(name);
+        let body = r.json();
+        std::fs::write(
+            &path,
+            format!(
+                "{}{}",
+                body["certificate"].as_str().unwrap(),
+                body["chain"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let used_cert = write("used-1.pem", &first_used);
+    let idle_cert = write("idle-1.pem", &first_idle);
+
+    std::thread::sleep(Duration::from_secs(22).saturating_sub(enrolled_at.elapsed()));
+    let (second_used, _) = renew(&w, &used_key, &used_cert, "used");
+    assert_eq!(
+        second_used.status, 200,
+        "used 19 s ago: {}",
+        second_used.body
+    );
+    let (second_idle, _) = renew(&w, &idle_key, &idle_cert, "idle");
+    assert_eq!(
+        second_idle.status, 403,
+        "not used for 22 s: {}",
+        second_idle.body
+    );
+    assert!(second_idle.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("idle"));
+}
+
+#[test]
+fn pkcs12_bundles_open_with_openssl_and_admit_curl() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "uma@noord.test");
+    let client = w.client(NOORD, "127.0.0.1");
+    assert_eq!(client.sign_in("/", "uma@noord.test", PASSWORD).status, 303);
+    for (format, legacy) in [("modern", false), ("legacy", true)] {
+        let account = client.get("/.certgate/account");
+        assert_eq!(account.status, 200, "{}", account.body);
+        assert!(
+            account.body.contains("Make the certificate"),
+            "{}",
+            account.body
+        );
+        let mut fields = vec![("csrf", csrf_of(&account.body))];
+        if legacy {
+            fields.push(("format", "legacy".to_owned()));
+        }
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = client.post("/.certgate/account/certificate", &fields);
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+        let password = attribute_after(&page.body, r#"id="pkcs12-password" class="secret">"#)
+            .and_then(|s| s.split('<').next().map(str::to_owned))
+            .unwrap();
+        let link = attribute_after(&page.body, r#"<a class="button primary" href=""#).unwrap();
+        let file = w.d.path(&format!("{format}.p12"));
+        assert_eq!(client.download(&link, &file), 200);
+        assert_eq!(
+            client.download(&link, &w.d.path("again.p12")),
+            410,
+            "downloaded once"
+        );
+        let open = |extra: &[&str]| {
+            Command::new("openssl")
+                .args(["pkcs12", "-noout", "-in"])
+                .arg(&file)
+                .arg("-passin")
+                .arg(format!("pass:{password}"))
+                .args(extra)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        if legacy {
+            assert!(open(&["-legacy"]), "the legacy bundle opens with -legacy");
+        } else {
+            assert!(open(&[]), "the modern bundle opens with OpenSSL 3 as is");
+        }
+        let admitted = w.d.curl(
+            NOORD,
+            "127.0.0.1",
+            "/",
+            &[
+                "--cert-type",
+                "P12",
+                "--cert",
+                &format!("{}:{password}", file.display()),
+            ],
+        );
+        if !legacy {
+            assert_eq!(admitted.status, 200, "{}", admitted.stderr);
+            assert_eq!(
+                admitted.upstream_header("x-certgate-auth").as_deref(),
+                Some("certificate")
+            );
+            assert_eq!(
+                admitted.upstream_header("x-certgate-user").as_deref(),
+                Some("uma@noord.test")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_revoked_device_is_refused_within_a_second_and_cannot_renew() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "vera@noord.test");
+    let first = enrolled(&w, "vera@noord.test", "first", false);
+    let second = enrolled(&w, "vera@noord.test", "second", false);
+    assert_eq!(with_cert(&w, NOORD, &first.0, &first.1).status, 200);
+
+    // From her own device list.
+    let client = w.client(NOORD, "127.0.0.1");
+    assert_eq!(client.sign_in("/", "vera@noord.test", PASSWORD).status, 303);
+    let account = client.get("/.certgate/account");
+    let first_id = first.2["device_id"].as_str().unwrap();
+    assert!(
+        account.body.contains(&format!("device-{first_id}")),
+        "{}",
+        account.body
+    );
+    let revoked = client.post(
+        "/.certgate/account/revoke",
+        &[("csrf", &csrf_of(&account.body)), ("device", first_id)],
+    );
+    assert_eq!(revoked.status, 303);
+    let at = Instant::now();
+    assert!(eventually(Duration::from_secs(1), || with_cert(
+        &w, NOORD, &first.0, &first.1
+    )
+    .status
+        == 401));
+    assert!(at.elapsed() <= Duration::from_secs(1));
+    assert_eq!(renew(&w, &first.0, &first.1, "first").0.status, 403);
+
+    // With the CLI.
+    let config = w.d.config();
+    let second_id = second.2["device_id"].as_str().unwrap();
+    certgate_ok(&[
+        "device", "revoke", "--config", &config, "--org", "noord", "--device", second_id,
+    ]);
+    assert!(eventually(Duration::from_secs(1), || with_cert(
+        &w, NOORD, &second.0, &second.1
+    )
+    .status
+        == 401));
+    assert_eq!(renew(&w, &second.0, &second.1, "second").0.status, 403);
+}
+
+#[test]
+fn device_flow_abuse_gets_clear_answers() {
+    let mut off = Org::new("zuid", ZUID);
+    off.policy_extra = "\n[mfa]\ndevice_flow = false\n".into();
+    let w = PortalWorld::start(
+        &[org("noord", NOORD, ""), off],
+        "[limits]\ndevice_code_lifetime = \"3s\"\n",
+    );
+    // Off for an organisation: the API and the page say so.
+    let disabled = w.device_api(ZUID, "authorize", &json!({}), &[]);
+    assert_eq!(disabled.status, 404);
+    assert_eq!(disabled.json()["error"], "device_flow_disabled");
+    assert_eq!(
+        w.client(ZUID, "127.0.0.1").get("/.certgate/device").status,
+        404
+    );
+
+    assert_eq!(poll(&w, "no-such-code").json()["error"], "invalid_grant");
+    let (device_code, _) = start(&w, NOORD, "slow", false);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(poll(&w, &device_code).json()["error"], "expired_token");
+
+    // Guessing user codes is limited per address.
+    let guesser = w.client(NOORD, "127.0.0.3");
+    let page = guesser.get("/.certgate/device");
+    let csrf = csrf_of(&page.body);
+    for _ in 0..10 {
+        let r = guesser.post(
+            "/.certgate/device",
+            &[("csrf", &csrf), ("user_code", "BCDF-GHJK")],
+        );
+        assert_eq!(r.status, 400);
+        assert!(r.body.contains("not known or no longer valid"));
+    }
+    let stopped = guesser.post(
+        "/.certgate/device",
+        &[("csrf", &csrf), ("user_code", "BCDF-GHJK")],
+    );
+    assert_eq!(stopped.status, 429);
+    assert!(w.d.metric(r#"certgate_rate_limited_total{kind="device_code"}"#) >= 1.0);
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Screenshots of the page at phone and desktop width: `target/tmp/screenshots/devices/`.
+fn shot(browser: &certgate_e2e::Browser, name: &str) {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join("devices");
+    for (label, (w, h)) in [
+        ("phone", certgate_e2e::PHONE),
+        ("desktop", certgate_e2e::DESKTOP),
+    ] {
+        browser.set_viewport_size(w, h);
+        browser.screenshot(&dir.join(format!("{name}-{label}.png")));
+    }
+}
+
+/// `certgate login` or `renew` for the deployment's host, trusting its CA.
+fn agent(w: &PortalWorld, args: &[&str]) -> Command {
+    let mut command = Command::new(certgate_e2e::certgate_bin());
+    command
+        .args(args)
+        .args(["--resolve", &format!("{NOORD}:{}:127.0.0.1", w.d.https)])
+        .env("SSL_CERT_FILE", w.d.path("ca/root.pem"));
+    command
+}
+
+#[test]
+fn the_agent_signs_in_through_a_browser_approval_with_an_e_mail_code_and_renews() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let w = PortalWorld::start(&[org("noord", NOORD, ""), org("zuid", ZUID, "")], "");
+    w.add_user(&NewUser::personal("noord", "wim@noord.test", PASSWORD));
+    let out = w.d.path("agent");
+    let mut login = agent(
+        &w,
+        &[
+            "login",
+            "--url",
+            &format!("https://{NOORD}:{}", w.d.https),
+            "--trust-device",
+            "--name",
+            "Kiosk 3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    let stdout = login.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let mut shown = Vec::new();
+    let code = loop {
+        let line = printed
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the agent prints a code");
+        shown.push(line.clone());
+        let t = line.trim();
+        if t.len() == 9
+            && t.as_bytes()[4] == b'-'
+            && t.bytes()
+                .filter(|b| *b != b'-')
+                .all(|b| b.is_ascii_uppercase())
+        {
+            break t.to_owned();
+        }
+    };
+    let url = w.url(NOORD, "/.certgate/device");
+    assert!(
+        shown.iter().any(|l| l.trim() == url),
+        "the address is printed: {shown:?}"
+    );
+
+    let b = certgate_e2e::Browser::start("en");
+    b.goto(&url);
+    shot(&b, "device-enter-code");
+    b.fill("user_code", &code.to_lowercase());
+    b.click_button("Continue");
+    assert!(
+        b.current_url().contains("/.certgate/login"),
+        "sign in first: {}",
+        b.current_url()
+    );
+    b.fill("username", "wim@noord.test");
+    b.fill("password", PASSWORD);
+    b.click_button("Sign in");
+    b.click("input[value=email]");
+    b.click_button("Continue");
+    b.fill("code", &w.mailed_code("wim@noord.test"));
+    b.click_button("Verify");
+    let approval = b.page_text();
+    assert!(
+        approval.contains("Allow this device?") && approval.contains("Kiosk 3"),
+        "{approval}"
+    );
+    assert!(approval.contains("127.0.0.1"), "{approval}");
+    shot(&b, "device-approve");
+    b.click_button("Allow");
+    assert!(
+        b.page_text().contains("The device is allowed"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "device-approved");
+
+    let finished = login.wait_with_output().unwrap();
+    let rest: Vec<String> = printed.try_iter().collect();
+    assert!(
+        finished.status.success(),
+        "{rest:?}\n{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let password = rest
+        .iter()
+        .find_map(|l| l.split("shown only now: ").nth(1))
+        .expect("the PKCS#12 password is printed")
+        .trim()
+        .to_owned();
+    let key = out.join("key.pem");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (key, cert) = (
+        key.display().to_string(),
+        out.join("cert.pem").display().to_string(),
+    );
+    let admitted = with_cert(&w, NOORD, &key, &cert);
+    assert_eq!(admitted.status, 200, "{}", admitted.stderr);
+    assert_eq!(
+        admitted.upstream_header("x-certgate-user").as_deref(),
+        Some("wim@noord.test")
+    );
+    assert_eq!(
+        admitted.upstream_header("x-certgate-auth").as_deref(),
+        Some("certificate")
+    );
+    assert_eq!(
+        with_cert(&w, ZUID, &key, &cert).status,
+        401,
+        "not another organisation's"
+    );
+    let p12 = Command::new("openssl")
+        .args(["pkcs12", "-noout", "-in"])
+        .arg(out.join("device.p12"))
+        .arg("-passin")
+        .arg(format!("pass:{password}"))
+        .status()
+        .unwrap();
+    assert!(p12.success());
+    let row = w.devices("noord", "wim@noord.test");
+    let cert_row = row.iter().find(|d| d["kind"] == "certificate").unwrap();
+    assert_eq!(
+        cert_row["trust"], "trusted",
+        "asked for and ticked by default from the same address"
+    );
+
+    // The agent renews: a new key, the same window.
+    let before = std::fs::read_to_string(&key).unwrap();
+    let renewed = agent(&w, &["renew", "--dir", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        renewed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renewed.stderr)
+    );
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), before, "re-keyed");
+    assert_eq!(with_cert(&w, NOORD, &key, &cert).status, 200);
+
+    // The user's own device page lists it; a certificate for the browser after a fresh sign-in.
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    assert!(
+        b.page_text().contains("Certificate, trusted"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "account");
+    b.click_button("Make the certificate");
+    assert!(
+        b.page_text().contains("shown only now"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "pkcs12");
+}
+
+#[test]
+fn the_agent_says_clearly_what_went_wrong() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    let dir = w.d.path("nothing");
+    let plain = agent(
+        &w,
+        &[
+            "login",
+            "--url",
+            "http://noord.test",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("https"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    // An address that is not a certgate portal: the demo app on plain HTTP behind TLS is not
+    // reachable this way, so use the admin listener's port through TLS (not TLS at all).
+    let wrong = agent(
+        &w,
+        &[
+            "login",
+            "--url",
+            &format!("https://{NOORD}:{}", w.d.admin),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&wrong.stderr).trim().is_empty());
+    assert!(!dir.join("key.pem").exists(), "nothing written");
+}
