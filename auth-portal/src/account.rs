@@ -92,6 +92,12 @@ async fn me(
             return Err(to_login());
         }
     }
+    // A sign-in from before an account reset (disable, MFA reset, new password) counts for
+    // nothing here.
+    let signed_in = signed_in.filter(|s| s.at >= account.not_valid_before);
+    if claims.is_none() && signed_in.is_none() {
+        return Err(to_login());
+    }
     let fresh = signed_in
         .as_ref()
         .is_some_and(|s| s.account == account.id && now - s.at <= FRESH_SIGN_IN);
@@ -396,6 +402,22 @@ pub(crate) async fn certificate(
         DeviceTrust::Trusted => "trusted",
         DeviceTrust::Group => "group",
     };
+    if trust != DeviceTrust::Session {
+        let t = visit.texts;
+        crate::issue::notify(
+            &state,
+            &visit,
+            &me.org,
+            &me.account,
+            t.mail_trusted_subject,
+            &crate::i18n::fill(
+                t.mail_trusted_body,
+                &me.org.name,
+                &format!("(PKCS#12) {}", t.duration(lifetime)),
+                &visit.ip,
+            ),
+        );
+    }
     state
         .metrics
         .credentials_issued

@@ -70,6 +70,12 @@ fn unavailable() -> Response {
     )
 }
 
+/// Bidirectional overrides and zero-width characters, which could make a device name on the
+/// approval page read as something else.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// 256 random bits, URL-safe.
 fn random_secret() -> String {
     use base64::Engine;
@@ -121,6 +127,9 @@ struct DeviceRequest {
     org: Option<String>,
     account: Option<String>,
     trust: bool,
+    /// When the approving user signed in (an account reset after it voids the approval).
+    #[serde(default)]
+    signed_in_at: i64,
 }
 
 /// What an approved device may enrol (under the hash of its enrolment token).
@@ -131,6 +140,7 @@ struct Enrolment {
     trust: bool,
     name: String,
     ip: String,
+    signed_in_at: i64,
 }
 
 async fn put_request(store: &Store, key: &str, request: &DeviceRequest, now: i64) -> bool {
@@ -229,7 +239,7 @@ pub(crate) async fn authorize(
     let name: String = body
         .name
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
         .take(64)
         .collect();
     let now = state.now();
@@ -252,6 +262,7 @@ pub(crate) async fn authorize(
         org: None,
         account: None,
         trust: false,
+        signed_in_at: 0,
     };
     let key = hashed(&device_code);
     let by_user_code = store
@@ -368,6 +379,7 @@ pub(crate) async fn token(
                 trust: request.trust,
                 name: request.name,
                 ip: request.ip,
+                signed_in_at: request.signed_in_at,
             };
             let token = random_secret();
             let stored = match serde_json::to_vec(&enrolment) {
@@ -531,6 +543,13 @@ pub(crate) async fn certificate(
         Ok(account) => account,
         Err(response) => return response,
     };
+    if account.not_valid_before > enrolment.signed_in_at {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "the account was reset after this device was approved; start again",
+        );
+    }
     let now = state.now();
     let (trust, life) = lifetime(&org, &account, enrolment.trust);
     let not_after = now.saturating_add(life.as_secs() as i64);
@@ -571,6 +590,23 @@ pub(crate) async fn certificate(
         .with_label_values(&[org.id.as_str(), "certificate", trust_label(trust)])
         .inc();
     tracing::info!(org = %org.id, account = %account.username, device = %device_id, "device certificate issued");
+    if trust != DeviceTrust::Session {
+        // The user hears of every device that can get in for days: a phished approval shows.
+        let t = visit.texts;
+        crate::issue::notify(
+            &state,
+            &visit,
+            &org,
+            &account,
+            t.mail_trusted_subject,
+            &fill(
+                t.mail_trusted_body,
+                &org.name,
+                &format!("\u{201c}{}\u{201d} {}", enrolment.name, t.duration(life)),
+                &enrolment.ip,
+            ),
+        );
+    }
     api_ok(body)
 }
 
@@ -644,6 +680,7 @@ pub(crate) async fn renew(
         return refused("the account's credentials were reset; sign in again with certgate login");
     }
     let now = state.now();
+    let mut last_use = device.last_seen.unwrap_or(device.created_at);
     let not_after = if device.trust == DeviceTrust::Group {
         let idle = org.mfa.group_idle_timeout.as_secs() as i64;
         let seen = store
@@ -660,7 +697,9 @@ pub(crate) async fn renew(
                 "the tablet was not used for longer than the idle timeout; sign in again",
             );
         }
-        now.saturating_add(idle)
+        last_use = seen;
+        // Idle counts from the last use, not from this renewal.
+        seen.saturating_add(idle)
     } else {
         // A personal device's window never moves: re-keying only.
         if now >= device.expires_at {
@@ -673,12 +712,7 @@ pub(crate) async fn renew(
         Err(response) => return response,
     };
     if db
-        .set_device_expiry(
-            &org.id,
-            &device.id,
-            not_after,
-            device.last_seen.unwrap_or(device.created_at),
-        )
+        .set_device_expiry(&org.id, &device.id, not_after, last_use)
         .await
         .is_err()
     {
@@ -783,7 +817,11 @@ pub(crate) async fn enter_submit(
         window: Duration::from_secs(15 * 60),
     };
     match store
-        .hit("device-user-code-guess", &visit.ip, guesses)
+        .hit(
+            "device-user-code-guess",
+            &crate::throttle::address_key(&visit.ip),
+            guesses,
+        )
         .await
     {
         Ok(hit) if !hit.allowed => {
@@ -894,7 +932,8 @@ pub(crate) async fn approve_page(
         ),
         None => false,
     };
-    let trust_label = if org.mfa.trust_device_for.is_zero() || is_group {
+    // Days of trust need a second factor, as for a browser.
+    let trust_label = if org.mfa.trust_device_for.is_zero() || is_group || signed_in.mfa != "yes" {
         String::new()
     } else {
         fill(
@@ -975,6 +1014,19 @@ pub(crate) async fn approve_submit(
         }
         _ => return Redirect::to("/.certgate/device").into_response(),
     };
+    let reset_since = match state.backend.database() {
+        Some(db) => db
+            .account(&org.id, &signed_in.account)
+            .await
+            .ok()
+            .flatten()
+            .is_none_or(|a| a.disabled || a.not_valid_before > signed_in.at),
+        None => true,
+    };
+    if reset_since {
+        return Redirect::to("/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove")
+            .into_response();
+    }
     let approve = form.action == "approve";
     request.status = if approve {
         Status::Approved
@@ -983,7 +1035,8 @@ pub(crate) async fn approve_submit(
     };
     request.org = Some(org.id.clone());
     request.account = Some(signed_in.account.clone());
-    request.trust = approve && form.trust.is_some();
+    request.trust = approve && form.trust.is_some() && signed_in.mfa == "yes";
+    request.signed_in_at = signed_in.at;
     if !put_request(&store, &key, &request, now).await {
         return crate::flow::unavailable_page(&visit);
     }
@@ -992,6 +1045,24 @@ pub(crate) async fn approve_submit(
         .await;
     attempt.session.device_request = None;
     save(&store, &attempt).await;
+    if let Some(db) = state.backend.database() {
+        let _ = db
+            .append_audit(&AuditEntry {
+                org: org.id.clone(),
+                at: now,
+                actor: signed_in.account.clone(),
+                action: if approve {
+                    "device-approved"
+                } else {
+                    "device-denied"
+                }
+                .into(),
+                subject: request.name.clone(),
+                ip: visit.ip.clone(),
+                detail: format!("requested from {}", request.ip),
+            })
+            .await;
+    }
     let c = visit.chrome(Some(&org));
     let message = if approve {
         c.t.device_approved

@@ -120,8 +120,20 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
         Some(org) => fill(c.t.sign_in_to, &org.name, "", ""),
         None => c.t.sign_in.to_owned(),
     };
-    // Single sign-on buttons come with the SSO flow; until then none is offered.
-    let sso = Vec::new();
+    let sso = view
+        .org
+        .map(|org| {
+            org.sso
+                .iter()
+                .map(|p| {
+                    (
+                        format!("/.certgate/sso/{}?org={}", p.id, org.id),
+                        fill(c.t.sign_in_with, &p.label, "", ""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut response = pages::html(
         status,
         &LoginPage {
@@ -400,9 +412,7 @@ pub(crate) async fn login_submit(
                 account,
             };
             // A stored channel gets its code now, from this POST, never from a page load.
-            if let Step::Code(channel) = step(&s) {
-                send_and_note(&state, &visit, &store, &mut s, channel).await;
-            }
+            send_stored_channel_code(&state, &visit, &store, &mut s).await;
             if !save(&store, &s.attempt).await {
                 return unavailable(&visit);
             }
@@ -764,6 +774,19 @@ async fn send_code(
         .with_label_values(&[s.org.id.as_str(), channel.as_str()])
         .inc();
     Ok(())
+}
+
+/// When the account's stored method is a channel, sends its code now (from the request that
+/// completed the first step, never from a page load).
+pub(crate) async fn send_stored_channel_code(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    s: &mut Signing,
+) {
+    if let Step::Code(channel) = step(s) {
+        send_and_note(state, visit, store, s, channel).await;
+    }
 }
 
 /// Sends this sign-in's code; what went wrong is kept for the next page.

@@ -18,6 +18,7 @@ mod reset;
 pub mod return_to;
 pub mod session;
 pub mod sms;
+mod sso;
 pub mod throttle;
 pub mod totp;
 
@@ -106,6 +107,7 @@ pub struct PortalState {
     sms: Option<SmsSender>,
     limits: LimitsConfig,
     metrics: PortalMetrics,
+    sso: sso::Providers,
     clock: Arc<dyn Clock>,
     failure_delay: Duration,
 }
@@ -140,6 +142,7 @@ impl PortalState {
             sms: setup.sms,
             limits: setup.limits,
             metrics: PortalMetrics::register(&setup.registry)?,
+            sso: sso::Providers::default(),
             clock: setup.clock,
             failure_delay: setup.failure_delay,
         })
@@ -296,6 +299,8 @@ pub fn router(state: Arc<PortalState>) -> Router {
             "/.certgate/account/certificate/{id}",
             get(account::download),
         )
+        .route("/.certgate/sso/{provider}", get(sso::start))
+        .route("/.certgate/sso/{provider}/callback", get(sso::callback))
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
         .route("/.certgate/theme.css", get(theme_css))

@@ -63,7 +63,7 @@ pub struct Throttle<'a> {
 }
 
 /// The address as counted: IPv4 as is, IPv6 by its /64.
-fn address_key(ip: &str) -> String {
+pub(crate) fn address_key(ip: &str) -> String {
     match ip.parse::<IpAddr>() {
         Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

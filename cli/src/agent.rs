@@ -147,6 +147,8 @@ pub enum AgentError {
         not_after: String,
         last_error: String,
     },
+    #[error("the certificate expired at {not_after}, the end of this device's trust period; run `certgate login` again")]
+    TrustPeriodOver { not_after: String },
     #[error("{} already holds a device's files; renew them with `certgate renew --dir {}`, or choose another --out", dir.display(), dir.display())]
     AlreadyEnrolled { dir: PathBuf },
     #[error("{} is not a certgate device directory: {problem}", dir.display())]
@@ -426,12 +428,7 @@ pub fn renew(args: RenewArgs) -> Result<(), String> {
     } else {
         runtime
             .block_on(renew_once(&args.dir, &args.connection.resolve))
-            .map(|state| {
-                println!(
-                    "renewed: the new certificate is valid until {}",
-                    when(state.not_after)
-                )
-            })
+            .map(|renewed| println!("{}", renewed_message(&renewed)))
     };
     result.map_err(|e| e.to_string())
 }
@@ -516,7 +513,7 @@ async fn wait_for_approval(
     }
 }
 
-async fn renew_once(dir: &Path, resolve: &[ResolveOverride]) -> Result<DeviceState, AgentError> {
+async fn renew_once(dir: &Path, resolve: &[ResolveOverride]) -> Result<Renewed, AgentError> {
     let device = DeviceFiles::load(dir)?;
     let portal = PortalUrl::parse(&device.state.url).map_err(|_| AgentError::NotDeviceDir {
         dir: dir.to_owned(),
@@ -539,6 +536,7 @@ async fn renew_once(dir: &Path, resolve: &[ResolveOverride]) -> Result<DeviceSta
     let issued = issued.value;
     check_issued(&issued, &key)?;
 
+    let previous_not_after = device.state.not_after;
     let state = DeviceState {
         device_id: issued.device_id.clone(),
         renewal: issued.renewal,
@@ -546,54 +544,83 @@ async fn renew_once(dir: &Path, resolve: &[ResolveOverride]) -> Result<DeviceSta
         not_after: issued.not_after,
         ..device.state
     };
-    // The key first: a cert.pem newer than key.pem would be useless, the reverse only stale.
-    replace_file(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
-    replace_file(&dir.join(CHAIN_FILE), issued.chain.as_bytes(), 0o644)?;
-    replace_file(&dir.join(CERT_FILE), issued.certificate.as_bytes(), 0o644)?;
-    replace_file(&dir.join(STATE_FILE), &state_json(&state)?, 0o644)?;
+    // Everything is written and synced before anything is replaced, so a crash can split the key
+    // from its certificate only between two renames.
+    let staged = [
+        StagedFile::write(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?,
+        StagedFile::write(&dir.join(CERT_FILE), issued.certificate.as_bytes(), 0o644)?,
+        StagedFile::write(&dir.join(CHAIN_FILE), issued.chain.as_bytes(), 0o644)?,
+        StagedFile::write(&dir.join(STATE_FILE), &state_json(&state)?, 0o644)?,
+    ];
+    for file in staged {
+        file.commit()?;
+    }
     sync_dir(dir)?;
-    Ok(state)
+    Ok(Renewed {
+        previous_not_after,
+        state,
+    })
 }
 
 async fn renew_forever(dir: &Path, resolve: &[ResolveOverride]) -> Result<(), AgentError> {
+    let state = DeviceFiles::load(dir)?.state;
+    let mut not_after = state.not_after;
+    let mut due = renewal_due(state.issued_at, state.not_after, jitter());
     loop {
-        let state = DeviceFiles::load(dir)?.state;
-        let jitter = rand::Rng::random_range(&mut rand::rng(), -0.1..=0.1);
-        let due = renewal_due(state.issued_at, state.not_after, jitter);
         println!(
             "certificate valid until {}; next renewal at {}",
-            when(state.not_after),
+            when(not_after),
             due.format(&Rfc3339).unwrap_or_default()
         );
         sleep_until_wall(due).await;
-
-        let mut retry = FIRST_RETRY;
-        loop {
-            match renew_once(dir, resolve).await {
-                Ok(new) => {
-                    println!(
-                        "renewed: the new certificate is valid until {}",
-                        when(new.not_after)
-                    );
-                    break;
-                }
-                Err(e) if e.is_transient() => {
-                    let left = state.not_after - OffsetDateTime::now_utc().unix_timestamp();
-                    if left <= 0 {
-                        return Err(AgentError::CertificateExpired {
-                            not_after: when(state.not_after),
-                            last_error: e.to_string(),
-                        });
-                    }
-                    let wait = retry.min(Duration::from_secs(left.unsigned_abs()));
-                    eprintln!("renewal failed: {e}; retrying in {}s", wait.as_secs());
-                    sleep_until_wall(OffsetDateTime::now_utc() + wait).await;
-                    retry = next_retry(retry);
-                }
-                Err(e) => return Err(e),
+        let renewed = renew_with_retries(dir, resolve, not_after).await?;
+        println!("{}", renewed_message(&renewed));
+        match next_step(&renewed, jitter()) {
+            DaemonStep::RenewAt(at) => {
+                not_after = renewed.state.not_after;
+                due = at;
+            }
+            DaemonStep::WaitForEnd(end) => {
+                // Renewing again would only re-key, ever more often as the end nears.
+                sleep_until_wall(unix_time(end)).await;
+                return Err(AgentError::TrustPeriodOver {
+                    not_after: when(end),
+                });
             }
         }
     }
+}
+
+/// Renews, retrying what may pass (the network, the portal) with backoff until `not_after`.
+async fn renew_with_retries(
+    dir: &Path,
+    resolve: &[ResolveOverride],
+    not_after: i64,
+) -> Result<Renewed, AgentError> {
+    let mut retry = FIRST_RETRY;
+    loop {
+        match renew_once(dir, resolve).await {
+            Ok(renewed) => return Ok(renewed),
+            Err(e) if e.is_transient() => {
+                let left = not_after - OffsetDateTime::now_utc().unix_timestamp();
+                if left <= 0 {
+                    return Err(AgentError::CertificateExpired {
+                        not_after: when(not_after),
+                        last_error: e.to_string(),
+                    });
+                }
+                let wait = retry.min(Duration::from_secs(left.unsigned_abs()));
+                eprintln!("renewal failed: {e}; retrying in {}s", wait.as_secs());
+                sleep_until_wall(OffsetDateTime::now_utc() + wait).await;
+                retry = next_retry(retry);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn jitter() -> f64 {
+    rand::Rng::random_range(&mut rand::rng(), -0.1..=0.1)
 }
 
 async fn sleep_until_wall(due: OffsetDateTime) {
@@ -853,6 +880,11 @@ fn transport_error(portal: &PortalUrl, error: &reqwest::Error) -> AgentError {
         {
             reason.push_str(" (is this computer's clock right?)");
         }
+        if let rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) = tls {
+            reason.push_str(
+                " (the portal's certificate is not from an authority this computer trusts)",
+            );
+        }
         return AgentError::Tls { url, reason };
     }
     let reason = if error.is_timeout() {
@@ -869,15 +901,11 @@ fn rustls_cause(error: &reqwest::Error) -> Option<&rustls::Error> {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        // io::Error hides a custom inner error from `source()`.
-        if let Some(tls) = e
-            .downcast_ref::<io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
-        }
-        cause = e.source();
+        // io::Error keeps the error it wraps (often another io::Error) out of `source()`.
+        cause = match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
     }
     None
 }
@@ -907,6 +935,52 @@ fn next_poll_interval(current: Duration, step: &PollStep) -> Duration {
         PollStep::Answered(TokenPoll::SlowDown) => current + SLOW_DOWN_STEP,
         PollStep::Answered(_) => current,
         PollStep::Failed => (current * 2).min(MAX_POLL_INTERVAL).max(current),
+    }
+}
+
+/// A renewal done, and when the certificate it replaced would have ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Renewed {
+    previous_not_after: i64,
+    state: DeviceState,
+}
+
+impl Renewed {
+    /// A personal device's trust period does not move: its renewals only re-key.
+    fn extended(&self) -> bool {
+        self.state.not_after > self.previous_not_after
+    }
+}
+
+/// What the daemon does after a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DaemonStep {
+    RenewAt(OffsetDateTime),
+    /// The certificate cannot be extended; nothing is left to do before it ends.
+    WaitForEnd(i64),
+}
+
+fn next_step(renewed: &Renewed, jitter: f64) -> DaemonStep {
+    if renewed.extended() {
+        DaemonStep::RenewAt(renewal_due(
+            renewed.state.issued_at,
+            renewed.state.not_after,
+            jitter,
+        ))
+    } else {
+        DaemonStep::WaitForEnd(renewed.state.not_after)
+    }
+}
+
+fn renewed_message(renewed: &Renewed) -> String {
+    let until = when(renewed.state.not_after);
+    if renewed.extended() {
+        format!("renewed: the new certificate is valid until {until}")
+    } else {
+        format!(
+            "renewed with a new key; the certificate still ends at {until}, the end of this \
+             device's trust period: run `certgate login` again before then"
+        )
     }
 }
 
@@ -946,8 +1020,11 @@ pub fn renewal_due(issued_at: i64, not_after: i64, jitter: f64) -> OffsetDateTim
     let factor = 2.0 / 3.0 * (1.0 + jitter.clamp(-0.1, 0.1));
     // Lifetimes are at most years in seconds: exact in an f64.
     let offset = (lifetime as f64 * factor) as i64;
-    OffsetDateTime::from_unix_timestamp(issued_at.saturating_add(offset))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    unix_time(issued_at.saturating_add(offset))
+}
+
+fn unix_time(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// What the user sees while the flow waits: where to go, the code, and a QR code of the address
@@ -1186,35 +1263,61 @@ fn state_json(state: &DeviceState) -> Result<Vec<u8>, AgentError> {
     Ok(json)
 }
 
-/// Replaces `path` all at once: a new file beside it with `mode` from the start, synced, then
-/// renamed over the old one, so a crash leaves either the old file or the new, never half.
-fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
-    let io_error = |action: &'static str, path: &Path, e: io::Error| AgentError::Io {
+/// The new content of a file, written beside it with its final mode from the start and synced;
+/// [`StagedFile::commit`] renames it over the old file, so a reader sees the old content or the
+/// new, never half. Dropped uncommitted, it is removed.
+struct StagedFile {
+    temp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl StagedFile {
+    fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<Self, AgentError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)
+            .map_err(|e| io_error("create", &temp, &e))?;
+        // From here on, dropping `staged` cleans up.
+        let staged = Self {
+            temp,
+            path: path.to_owned(),
+            committed: false,
+        };
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error("write", &staged.temp, &e))?;
+        Ok(staged)
+    }
+
+    fn commit(mut self) -> Result<(), AgentError> {
+        fs::rename(&self.temp, &self.path).map_err(|e| io_error("replace", &self.path, &e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+fn io_error(action: &'static str, path: &Path, error: &io::Error) -> AgentError {
+    AgentError::Io {
         action,
         path: path.to_owned(),
-        kind: e.kind(),
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)
-        .map_err(|e| io_error("create", &temp, e))?;
-    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
-        drop(file);
-        let _ = fs::remove_file(&temp);
-        return Err(io_error("write", &temp, e));
+        kind: error.kind(),
     }
-    drop(file);
-    fs::rename(&temp, path).map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io_error("replace", path, e)
-    })
 }
 
 /// Makes the renames durable.
@@ -1530,6 +1633,40 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_stops_renewing_a_certificate_that_cannot_be_extended() {
+        let state = DeviceState {
+            version: STATE_VERSION,
+            url: "https://noord.test/".to_owned(),
+            name: "laptop".to_owned(),
+            trust: true,
+            device_id: "dev-1".to_owned(),
+            renewal: RenewalKind::Group,
+            issued_at: 1_700_000_000,
+            not_after: 1_700_000_000 + 3 * 3600,
+        };
+        let extended = Renewed {
+            previous_not_after: 1_700_000_000 + 3600,
+            state: state.clone(),
+        };
+        assert_eq!(
+            next_step(&extended, 0.0),
+            DaemonStep::RenewAt(unix_time(1_700_000_000 + 2 * 3600))
+        );
+        assert!(
+            renewed_message(&extended).starts_with("renewed: the new certificate is valid until")
+        );
+        let rekeyed_only = Renewed {
+            previous_not_after: state.not_after,
+            state,
+        };
+        assert_eq!(
+            next_step(&rekeyed_only, 0.0),
+            DaemonStep::WaitForEnd(1_700_000_000 + 3 * 3600)
+        );
+        assert!(renewed_message(&rekeyed_only).contains("run `certgate login` again"));
+    }
+
+    #[test]
     fn state_json_round_trips_and_rejects_strangers() {
         let state = DeviceState {
             version: STATE_VERSION,
@@ -1619,12 +1756,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let key = tmp.path().join(KEY_FILE);
         fs::write(&key, "old").unwrap();
-        replace_file(&key, b"new", 0o600).unwrap();
+        let staged = StagedFile::write(&key, b"new", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&key).unwrap(), "old");
+        staged.commit().unwrap();
         assert_eq!(fs::read_to_string(&key).unwrap(), "new");
         assert_eq!(
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        // Abandoned, a staged file leaves nothing behind.
+        drop(StagedFile::write(&key, b"newer", 0o600).unwrap());
+        assert_eq!(fs::read_to_string(&key).unwrap(), "new");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
@@ -1683,22 +1826,5 @@ mod tests {
             chain_pem: self_signed,
         };
         assert!(reqwest::Identity::from_pem(files.identity_pem().as_bytes()).is_ok());
-    }
-}
-#[cfg(test)]
-mod chain_debug {
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn dump() {
-        let rt = super::runtime().unwrap();
-        rt.block_on(async {
-            let c = super::http_client(&["noord.test:18444:127.0.0.1".parse().unwrap()], None).unwrap();
-            let e = c.get("https://noord.test:18444/").send().await.unwrap_err();
-            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(x) = cur {
-                eprintln!("{x:?}");
-                cur = x.source();
-            }
-        });
     }
 }

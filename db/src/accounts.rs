@@ -381,6 +381,53 @@ impl Database {
         rows.iter().map(account_from_row).collect()
     }
 
+    /// The account linked to a provider's subject, if any.
+    pub async fn sso_link(
+        &self,
+        org: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, DbError> {
+        let row = sqlx::query(
+            "SELECT account_id FROM sso_links WHERE org = $1 AND issuer = $2 AND subject = $3",
+        )
+        .bind(org)
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get("account_id")).transpose()?)
+    }
+
+    /// Links a provider's subject to an account; a subject already linked is
+    /// [`DbError::Conflict`].
+    pub async fn link_sso(
+        &self,
+        org: &str,
+        issuer: &str,
+        subject: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO sso_links (org, issuer, subject, account_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(org)
+        .bind(issuer)
+        .bind(subject)
+        .bind(account_id)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                DbError::Conflict(format!("{issuer} subject {subject} is already linked"))
+            }
+            other => other.into(),
+        })?;
+        Ok(())
+    }
+
     pub async fn record_login(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
         let done = sqlx::query("UPDATE accounts SET last_login = $3 WHERE org = $1 AND id = $2")
             .bind(org)

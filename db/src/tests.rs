@@ -202,6 +202,30 @@ async fn exercise_accounts(db: &Database) {
         .await
         .unwrap());
     assert_eq!(db.accounts_with_totp().await.unwrap().len(), 1);
+    // Single sign-on links by (issuer, subject), per organisation.
+    assert_eq!(
+        db.sso_link("noord", "https://idp", "sub-1").await.unwrap(),
+        None
+    );
+    db.link_sso("noord", "https://idp", "sub-1", "acc-1", 1_950)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.sso_link("noord", "https://idp", "sub-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("acc-1")
+    );
+    assert!(matches!(
+        db.link_sso("noord", "https://idp", "sub-1", "acc-1", 1_960)
+            .await,
+        Err(DbError::Conflict(_))
+    ));
+    assert_eq!(
+        db.sso_link("zuid", "https://idp", "sub-1").await.unwrap(),
+        None
+    );
     assert!(db.reset_mfa("noord", "acc-1", 1_900).await.unwrap());
     let after = db.account("noord", "acc-1").await.unwrap().unwrap();
     assert_eq!(after.not_valid_before, 2_000, "never moves backwards");

@@ -393,6 +393,14 @@ fn parse_sso(
             for (field, _) in [&tenant, &issuer].into_iter().flatten() {
                 field.error("not used with kind = \"google\"");
             }
+            if require_provider_mfa {
+                table.doc().error(
+                    table.header_offset(),
+                    &table.key_path("require_provider_mfa"),
+                    "Google does not tell which factors were used (no `amr` claim), so this could \
+                     never be met; use mfa = \"certgate\" to have certgate ask for a code",
+                );
+            }
             Some(SsoKind::Google)
         }
         KindName::Oidc => {

@@ -450,6 +450,12 @@ allowed_email_domains = ["Example.org", "not a domain"]
 id = "Bad Id"
 kind = "facebook"
 client_id = "c"
+[[sso]]
+id = "g"
+kind = "google"
+client_id = "c"
+mfa = "provider"
+require_provider_mfa = true
 "#;
     write(dir.path(), "zuid.toml", &format!("{MINIMAL}{sso}"));
     let file = dir.path().join("zuid.toml").display().to_string();
@@ -476,6 +482,11 @@ client_id = "c"
             format!(
                 "{file}:26: sso[3].kind: \"facebook\" is not one of \"microsoft\", \"google\", \
                  \"oidc\""
+            ),
+            format!(
+                "{file}:28: sso[4].require_provider_mfa: Google does not tell which factors were \
+                 used (no `amr` claim), so this could never be met; use mfa = \"certgate\" to have \
+                 certgate ask for a code"
             ),
         ]
     );

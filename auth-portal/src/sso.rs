@@ -1,0 +1,769 @@
+//! Single sign-on: OpenID Connect authorization code flow with PKCE (the `openidconnect` crate)
+//! for each `[[sso]]` entry of an organisation: Microsoft (one tenant per entry, the tenant's own
+//! issuer), Google, or any issuer. `state` and `nonce` are single-use, live 10 minutes in the
+//! store, and are bound to this browser by a short pre-login cookie. Accounts are linked by
+//! (issuer, subject) — `oid` for Microsoft — and only the first sign-in may link by e-mail, when
+//! the provider vouches for the address.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use certgate_certs::MfaStatus;
+use certgate_db::{Account, AccountKind, Database, NewAccount};
+use certgate_policies::{ClientSecret, Organisation, SsoKind, SsoMfa, SsoProvider};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::flow::{load_attempt, save, start_attempt};
+use crate::i18n::fill;
+use crate::issue::{self, mfa_need, Need, Proof, Then};
+use crate::pages;
+use crate::session;
+use crate::{PortalState, Visit};
+
+/// How long a started sign-in at a provider may take.
+const PENDING_LIFETIME: Duration = Duration::from_secs(600);
+/// The pre-login cookie binding `state` to this browser.
+const SSO_COOKIE: &str = "__Host-certgate-sso";
+/// A provider that failed discovery is tried again after this long.
+const RETRY_DISCOVERY: Duration = Duration::from_secs(10);
+/// An unknown key id refetches the provider's keys at most this often.
+const REFETCH_KEYS: Duration = Duration::from_secs(10);
+/// Allowed clock difference for `iat`.
+const SKEW: i64 = 120;
+
+/// The issuer a provider entry stands for.
+pub fn issuer_of(provider: &SsoProvider) -> String {
+    match &provider.kind {
+        SsoKind::Microsoft { tenant } => {
+            format!("https://login.microsoftonline.com/{tenant}/v2.0")
+        }
+        SsoKind::Google => "https://accounts.google.com".to_owned(),
+        SsoKind::Oidc { issuer } => issuer.trim_end_matches('/').to_owned(),
+    }
+}
+
+/// What discovery found for one provider, and when its keys were last fetched.
+struct Discovered {
+    metadata: CoreProviderMetadata,
+    keys_fetched: Instant,
+}
+
+/// One provider's cached discovery.
+#[derive(Default)]
+struct ProviderCache {
+    discovered: tokio::sync::RwLock<Option<Discovered>>,
+    last_failure: parking_lot::Mutex<Option<Instant>>,
+}
+
+/// Every provider the portal has talked to, by issuer; discovery happens on first use, so a
+/// provider that is down at start does not stop anything.
+#[derive(Default)]
+pub struct Providers {
+    caches: parking_lot::Mutex<HashMap<String, Arc<ProviderCache>>>,
+}
+
+fn http_client() -> Result<openidconnect::reqwest::Client, String> {
+    openidconnect::reqwest::ClientBuilder::new()
+        // No redirects: an SSRF trick, and never needed by a well-behaved provider.
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+impl Providers {
+    fn cache(&self, issuer: &str) -> Arc<ProviderCache> {
+        Arc::clone(self.caches.lock().entry(issuer.to_owned()).or_default())
+    }
+
+    /// The provider's metadata (with its keys), discovering it when needed.
+    async fn metadata(&self, issuer: &str) -> Result<CoreProviderMetadata, String> {
+        let cache = self.cache(issuer);
+        if let Some(found) = cache.discovered.read().await.as_ref() {
+            return Ok(found.metadata.clone());
+        }
+        if cache
+            .last_failure
+            .lock()
+            .is_some_and(|at| at.elapsed() < RETRY_DISCOVERY)
+        {
+            return Err("discovery failed moments ago".into());
+        }
+        let http = http_client()?;
+        let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+        match CoreProviderMetadata::discover_async(url, &http).await {
+            Ok(metadata) => {
+                *cache.discovered.write().await = Some(Discovered {
+                    metadata: metadata.clone(),
+                    keys_fetched: Instant::now(),
+                });
+                Ok(metadata)
+            }
+            Err(error) => {
+                *cache.last_failure.lock() = Some(Instant::now());
+                tracing::warn!(%issuer, error = %error, "single sign-on discovery failed");
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// Fetches the provider's keys again (a key id we did not know), at most every few seconds.
+    async fn refetch_keys(&self, issuer: &str) -> Option<CoreProviderMetadata> {
+        let cache = self.cache(issuer);
+        let mut guard = cache.discovered.write().await;
+        let found = guard.as_mut()?;
+        if found.keys_fetched.elapsed() < REFETCH_KEYS {
+            return None;
+        }
+        found.keys_fetched = Instant::now();
+        let http = http_client().ok()?;
+        match CoreJsonWebKeySet::fetch_async(found.metadata.jwks_uri(), &http).await {
+            Ok(keys) => {
+                found.metadata = found.metadata.clone().set_jwks(keys);
+                tracing::info!(%issuer, "single sign-on keys refetched");
+                Some(found.metadata.clone())
+            }
+            Err(error) => {
+                tracing::warn!(%issuer, error = %error, "single sign-on keys could not be refetched");
+                None
+            }
+        }
+    }
+}
+
+/// A sign-in at a provider in progress, kept in the store under its `state`.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    org: String,
+    provider: String,
+    nonce: String,
+    pkce_verifier: String,
+    /// SHA-256 of the pre-login cookie.
+    binding: String,
+    return_to: String,
+}
+
+fn digest_hex(text: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
+}
+
+fn client_secret(provider: &SsoProvider) -> Option<openidconnect::ClientSecret> {
+    let secret = match provider.client_secret.as_ref()? {
+        ClientSecret::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| tracing::error!(path = %path.display(), error = %e, "cannot read a client secret"))
+            .ok()?,
+        ClientSecret::Env(name) => std::env::var(name)
+            .map_err(|_| tracing::error!(variable = %name, "the client secret variable is not set"))
+            .ok()?,
+    };
+    Some(openidconnect::ClientSecret::new(secret.trim().to_owned()))
+}
+
+/// The page for anything that went wrong, with a way back; never the error itself.
+fn problem(
+    visit: &Visit,
+    org: Option<&Organisation>,
+    message: &str,
+    status: StatusCode,
+) -> Response {
+    let c = visit.chrome(org);
+    let mut response = pages::notice(
+        status,
+        &c,
+        c.t.sso_heading,
+        message,
+        true,
+        Some(("/.certgate/login", c.t.sign_in_again)),
+    );
+    session::clear_cookie(&mut response, SSO_COOKIE);
+    response
+}
+
+fn find<'a>(
+    visit: &'a Visit,
+    org: Option<&str>,
+    id: &str,
+) -> Option<(&'a Arc<Organisation>, &'a SsoProvider)> {
+    let org = match org {
+        Some(org) => visit.org(org)?,
+        None => visit.single_org()?,
+    };
+    let provider = org.sso.iter().find(|p| p.id == id)?;
+    Some((org, provider))
+}
+
+fn redirect_uri(visit: &Visit, provider: &SsoProvider) -> Option<RedirectUrl> {
+    RedirectUrl::new(format!(
+        "https://{}/.certgate/sso/{}/callback",
+        visit.host, provider.id
+    ))
+    .ok()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StartQuery {
+    org: Option<String>,
+}
+
+/// `GET /.certgate/sso/{provider}?org=ORG`: off to the provider.
+pub(crate) async fn start(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let t = visit.texts;
+    let Some((org, provider)) = find(&visit, query.org.as_deref(), &id) else {
+        return problem(
+            &visit,
+            visit.single_org().map(|o| o.as_ref()),
+            t.sso_unknown,
+            StatusCode::NOT_FOUND,
+        );
+    };
+    let Some(store) = state.backend.store() else {
+        return problem(
+            &visit,
+            Some(org),
+            t.trouble,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    let issuer = issuer_of(provider);
+    let metadata = match state.sso.metadata(&issuer).await {
+        Ok(metadata) => metadata,
+        Err(_) => {
+            let text = fill(t.sso_unreachable, &provider.label, "", "");
+            return problem(&visit, Some(org), &text, StatusCode::BAD_GATEWAY);
+        }
+    };
+    let Some(redirect) = redirect_uri(&visit, provider) else {
+        return problem(&visit, Some(org), t.trouble, StatusCode::BAD_REQUEST);
+    };
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(provider.client_id.clone()),
+        client_secret(provider),
+    )
+    .set_redirect_uri(redirect);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let return_to = match load_attempt(&store, &headers).await {
+        Some(attempt) => attempt.session.return_to,
+        None => "/".into(),
+    };
+    let binding = hex::encode(rand::random::<[u8; 24]>());
+    let pending = Pending {
+        org: org.id.clone(),
+        provider: provider.id.clone(),
+        nonce: nonce.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+        binding: digest_hex(&binding),
+        return_to,
+    };
+    let stored = match serde_json::to_vec(&pending) {
+        Ok(bytes) => store
+            .put_once(
+                "sso-state",
+                &digest_hex(csrf.secret()),
+                &bytes,
+                PENDING_LIFETIME,
+            )
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if !stored {
+        return problem(
+            &visit,
+            Some(org),
+            t.trouble,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    }
+    let mut response = Redirect::to(url.as_str()).into_response();
+    session::set_cookie(&mut response, SSO_COOKIE, &binding, Some(PENDING_LIFETIME));
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// What the ID token says, once verified.
+struct Identity {
+    issuer: String,
+    subject: String,
+    email: Option<String>,
+    email_verified: bool,
+    name: Option<String>,
+    hd: Option<String>,
+    provider_mfa: bool,
+}
+
+/// Exchanges the code and verifies the ID token fully: signature (refetching keys once for an
+/// unknown key id), `iss`, `aud`, `azp`, `exp`, `iat` with small skew, and `nonce`.
+async fn identity(
+    state: &PortalState,
+    provider: &SsoProvider,
+    redirect: RedirectUrl,
+    pending: &Pending,
+    code: String,
+) -> Result<Identity, String> {
+    let issuer = issuer_of(provider);
+    let metadata = state.sso.metadata(&issuer).await?;
+    let http = http_client()?;
+    let client = CoreClient::from_provider_metadata(
+        metadata.clone(),
+        ClientId::new(provider.client_id.clone()),
+        client_secret(provider),
+    )
+    .set_redirect_uri(redirect);
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|e| e.to_string())?
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+        .request_async(&http)
+        .await
+        .map_err(|e| format!("token request: {e}"))?;
+    let _ = tokens.access_token();
+    let id_token = tokens.id_token().ok_or("no ID token in the answer")?;
+    let nonce = Nonce::new(pending.nonce.clone());
+    let now = state.now();
+    let verify = |client: &CoreClient<_, _, _, _, _, _>| {
+        let verifier = client
+            .id_token_verifier()
+            .set_issue_time_verifier_fn(move |iat| {
+                let iat = iat.timestamp();
+                if iat > now + SKEW {
+                    Err(format!("issued {}s in the future", iat - now))
+                } else if iat < now - 600 - SKEW {
+                    Err("issued too long ago".into())
+                } else {
+                    Ok(())
+                }
+            });
+        id_token.claims(&verifier, &nonce).cloned()
+    };
+    let claims = match verify(&client) {
+        Ok(claims) => claims,
+        Err(openidconnect::ClaimsVerificationError::SignatureVerification(
+            openidconnect::SignatureVerificationError::NoMatchingKey,
+        )) => {
+            // The provider may have rotated its keys.
+            let fresh = state
+                .sso
+                .refetch_keys(&issuer)
+                .await
+                .ok_or("no key matches the ID token")?;
+            let client = CoreClient::from_provider_metadata(
+                fresh,
+                ClientId::new(provider.client_id.clone()),
+                client_secret(provider),
+            );
+            verify(&client).map_err(|e| format!("ID token: {e}"))?
+        }
+        Err(e) => return Err(format!("ID token: {e}")),
+    };
+    // Claims beyond the standard ones, from the token just verified.
+    let extra: serde_json::Value = id_token
+        .to_string()
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default();
+    let text = |name: &str| extra.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let subject = match provider.kind {
+        // Entra ID's `sub` differs per application; `oid` is the user in the tenant.
+        SsoKind::Microsoft { .. } => text("oid").ok_or("no oid claim from Microsoft")?,
+        _ => claims.subject().as_str().to_owned(),
+    };
+    Ok(Identity {
+        issuer,
+        subject,
+        email: claims.email().map(|e| e.as_str().trim().to_lowercase()),
+        email_verified: claims.email_verified().unwrap_or(false),
+        name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned()),
+        hd: text("hd"),
+        provider_mfa: claims
+            .auth_method_refs()
+            .is_some_and(|amr| amr.iter().any(|m| m.as_str() == "mfa")),
+    })
+}
+
+/// Whether the provider vouches for the e-mail address (so an existing account may be linked
+/// by it), and the domain is allowed.
+fn vouched_email(provider: &SsoProvider, id: &Identity) -> Option<String> {
+    let email = id.email.clone()?;
+    let domain = email.rsplit_once('@')?.1.to_owned();
+    let vouched = match provider.kind {
+        // The issuer is the tenant's own, so the tenant vouches for its users' addresses.
+        SsoKind::Microsoft { .. } => true,
+        // A Workspace account names its domain in `hd`; a consumer account is not vouched for.
+        SsoKind::Google => id.email_verified && id.hd.as_deref() == Some(domain.as_str()),
+        SsoKind::Oidc { .. } => id.email_verified,
+    };
+    let allowed = provider.allowed_email_domains.is_empty()
+        || provider.allowed_email_domains.contains(&domain);
+    (vouched && allowed).then_some(email)
+}
+
+enum Refusal {
+    Unknown,
+    NotVouched,
+    Disabled,
+    Group,
+}
+
+/// The account this identity signs in as: linked by subject, or linked now by a vouched e-mail
+/// address, or created just in time.
+async fn account_for(
+    state: &PortalState,
+    db: &Database,
+    org: &Organisation,
+    provider: &SsoProvider,
+    id: &Identity,
+) -> Result<Account, Refusal> {
+    let now = state.now();
+    let linked = db
+        .sso_link(&org.id, &id.issuer, &id.subject)
+        .await
+        .map_err(|_| Refusal::Unknown)?;
+    let account = match linked {
+        Some(account_id) => db.account(&org.id, &account_id).await.ok().flatten(),
+        None => {
+            let email = vouched_email(provider, id).ok_or(Refusal::NotVouched)?;
+            let existing = db.find_account(&org.id, &email).await.ok().flatten();
+            let account = match existing {
+                Some(account) => account,
+                None if provider.create_accounts => {
+                    let new = NewAccount {
+                        org: org.id.clone(),
+                        username: email.clone(),
+                        display_name: id.name.clone().unwrap_or_else(|| email.clone()),
+                        email: Some(email.clone()),
+                        mobile: None,
+                        kind: AccountKind::Personal,
+                        roles: Vec::new(),
+                    };
+                    let account_id = hex::encode(rand::random::<[u8; 16]>());
+                    db.create_account(&new, &account_id, now)
+                        .await
+                        .map_err(|_| Refusal::Unknown)?
+                }
+                None => return Err(Refusal::Unknown),
+            };
+            if account.kind == AccountKind::Group {
+                return Err(Refusal::Group);
+            }
+            db.link_sso(&org.id, &id.issuer, &id.subject, &account.id, now)
+                .await
+                .map_err(|_| Refusal::Unknown)?;
+            Some(account)
+        }
+    };
+    match account {
+        Some(a) if a.kind == AccountKind::Group => Err(Refusal::Group),
+        Some(a) if a.disabled => Err(Refusal::Disabled),
+        Some(a) => Ok(a),
+        None => Err(Refusal::Unknown),
+    }
+}
+
+/// `GET /.certgate/sso/{provider}/callback`.
+pub(crate) async fn callback(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let t = visit.texts;
+    let fallback_org = visit.single_org().cloned();
+    let (Some(store), Some(db)) = (state.backend.store(), state.backend.database()) else {
+        return problem(
+            &visit,
+            fallback_org.as_deref(),
+            t.trouble,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    // The state is taken, so a replayed callback finds nothing.
+    let pending: Option<Pending> = match query.state.as_deref() {
+        Some(s) if !s.is_empty() && s.len() <= 256 => store
+            .take_once("sso-state", &digest_hex(s))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+        _ => None,
+    };
+    let Some(pending) = pending else {
+        return problem(
+            &visit,
+            fallback_org.as_deref(),
+            t.sso_expired,
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let cookie = session::cookie(&headers, SSO_COOKIE).unwrap_or_default();
+    if !bool::from(
+        digest_hex(cookie)
+            .as_bytes()
+            .ct_eq(pending.binding.as_bytes()),
+    ) || cookie.is_empty()
+    {
+        return problem(
+            &visit,
+            fallback_org.as_deref(),
+            t.sso_other_browser,
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let Some((org, provider)) = find(&visit, Some(&pending.org), &pending.provider)
+        .filter(|(_, p)| p.id == id)
+        .map(|(o, p)| (Arc::clone(o), p.clone()))
+    else {
+        return problem(
+            &visit,
+            fallback_org.as_deref(),
+            t.sso_unknown,
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let fail = |message: &str, result: &str| {
+        state
+            .metrics
+            .logins
+            .with_label_values(&[org.id.as_str(), "sso", result])
+            .inc();
+        problem(&visit, Some(&org), message, StatusCode::FORBIDDEN)
+    };
+    if let Some(error) = query.error.as_deref() {
+        let text = if error == "access_denied" {
+            fill(t.sso_cancelled, &provider.label, "", "")
+        } else {
+            fill(t.sso_provider_error, &provider.label, "", "")
+        };
+        return fail(&text, "failure");
+    }
+    let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return fail(t.sso_expired, "failure");
+    };
+    let Some(redirect) = redirect_uri(&visit, &provider) else {
+        return fail(t.trouble, "failure");
+    };
+    let identity = match identity(&state, &provider, redirect, &pending, code).await {
+        Ok(identity) => identity,
+        Err(error) => {
+            tracing::warn!(org = %org.id, provider = %provider.id, %error, "single sign-on refused");
+            return fail(&fill(t.sso_failed, &provider.label, "", ""), "failure");
+        }
+    };
+    let account = match account_for(&state, &db, &org, &provider, &identity).await {
+        Ok(account) => account,
+        Err(Refusal::Group) => return fail(t.sso_group, "failure"),
+        Err(Refusal::NotVouched) => return fail(t.sso_not_vouched, "failure"),
+        Err(Refusal::Unknown | Refusal::Disabled) => return fail(t.sso_no_account, "failure"),
+    };
+    if provider.mfa == SsoMfa::Provider && provider.require_provider_mfa && !identity.provider_mfa {
+        return fail(&fill(t.sso_needs_mfa, &provider.label, "", ""), "failure");
+    }
+    state
+        .metrics
+        .logins
+        .with_label_values(&[org.id.as_str(), "sso", "success"])
+        .inc();
+    let mut attempt = match load_attempt(&store, &headers).await {
+        Some(attempt) => attempt,
+        None => match start_attempt(&store, pending.return_to.clone()).await {
+            Some(attempt) => attempt,
+            None => return fail(t.trouble, "failure"),
+        },
+    };
+    attempt.session.restart();
+    attempt.session.return_to = pending.return_to.clone();
+    attempt.session.org = Some(org.id.clone());
+    attempt.session.account = Some(account.id.clone());
+    let need = mfa_need(&org, &account);
+    let mut response = match (provider.mfa, need) {
+        (_, Need::Exempt) | (SsoMfa::Provider, _) | (SsoMfa::Certgate, Need::NotRequired) => {
+            let mfa = match need {
+                Need::Exempt => MfaStatus::Exempt,
+                _ if provider.mfa == SsoMfa::Provider && identity.provider_mfa => MfaStatus::Yes,
+                _ => MfaStatus::None,
+            };
+            let proof = Proof {
+                method: "sso",
+                mfa,
+                trust: false,
+            };
+            issue::finish(
+                &state,
+                &visit,
+                &store,
+                &db,
+                &attempt.id,
+                attempt.session,
+                &org,
+                &account,
+                proof,
+                Then::Return,
+            )
+            .await
+        }
+        (SsoMfa::Certgate, Need::Required) => {
+            // As after a password: a new session id, then certgate's own second factor.
+            let Ok(Some(next)) = store
+                .rotate_session(&attempt.id, session::SESSION_TTL)
+                .await
+            else {
+                return fail(t.trouble, "failure");
+            };
+            attempt.id = next;
+            let mut signing = crate::flow::Signing {
+                attempt,
+                org: Arc::clone(&org),
+                account,
+            };
+            crate::flow::send_stored_channel_code(&state, &visit, &store, &mut signing).await;
+            if !save(&store, &signing.attempt).await {
+                return fail(t.trouble, "failure");
+            }
+            let mut response = Redirect::to("/.certgate/mfa").into_response();
+            session::set_cookie(
+                &mut response,
+                session::SESSION_COOKIE,
+                signing.attempt.id.as_str(),
+                None,
+            );
+            response
+        }
+    };
+    session::clear_cookie(&mut response, SSO_COOKIE);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certgate_policies::SsoKind;
+
+    fn provider(kind: SsoKind, domains: &[&str]) -> SsoProvider {
+        SsoProvider {
+            id: "p".into(),
+            kind,
+            label: "P".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            mfa: SsoMfa::Certgate,
+            require_provider_mfa: false,
+            create_accounts: false,
+            allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+
+    fn identity(email: &str, verified: bool, hd: Option<&str>) -> Identity {
+        Identity {
+            issuer: "i".into(),
+            subject: "s".into(),
+            email: Some(email.into()),
+            email_verified: verified,
+            name: None,
+            hd: hd.map(str::to_owned),
+            provider_mfa: false,
+        }
+    }
+
+    #[test]
+    fn microsoft_is_pinned_to_its_tenant_and_google_to_accounts_google_com() {
+        let ms = provider(
+            SsoKind::Microsoft {
+                tenant: "0000-1111".into(),
+            },
+            &[],
+        );
+        assert_eq!(
+            issuer_of(&ms),
+            "https://login.microsoftonline.com/0000-1111/v2.0"
+        );
+        assert_eq!(
+            issuer_of(&provider(SsoKind::Google, &[])),
+            "https://accounts.google.com"
+        );
+        let oidc = provider(
+            SsoKind::Oidc {
+                issuer: "https://idp.example/realms/x/".into(),
+            },
+            &[],
+        );
+        assert_eq!(issuer_of(&oidc), "https://idp.example/realms/x");
+    }
+
+    #[test]
+    fn only_a_vouched_address_in_an_allowed_domain_links_an_account() {
+        let oidc = provider(
+            SsoKind::Oidc {
+                issuer: "https://idp".into(),
+            },
+            &["noord.example"],
+        );
+        assert_eq!(
+            vouched_email(&oidc, &identity("anna@noord.example", true, None)).as_deref(),
+            Some("anna@noord.example")
+        );
+        assert_eq!(
+            vouched_email(&oidc, &identity("anna@noord.example", false, None)),
+            None
+        );
+        assert_eq!(
+            vouched_email(&oidc, &identity("anna@evil.example", true, None)),
+            None
+        );
+        let google = provider(SsoKind::Google, &[]);
+        assert_eq!(
+            vouched_email(&google, &identity("anna@gmail.com", true, None)),
+            None
+        );
+        assert!(vouched_email(
+            &google,
+            &identity("anna@noord.example", true, Some("noord.example"))
+        )
+        .is_some());
+    }
+}
