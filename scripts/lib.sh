@@ -8,6 +8,7 @@ ensure_packages() {
             postgresql) cmd=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1) ;;
             redis-server) cmd=$(command -v redis-server || true) ;;
             chromium-driver) cmd=$(command -v chromedriver || true) ;;
+            nodejs) cmd=$(command -v node || true) ;;
             *) cmd=$(command -v "$pkg" || true) ;;
         esac
         [ -n "$cmd" ] || missing+=("$pkg")
@@ -18,6 +19,18 @@ ensure_packages() {
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# Installs the npm packages of the folder DIR exactly as its package-lock.json pins them, when
+# they are missing or the lock changed since (npm ci records what it installed in
+# node_modules/.package-lock.json).
+ensure_npm_packages() {
+    local dir=$1
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+        || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "== installing npm packages in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
     fi
 }
 

@@ -8,10 +8,14 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # chromium and chromium-driver: the browser tests drive headless Chromium through chromedriver.
-ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver
+# nodejs and npm: the single sign-on tests' OpenID Connect providers run on Node.js.
+ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver \
+    nodejs npm
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+# The OpenID Connect providers: oidc-provider, pinned in tests/oidc/package-lock.json.
+ensure_npm_packages tests/oidc
 
 echo "== formatting and lints"
 cargo fmt --all -- --check

@@ -59,7 +59,8 @@ pub fn issuer_of(provider: &SsoProvider) -> String {
 /// What discovery found for one provider, and when its keys were last fetched.
 struct Discovered {
     metadata: CoreProviderMetadata,
-    keys_fetched: Instant,
+    /// The last time an unknown key id made us fetch the keys again.
+    keys_refetched: Option<Instant>,
 }
 
 /// One provider's cached discovery.
@@ -109,7 +110,7 @@ impl Providers {
             Ok(metadata) => {
                 *cache.discovered.write().await = Some(Discovered {
                     metadata: metadata.clone(),
-                    keys_fetched: Instant::now(),
+                    keys_refetched: None,
                 });
                 Ok(metadata)
             }
@@ -126,10 +127,13 @@ impl Providers {
         let cache = self.cache(issuer);
         let mut guard = cache.discovered.write().await;
         let found = guard.as_mut()?;
-        if found.keys_fetched.elapsed() < REFETCH_KEYS {
+        if found
+            .keys_refetched
+            .is_some_and(|at| at.elapsed() < REFETCH_KEYS)
+        {
             return None;
         }
-        found.keys_fetched = Instant::now();
+        found.keys_refetched = Some(Instant::now());
         let http = http_client().ok()?;
         match CoreJsonWebKeySet::fetch_async(found.metadata.jwks_uri(), &http).await {
             Ok(keys) => {

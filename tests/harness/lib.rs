@@ -7,12 +7,14 @@
 
 mod browser;
 mod mail;
+mod oidc;
 mod portal;
 mod sms;
 mod stub_server;
 
 pub use browser::{Browser, BrowserCookie, DESKTOP, PHONE};
 pub use mail::{Mail, MailSink};
+pub use oidc::{ForgeProvider, OidcProvider};
 pub use portal::{
     attribute_after, csrf_of, oathtool, openssl_csr, six_digits, throwaway_postgres_database,
     CurlClient, NewUser, PortalWorld, SMS_TOKEN,

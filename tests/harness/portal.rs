@@ -46,6 +46,16 @@ impl<'a> NewUser<'a> {
 impl PortalWorld {
     /// Starts the deployment; `extra_sections` is appended to the config (`[database]`, …).
     pub fn start(orgs: &[Org], extra_sections: &str) -> PortalWorld {
+        Self::start_with(orgs, extra_sections, |_| {})
+    }
+
+    /// Like [`PortalWorld::start`], with `prepare` run on the deployment before it starts
+    /// (files a policy names, say).
+    pub fn start_with(
+        orgs: &[Org],
+        extra_sections: &str,
+        prepare: impl FnOnce(&Deployment),
+    ) -> PortalWorld {
         let mail = MailSink::start();
         let sms = SmsReceiver::start();
         let mut d = Deployment::new(orgs);
@@ -56,6 +66,7 @@ impl PortalWorld {
             sms.url(),
         );
         d.write_config();
+        prepare(&d);
         d.start();
         PortalWorld { d, mail, sms }
     }

@@ -1,0 +1,436 @@
+//! Single sign-on against real OpenID Connect providers: panva's `oidc-provider` driven through
+//! headless Chromium, and a forging provider (tokens the test shapes itself) driven with curl.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use certgate_e2e::{
+    certgate_ok, Browser, CurlClient, ForgeProvider, NewUser, OidcProvider, Org, PortalWorld,
+    Response, DESKTOP, PHONE,
+};
+use serde_json::json;
+
+const NOORD: &str = "noord.test";
+const PASSWORD: &str = "correct horse battery";
+const SECRET: &str = "client-secret-0123456789";
+
+/// An `[[sso]]` entry for `issuer`; the client secret comes from a file next to the policies.
+fn sso_entry(id: &str, label: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "\n[[sso]]\nid = \"{id}\"\nkind = \"oidc\"\nlabel = \"{label}\"\nissuer = \"{issuer}\"\nclient_id = \"certgate-{id}\"\nclient_secret_file = \"sso-secret\"\n{extra}"
+    )
+}
+
+fn org_with(sso: &str) -> Org {
+    let mut org = Org::new("noord", NOORD);
+    org.policy_extra = format!(
+        "\n[mfa]\nmethods = [\"authenticator\", \"email\"]\nexempt_roles = [\"parent\"]\n{sso}"
+    );
+    org
+}
+
+/// The deployment with the policy's secret file written before it starts.
+fn world(orgs: &[Org]) -> PortalWorld {
+    let w = PortalWorld::start_with(orgs, "", |d| {
+        std::fs::write(d.path("policies/sso-secret"), format!("{SECRET}\n")).unwrap();
+    });
+    w
+}
+
+fn callback(w: &PortalWorld, id: &str) -> String {
+    w.url(NOORD, &format!("/.certgate/sso/{id}/callback"))
+}
+
+fn shot(browser: &Browser, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join("sso");
+    for (label, (w, h)) in [("phone", PHONE), ("desktop", DESKTOP)] {
+        browser.set_viewport_size(w, h);
+        browser.screenshot(&dir.join(format!("{name}-{label}.png")));
+    }
+}
+
+fn app_user(b: &Browser) -> (String, String) {
+    let text = b.page_text();
+    assert!(
+        text.contains("The legacy app behind certgate"),
+        "not the app: {text}"
+    );
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (value("x-certgate-user"), value("x-certgate-mfa"))
+}
+
+/// Opens the app, picks the provider's button, and signs in at the provider as `login`.
+fn sign_in_at_provider(b: &Browser, w: &PortalWorld, button: &str, login: &str) {
+    b.goto(&w.url(NOORD, "/rooster"));
+    assert!(
+        b.current_url().contains("/.certgate/login"),
+        "{}",
+        b.current_url()
+    );
+    b.click_link(button);
+    b.fill("login", login);
+    b.click_button("Sign in");
+}
+
+#[test]
+fn provider_mfa_signs_in_without_a_certgate_code_and_a_required_amr_is_enforced() {
+    let idp = OidcProvider::start();
+    let entries = format!(
+        "{}{}",
+        sso_entry("care", "Care ID", &idp.issuer(), "mfa = \"provider\"\n"),
+        sso_entry(
+            "strict",
+            "Care ID (strict)",
+            &idp.issuer(),
+            "mfa = \"provider\"\nrequire_provider_mfa = true\n"
+        ),
+    );
+    let w = world(&[org_with(&entries)]);
+    for id in ["care", "strict"] {
+        idp.add_client(&format!("certgate-{id}"), SECRET, &callback(&w, id));
+    }
+    w.add_user(&NewUser::personal("noord", "anna@noord.test", PASSWORD));
+    idp.set_account(
+        "anna",
+        json!({"sub": "anna-1", "email": "anna@noord.test", "email_verified": true, "amr": ["pwd"]}),
+    );
+
+    let b = Browser::start("en");
+    b.goto(&w.url(NOORD, "/rooster"));
+    assert!(
+        b.page_text().contains("Sign in with Care ID"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "login-with-sso");
+    sign_in_at_provider(&b, &w, "Sign in with Care ID", "anna");
+    assert!(b.current_url().ends_with("/rooster"), "{}", b.current_url());
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+    assert!(b.cookie("__Host-certgate-device").is_some());
+
+    // Without amr=mfa the strict entry refuses, and says why.
+    b.delete_cookies();
+    idp.sign_out_everyone();
+    sign_in_at_provider(&b, &w, "Sign in with Care ID (strict)", "anna");
+    let text = b.page_text();
+    assert!(
+        text.contains("requires that you confirm your sign-in"),
+        "{text}"
+    );
+    assert!(b.cookie("__Host-certgate-device").is_none());
+    shot(&b, "sso-needs-mfa");
+
+    // With it, in, and the application learns MFA was done.
+    idp.set_account(
+        "anna",
+        json!({"sub": "anna-1", "email": "anna@noord.test", "email_verified": true, "amr": ["pwd", "mfa"]}),
+    );
+    b.delete_cookies();
+    idp.sign_out_everyone();
+    sign_in_at_provider(&b, &w, "Sign in with Care ID (strict)", "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "yes".into()));
+
+    // Cancelling at the provider comes back as a readable page with a way back.
+    b.delete_cookies();
+    idp.sign_out_everyone();
+    b.goto(&w.url(NOORD, "/rooster"));
+    b.click_link("Sign in with Care ID");
+    b.click_button("Cancel");
+    assert!(
+        b.page_text()
+            .contains("You cancelled signing in at Care ID"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "sso-cancelled");
+    b.click_link("Sign in again");
+    assert!(
+        b.current_url().contains("/.certgate/login"),
+        "{}",
+        b.current_url()
+    );
+}
+
+#[test]
+fn certgate_mfa_follows_the_provider_sign_in_and_key_rotation_keeps_working() {
+    let idp = OidcProvider::start();
+    let w = world(&[org_with(&sso_entry(
+        "care",
+        "Care ID",
+        &idp.issuer(),
+        "mfa = \"certgate\"\n",
+    ))]);
+    idp.add_client("certgate-care", SECRET, &callback(&w, "care"));
+    w.add_user(&NewUser::personal("noord", "bart@noord.test", PASSWORD));
+    idp.set_account(
+        "bart",
+        json!({"sub": "bart-1", "email": "bart@noord.test", "email_verified": true}),
+    );
+    let b = Browser::start("en");
+    sign_in_at_provider(&b, &w, "Sign in with Care ID", "bart");
+    assert!(
+        b.page_text()
+            .contains("How do you want to confirm it is you?"),
+        "{}",
+        b.page_text()
+    );
+    b.click("input[value=email]");
+    b.click_button("Continue");
+    b.fill("code", &w.mailed_code("bart@noord.test"));
+    b.click_button("Verify");
+    assert_eq!(app_user(&b), ("bart@noord.test".into(), "yes".into()));
+
+    // The provider rotates its signing key: the next sign-in still works.
+    idp.rotate_keys();
+    idp.sign_out_everyone();
+    b.delete_cookies();
+    sign_in_at_provider(&b, &w, "Sign in with Care ID", "bart");
+    assert!(
+        b.page_text().contains("A code was sent to"),
+        "{}",
+        b.page_text()
+    );
+    b.fill("code", &w.mailed_code("bart@noord.test"));
+    b.click_button("Verify");
+    assert_eq!(app_user(&b), ("bart@noord.test".into(), "yes".into()));
+}
+
+/// Starts a sign-in at the forge from `client`: the provider's answer (the callback URL) is
+/// returned, not yet visited.
+fn forge_callback(client: &CurlClient<'_>, id: &str) -> String {
+    let start = client.get(&format!("/.certgate/sso/{id}?org=noord"));
+    assert_eq!(start.status, 303, "{}", start.body);
+    let authorize = start.header("location").unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{redirect_url}",
+            &authorize,
+        ])
+        .output()
+        .unwrap();
+    let to = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(to.contains("/.certgate/sso/"), "{to}");
+    to
+}
+
+/// The path and query of a URL on the gateway.
+fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    rest[rest.find('/').unwrap()..].to_owned()
+}
+
+fn error_of(page: &Response) -> String {
+    let start = page.body.find(r#"<p class="error""#).map_or(0, |i| i);
+    let text = &page.body[start..];
+    text[text.find('>').map_or(0, |i| i + 1)..text.find("</p>").unwrap_or(text.len())].to_owned()
+}
+
+fn refused(client: &CurlClient<'_>, page: &Response, contains: &str) {
+    assert!(
+        page.status == 400 || page.status == 403,
+        "{}: {}",
+        page.status,
+        page.body
+    );
+    assert!(
+        error_of(page).contains(contains),
+        "{:?} does not say {contains:?}",
+        error_of(page)
+    );
+    assert!(
+        client.cookie("__Host-certgate-device").is_none(),
+        "no credential"
+    );
+}
+
+#[test]
+fn forged_replayed_and_foreign_answers_each_get_a_clear_page_and_no_credential() {
+    let forge = ForgeProvider::start();
+    let w = world(&[org_with(&sso_entry(
+        "forge",
+        "Forge",
+        &forge.issuer(),
+        "mfa = \"provider\"\nallowed_email_domains = [\"noord.test\"]\n",
+    ))]);
+    forge.add_client("certgate-forge", SECRET, &callback(&w, "forge"));
+    w.add_user(&NewUser::personal("noord", "cor@noord.test", PASSWORD));
+    forge.set_claims(json!({"sub": "cor-1", "email": "cor@noord.test", "email_verified": true}));
+
+    // The happy path first: the forge is a working provider.
+    let ok = w.client(NOORD, "127.0.0.1");
+    let back = ok.get(&path_of(&forge_callback(&ok, "forge")));
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(ok.cookie("__Host-certgate-device").is_some());
+
+    // A tampered state, a replayed callback, a callback in another browser.
+    let c = w.client(NOORD, "127.0.0.1");
+    let url = forge_callback(&c, "forge");
+    let tampered = url.replace("state=", "state=x");
+    refused(
+        &c,
+        &c.get(&path_of(&tampered)),
+        "already finished or took too long",
+    );
+    let c = w.client(NOORD, "127.0.0.1");
+    let url = forge_callback(&c, "forge");
+    assert_eq!(c.get(&path_of(&url)).status, 303);
+    let replay = w.client(NOORD, "127.0.0.1");
+    refused(&replay, &c.get(&path_of(&url)), "already finished");
+    let starter = w.client(NOORD, "127.0.0.1");
+    let url = forge_callback(&starter, "forge");
+    let elsewhere = w.client(NOORD, "127.0.0.1");
+    refused(
+        &elsewhere,
+        &elsewhere.get(&path_of(&url)),
+        "started in another browser",
+    );
+
+    // ID tokens that must not pass.
+    for (spec, what) in [
+        (json!({"claims": {"nonce": "wrong"}}), "wrong nonce"),
+        (
+            json!({"claims": {"aud": "someone-else"}}),
+            "another client's token",
+        ),
+        (json!({"claims": {"exp": 1}}), "expired"),
+        (
+            json!({"kid": "unknown-kid", "sign_with_other_key": true}),
+            "unknown key",
+        ),
+        (json!({"alg": "none"}), "unsigned"),
+    ] {
+        let c = w.client(NOORD, "127.0.0.1");
+        forge.next_token(spec);
+        let page = c.get(&path_of(&forge_callback(&c, "forge")));
+        assert!(page.status == 403, "{what}: {} {}", page.status, page.body);
+        refused(&c, &page, "could not be checked");
+    }
+
+    // Addresses the provider does not vouch for, or outside the allowed domains, link nothing;
+    // an unknown user without just-in-time accounts is sent to the administrator.
+    for (claims, says) in [
+        (
+            json!({"sub": "x-1", "email": "cor@evil.example", "email_verified": true}),
+            "cannot be used here",
+        ),
+        (
+            json!({"sub": "x-2", "email": "cor@noord.test", "email_verified": false}),
+            "cannot be used here",
+        ),
+        (
+            json!({"sub": "x-3", "email": "nobody@noord.test", "email_verified": true}),
+            "no account here for you",
+        ),
+    ] {
+        forge.set_claims(claims);
+        let c = w.client(NOORD, "127.0.0.1");
+        let page = c.get(&path_of(&forge_callback(&c, "forge")));
+        refused(&c, &page, says);
+    }
+    assert!(
+        w.d.metric(r#"certgate_logins_total{method="sso",org="noord",result="failure"}"#) >= 8.0
+    );
+}
+
+#[test]
+fn a_linked_subject_survives_an_e_mail_change_accounts_appear_just_in_time_and_tablets_stay_out() {
+    let forge = ForgeProvider::start();
+    let w = world(&[org_with(&sso_entry(
+        "forge",
+        "Forge",
+        &forge.issuer(),
+        "mfa = \"provider\"\ncreate_accounts = true\n",
+    ))]);
+    forge.add_client("certgate-forge", SECRET, &callback(&w, "forge"));
+    w.add_user(&NewUser::personal("noord", "dirk@noord.test", PASSWORD));
+    let who = |c: &CurlClient<'_>| {
+        c.api("/")
+            .upstream_header("x-certgate-user")
+            .unwrap_or_default()
+    };
+
+    forge.set_claims(json!({"sub": "dirk-1", "email": "dirk@noord.test", "email_verified": true}));
+    let c = w.client(NOORD, "127.0.0.1");
+    assert_eq!(c.get(&path_of(&forge_callback(&c, "forge"))).status, 303);
+    assert_eq!(who(&c), "dirk@noord.test");
+    // His address changes at the provider (even to one not vouched for): the link holds.
+    forge.set_claims(
+        json!({"sub": "dirk-1", "email": "d.jansen@elders.example", "email_verified": false}),
+    );
+    let c = w.client(NOORD, "127.0.0.1");
+    assert_eq!(c.get(&path_of(&forge_callback(&c, "forge"))).status, 303);
+    assert_eq!(who(&c), "dirk@noord.test");
+
+    // A newcomer gets a personal account on the first sign-in.
+    forge.set_claims(json!({"sub": "eva-1", "email": "eva@noord.test", "email_verified": true, "name": "Eva Smit"}));
+    let c = w.client(NOORD, "127.0.0.1");
+    assert_eq!(c.get(&path_of(&forge_callback(&c, "forge"))).status, 303);
+    assert_eq!(who(&c), "eva@noord.test");
+    let config = w.d.config();
+    let shown = certgate_ok(&[
+        "user",
+        "show",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "eva@noord.test",
+    ]);
+    assert!(
+        shown.contains("Eva Smit") && shown.contains("personal"),
+        "{shown}"
+    );
+
+    // A shared tablet account never signs in this way.
+    w.add_user(&NewUser {
+        email: Some("tablet@noord.test"),
+        group: true,
+        ..NewUser::personal("noord", "groep-zon", PASSWORD)
+    });
+    forge.set_claims(json!({"sub": "tab-1", "email": "tablet@noord.test", "email_verified": true}));
+    let c = w.client(NOORD, "127.0.0.1");
+    let page = c.get(&path_of(&forge_callback(&c, "forge")));
+    refused(
+        &c,
+        &page,
+        "Shared tablet accounts sign in with their username and password",
+    );
+}
+
+#[test]
+fn a_provider_that_is_down_shows_a_page_and_certgate_keeps_serving() {
+    let port = certgate_e2e::free_port();
+    let w = world(&[org_with(&sso_entry(
+        "gone",
+        "Gone ID",
+        &format!("http://127.0.0.1:{port}"),
+        "",
+    ))]);
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "fay@noord.test", PASSWORD)
+    });
+    let c = w.client(NOORD, "127.0.0.1");
+    let page = c.get("/.certgate/sso/gone?org=noord");
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(
+        error_of(&page).contains("Gone ID cannot be reached right now"),
+        "{}",
+        page.body
+    );
+    // Password sign-in is unaffected.
+    assert_eq!(c.sign_in("/", "fay@noord.test", PASSWORD).status, 303);
+}
