@@ -31,24 +31,33 @@ use crate::{PortalState, Visit};
 const BUNDLE_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Who is looking at the page.
-struct Me {
-    org: Arc<Organisation>,
-    account: Account,
+pub(crate) struct Me {
+    pub org: Arc<Organisation>,
+    pub account: Account,
     /// The device whose browser credential this request carried.
-    this_device: Option<String>,
+    pub this_device: Option<String>,
     /// The trust class of that credential, for the PKCS#12 lifetime.
-    class: Option<CredentialClass>,
-    attempt: Attempt,
-    fresh: bool,
+    pub class: Option<CredentialClass>,
+    pub attempt: Attempt,
+    pub fresh: bool,
 }
 
 fn to_login() -> Response {
-    Redirect::to("/.certgate/login?return_to=%2F.certgate%2Faccount").into_response()
+    sign_in_first("/.certgate/account")
+}
+
+/// To the sign-in page, and back to `path` afterwards.
+pub(crate) fn sign_in_first(path: &str) -> Response {
+    let to = format!(
+        "/.certgate/login?return_to={}",
+        percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+    );
+    Redirect::to(&to).into_response()
 }
 
 /// The user, from this browser's credential (checked against the database) or a sign-in in
 /// this session; else the sign-in page.
-async fn me(
+pub(crate) async fn me(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
@@ -116,7 +125,7 @@ enum Who {
     Id(String),
 }
 
-fn date(unix: i64) -> String {
+pub(crate) fn date(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix).map_or_else(
         |_| "-".into(),
         |t| {
@@ -208,6 +217,11 @@ pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderM
             name: &me.account.display_name,
             devices: rows,
             fresh: me.fresh,
+            can_turn_on_mfa: !me.account.mfa_enrolled
+                && me.account.kind == AccountKind::Personal
+                && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled,
+            can_renew_codes: me.account.mfa_method == Some(certgate_db::MfaChoice::Authenticator)
+                && me.account.totp_secret.is_some(),
         },
     );
     session::set_cookie(
@@ -484,4 +498,104 @@ pub(crate) async fn download(
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /.certgate/account/mfa`: where only enrolled users need a second factor, a user turns
+/// it on (and cannot turn it off): the sign-in's own method choice and enrolment follow, and
+/// a new credential with MFA comes at the end.
+pub(crate) async fn turn_on_mfa(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let mut me = match me(&state, &visit, &store, &db, &headers).await {
+        Ok(me) => me,
+        Err(response) => return response,
+    };
+    if !me.attempt.session.csrf_ok(&form.csrf) || me.account.mfa_enrolled {
+        return Redirect::to("/.certgate/account").into_response();
+    }
+    me.attempt.session.restart();
+    me.attempt.session.return_to = "/.certgate/account".into();
+    me.attempt.session.org = Some(me.org.id.clone());
+    me.attempt.session.account = Some(me.account.id.clone());
+    if !crate::flow::save(&store, &me.attempt).await {
+        return crate::flow::unavailable_page(&visit);
+    }
+    Redirect::to("/.certgate/mfa").into_response()
+}
+
+/// `POST /.certgate/account/recovery-codes`: ten new recovery codes (the old ones stop
+/// working), after a fresh sign-in; shown once.
+pub(crate) async fn renew_recovery_codes(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let me = match me(&state, &visit, &store, &db, &headers).await {
+        Ok(me) => me,
+        Err(response) => return response,
+    };
+    if !me.attempt.session.csrf_ok(&form.csrf)
+        || me.account.mfa_method != Some(certgate_db::MfaChoice::Authenticator)
+    {
+        return Redirect::to("/.certgate/account").into_response();
+    }
+    if !me.fresh {
+        return to_login();
+    }
+    let codes = crate::recovery::new_codes();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| crate::recovery::hash(&me.account.id, c))
+        .collect();
+    if db
+        .set_mfa(
+            &me.org.id,
+            &me.account.id,
+            certgate_db::MfaChoice::Authenticator,
+            None,
+            Some(&hashes),
+        )
+        .await
+        .is_err()
+    {
+        return crate::flow::unavailable_page(&visit);
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: me.org.id.clone(),
+            at: state.now(),
+            actor: me.account.username.clone(),
+            action: "recovery-codes-renewed".into(),
+            subject: me.account.username.clone(),
+            ip: visit.ip.clone(),
+            detail: String::new(),
+        })
+        .await;
+    let c = visit.chrome(Some(&me.org));
+    pages::html(
+        StatusCode::OK,
+        &pages::RecoveryCodesPage {
+            c: &c,
+            codes: &codes,
+            next: "/.certgate/account",
+        },
+    )
 }

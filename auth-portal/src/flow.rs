@@ -358,6 +358,19 @@ pub(crate) async fn login_submit(
                 .logins
                 .with_label_values(&[org.id.as_str(), "password", "failure"])
                 .inc();
+            // Every sign-in outcome is in the audit log, under the name as typed.
+            let typed: String = username.chars().take(64).collect();
+            let _ = db
+                .append_audit(&certgate_db::AuditEntry {
+                    org: org.id.clone(),
+                    at: state.now(),
+                    actor: typed.to_lowercase(),
+                    action: "sign-in-failed".into(),
+                    subject: typed.to_lowercase(),
+                    ip: visit.ip.clone(),
+                    detail: "password".into(),
+                })
+                .await;
             pace(&state, start).await;
             return again(visit.texts.bad_login, StatusCode::UNAUTHORIZED);
         }
@@ -953,6 +966,19 @@ async fn wrong_code(
         .logins
         .with_label_values(&[s.org.id.as_str(), method, "failure"])
         .inc();
+    if let Some(db) = state.backend.database() {
+        let _ = db
+            .append_audit(&certgate_db::AuditEntry {
+                org: s.org.id.clone(),
+                at: state.now(),
+                actor: s.account.username.clone(),
+                action: "sign-in-failed".into(),
+                subject: s.account.username.clone(),
+                ip: visit.ip.clone(),
+                detail: method.into(),
+            })
+            .await;
+    }
     pace(state, start).await;
     let notes = Notes {
         error: Some(message.to_owned()),

@@ -4,6 +4,7 @@
 //! with the gateway (database, store, metrics, revocations) comes in through [`Backend`].
 
 mod account;
+mod admin;
 pub mod codes;
 mod device;
 mod flow;
@@ -91,6 +92,8 @@ pub struct PortalSetup {
     pub clock: Arc<dyn Clock>,
     /// Every failed attempt is answered this long after it arrived (default one second).
     pub failure_delay: Duration,
+    /// Audit entries older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 /// What the portal's handlers share.
@@ -110,6 +113,7 @@ pub struct PortalState {
     sso: sso::Providers,
     clock: Arc<dyn Clock>,
     failure_delay: Duration,
+    audit_retention: Duration,
 }
 
 /// Why the portal could not be set up.
@@ -145,6 +149,7 @@ impl PortalState {
             sso: sso::Providers::default(),
             clock: setup.clock,
             failure_delay: setup.failure_delay,
+            audit_retention: setup.audit_retention,
         })
     }
 
@@ -292,6 +297,14 @@ pub fn router(state: Arc<PortalState>) -> Router {
             axum::routing::post(account::revoke),
         )
         .route(
+            "/.certgate/account/mfa",
+            axum::routing::post(account::turn_on_mfa),
+        )
+        .route(
+            "/.certgate/account/recovery-codes",
+            axum::routing::post(account::renew_recovery_codes),
+        )
+        .route(
             "/.certgate/account/certificate",
             axum::routing::post(account::certificate),
         )
@@ -301,6 +314,23 @@ pub fn router(state: Arc<PortalState>) -> Router {
         )
         .route("/.certgate/sso/{provider}", get(sso::start))
         .route("/.certgate/sso/{provider}/callback", get(sso::callback))
+        .route("/.certgate/admin", get(admin::accounts))
+        .route(
+            "/.certgate/admin/accounts/new",
+            get(admin::new_page).post(admin::create),
+        )
+        .route("/.certgate/admin/accounts/{id}", get(admin::account))
+        .route(
+            "/.certgate/admin/accounts/{id}/edit",
+            axum::routing::post(admin::edit),
+        )
+        .route(
+            "/.certgate/admin/accounts/{id}/{action}",
+            axum::routing::post(admin::act),
+        )
+        .route("/.certgate/admin/audit", get(admin::audit_page))
+        .route("/.certgate/admin/audit.jsonl", get(admin::audit_export))
+        .route("/.certgate/admin/settings", get(admin::settings))
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
         .route("/.certgate/theme.css", get(theme_css))
@@ -320,9 +350,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    tokio::spawn(purge_audit(Arc::clone(&state)));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Deletes audit entries past their retention: at start, then every so often (an hour, or half
+/// the retention when that is shorter).
+async fn purge_audit(state: Arc<PortalState>) {
+    let every =
+        (state.audit_retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        if let Some(db) = state.backend.database() {
+            let before = state.now() - state.audit_retention.as_secs() as i64;
+            match db.purge_audit(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "audit entries past their retention deleted"),
+                Err(error) => tracing::warn!(%error, "old audit entries could not be deleted"),
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn only_through_gateway(
@@ -570,6 +619,7 @@ mod tests {
             registry: prometheus::Registry::new(),
             clock: Arc::new(SystemClock),
             failure_delay: Duration::from_millis(10),
+            audit_retention: Duration::from_secs(86_400),
         };
         Arc::new(PortalState::new(setup).unwrap())
     }

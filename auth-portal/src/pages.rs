@@ -179,6 +179,10 @@ pub struct AccountPage<'a> {
     pub devices: Vec<DeviceRow>,
     /// Signed in recently enough to download a certificate.
     pub fresh: bool,
+    /// MFA is off for this user and the organisation lets users turn it on.
+    pub can_turn_on_mfa: bool,
+    /// The user has an authenticator, so recovery codes can be made anew.
+    pub can_renew_codes: bool,
 }
 
 #[derive(Template)]
@@ -190,6 +194,95 @@ pub struct CertificatePage<'a> {
     pub expires: &'a str,
     /// The Chrome/Edge `AutoSelectCertificateForUrls` policy line.
     pub policy: &'a str,
+}
+
+/// An account in the admins' list.
+pub struct UserRow {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    pub kind: &'static str,
+    pub roles: String,
+    pub mfa: &'static str,
+    pub enrolled: bool,
+    pub last_login: String,
+    pub devices: usize,
+    pub disabled: bool,
+}
+
+pub struct AuditRow {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_accounts.html")]
+pub struct AdminAccountsPage<'a> {
+    pub c: &'a Chrome,
+    pub q: &'a str,
+    pub users: Vec<UserRow>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_account.html")]
+pub struct AdminAccountPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub user: UserRow,
+    pub email: &'a str,
+    pub mobile: &'a str,
+    pub devices: Vec<DeviceRow>,
+    pub error: Option<String>,
+    pub fresh: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_new.html")]
+pub struct AdminNewPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub mobile: &'a str,
+    pub group: bool,
+    pub roles: &'a str,
+    pub error: Option<String>,
+    pub fresh: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_confirm.html")]
+pub struct AdminConfirmPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub action: &'a str,
+    pub question: &'a str,
+    pub consequences: &'a str,
+    pub button: &'a str,
+    pub back: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAuditPage<'a> {
+    pub c: &'a Chrome,
+    pub account: &'a str,
+    /// The JSON-lines export of what is shown.
+    pub export: String,
+    pub days: i64,
+    pub entries: Vec<AuditRow>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_settings.html")]
+pub struct AdminSettingsPage<'a> {
+    pub c: &'a Chrome,
+    pub facts: Vec<(&'static str, String)>,
 }
 
 /// The security headers every portal response carries.

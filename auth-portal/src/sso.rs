@@ -18,7 +18,8 @@ use certgate_certs::MfaStatus;
 use certgate_db::{Account, AccountKind, Database, NewAccount};
 use certgate_policies::{ClientSecret, Organisation, SsoKind, SsoMfa, SsoProvider};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse as _,
@@ -52,7 +53,8 @@ pub fn issuer_of(provider: &SsoProvider) -> String {
             format!("https://login.microsoftonline.com/{tenant}/v2.0")
         }
         SsoKind::Google => "https://accounts.google.com".to_owned(),
-        SsoKind::Oidc { issuer } => issuer.trim_end_matches('/').to_owned(),
+        // As written: issuers are compared as strings, trailing slash and all (Auth0 has one).
+        SsoKind::Oidc { issuer } => issuer.clone(),
     }
 }
 
@@ -122,21 +124,28 @@ impl Providers {
         }
     }
 
-    /// Fetches the provider's keys again (a key id we did not know), at most every few seconds.
+    /// Fetches the provider's keys again (a key id we did not know), at most every few seconds;
+    /// within that time the keys as they are now (maybe just fetched by another sign-in).
     async fn refetch_keys(&self, issuer: &str) -> Option<CoreProviderMetadata> {
         let cache = self.cache(issuer);
-        let mut guard = cache.discovered.write().await;
-        let found = guard.as_mut()?;
-        if found
-            .keys_refetched
-            .is_some_and(|at| at.elapsed() < REFETCH_KEYS)
-        {
-            return None;
-        }
-        found.keys_refetched = Some(Instant::now());
+        let jwks_uri = {
+            let mut guard = cache.discovered.write().await;
+            let found = guard.as_mut()?;
+            if found
+                .keys_refetched
+                .is_some_and(|at| at.elapsed() < REFETCH_KEYS)
+            {
+                return Some(found.metadata.clone());
+            }
+            found.keys_refetched = Some(Instant::now());
+            found.metadata.jwks_uri().clone()
+        };
+        // Fetched without holding the lock, so other sign-ins are not held up.
         let http = http_client().ok()?;
-        match CoreJsonWebKeySet::fetch_async(found.metadata.jwks_uri(), &http).await {
+        match CoreJsonWebKeySet::fetch_async(&jwks_uri, &http).await {
             Ok(keys) => {
+                let mut guard = cache.discovered.write().await;
+                let found = guard.as_mut()?;
                 found.metadata = found.metadata.clone().set_jwks(keys);
                 tracing::info!(%issuer, "single sign-on keys refetched");
                 Some(found.metadata.clone())
@@ -329,6 +338,7 @@ struct Identity {
     email_verified: bool,
     name: Option<String>,
     hd: Option<String>,
+    microsoft_verified: bool,
     provider_mfa: bool,
 }
 
@@ -364,6 +374,18 @@ async fn identity(
     let verify = |client: &CoreClient<_, _, _, _, _, _>| {
         let verifier = client
             .id_token_verifier()
+            // Asymmetric signatures only: never an HMAC keyed with our own client secret.
+            .set_allowed_algs([
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+                CoreJwsSigningAlgorithm::EdDsa,
+            ])
             .set_issue_time_verifier_fn(move |iat| {
                 let iat = iat.timestamp();
                 if iat > now + SKEW {
@@ -409,6 +431,11 @@ async fn identity(
         .and_then(|json| serde_json::from_slice(&json).ok())
         .unwrap_or_default();
     let text = |name: &str| extra.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    if let Some(azp) = claims.authorized_party() {
+        if azp.as_str() != provider.client_id {
+            return Err("the ID token was issued to another client (azp)".into());
+        }
+    }
     let subject = match provider.kind {
         // Entra ID's `sub` differs per application; `oid` is the user in the tenant.
         SsoKind::Microsoft { .. } => text("oid").ok_or("no oid claim from Microsoft")?,
@@ -424,6 +451,11 @@ async fn identity(
             .and_then(|n| n.get(None))
             .map(|n| n.as_str().to_owned()),
         hd: text("hd"),
+        // Entra: an address the tenant verified (optional claim xms_edov), of a member, not a
+        // guest from elsewhere (who carries `idp`).
+        microsoft_verified: extra.get("xms_edov").and_then(serde_json::Value::as_bool)
+            == Some(true)
+            && extra.get("idp").is_none(),
         provider_mfa: claims
             .auth_method_refs()
             .is_some_and(|amr| amr.iter().any(|m| m.as_str() == "mfa")),
@@ -436,8 +468,11 @@ fn vouched_email(provider: &SsoProvider, id: &Identity) -> Option<String> {
     let email = id.email.clone()?;
     let domain = email.rsplit_once('@')?.1.to_owned();
     let vouched = match provider.kind {
-        // The issuer is the tenant's own, so the tenant vouches for its users' addresses.
-        SsoKind::Microsoft { .. } => true,
+        // Entra's `email` is an attribute any user administrator can set: only a verified one
+        // (xms_edov), of a member, in a domain the policy names.
+        SsoKind::Microsoft { .. } => {
+            id.microsoft_verified && !provider.allowed_email_domains.is_empty()
+        }
         // A Workspace account names its domain in `hd`; a consumer account is not vouched for.
         SsoKind::Google => id.email_verified && id.hd.as_deref() == Some(domain.as_str()),
         SsoKind::Oidc { .. } => id.email_verified,
@@ -472,19 +507,24 @@ async fn account_for(
         Some(account_id) => db.account(&org.id, &account_id).await.ok().flatten(),
         None => {
             let email = vouched_email(provider, id).ok_or(Refusal::NotVouched)?;
-            let existing = db.find_account(&org.id, &email).await.ok().flatten();
+            // By the e-mail column only, and only when exactly one account has the address.
+            let existing = db
+                .account_by_email(&org.id, &email)
+                .await
+                .map_err(|_| Refusal::Unknown)?;
             let account = match existing {
                 Some(account) => account,
                 None if provider.create_accounts => {
-                    let new = NewAccount {
-                        org: org.id.clone(),
-                        username: email.clone(),
-                        display_name: id.name.clone().unwrap_or_else(|| email.clone()),
-                        email: Some(email.clone()),
-                        mobile: None,
-                        kind: AccountKind::Personal,
-                        roles: Vec::new(),
-                    };
+                    let new = NewAccount::checked(
+                        &org.id,
+                        &email,
+                        id.name.as_deref().unwrap_or(&email),
+                        Some(&email),
+                        None,
+                        Some("personal"),
+                        &[],
+                    )
+                    .map_err(|_| Refusal::Unknown)?;
                     let account_id = hex::encode(rand::random::<[u8; 16]>());
                     db.create_account(&new, &account_id, now)
                         .await
@@ -494,6 +534,17 @@ async fn account_for(
             };
             if account.kind == AccountKind::Group {
                 return Err(Refusal::Group);
+            }
+            if account.disabled {
+                return Err(Refusal::Disabled);
+            }
+            // An account linked to someone at this provider is never linked to a second person.
+            if db
+                .has_sso_link(&org.id, &id.issuer, &account.id)
+                .await
+                .map_err(|_| Refusal::Unknown)?
+            {
+                return Err(Refusal::Unknown);
             }
             db.link_sso(&org.id, &id.issuer, &id.subject, &account.id, now)
                 .await
@@ -599,15 +650,16 @@ pub(crate) async fn callback(
             return fail(&fill(t.sso_failed, &provider.label, "", ""), "failure");
         }
     };
+    // Refused before anything is linked or created.
+    if provider.mfa == SsoMfa::Provider && provider.require_provider_mfa && !identity.provider_mfa {
+        return fail(&fill(t.sso_needs_mfa, &provider.label, "", ""), "failure");
+    }
     let account = match account_for(&state, &db, &org, &provider, &identity).await {
         Ok(account) => account,
         Err(Refusal::Group) => return fail(t.sso_group, "failure"),
         Err(Refusal::NotVouched) => return fail(t.sso_not_vouched, "failure"),
         Err(Refusal::Unknown | Refusal::Disabled) => return fail(t.sso_no_account, "failure"),
     };
-    if provider.mfa == SsoMfa::Provider && provider.require_provider_mfa && !identity.provider_mfa {
-        return fail(&fill(t.sso_needs_mfa, &provider.label, "", ""), "failure");
-    }
     state
         .metrics
         .logins
@@ -710,6 +762,7 @@ mod tests {
             email_verified: verified,
             name: None,
             hd: hd.map(str::to_owned),
+            microsoft_verified: false,
             provider_mfa: false,
         }
     }
@@ -732,11 +785,15 @@ mod tests {
         );
         let oidc = provider(
             SsoKind::Oidc {
-                issuer: "https://idp.example/realms/x/".into(),
+                issuer: "https://tenant.auth0.example/".into(),
             },
             &[],
         );
-        assert_eq!(issuer_of(&oidc), "https://idp.example/realms/x");
+        assert_eq!(
+            issuer_of(&oidc),
+            "https://tenant.auth0.example/",
+            "as written"
+        );
     }
 
     #[test]
@@ -758,6 +815,24 @@ mod tests {
         assert_eq!(
             vouched_email(&oidc, &identity("anna@evil.example", true, None)),
             None
+        );
+        let ms = provider(
+            SsoKind::Microsoft { tenant: "t".into() },
+            &["noord.example"],
+        );
+        let mut member = identity("anna@noord.example", false, None);
+        assert_eq!(
+            vouched_email(&ms, &member),
+            None,
+            "an unverified Entra address"
+        );
+        member.microsoft_verified = true;
+        assert!(vouched_email(&ms, &member).is_some());
+        let open_ms = provider(SsoKind::Microsoft { tenant: "t".into() }, &[]);
+        assert_eq!(
+            vouched_email(&open_ms, &member),
+            None,
+            "Entra needs allowed domains"
         );
         let google = provider(SsoKind::Google, &[]);
         assert_eq!(

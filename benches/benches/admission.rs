@@ -10,6 +10,7 @@ use certgate_certs::{
     CertificateAuthority, CredentialClaims, CredentialClass, CredentialKey, CredentialVerifier,
     DeviceClaims, DeviceSubject,
 };
+use certgate_gateway::admin_allowlist::AdminAllowLayers;
 use certgate_gateway::admission::{decide, RequestFacts};
 use certgate_gateway::revocation::RevocationSet;
 use certgate_gateway::tls::{CertificateStatus, PresentedCertificate};
@@ -42,6 +43,7 @@ fn admission_decision(c: &mut Criterion) {
     let dir = policies_dir(10_000);
     let policies = PolicySet::load(dir.path()).unwrap();
     let revocations = RevocationSet::default();
+    let admin_allow = AdminAllowLayers::default();
     let now = time::OffsetDateTime::now_utc();
 
     let ca_dir = tempfile::tempdir().unwrap();
@@ -87,23 +89,25 @@ fn admission_decision(c: &mut Criterion) {
         browser_token,
     };
     let t = now.unix_timestamp();
+    let run = |facts: &RequestFacts<'_>| {
+        decide(
+            &policies,
+            &admin_allow,
+            &revocations,
+            &tokens,
+            black_box(facts),
+            t,
+        )
+    };
     let mut group = c.benchmark_group("admission_decision");
     let by_ip = facts(office, None, None);
-    group.bench_function("allowed_ip", |b| {
-        b.iter(|| decide(&policies, &revocations, &tokens, black_box(&by_ip), t))
-    });
+    group.bench_function("allowed_ip", |b| b.iter(|| run(&by_ip)));
     let by_cert = facts(outside, Some(&certificate), None);
-    group.bench_function("allowed_certificate", |b| {
-        b.iter(|| decide(&policies, &revocations, &tokens, black_box(&by_cert), t))
-    });
+    group.bench_function("allowed_certificate", |b| b.iter(|| run(&by_cert)));
     let by_cookie = facts(outside, None, Some(token.as_str()));
-    group.bench_function("allowed_browser", |b| {
-        b.iter(|| decide(&policies, &revocations, &tokens, black_box(&by_cookie), t))
-    });
+    group.bench_function("allowed_browser", |b| b.iter(|| run(&by_cookie)));
     let redirected = facts(outside, None, None);
-    group.bench_function("redirected", |b| {
-        b.iter(|| decide(&policies, &revocations, &tokens, black_box(&redirected), t))
-    });
+    group.bench_function("redirected", |b| b.iter(|| run(&redirected)));
     group.finish();
 }
 

@@ -3,6 +3,7 @@
 
 mod admin_client;
 mod agent;
+mod allowlist;
 mod ca;
 mod demo;
 mod demo_app;
@@ -54,6 +55,10 @@ enum Command {
     /// Accounts on the running instance (or, with --offline, before the first start).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// The organisation admins' allow-list layer on the running instance (the policy files'
+    /// entries stay in the files).
+    #[command(subcommand)]
+    Allowlist(allowlist::AllowlistCommand),
     /// The keys in the data directory.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
         Command::Ca(command) => ca::run(command),
         Command::Device(command) => device(command),
         Command::User(command) => user::run(command),
+        Command::Allowlist(command) => allowlist::run(command),
         Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(&args.config),
         Command::DemoUpstream { listen } => demo_app::run(listen),
         Command::Login(args) => agent::login(args),
@@ -269,9 +275,15 @@ fn explain(
 ) -> Result<(), String> {
     let config = load_config(config_path)?;
     let set = PolicySet::load(&config.policies.dir).map_err(|errors| errors.to_string())?;
+    let admin_allow = certgate_gateway::server::read_admin_allow_layers(&config)
+        .unwrap_or_else(|error| {
+            eprintln!("warning: the admin allow lists were not consulted: {error}");
+            None
+        })
+        .unwrap_or_default();
     println!(
         "{}",
-        certgate_gateway::admission::explain(&set, host, ip, path)
+        certgate_gateway::admission::explain(&set, &admin_allow, host, ip, path)
     );
     Ok(())
 }

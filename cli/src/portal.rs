@@ -101,5 +101,6 @@ pub fn setup(
         limits: config.limits.clone(),
         clock: Arc::new(SystemClock),
         failure_delay: FAILURE_DELAY,
+        audit_retention: config.database.audit_retention,
     })
 }

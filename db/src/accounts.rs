@@ -71,6 +71,84 @@ pub struct NewAccount {
     pub roles: Vec<String>,
 }
 
+impl NewAccount {
+    /// A new account from what an administrator typed, checked: user name 1–64 characters
+    /// without spaces, display name 1–100, a plausible e-mail address, a mobile number in
+    /// international form, kind `personal` (default) or `group`, roles of letters, digits, `-`
+    /// and `_`. The message says what is wrong.
+    pub fn checked(
+        org: &str,
+        username: &str,
+        display_name: &str,
+        email: Option<&str>,
+        mobile: Option<&str>,
+        kind: Option<&str>,
+        roles: &[String],
+    ) -> Result<NewAccount, String> {
+        let username = username.trim();
+        if username.is_empty()
+            || username.chars().count() > 64
+            || username
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err("the user name must be 1 to 64 characters without spaces".into());
+        }
+        if display_name.trim().is_empty() || display_name.chars().count() > 100 {
+            return Err("the display name must be 1 to 100 characters".into());
+        }
+        let email = email.map(str::trim).filter(|e| !e.is_empty());
+        if let Some(email) = email {
+            let valid = email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !email.contains(char::is_whitespace)
+            });
+            if !valid || email.len() > 254 {
+                return Err(format!("{email:?} is not an e-mail address"));
+            }
+        }
+        let mobile = mobile.map(str::trim).filter(|m| !m.is_empty());
+        if let Some(mobile) = mobile {
+            let digits = mobile.strip_prefix('+').unwrap_or(mobile);
+            if !mobile.starts_with('+')
+                || digits.len() < 8
+                || digits.len() > 15
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(format!(
+                    "{mobile:?} is not a mobile number in international form (+31612345678)"
+                ));
+            }
+        }
+        let kind = match kind.unwrap_or("personal") {
+            "personal" => AccountKind::Personal,
+            "group" => AccountKind::Group,
+            other => return Err(format!("kind {other:?} is not personal or group")),
+        };
+        if let Some(role) = roles.iter().find(|r| {
+            r.is_empty()
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) {
+            return Err(format!(
+                "role {role:?} may hold only letters, digits, - and _"
+            ));
+        }
+        Ok(NewAccount {
+            org: org.to_owned(),
+            username: username.to_owned(),
+            display_name: display_name.trim().to_owned(),
+            email: email.map(str::to_owned),
+            mobile: mobile.map(str::to_owned),
+            kind,
+            roles: roles.to_vec(),
+        })
+    }
+}
+
 /// An account as stored. Its `Debug` leaves out every secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Account {
@@ -232,11 +310,73 @@ impl Database {
         row.as_ref().map(account_from_row).transpose()
     }
 
+    /// The one account whose e-mail address is `email`; `None` when there is none or several.
+    pub async fn account_by_email(
+        &self,
+        org: &str,
+        email: &str,
+    ) -> Result<Option<Account>, DbError> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 AND email = $2 ORDER BY created_at LIMIT 2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org)
+            .bind(normalise(email))
+            .fetch_all(self.pool())
+            .await?;
+        match rows.as_slice() {
+            [only] => Ok(Some(account_from_row(only)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the account is linked to some subject of `issuer` already.
+    pub async fn has_sso_link(
+        &self,
+        org: &str,
+        issuer: &str,
+        account_id: &str,
+    ) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM sso_links WHERE org = $1 AND issuer = $2 AND account_id = $3",
+        )
+        .bind(org)
+        .bind(issuer)
+        .bind(account_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn accounts(&self, org: &str) -> Result<Vec<Account>, DbError> {
         let sql =
             format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 ORDER BY username");
         let rows = sqlx::query(&sql).bind(org).fetch_all(self.pool()).await?;
         rows.iter().map(account_from_row).collect()
+    }
+
+    /// Changes what an administrator may edit (name, e-mail, mobile, kind, roles: the user name
+    /// stays); `false` when there is no such account.
+    pub async fn update_account(
+        &self,
+        org: &str,
+        id: &str,
+        changes: &NewAccount,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET display_name = $3, email = $4, mobile = $5, kind = $6, roles = $7 \
+             WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(changes.display_name.trim())
+        .bind(changes.email.as_deref().map(normalise))
+        .bind(changes.mobile.as_deref().map(str::trim))
+        .bind(changes.kind.as_str())
+        .bind(changes.roles.join(","))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// `false` when there is no such account.
@@ -540,6 +680,15 @@ impl Database {
     }
 
     /// An organisation's audit entries from `since` on, oldest first, at most `limit`.
+    /// Deletes audit entries from before `before` (unix seconds); how many went.
+    pub async fn purge_audit(&self, before: i64) -> Result<u64, DbError> {
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn audit_entries(
         &self,
         org: &str,

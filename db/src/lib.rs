@@ -3,10 +3,15 @@
 //! queries serve both, migrations are embedded and applied at open.
 
 mod accounts;
+mod admin_allowlist;
 mod revocations;
 
 pub use accounts::{
     Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, MfaChoice, NewAccount,
+};
+pub use admin_allowlist::{
+    AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,
+    ALLOW_LIST_AUDIT_ACTION,
 };
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
@@ -36,6 +41,18 @@ pub enum DbError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// An admin allow-list save based on version `expected` while the list is at `current`:
+    /// someone else saved meanwhile.
+    #[error(
+        "the allow list of {org} was changed by someone else meanwhile (you edited version \
+         {expected}, it is now at version {current}); nothing was saved: load it again and \
+         redo your change"
+    )]
+    StaleAllowList {
+        org: String,
+        expected: i64,
+        current: i64,
+    },
 }
 
 /// Which SQL dialect the pool speaks; only migrations differ between them.

@@ -311,6 +311,19 @@ async fn exercise_accounts(db: &Database) {
         .map(|e| e.action)
         .collect();
     assert_eq!(log, ["login.ok", "mfa.reset"]);
+    assert_eq!(
+        db.purge_audit(3_001).await.unwrap(),
+        2,
+        "retention drops the older two"
+    );
+    let kept: Vec<_> = db
+        .audit_entries("noord", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(kept, ["mfa.reset"]);
     assert!(db.audit_entries("zuid", 0, 10).await.unwrap().is_empty());
 }
 

@@ -26,6 +26,10 @@ use crate::revocation::{Revocations, REVOCATION_RETENTION_SECS};
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<Revocations>,
+    /// The organisation admins' allow-list layers in force on this instance.
+    pub admin_allow: Arc<crate::admin_allowlist::AdminAllowLists>,
+    /// What an admin allow-list entry may be (`[limits]` of the config).
+    pub allow_list_limits: certgate_policies::AdminAllowListLimits,
     /// Set once the database opens; until then the API answers 503.
     pub database: tokio::sync::OnceCell<Database>,
     /// The shared store, once opened; changes are published on it.
@@ -65,6 +69,11 @@ impl AdminState {
 #[derive(Debug)]
 pub enum AdminError {
     BadRequest(String),
+    /// Input with several problems, each named (every bad line of an allow list).
+    Invalid {
+        message: String,
+        errors: Vec<String>,
+    },
     NotFound(String),
     Conflict(String),
     Unauthorized,
@@ -76,6 +85,13 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             AdminError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            AdminError::Invalid { message, errors } => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({ "error": message, "errors": errors })),
+                )
+                    .into_response()
+            }
             AdminError::NotFound(message) => (StatusCode::NOT_FOUND, message),
             AdminError::Conflict(message) => (StatusCode::CONFLICT, message),
             AdminError::Unauthorized => (
@@ -129,6 +145,7 @@ fn api_router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/revocations", post(revoke).get(list_revocations))
         .route("/api/v1/keys/rotate", post(rotate_keys))
         .merge(crate::users::router())
+        .merge(crate::admin_allowlist::router())
         .with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! The admission decision: which organisation a request belongs to and whether it may reach the
 //! upstream, in the order of ARCHITECTURE.md. A pure function of the request's facts, the
-//! policies, the revocation set and the time, so `policy explain`, tests and benchmarks use the
-//! very code the proxy runs.
+//! policies, the organisation admins' allow-list layers, the revocation set and the time, so
+//! `policy explain`, tests and benchmarks use the very code the proxy runs.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use certgate_certs::{CredentialClaims, CredentialClass, CredentialVerifier};
 use certgate_policies::{AllowEntry, Organisation, PolicySet};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
+use crate::admin_allowlist::AdminAllowLayers;
 use crate::revocation::RevocationSet;
 use crate::tls::{CertificateStatus, PresentedCertificate};
 
@@ -108,12 +109,22 @@ pub struct Identity {
     pub mfa: &'static str,
 }
 
+/// Which allow list an entry is in: the policy files' or the organisation admins' layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowLayer {
+    Policy,
+    Admin,
+}
+
 /// The rule that admitted a request, for `policy explain` and the access log.
 #[derive(Debug, Clone)]
 pub enum Rule {
     PublicPath(String),
-    /// The matching network; its source (file and line) is in the organisation's allow list.
-    AllowList(ipnet::IpNet),
+    /// The matching network; its source (file and line, or the admin's note) is in that layer.
+    AllowList {
+        net: ipnet::IpNet,
+        layer: AllowLayer,
+    },
     Certificate {
         serial: String,
     },
@@ -124,7 +135,14 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::PublicPath(path) => write!(f, "public_paths {path}"),
-            Rule::AllowList(net) => write!(f, "allow list {net}"),
+            Rule::AllowList {
+                net,
+                layer: AllowLayer::Policy,
+            } => write!(f, "allow list {net}"),
+            Rule::AllowList {
+                net,
+                layer: AllowLayer::Admin,
+            } => write!(f, "admin allow list {net}"),
             Rule::Certificate { serial } => write!(f, "certificate serial {serial}"),
             Rule::Browser => f.write_str("browser credential"),
         }
@@ -236,6 +254,7 @@ impl Refusal {
 /// Decides one request. `now` is unix seconds.
 pub fn decide(
     policies: &PolicySet,
+    admin_allow: &AdminAllowLayers,
     revocations: &RevocationSet,
     tokens: &CredentialVerifier,
     request: &RequestFacts<'_>,
@@ -279,12 +298,17 @@ pub fn decide(
     }
 
     let refused_label = refusal.and_then(Refusal::label);
-    if let Some((org, entry)) = most_specific_allow_entry(orgs, request.client_ip) {
+    if let Some((org, entry, layer)) =
+        most_specific_allow_entry(orgs, admin_allow, request.client_ip)
+    {
         return Outcome::Admit(Admission {
             org: Arc::clone(org),
             auth: AuthKind::Ip,
             identity: None,
-            rule: Rule::AllowList(entry.net),
+            rule: Rule::AllowList {
+                net: entry.net,
+                layer,
+            },
             // A revoked credential counts as denied_revoked whatever the response.
             decision: refused_label.unwrap_or(DecisionLabel::AllowedIp),
             renew: None,
@@ -390,16 +414,32 @@ fn admit_browser(
     })
 }
 
+/// Each organisation's allow list is its policy files' entries merged with its admins' layer.
 /// On a host shared by several organisations the most specific matching entry names the
-/// organisation.
-fn most_specific_allow_entry(
-    orgs: &[Arc<Organisation>],
+/// organisation; of equally specific ones a policy file's (the network admins' word) beats an
+/// admin's, and otherwise the last organisation's wins.
+fn most_specific_allow_entry<'a>(
+    orgs: &'a [Arc<Organisation>],
+    admin_allow: &'a AdminAllowLayers,
     ip: IpAddr,
-) -> Option<(&Arc<Organisation>, &AllowEntry)> {
+) -> Option<(&'a Arc<Organisation>, &'a AllowEntry, AllowLayer)> {
     let ip = crate::client_ip::canonical(ip);
-    orgs.iter()
-        .filter_map(|org| org.access.allow.lookup(ip).map(|entry| (org, entry)))
-        .max_by_key(|(_, entry)| entry.net.prefix_len())
+    let rank = |entry: &AllowEntry, layer| (entry.net.prefix_len(), layer == AllowLayer::Policy);
+    let mut best: Option<(&Arc<Organisation>, &AllowEntry, AllowLayer)> = None;
+    for org in orgs {
+        let candidates = [
+            org.access.allow.lookup(ip).map(|e| (e, AllowLayer::Policy)),
+            admin_allow
+                .lookup(&org.id, ip)
+                .map(|e| (e, AllowLayer::Admin)),
+        ];
+        for (entry, layer) in candidates.into_iter().flatten() {
+            if best.is_none_or(|(_, b, b_layer)| rank(entry, layer) >= rank(b, b_layer)) {
+                best = Some((org, entry, layer));
+            }
+        }
+    }
+    best
 }
 
 /// Characters escaped in the `return_to` query value.
@@ -427,8 +467,15 @@ pub fn login_url(path_and_query: &str) -> String {
 }
 
 /// `certgate policy explain`: which organisation and rule would admit or redirect a request
-/// from `ip` that presents no credential.
-pub fn explain(policies: &PolicySet, host: &str, ip: IpAddr, path: &str) -> String {
+/// from `ip` that presents no credential; `admin_allow` holds the admins' layers as far as they
+/// could be read.
+pub fn explain(
+    policies: &PolicySet,
+    admin_allow: &AdminAllowLayers,
+    host: &str,
+    ip: IpAddr,
+    path: &str,
+) -> String {
     let request = RequestFacts {
         host,
         path,
@@ -439,6 +486,7 @@ pub fn explain(policies: &PolicySet, host: &str, ip: IpAddr, path: &str) -> Stri
     };
     let outcome = decide(
         policies,
+        admin_allow,
         &RevocationSet::default(),
         &CredentialVerifier::new([]),
         &request,
@@ -449,15 +497,19 @@ pub fn explain(policies: &PolicySet, host: &str, ip: IpAddr, path: &str) -> Stri
         Outcome::Portal { org } => format!("portal: {path} is served by certgate's portal\norganisation: {}", org.id),
         Outcome::Admit(a) => {
             // The decision keeps only the network; its source is looked up for the answer.
-            let rule = match &a.rule {
-                Rule::AllowList(_) => a
-                    .org
-                    .access
-                    .allow
-                    .lookup(crate::client_ip::canonical(ip))
-                    .map_or_else(|| a.rule.to_string(), ToString::to_string),
-                other => other.to_string(),
+            let ip = crate::client_ip::canonical(ip);
+            let entry = match &a.rule {
+                Rule::AllowList {
+                    layer: AllowLayer::Policy,
+                    ..
+                } => a.org.access.allow.lookup(ip),
+                Rule::AllowList {
+                    layer: AllowLayer::Admin,
+                    ..
+                } => admin_allow.lookup(&a.org.id, ip),
+                _ => None,
             };
+            let rule = entry.map_or_else(|| a.rule.to_string(), ToString::to_string);
             format!("admitted: {rule}\norganisation: {} ({})", a.org.id, a.org.name)
         }
         Outcome::Login { org, .. } => format!(
@@ -503,6 +555,7 @@ mod tests {
     fn decide_plain(set: &PolicySet, facts: &RequestFacts<'_>) -> Outcome {
         decide(
             set,
+            &AdminAllowLayers::default(),
             &RevocationSet::default(),
             &CredentialVerifier::new([]),
             facts,
@@ -550,6 +603,77 @@ mod tests {
     }
 
     #[test]
+    fn the_admins_layer_is_merged_with_the_policy_files() {
+        let (_dir, set) = policies(&[
+            ("a.toml", &org("a", "10.0.0.0/8")),
+            ("b.toml", &org("b", "10.1.0.0/16")),
+        ]);
+        let layers = AdminAllowLayers::from_lists(&[
+            certgate_db::AdminAllowList {
+                org: "a".into(),
+                version: 2,
+                entries: vec![record("10.1.2.0/24", "front desk"), record("192.0.2.7", "")],
+            },
+            certgate_db::AdminAllowList {
+                org: "b".into(),
+                version: 1,
+                // As specific as a's policy entry: the policy file's entry wins the tie,
+                // though b comes later.
+                entries: vec![record("10.0.0.0/8", "")],
+            },
+        ]);
+        let admitted = |ip: &str| match decide(
+            &set,
+            &layers,
+            &RevocationSet::default(),
+            &CredentialVerifier::new([]),
+            &request(ip, "/", true),
+            0,
+        ) {
+            Outcome::Admit(a) => Some((a.org.id.clone(), a.rule.to_string())),
+            _ => None,
+        };
+        assert_eq!(
+            admitted("10.1.2.3"),
+            Some(("a".into(), "admin allow list 10.1.2.0/24".into()))
+        );
+        assert_eq!(
+            admitted("10.1.3.3"),
+            Some(("b".into(), "allow list 10.1.0.0/16".into()))
+        );
+        assert_eq!(
+            admitted("10.9.0.1"),
+            Some(("a".into(), "allow list 10.0.0.0/8".into()))
+        );
+        assert_eq!(
+            admitted("::ffff:192.0.2.7"),
+            Some(("a".into(), "admin allow list 192.0.2.7/32".into()))
+        );
+        assert_eq!(admitted("192.0.2.8"), None);
+        assert_eq!(
+            explain(&set, &layers, "app.test", "10.1.2.3".parse().unwrap(), "/"),
+            "admitted: admin allow list (front desk) 10.1.2.0/24\norganisation: a (a)"
+        );
+        assert!(explain(
+            &set,
+            &AdminAllowLayers::default(),
+            "app.test",
+            "192.0.2.7".parse().unwrap(),
+            "/"
+        )
+        .starts_with("redirected"));
+    }
+
+    fn record(network: &str, note: &str) -> certgate_db::AdminAllowRecord {
+        certgate_db::AdminAllowRecord {
+            network: network.into(),
+            note: note.into(),
+            added_by: "anna".into(),
+            added_at: 0,
+        }
+    }
+
+    #[test]
     fn portal_public_and_unknown_hosts() {
         let (_dir, set) = policies(&[("a.toml", &org("a", "10.0.0.0/8"))]);
         assert!(matches!(
@@ -584,7 +708,14 @@ mod tests {
             browser_token: Some(&token),
             ..request("192.0.2.1", "/", true)
         };
-        let admitted = decide(&set, &RevocationSet::default(), &tokens, &facts, 1_500);
+        let admitted = decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &RevocationSet::default(),
+            &tokens,
+            &facts,
+            1_500,
+        );
         assert_eq!(admitted.decision(), DecisionLabel::AllowedBrowser);
         match &admitted {
             Outcome::Admit(a) => {
@@ -594,7 +725,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let expired = decide(&set, &RevocationSet::default(), &tokens, &facts, 2_000);
+        let expired = decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &RevocationSet::default(),
+            &tokens,
+            &facts,
+            2_000,
+        );
         assert_eq!(expired.decision(), DecisionLabel::DeniedExpired);
 
         let revoked = RevocationSet::from_records(&[certgate_db::Revocation {
@@ -607,7 +745,15 @@ mod tests {
             drop_after: 9_999,
         }]);
         assert_eq!(
-            decide(&set, &revoked, &tokens, &facts, 1_500).decision(),
+            decide(
+                &set,
+                &AdminAllowLayers::default(),
+                &revoked,
+                &tokens,
+                &facts,
+                1_500
+            )
+            .decision(),
             DecisionLabel::DeniedRevoked
         );
         // From the office network the request still gets in, but it is counted as revoked.
@@ -615,7 +761,14 @@ mod tests {
             browser_token: Some(&token),
             ..request("10.0.0.1", "/", true)
         };
-        match decide(&set, &revoked, &tokens, &office, 1_500) {
+        match decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &revoked,
+            &tokens,
+            &office,
+            1_500,
+        ) {
             Outcome::Admit(a) => {
                 assert_eq!(a.auth, AuthKind::Ip);
                 assert_eq!(a.decision, DecisionLabel::DeniedRevoked);
@@ -644,7 +797,14 @@ mod tests {
             browser_token: Some(&token),
             ..request("192.0.2.1", "/", true)
         };
-        let renew_at = |now| match decide(&set, &RevocationSet::default(), &tokens, &facts, now) {
+        let renew_at = |now| match decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &RevocationSet::default(),
+            &tokens,
+            &facts,
+            now,
+        ) {
             Outcome::Admit(a) => a.renew,
             other => panic!("{other:?}"),
         };

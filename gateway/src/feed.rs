@@ -1,7 +1,9 @@
-//! Keeps this instance's revocation set in step with every other instance: changes arrive on the
-//! store's feed within a second; after every (re)connect, and once a minute as a safety net for a
-//! publish that failed, the full set is reloaded from SQL (the durable record) and re-seeded into
-//! the store. A store outage never touches the request path: the last known set stays in force.
+//! Keeps this instance's revocation set and the organisation admins' allow lists in step with
+//! every other instance: changes arrive on the store's feed within a second (a revocation
+//! itself; for an allow list, which organisation's to reload from SQL); after every (re)connect,
+//! and once a minute as a safety net for a publish that failed, both are reloaded in full from
+//! SQL (the durable record) and the revocations re-seeded into the store. A store outage never
+//! touches the request path: the last known state stays in force.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use certgate_db::{Database, Revocation, RevocationKind};
 use certgate_store::{Change, FeedEvent, Store};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::admin_allowlist::{self, AdminAllowLists};
 use crate::metrics::Metrics;
 use crate::proxy::unix_now;
 use crate::revocation::{RevocationSet, Revocations};
@@ -58,6 +61,7 @@ pub async fn follow(
     store: Store,
     database: Database,
     revocations: Arc<Revocations>,
+    allow_lists: Arc<AdminAllowLists>,
     metrics: Arc<Metrics>,
 ) {
     let mut feed = store.subscribe();
@@ -70,6 +74,17 @@ pub async fn follow(
     loop {
         tokio::select! {
             event = feed.recv() => match event {
+                Ok(FeedEvent::Change(Change::AllowList { org })) => {
+                    // Off the loop, so a slow database never holds up revocations; versions
+                    // keep reloads that finish out of order from going backwards.
+                    let (database, allow_lists) = (database.clone(), Arc::clone(&allow_lists));
+                    tokio::spawn(async move {
+                        let reload = admin_allowlist::reload_one(&database, &allow_lists, &org);
+                        if tokio::time::timeout(RELOAD_TIMEOUT, reload).await.is_err() {
+                            tracing::error!(%org, "reloading an admin allow list timed out; the next resync retries");
+                        }
+                    });
+                }
                 Ok(FeedEvent::Change(change)) => {
                     if let Some(record) = revocation_of(&change) {
                         revocations.apply(&record);
@@ -77,11 +92,13 @@ pub async fn follow(
                 }
                 Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                    reload_allow_lists(&database, &allow_lists).await;
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = resync.tick() => {
                 seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                reload_allow_lists(&database, &allow_lists).await;
             }
             _ = probe.tick() => {
                 let up = store.ping().await.is_ok();
@@ -101,6 +118,19 @@ pub async fn follow(
                 }
             }
         }
+    }
+}
+
+/// Installs every organisation's admin allow list from SQL (those not older than in force).
+async fn reload_allow_lists(database: &Database, allow_lists: &AdminAllowLists) {
+    match tokio::time::timeout(RELOAD_TIMEOUT, admin_allowlist::load_layers(database)).await {
+        Ok(Ok(layers)) => allow_lists.install_all(layers),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot reload the admin allow lists from the database; keeping the current ones");
+        }
+        Err(_) => tracing::error!(
+            "reloading the admin allow lists from the database timed out; keeping the current ones"
+        ),
     }
 }
 

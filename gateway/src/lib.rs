@@ -3,6 +3,7 @@
 //! serves the admin control plane. `GatewayServer` wires the configuration to the services.
 
 pub mod admin;
+pub mod admin_allowlist;
 pub mod admission;
 pub mod client_ip;
 pub mod feed;

@@ -18,6 +18,7 @@ use pingora::protocols::tls::SslDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
+use crate::admin_allowlist::AdminAllowLists;
 use crate::admission::{self, Admission, Outcome, RequestFacts, DEVICE_COOKIE};
 use crate::client_ip::TrustedProxies;
 use crate::headers;
@@ -30,6 +31,8 @@ use crate::upstreams::{UpstreamPool, Upstreams};
 /// Everything the proxy phases read; built once, shared by every request.
 pub struct GatewayState {
     pub policies: Arc<PolicyHandle>,
+    /// The organisation admins' allow-list layers, merged with the policies' lists.
+    pub admin_allow: Arc<AdminAllowLists>,
     pub revocations: Arc<Revocations>,
     pub tokens: Arc<CredentialVerifier>,
     /// Signs renewed group credentials.
@@ -176,9 +179,11 @@ impl ProxyHttp for Gateway {
             browser_token: headers::cookie(&request.headers, DEVICE_COOKIE),
         };
         let policies = self.state.policies.load();
+        let admin_allow = self.state.admin_allow.load();
         let revocations = self.state.revocations.load();
         let outcome = admission::decide(
             &policies,
+            &admin_allow,
             &revocations,
             &self.state.tokens,
             &facts,

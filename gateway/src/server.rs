@@ -24,6 +24,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, AdminState, PeerCheckedListener};
+use crate::admin_allowlist::{self, AdminAllowLayers, AdminAllowLists};
 use crate::client_ip::TrustedProxies;
 use crate::feed;
 use crate::metrics::Metrics;
@@ -96,7 +97,9 @@ impl GatewayServer {
             CredentialKey::load_or_create(&config.data.dir.join("credential.key"))?;
         let tokens = Arc::new(CredentialVerifier::new([&credential_key]));
 
-        let revocations = Arc::new(Revocations::new(load_revocations(config)?));
+        let durable = load_durable_state(config)?;
+        let revocations = Arc::new(Revocations::new(durable.revocations));
+        let admin_allow = Arc::new(AdminAllowLists::new(durable.admin_allow));
         let resolver = Arc::new(CertificateResolver::new(
             config
                 .server
@@ -113,6 +116,7 @@ impl GatewayServer {
 
         let state = Arc::new(GatewayState {
             policies: Arc::clone(&policies),
+            admin_allow: Arc::clone(&admin_allow),
             revocations: Arc::clone(&revocations),
             tokens,
             credential_key,
@@ -188,6 +192,8 @@ impl GatewayServer {
             events: std::sync::OnceLock::new(),
             metrics: Arc::clone(&metrics),
             revocations,
+            admin_allow,
+            allow_list_limits: config.limits.admin_allow_list(),
             database: tokio::sync::OnceCell::new(),
             store: Arc::clone(&state.store),
             ready: Arc::clone(&ready),
@@ -309,6 +315,7 @@ impl GatewayServer {
                                 store,
                                 database,
                                 Arc::clone(&state.revocations),
+                                Arc::clone(&state.admin_allow),
                                 Arc::clone(&state.metrics),
                             )
                             .await;
@@ -433,8 +440,40 @@ fn random_secret() -> String {
     hex::encode(bytes)
 }
 
-/// The durable revocation record, read before anything listens.
-fn load_revocations(config: &Config) -> Result<RevocationSet, ServeError> {
+/// What SQL holds that every request consults.
+struct DurableState {
+    revocations: RevocationSet,
+    admin_allow: AdminAllowLayers,
+}
+
+/// The durable revocation record and the admins' allow lists, read before anything listens.
+fn load_durable_state(config: &Config) -> Result<DurableState, ServeError> {
+    with_database(config, async |db| {
+        let records = db.live_revocations(unix_now()).await?;
+        let admin_allow = admin_allowlist::load_layers(db).await?;
+        Ok(DurableState {
+            revocations: RevocationSet::from_records(&records),
+            admin_allow,
+        })
+    })
+}
+
+/// The admins' allow lists as SQL holds them now, for `certgate policy explain`. `None` when
+/// the default SQLite file does not exist yet (nothing was ever saved; it is not created here).
+pub fn read_admin_allow_layers(config: &Config) -> Result<Option<AdminAllowLayers>, ServeError> {
+    if config.database.url.is_none() && !config.data.dir.join("certgate.db").exists() {
+        return Ok(None);
+    }
+    with_database(config, async |db| {
+        Ok(Some(admin_allowlist::load_layers(db).await?))
+    })
+}
+
+/// Runs `work` on the configured database, opened for it alone.
+fn with_database<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&Database) -> Result<T, ServeError>,
+) -> Result<T, ServeError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -445,8 +484,8 @@ fn load_revocations(config: &Config) -> Result<RevocationSet, ServeError> {
             &config.data.dir,
         )
         .await?;
-        let records = db.live_revocations(unix_now()).await?;
+        let result = work(&db).await;
         db.close().await;
-        Ok(RevocationSet::from_records(&records))
+        result
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use certgate_db::{Account, AccountKind, AuditEntry, NewAccount, NewRevocation, RevocationKind};
+use certgate_db::{Account, AuditEntry, NewAccount, NewRevocation, RevocationKind};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{record_revocation, AdminError, AdminState};
@@ -128,75 +128,15 @@ fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
 
 /// Checks what an operator typed before anything is written.
 pub fn validate_new_user(request: &AddUser) -> Result<NewAccount, String> {
-    let username = request.username.trim();
-    if username.is_empty()
-        || username.chars().count() > 64
-        || username
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err("the user name must be 1 to 64 characters without spaces".into());
-    }
-    if request.display_name.trim().is_empty() || request.display_name.chars().count() > 100 {
-        return Err("the display name must be 1 to 100 characters".into());
-    }
-    let email = request
-        .email
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
-    if let Some(email) = email {
-        let valid = email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !email.contains(char::is_whitespace)
-        });
-        if !valid || email.len() > 254 {
-            return Err(format!("{email:?} is not an e-mail address"));
-        }
-    }
-    let mobile = request
-        .mobile
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty());
-    if let Some(mobile) = mobile {
-        let digits = mobile.strip_prefix('+').unwrap_or(mobile);
-        if !mobile.starts_with('+')
-            || digits.len() < 8
-            || digits.len() > 15
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(format!(
-                "{mobile:?} is not a mobile number in international form (+31612345678)"
-            ));
-        }
-    }
-    let kind = match request.kind.as_deref().unwrap_or("personal") {
-        "personal" => AccountKind::Personal,
-        "group" => AccountKind::Group,
-        other => return Err(format!("kind {other:?} is not personal or group")),
-    };
-    if let Some(role) = request.roles.iter().find(|r| {
-        r.is_empty()
-            || !r
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    }) {
-        return Err(format!(
-            "role {role:?} may hold only letters, digits, - and _"
-        ));
-    }
-    Ok(NewAccount {
-        org: request.org.clone(),
-        username: username.to_owned(),
-        display_name: request.display_name.trim().to_owned(),
-        email: email.map(str::to_owned),
-        mobile: mobile.map(str::to_owned),
-        kind,
-        roles: request.roles.clone(),
-    })
+    NewAccount::checked(
+        &request.org,
+        &request.username,
+        &request.display_name,
+        request.email.as_deref(),
+        request.mobile.as_deref(),
+        request.kind.as_deref(),
+        &request.roles,
+    )
 }
 
 /// A new account id: 128 random bits.

@@ -13,6 +13,12 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::error::PolicyError;
 
+mod admin;
+
+pub use admin::{
+    parse_admin_allow_list, AdminAllowEntry, AdminAllowListLimits, ADMIN_ALLOW_LIST_MAX_ENTRIES,
+};
+
 /// One allowed network and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowEntry {
@@ -37,7 +43,8 @@ pub enum EntrySource {
         path: PathBuf,
         line: usize,
     },
-    /// Added by an organisation admin through the portal (kept in SQL).
+    /// Added by an organisation admin (portal or `certgate allowlist`), kept in SQL; `note` is
+    /// the comment written after the entry.
     Admin { note: String },
 }
 
@@ -53,7 +60,8 @@ impl fmt::Display for EntrySource {
                 write!(f, "allow_ips[{index}] {}:{line}", Path::new(name).display())
             }
             Self::File { written, line, .. } => write!(f, "allow_ips_files {written}:{line}"),
-            Self::Admin { note } => write!(f, "admin ({note})"),
+            Self::Admin { note } if note.is_empty() => f.write_str("admin allow list"),
+            Self::Admin { note } => write!(f, "admin allow list ({note})"),
         }
     }
 }
@@ -95,6 +103,15 @@ fn normalise(net: IpNet) -> IpNet {
     }
 }
 
+/// One line of an allow list split into its entry and its comment (the text after the first
+/// `#`), both trimmed; the comment is `None` without a `#`.
+pub(crate) fn split_comment(raw: &str) -> (&str, Option<&str>) {
+    match raw.split_once('#') {
+        Some((entry, comment)) => (entry.trim(), Some(comment.trim())),
+        None => (raw.trim(), None),
+    }
+}
+
 /// Reads an allow-list file: one address or CIDR a line, `#` starts a comment (also after an
 /// entry), blank lines ignored. Bad lines are reported into `errors`, the good ones returned.
 pub(crate) fn read_allow_list_file(
@@ -106,7 +123,7 @@ pub(crate) fn read_allow_list_file(
     let mut entries = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
-        let entry = raw.split('#').next().unwrap_or("").trim();
+        let (entry, _) = split_comment(raw);
         if entry.is_empty() {
             continue;
         }
@@ -407,7 +424,7 @@ mod tests {
         assert_eq!(l.len(), 2);
         assert_eq!(
             l.lookup(ip("192.0.2.1")).unwrap().to_string(),
-            "admin (first) 192.0.2.0/24"
+            "admin allow list (first) 192.0.2.0/24"
         );
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr};
+use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr, AdminAllowListLimits};
 use crate::duration::duration_setting;
 use crate::endpoint::{parse_http_url, parse_url};
 use crate::error::{PolicyError, PolicyErrors};
@@ -112,6 +112,8 @@ pub struct DatabaseConfig {
     /// `None`: SQLite in the data directory; otherwise `postgres://…` or `sqlite:…`. May hold
     /// a password: log the host, not this.
     pub url: Option<String>,
+    /// Audit entries older than this are deleted (they hold personal data); default 365 days.
+    pub audit_retention: Duration,
 }
 
 /// A URL with any `user:password@` part replaced, for debug output.
@@ -186,6 +188,21 @@ pub struct LimitsConfig {
     pub codes_sent_per_account: RateLimit,
     /// How long a device-flow user code waits for approval; default 10 minutes.
     pub device_code_lifetime: Duration,
+    /// The shortest IPv4 prefix an organisation admin may add to the allow list; default 16.
+    pub admin_allowlist_min_prefix_v4: u8,
+    /// The shortest IPv6 prefix an organisation admin may add to the allow list; default 48.
+    pub admin_allowlist_min_prefix_v6: u8,
+}
+
+impl LimitsConfig {
+    /// What [`crate::parse_admin_allow_list`] accepts under this configuration.
+    pub fn admin_allow_list(&self) -> AdminAllowListLimits {
+        AdminAllowListLimits {
+            min_prefix_v4: self.admin_allowlist_min_prefix_v4,
+            min_prefix_v6: self.admin_allowlist_min_prefix_v6,
+            ..AdminAllowListLimits::default()
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -196,6 +213,8 @@ impl Default for LimitsConfig {
             code_failures_per_code: 5,
             codes_sent_per_account: FIVE_PER_QUARTER_HOUR,
             device_code_lifetime: Duration::from_secs(600),
+            admin_allowlist_min_prefix_v4: AdminAllowListLimits::default().min_prefix_v4,
+            admin_allowlist_min_prefix_v6: AdminAllowListLimits::default().min_prefix_v6,
         }
     }
 }
@@ -364,6 +383,9 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
                 }
             })
         }),
+        audit_retention: table
+            .parsed("audit_retention", |text| duration_setting(text, false))
+            .unwrap_or(Duration::from_secs(365 * 86_400)),
     };
     table.finish();
 
@@ -409,6 +431,18 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
         device_code_lifetime: table
             .parsed("device_code_lifetime", |text| duration_setting(text, false))
             .unwrap_or(Duration::from_secs(600)),
+        admin_allowlist_min_prefix_v4: prefix_length(
+            &mut table,
+            "admin_allowlist_min_prefix_v4",
+            32,
+        )
+        .unwrap_or(AdminAllowListLimits::default().min_prefix_v4),
+        admin_allowlist_min_prefix_v6: prefix_length(
+            &mut table,
+            "admin_allowlist_min_prefix_v6",
+            128,
+        )
+        .unwrap_or(AdminAllowListLimits::default().min_prefix_v6),
     };
     table.finish();
 
@@ -703,6 +737,19 @@ fn parse_sms(table: &mut TableWalker<'_, '_>, base: &Path, development: bool) ->
             })
         }
     }
+}
+
+/// A prefix length from 1 to `max`: 0 would let an organisation admin admit every address.
+fn prefix_length(table: &mut TableWalker<'_, '_>, name: &'static str, max: u8) -> Option<u8> {
+    let field = table.field(name)?;
+    let value = field.integer()?;
+    let length = u8::try_from(value)
+        .ok()
+        .filter(|length| (1..=max).contains(length));
+    if length.is_none() {
+        field.error(format!("must be a prefix length from 1 to {max}"));
+    }
+    length
 }
 
 fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {

@@ -13,7 +13,10 @@ mod reload;
 mod walk;
 mod watch;
 
-pub use allowlist::{parse_ip_or_cidr, AllowEntry, EntrySource, IpAllowList};
+pub use allowlist::{
+    parse_admin_allow_list, parse_ip_or_cidr, AdminAllowEntry, AdminAllowListLimits, AllowEntry,
+    EntrySource, IpAllowList, ADMIN_ALLOW_LIST_MAX_ENTRIES,
+};
 pub use duration::{parse_duration, DurationError};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{

@@ -1117,6 +1117,24 @@ fn rotating_the_secret_key_keeps_authenticators_working() {
         &[("csrf", &csrf_of(&page.body)), ("code", &enrolled_with)],
     );
     assert_eq!(done.status, 200);
+    // New recovery codes, shown once, replace the first ones.
+    let codes = |page: &str| -> Vec<String> {
+        page.split("<li><code>")
+            .skip(1)
+            .filter_map(|p| p.split('<').next().map(str::to_owned))
+            .collect()
+    };
+    let first = codes(&done.body);
+    let account = client.get("/.certgate/account");
+    let renewed = client.post(
+        "/.certgate/account/recovery-codes",
+        &[("csrf", &csrf_of(&account.body))],
+    );
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    assert_eq!(renewed.header("cache-control").as_deref(), Some("no-store"));
+    let second = codes(&renewed.body);
+    assert_eq!((first.len(), second.len()), (10, 10));
+    assert!(first.iter().all(|c| !second.contains(c)));
 
     let keys_before = std::fs::read_to_string(w.d.path("data/secrets.key")).unwrap();
     let config = w.d.config();
@@ -1215,6 +1233,47 @@ fn with_mfa_for_the_enrolled_only_newcomers_sign_in_by_password_and_the_enrolled
     assert!(
         location(&answer).ends_with("/.certgate/mfa"),
         "still asked for her code"
+    );
+
+    // Piet turns the second factor on from his account page (and cannot turn it off).
+    let account = piet.get("/.certgate/account");
+    assert!(
+        account.body.contains("Turn on the second factor"),
+        "{}",
+        account.body
+    );
+    let on = piet.post(
+        "/.certgate/account/mfa",
+        &[("csrf", &csrf_of(&account.body))],
+    );
+    assert!(location(&on).ends_with("/.certgate/mfa"), "{}", on.headers);
+    let choose = piet.get("/.certgate/mfa");
+    piet.post(
+        "/.certgate/mfa/choose",
+        &[("csrf", &csrf_of(&choose.body)), ("method", "email")],
+    );
+    let code_page = piet.get("/.certgate/mfa");
+    let done = piet.post(
+        "/.certgate/mfa/code",
+        &[
+            ("csrf", &csrf_of(&code_page.body)),
+            ("code", &w.mailed_code("piet@noord.test")),
+        ],
+    );
+    assert_eq!(location(&done), "/.certgate/account");
+    assert_eq!(
+        piet.api("/").upstream_header("x-certgate-mfa").as_deref(),
+        Some("yes")
+    );
+    assert!(!piet
+        .get("/.certgate/account")
+        .body
+        .contains("Turn on the second factor"));
+    let again = w.client(NOORD, "127.0.0.1");
+    let answer = again.sign_in("/", "piet@noord.test", PASSWORD);
+    assert!(
+        location(&answer).ends_with("/.certgate/mfa"),
+        "now required for him"
     );
 }
 

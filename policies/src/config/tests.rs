@@ -111,6 +111,11 @@ fn parses_the_architecture_example() {
     );
     assert_eq!(config.database.url, None);
     assert_eq!(
+        config.database.audit_retention,
+        Duration::from_secs(365 * 86_400),
+        "audit entries are kept a year"
+    );
+    assert_eq!(
         config.mail,
         Some(MailConfig {
             smtp_url: "smtp://127.0.0.1:2525".into(),
@@ -146,8 +151,11 @@ fn parses_the_architecture_example() {
                 window: Duration::from_secs(900),
             },
             device_code_lifetime: Duration::from_secs(600),
+            admin_allowlist_min_prefix_v4: 16,
+            admin_allowlist_min_prefix_v6: 48,
         }
     );
+    assert_eq!(config.limits, LimitsConfig::default());
     assert!(!config.development.enabled);
     assert_eq!(config.source, Path::new("/etc/certgate/certgate.toml"));
 }
@@ -350,6 +358,7 @@ fn debug_output_hides_url_passwords() {
     };
     let database = DatabaseConfig {
         url: Some("postgres://certgate:hunter2@db.example/certgate".into()),
+        audit_retention: Duration::from_secs(86_400),
     };
     let shown = format!("{store:?} {database:?}");
     assert!(
@@ -359,5 +368,46 @@ fn debug_output_hides_url_passwords() {
     assert!(
         shown.contains("redis.example:6380/2") && shown.contains("db.example/certgate"),
         "{shown}"
+    );
+}
+
+#[test]
+fn admin_allow_list_prefix_limits_are_read_and_checked() {
+    let config = Config::parse(
+        Path::new("certgate.toml"),
+        &format!(
+            "{MINIMAL}[limits]\nadmin_allowlist_min_prefix_v4 = 24\nadmin_allowlist_min_prefix_v6 = 56\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        config.limits.admin_allow_list(),
+        crate::AdminAllowListLimits {
+            min_prefix_v4: 24,
+            min_prefix_v6: 56,
+            max_entries: crate::ADMIN_ALLOW_LIST_MAX_ENTRIES,
+        }
+    );
+    assert_eq!(
+        Config::parse(Path::new("certgate.toml"), MINIMAL)
+            .unwrap()
+            .limits
+            .admin_allow_list(),
+        crate::AdminAllowListLimits::default()
+    );
+    assert_eq!(
+        errors(&format!(
+            "{MINIMAL}[limits]\nadmin_allowlist_min_prefix_v4 = 0\nadmin_allowlist_min_prefix_v6 = 129\n"
+        )),
+        [
+            "certgate.toml:6: limits.admin_allowlist_min_prefix_v4: must be a prefix length from 1 to 32",
+            "certgate.toml:7: limits.admin_allowlist_min_prefix_v6: must be a prefix length from 1 to 128",
+        ]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{MINIMAL}[limits]\nadmin_allowlist_min_prefix_v4 = \"/16\"\n"
+        )),
+        ["certgate.toml:6: limits.admin_allowlist_min_prefix_v4: expected an integer, found string"]
     );
 }

@@ -375,6 +375,14 @@ fn parse_sso(
             if let Some((field, _)) = &issuer {
                 field.error("only used with kind = \"oidc\"");
             }
+            if require_provider_mfa {
+                table.doc().error(
+                    table.header_offset(),
+                    &table.key_path("require_provider_mfa"),
+                    "Entra ID's v2.0 ID tokens carry no `amr` claim, so this could never be met; \
+                     require MFA with Conditional Access in Entra, or use mfa = \"certgate\"",
+                );
+            }
             match tenant {
                 Some((field, text)) => field
                     .parsed(|_| parse_tenant(text))
@@ -493,13 +501,20 @@ fn parse_tenant(text: &str) -> Result<String, String> {
              own tenant (a GUID or a domain)"
         ));
     }
+    // The consumers tenant by id: every personal Microsoft account.
+    if lower == "9188040d-6c67-4c5b-b112-36a304b66dad" {
+        return Err(format!(
+            "tenant {text:?} is Microsoft's tenant of personal accounts; name the organisation's own"
+        ));
+    }
     if is_guid(&lower) {
         return Ok(lower);
     }
-    match parse_host_name(&lower) {
-        Some(domain) if domain.contains('.') => Ok(domain),
-        _ => Err(format!("tenant {text:?} is not a GUID or a domain")),
-    }
+    // Entra's issuer names the tenant by id, so a domain would never match the ID tokens.
+    Err(format!(
+        "tenant {text:?} is not a tenant id: use the GUID shown as \"Tenant ID\" in Entra ID \
+         (the ID tokens' issuer names it)"
+    ))
 }
 
 fn is_guid(text: &str) -> bool {

@@ -505,7 +505,7 @@ mfa = "certgate"
 [[sso]]
 id = "ms"
 kind = "microsoft"
-tenant = "Contoso.onmicrosoft.com"
+tenant = "0F2A6C1E-1234-4A5B-9C8D-00112233AABB"
 client_id = "m"
 [[sso]]
 id = "dex"
@@ -526,7 +526,7 @@ client_id = "d"
     assert_eq!(
         sso[1].kind,
         SsoKind::Microsoft {
-            tenant: "contoso.onmicrosoft.com".into()
+            tenant: "0f2a6c1e-1234-4a5b-9c8d-00112233aabb".into()
         }
     );
     assert_eq!(sso[1].mfa, SsoMfa::Certgate);

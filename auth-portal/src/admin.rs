@@ -1,0 +1,931 @@
+//! The organisation admins' pages under `/.certgate/admin/`: accounts (search, create, edit,
+//! disable, reset MFA, devices), the audit log (filter and JSON-lines export) and the
+//! organisation's settings as the policy has them. Admins are accounts with the `admin` role;
+//! they see only their own organisation, and every change needs a second factor passed in the
+//! last 15 minutes in this browser.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use certgate_db::{
+    Account, AccountKind, AuditEntry, Database, NewAccount, NewRevocation, RevocationKind,
+};
+use certgate_store::Store;
+use serde::Deserialize;
+
+use crate::account::{date, me, Me};
+use crate::flow::backends;
+use crate::pages::{
+    self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
+    AdminSettingsPage, AuditRow, DeviceRow, UserRow,
+};
+use crate::{AccountNotice, PortalState, Visit};
+
+/// The role that opens these pages.
+pub const ADMIN_ROLE: &str = "admin";
+/// A change needs a second factor passed this recently.
+const FRESH_FOR_CHANGES: i64 = 15 * 60;
+/// Audit entries shown on one page.
+const AUDIT_PAGE: i64 = 200;
+
+/// An admin looking at the pages.
+struct Admin {
+    me: Me,
+    /// Passed a second factor in the last 15 minutes, in this browser.
+    fresh: bool,
+}
+
+fn forbidden(visit: &Visit, org: Option<&certgate_policies::Organisation>) -> Response {
+    let c = visit.chrome(org);
+    pages::notice(
+        StatusCode::FORBIDDEN,
+        &c,
+        c.t.admin_heading,
+        c.t.admin_only,
+        true,
+        None,
+    )
+}
+
+async fn admin(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    headers: &HeaderMap,
+) -> Result<Admin, Response> {
+    // Not signed in: to the sign-in page, and back to the admin pages afterwards.
+    let me = me(state, visit, store, db, headers)
+        .await
+        .map_err(|_| crate::account::sign_in_first("/.certgate/admin"))?;
+    if !me.account.roles.iter().any(|r| r == ADMIN_ROLE) {
+        return Err(forbidden(visit, Some(&me.org)));
+    }
+    let now = state.now();
+    let fresh = me.attempt.session.signed_in.as_ref().is_some_and(|s| {
+        s.account == me.account.id && s.mfa == "yes" && now - s.at <= FRESH_FOR_CHANGES
+    });
+    Ok(Admin { me, fresh })
+}
+
+/// For a change: the admin, with a fresh second factor and the page's CSRF token; else where to
+/// go instead.
+async fn changing(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    headers: &HeaderMap,
+    csrf: &str,
+    back: &str,
+) -> Result<Admin, Response> {
+    let admin = admin(state, visit, store, db, headers).await?;
+    if !admin.me.attempt.session.csrf_ok(csrf) {
+        return Err(Redirect::to(back).into_response());
+    }
+    if !admin.fresh {
+        let to = format!(
+            "/.certgate/login?return_to={}",
+            percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
+        );
+        return Err(Redirect::to(&to).into_response());
+    }
+    Ok(admin)
+}
+
+async fn audit(
+    db: &Database,
+    admin: &Admin,
+    visit: &Visit,
+    now: i64,
+    action: &str,
+    subject: &str,
+    detail: String,
+) {
+    let entry = AuditEntry {
+        org: admin.me.org.id.clone(),
+        at: now,
+        actor: admin.me.account.username.clone(),
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        ip: visit.ip.clone(),
+        detail,
+    };
+    if let Err(error) = db.append_audit(&entry).await {
+        tracing::warn!(%error, "admin audit entry not written");
+    }
+}
+
+/// An account of the admin's own organisation by id; anything else is "not found".
+async fn their_account(db: &Database, admin: &Admin, id: &str) -> Option<Account> {
+    if id.len() > 64 {
+        return None;
+    }
+    db.account(&admin.me.org.id, id).await.ok().flatten()
+}
+
+fn not_found(visit: &Visit, admin: &Admin) -> Response {
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::notice(
+        StatusCode::NOT_FOUND,
+        &c,
+        c.t.admin_heading,
+        c.t.not_found,
+        true,
+        Some(("/.certgate/admin", c.t.admin_accounts)),
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /.certgate/admin`: the organisation's accounts, searchable.
+pub(crate) async fn accounts(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Query(search): Query<Search>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Ok(accounts) = db.accounts(&admin.me.org.id).await else {
+        return crate::flow::unavailable_page(&visit);
+    };
+    let q = search.q.trim().to_lowercase();
+    let mut rows = Vec::new();
+    for a in accounts.iter().filter(|a| {
+        q.is_empty()
+            || a.username.contains(&q)
+            || a.display_name.to_lowercase().contains(&q)
+            || a.email.as_deref().is_some_and(|e| e.contains(&q))
+    }) {
+        let devices = db
+            .devices(&admin.me.org.id, &a.id)
+            .await
+            .map(|d| {
+                d.iter()
+                    .filter(|d| d.revoked_at.is_none() && d.expires_at > state.now())
+                    .count()
+            })
+            .unwrap_or(0);
+        rows.push(user_row(&visit, a, devices));
+    }
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::html(
+        StatusCode::OK,
+        &AdminAccountsPage {
+            c: &c,
+            q: &search.q,
+            users: rows,
+        },
+    )
+}
+
+fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
+    let t = visit.texts;
+    UserRow {
+        id: a.id.clone(),
+        name: a.display_name.clone(),
+        username: a.username.clone(),
+        kind: match a.kind {
+            AccountKind::Personal => t.kind_personal,
+            AccountKind::Group => t.trust_group,
+        },
+        roles: a.roles.join(", "),
+        mfa: a.mfa_method.map_or("-", |m| match m {
+            certgate_db::MfaChoice::Authenticator => t.method_authenticator,
+            certgate_db::MfaChoice::Sms => t.method_sms_plain,
+            certgate_db::MfaChoice::Email => t.method_email_plain,
+        }),
+        enrolled: a.mfa_enrolled,
+        last_login: a.last_login.map_or_else(|| "-".into(), date),
+        devices,
+        disabled: a.disabled,
+    }
+}
+
+/// `GET /.certgate/admin/accounts/new`.
+pub(crate) async fn new_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => new_form(&visit, &admin, &NewForm::default(), None, StatusCode::OK),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NewForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    roles: String,
+}
+
+fn new_form(
+    visit: &Visit,
+    admin: &Admin,
+    form: &NewForm,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::html(
+        status,
+        &AdminNewPage {
+            c: &c,
+            csrf: &admin.me.attempt.session.csrf,
+            username: &form.username,
+            name: &form.name,
+            email: &form.email,
+            mobile: &form.mobile,
+            group: form.kind == "group",
+            roles: &form.roles,
+            error,
+            fresh: admin.fresh,
+        },
+    )
+}
+
+fn roles_of(text: &str) -> Vec<String> {
+    text.split([',', ' '])
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn optional(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
+/// `POST /.certgate/admin/accounts/new`: a new account, and its welcome e-mail.
+pub(crate) async fn create(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<NewForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match changing(
+        &state,
+        &visit,
+        &store,
+        &db,
+        &headers,
+        &form.csrf,
+        "/.certgate/admin/accounts/new",
+    )
+    .await
+    {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let new = NewAccount::checked(
+        &admin.me.org.id,
+        &form.username,
+        &form.name,
+        optional(&form.email),
+        optional(&form.mobile),
+        Some(if form.kind == "group" {
+            "group"
+        } else {
+            "personal"
+        }),
+        &roles_of(&form.roles),
+    );
+    let new = match new {
+        Ok(new) => new,
+        Err(message) => {
+            return new_form(
+                &visit,
+                &admin,
+                &form,
+                Some(message),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+    };
+    let now = state.now();
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let account = match db.create_account(&new, &id, now).await {
+        Ok(account) => account,
+        Err(certgate_db::DbError::Conflict(message)) => {
+            return new_form(&visit, &admin, &form, Some(message), StatusCode::CONFLICT)
+        }
+        Err(_) => return crate::flow::unavailable_page(&visit),
+    };
+    audit(
+        &db,
+        &admin,
+        &visit,
+        now,
+        "admin.user.add",
+        &account.username,
+        String::new(),
+    )
+    .await;
+    state.account_notice(&account, AccountNotice::Welcome);
+    Redirect::to(&format!("/.certgate/admin/accounts/{}", account.id)).into_response()
+}
+
+/// `GET /.certgate/admin/accounts/{id}`.
+pub(crate) async fn account(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Some(account) = their_account(&db, &admin, &id).await else {
+        return not_found(&visit, &admin);
+    };
+    account_view(
+        &state,
+        &visit,
+        &store,
+        &db,
+        &admin,
+        &account,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn account_view(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    admin: &Admin,
+    account: &Account,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let now = state.now();
+    let devices = db
+        .devices(&admin.me.org.id, &account.id)
+        .await
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for d in devices.iter().rev() {
+        let seen = store
+            .last_seen(&d.org, &d.id)
+            .await
+            .ok()
+            .flatten()
+            .into_iter()
+            .chain(d.last_seen)
+            .max();
+        rows.push(DeviceRow {
+            id: d.id.clone(),
+            kind: match d.kind {
+                certgate_db::DeviceKind::Browser => visit.texts.kind_browser,
+                certgate_db::DeviceKind::Certificate => visit.texts.kind_certificate,
+            },
+            trust: match d.trust {
+                certgate_db::DeviceTrust::Session => visit.texts.trust_session,
+                certgate_db::DeviceTrust::Trusted => visit.texts.trust_trusted,
+                certgate_db::DeviceTrust::Group => visit.texts.trust_group,
+            },
+            created: date(d.created_at),
+            expires: date(d.expires_at),
+            last_seen: seen.map_or_else(|| "-".into(), date),
+            ip: d.ip.clone(),
+            this: false,
+            status: if d.revoked_at.is_some() {
+                visit.texts.status_revoked
+            } else if d.expires_at <= now {
+                visit.texts.status_expired
+            } else {
+                ""
+            },
+            can_revoke: d.revoked_at.is_none() && d.expires_at > now,
+        });
+    }
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::html(
+        status,
+        &AdminAccountPage {
+            c: &c,
+            csrf: &admin.me.attempt.session.csrf,
+            user: user_row(visit, account, rows.iter().filter(|r| r.can_revoke).count()),
+            email: account.email.as_deref().unwrap_or_default(),
+            mobile: account.mobile.as_deref().unwrap_or_default(),
+            devices: rows,
+            error,
+            fresh: admin.fresh,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    roles: String,
+}
+
+/// `POST /.certgate/admin/accounts/{id}/edit`.
+pub(crate) async fn edit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let back = format!("/.certgate/admin/accounts/{id}");
+    let admin = match changing(&state, &visit, &store, &db, &headers, &form.csrf, &back).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Some(account) = their_account(&db, &admin, &id).await else {
+        return not_found(&visit, &admin);
+    };
+    let checked = NewAccount::checked(
+        &admin.me.org.id,
+        &account.username,
+        &form.name,
+        optional(&form.email),
+        optional(&form.mobile),
+        Some(if form.kind == "group" {
+            "group"
+        } else {
+            "personal"
+        }),
+        &roles_of(&form.roles),
+    );
+    let new = match checked {
+        Ok(new) => new,
+        Err(message) => {
+            return account_view(
+                &state,
+                &visit,
+                &store,
+                &db,
+                &admin,
+                &account,
+                Some(message),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
+    if db
+        .update_account(&admin.me.org.id, &account.id, &new)
+        .await
+        .is_err()
+    {
+        return crate::flow::unavailable_page(&visit);
+    }
+    let detail = format!("roles={} kind={}", new.roles.join(","), new.kind.as_str());
+    audit(
+        &db,
+        &admin,
+        &visit,
+        state.now(),
+        "admin.user.edit",
+        &account.username,
+        detail,
+    )
+    .await;
+    Redirect::to(&back).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Every credential of `account` issued until now is refused, everywhere.
+async fn revoke_account(
+    state: &PortalState,
+    org: &certgate_policies::Organisation,
+    account: &Account,
+    now: i64,
+    reason: &str,
+) -> Result<(), String> {
+    let m = &org.mfa;
+    let keep = [m.session_lifetime, m.trust_device_for, m.group_idle_timeout]
+        .iter()
+        .map(|d| d.as_secs())
+        .max()
+        .unwrap_or(0)
+        + 86_400;
+    state
+        .backend
+        .revoke(
+            &NewRevocation {
+                org: org.id.clone(),
+                kind: RevocationKind::Account,
+                subject: account.username.clone(),
+                reason: reason.to_owned(),
+                revoked_at: now,
+                drop_after: now.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
+            },
+            "admin",
+        )
+        .await
+}
+
+/// `POST /.certgate/admin/accounts/{id}/{action}`: disable, enable, reset-mfa (confirmed),
+/// revoke-device, revoke-all.
+pub(crate) async fn act(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let back = format!("/.certgate/admin/accounts/{id}");
+    let admin = match changing(&state, &visit, &store, &db, &headers, &form.csrf, &back).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Some(account) = their_account(&db, &admin, &id).await else {
+        return not_found(&visit, &admin);
+    };
+    let org = Arc::clone(&admin.me.org);
+    let now = state.now();
+    let t = visit.texts;
+    let done = match action.as_str() {
+        "disable" => {
+            let ok = db
+                .set_disabled(&org.id, &account.id, true, now)
+                .await
+                .is_ok()
+                && revoke_account(&state, &org, &account, now, "disabled")
+                    .await
+                    .is_ok();
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.user.disable",
+                &account.username,
+                String::new(),
+            )
+            .await;
+            ok
+        }
+        "enable" => {
+            let ok = db
+                .set_disabled(&org.id, &account.id, false, now)
+                .await
+                .is_ok();
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.user.enable",
+                &account.username,
+                String::new(),
+            )
+            .await;
+            ok
+        }
+        "reset-mfa" if form.confirm != "yes" => {
+            let c = visit.chrome(Some(&org));
+            return pages::html(
+                StatusCode::OK,
+                &AdminConfirmPage {
+                    c: &c,
+                    csrf: &admin.me.attempt.session.csrf,
+                    action: &format!("/.certgate/admin/accounts/{id}/reset-mfa"),
+                    question: &crate::i18n::fill(
+                        t.admin_reset_question,
+                        &account.display_name,
+                        &account.username,
+                        "",
+                    ),
+                    consequences: t.admin_reset_consequences,
+                    button: t.admin_reset_mfa,
+                    back: &back,
+                },
+            );
+        }
+        "reset-mfa" => {
+            let ok = db.reset_mfa(&org.id, &account.id, now).await.is_ok()
+                && revoke_account(&state, &org, &account, now, "mfa_reset")
+                    .await
+                    .is_ok();
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.user.reset_mfa",
+                &account.username,
+                String::new(),
+            )
+            .await;
+            if ok {
+                state.account_notice(&account, AccountNotice::MfaReset);
+            }
+            ok
+        }
+        "revoke-device" => {
+            let Some(device) = db
+                .device(&org.id, &form.device)
+                .await
+                .ok()
+                .flatten()
+                .filter(|d| d.account_id == account.id)
+            else {
+                return not_found(&visit, &admin);
+            };
+            let until = match device.trust {
+                certgate_db::DeviceTrust::Group => {
+                    now.saturating_add(org.mfa.group_idle_timeout.as_secs() as i64)
+                }
+                _ => device.expires_at.max(now),
+            } + 300;
+            let revocation = NewRevocation {
+                org: org.id.clone(),
+                kind: RevocationKind::Device,
+                subject: device.id.clone(),
+                reason: "revoked by an administrator".into(),
+                revoked_at: now,
+                drop_after: until,
+            };
+            let ok = state.backend.revoke(&revocation, "admin").await.is_ok()
+                && db.revoke_device(&org.id, &device.id, now).await.is_ok();
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.device.revoke",
+                &account.username,
+                format!("device={}", device.id),
+            )
+            .await;
+            ok
+        }
+        "revoke-all" => {
+            let ok = revoke_account(&state, &org, &account, now, "admin")
+                .await
+                .is_ok();
+            if let Ok(devices) = db.devices(&org.id, &account.id).await {
+                for d in devices.iter().filter(|d| d.revoked_at.is_none()) {
+                    let _ = db.revoke_device(&org.id, &d.id, now).await;
+                }
+            }
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.device.revoke_all",
+                &account.username,
+                String::new(),
+            )
+            .await;
+            ok
+        }
+        _ => return not_found(&visit, &admin),
+    };
+    if !done {
+        return crate::flow::unavailable_page(&visit);
+    }
+    Redirect::to(&back).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    account: String,
+    /// Days back to show (default 7).
+    #[serde(default)]
+    days: Option<i64>,
+}
+
+fn audit_window(state: &PortalState, query: &AuditQuery) -> i64 {
+    state.now() - query.days.unwrap_or(7).clamp(1, 3660) * 86_400
+}
+
+async fn audit_entries(
+    db: &Database,
+    org: &str,
+    query: &AuditQuery,
+    since: i64,
+    limit: i64,
+) -> Vec<AuditEntry> {
+    let account = query.account.trim().to_lowercase();
+    db.audit_entries(org, since, limit)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| account.is_empty() || e.actor == account || e.subject == account)
+        .collect()
+}
+
+/// `GET /.certgate/admin/audit?account=&days=`.
+pub(crate) async fn audit_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let since = audit_window(&state, &query);
+    let mut entries = audit_entries(&db, &admin.me.org.id, &query, since, 10_000).await;
+    entries.reverse();
+    entries.truncate(AUDIT_PAGE as usize);
+    let rows = entries
+        .into_iter()
+        .map(|e| AuditRow {
+            at: date(e.at),
+            actor: e.actor,
+            action: e.action,
+            subject: e.subject,
+            ip: e.ip,
+            detail: e.detail,
+        })
+        .collect();
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::html(
+        StatusCode::OK,
+        &AdminAuditPage {
+            c: &c,
+            account: &query.account,
+            export: format!(
+                "/.certgate/admin/audit.jsonl?account={}&days={}",
+                percent_encoding::utf8_percent_encode(
+                    &query.account,
+                    percent_encoding::NON_ALPHANUMERIC
+                ),
+                query.days.unwrap_or(7)
+            ),
+            days: query.days.unwrap_or(7),
+            entries: rows,
+        },
+    )
+}
+
+/// `GET /.certgate/admin/audit.jsonl`: the same entries as JSON lines.
+pub(crate) async fn audit_export(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let since = audit_window(&state, &query);
+    let mut body = String::new();
+    for e in audit_entries(&db, &admin.me.org.id, &query, since, 100_000).await {
+        let line = serde_json::json!({
+            "at": e.at, "org": e.org, "actor": e.actor, "action": e.action,
+            "subject": e.subject, "ip": e.ip, "detail": e.detail,
+        });
+        body.push_str(&line.to_string());
+        body.push('\n');
+    }
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jsonl; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"certgate-audit.jsonl\""),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /.certgate/admin/settings`: the organisation's policy, read-only, with its file.
+pub(crate) async fn settings(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let org = &admin.me.org;
+    let t = visit.texts;
+    let m = &org.mfa;
+    let facts: Vec<(&'static str, String)> = vec![
+        (t.settings_file, org.source.display().to_string()),
+        (
+            t.settings_methods,
+            m.methods
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        (
+            t.settings_required,
+            match m.required {
+                certgate_policies::MfaRequirement::All => "all",
+                certgate_policies::MfaRequirement::Enrolled => "enrolled",
+            }
+            .to_owned(),
+        ),
+        (t.settings_exempt, m.exempt_roles.join(", ")),
+        (t.settings_session, t.duration(m.session_lifetime)),
+        (t.settings_trust, t.duration(m.trust_device_for)),
+        (t.settings_group, t.duration(m.group_idle_timeout)),
+        (
+            t.settings_sso,
+            org.sso
+                .iter()
+                .map(|p| format!("{} ({})", p.label, p.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        (t.settings_allow, format!("{}", org.access.allow.len())),
+    ];
+    let c = visit.chrome(Some(org));
+    let mut response = pages::html(StatusCode::OK, &AdminSettingsPage { c: &c, facts });
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,324 @@
+//! The organisation admins' pages: resetting a user's second factor in Chromium, isolation
+//! between organisations, 403 for everyone else, a fresh second factor for changes, and the
+//! audit log with its JSON-lines export.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use certgate_e2e::{
+    attribute_after, csrf_of, eventually, Browser, CurlClient, NewUser, Org, PortalWorld, DESKTOP,
+    PHONE,
+};
+
+const NOORD: &str = "noord.test";
+const ZUID: &str = "zuid.test";
+const PASSWORD: &str = "correct horse battery";
+
+fn org(id: &'static str, host: &str) -> Org {
+    let mut org = Org::new(id, host);
+    org.policy_extra =
+        "\n[mfa]\nmethods = [\"authenticator\", \"email\"]\nexempt_roles = [\"parent\"]\n".into();
+    org
+}
+
+fn shot(browser: &Browser, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join("admin");
+    for (label, (w, h)) in [("phone", PHONE), ("desktop", DESKTOP)] {
+        browser.set_viewport_size(w, h);
+        browser.screenshot(&dir.join(format!("{name}-{label}.png")));
+    }
+}
+
+/// Password and e-mail code with curl; the client then holds the credential.
+fn sign_in_by_email(w: &PortalWorld, client: &CurlClient<'_>, user: &str) {
+    let answer = client.sign_in("/", user, PASSWORD);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let mut page = client.get("/.certgate/mfa");
+    if page.body.contains(r#"action="/.certgate/mfa/choose""#) {
+        client.post(
+            "/.certgate/mfa/choose",
+            &[("csrf", &csrf_of(&page.body)), ("method", "email")],
+        );
+        page = client.get("/.certgate/mfa");
+    }
+    let done = client.post(
+        "/.certgate/mfa/code",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("code", &w.mailed_code(user)),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+}
+
+#[test]
+fn an_admin_resets_a_users_second_factor_and_the_user_chooses_again() {
+    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "beheer@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser::personal("noord", "lisa@noord.test", PASSWORD));
+    let lisa = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &lisa, "lisa@noord.test");
+    assert_eq!(lisa.api("/").status, 200);
+
+    let b = Browser::start("en");
+    b.goto(&w.url(NOORD, "/.certgate/admin"));
+    b.fill("username", "beheer@noord.test");
+    b.fill("password", PASSWORD);
+    b.click_button("Sign in");
+    b.click("input[value=email]");
+    b.click_button("Continue");
+    b.fill("code", &w.mailed_code("beheer@noord.test"));
+    b.click_button("Verify");
+    assert!(
+        b.current_url().ends_with("/.certgate/admin"),
+        "{}",
+        b.current_url()
+    );
+    shot(&b, "accounts");
+    b.fill("q", "lisa");
+    b.click_button("Show");
+    b.click_link("lisa@noord.test");
+    assert!(
+        b.page_text().contains("E-mail (enrolled)"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "account");
+    b.click_button("Reset second factor");
+    assert!(
+        b.page_text()
+            .contains("every device they are signed in on is signed out"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "reset-confirm");
+    b.click_button("Reset second factor");
+    let reset = Instant::now();
+    assert!(
+        b.page_text().contains("lisa@noord.test"),
+        "{}",
+        b.page_text()
+    );
+    assert!(eventually(Duration::from_secs(1), || lisa.api("/").status == 401));
+    assert!(reset.elapsed() <= Duration::from_secs(2));
+    assert!(w
+        .mail_about("lisa@noord.test", "second factor")
+        .body_text
+        .contains("reset"));
+
+    // Her next sign-in asks her to choose a method again.
+    let again = w.client(NOORD, "127.0.0.1");
+    assert_eq!(again.sign_in("/", "lisa@noord.test", PASSWORD).status, 303);
+    assert!(again
+        .get("/.certgate/mfa")
+        .body
+        .contains("How do you want to confirm it is you?"));
+
+    // The audit log has it, and exports JSON lines.
+    b.goto(&w.url(NOORD, "/.certgate/admin/audit?account=lisa@noord.test"));
+    assert!(
+        b.page_text().contains("admin.user.reset_mfa"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "audit");
+    b.goto(&w.url(NOORD, "/.certgate/admin/settings"));
+    assert!(b.page_text().contains("noord.toml"), "{}", b.page_text());
+    shot(&b, "settings");
+}
+
+#[test]
+fn admins_see_only_their_organisation_others_get_403_and_changes_need_a_fresh_second_factor() {
+    let w = PortalWorld::start(&[org("noord", NOORD), org("zuid", ZUID)], "");
+    for (org, user, roles) in [
+        ("noord", "an@noord.test", &["admin"][..]),
+        ("noord", "bo@noord.test", &[][..]),
+        ("noord", "cas@noord.test", &["admin", "parent"][..]),
+        ("zuid", "dani@zuid.test", &["admin"][..]),
+    ] {
+        w.add_user(&NewUser {
+            roles,
+            ..NewUser::personal(org, user, PASSWORD)
+        });
+    }
+    // Zuid's admin sees the id of a zuid account.
+    let dani = w.client(ZUID, "127.0.0.1");
+    sign_in_by_email(&w, &dani, "dani@zuid.test");
+    let list = dani.get("/.certgate/admin");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let zuid_id = attribute_after(&list.body, r#"<a href="/.certgate/admin/accounts/"#).unwrap();
+
+    // Noord's admin cannot see it or change it, by guessing the id.
+    let an = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &an, "an@noord.test");
+    let listed = an.get("/.certgate/admin");
+    assert!(listed.body.contains("bo@noord.test") && !listed.body.contains("dani@zuid.test"));
+    assert_eq!(
+        an.get(&format!("/.certgate/admin/accounts/{zuid_id}"))
+            .status,
+        404
+    );
+    let page = an.get("/.certgate/admin/accounts/new");
+    let changed = an.post(
+        &format!("/.certgate/admin/accounts/{zuid_id}/disable"),
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_eq!(changed.status, 404);
+    assert_eq!(
+        dani.get(&format!("/.certgate/admin/accounts/{zuid_id}"))
+            .status,
+        200,
+        "untouched"
+    );
+
+    // Someone without the admin role: 403 on every admin page and change.
+    let bo = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &bo, "bo@noord.test");
+    for path in [
+        "/.certgate/admin",
+        "/.certgate/admin/audit",
+        "/.certgate/admin/settings",
+        "/.certgate/admin/audit.jsonl",
+        "/.certgate/admin/accounts/new",
+    ] {
+        assert_eq!(bo.get(path).status, 403, "{path}");
+    }
+    let csrf = csrf_of(&bo.get("/.certgate/account").body);
+    assert_eq!(
+        bo.post(
+            &format!("/.certgate/admin/accounts/{zuid_id}/reset-mfa"),
+            &[("csrf", &csrf)]
+        )
+        .status,
+        403
+    );
+
+    // An admin who signed in without a second factor is asked for one before any change.
+    let cas = w.client(NOORD, "127.0.0.1");
+    assert_eq!(cas.sign_in("/", "cas@noord.test", PASSWORD).status, 303);
+    let page = cas.get("/.certgate/admin/accounts/new");
+    assert!(
+        page.body.contains("sign in again with your second factor"),
+        "{}",
+        page.body
+    );
+    let refused = cas.post(
+        "/.certgate/admin/accounts/new",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "nieuw@noord.test"),
+            ("name", "Nieuw"),
+        ],
+    );
+    assert_eq!(refused.status, 303);
+    assert!(refused
+        .header("location")
+        .unwrap()
+        .starts_with("/.certgate/login?return_to="));
+
+    // With a fresh second factor the admin creates an account, which gets its welcome mail; a
+    // bad field is named and nothing is created.
+    let page = an.get("/.certgate/admin/accounts/new");
+    let bad = an.post(
+        "/.certgate/admin/accounts/new",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "eva@noord.test"),
+            ("name", "Eva"),
+            ("mobile", "0612"),
+        ],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("not a mobile number in international form"),
+        "{}",
+        bad.body
+    );
+    let made = an.post(
+        "/.certgate/admin/accounts/new",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "eva@noord.test"),
+            ("name", "Eva"),
+            ("email", "eva@noord.test"),
+        ],
+    );
+    assert_eq!(made.status, 303, "{}", made.body);
+    assert!(w
+        .mail_about("eva@noord.test", "Your account at Org noord")
+        .body_text
+        .contains("Forgot your password?"));
+
+    // The export is JSON lines, one audit entry a line, this organisation's only.
+    let file = w.d.path("audit.jsonl");
+    assert_eq!(an.download("/.certgate/admin/audit.jsonl", &file), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "admin.user.add" && e["subject"] == "eva@noord.test"));
+    assert!(entries.iter().all(|e| e["org"] == "noord"));
+    assert!(
+        entries.iter().any(|e| e["action"] == "sign-in"),
+        "sign-ins are audited"
+    );
+    // A failed sign-in is too.
+    let wrong = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        wrong
+            .sign_in("/", "bo@noord.test", "not the password")
+            .status,
+        401
+    );
+    assert_eq!(
+        an.download("/.certgate/admin/audit.jsonl?account=bo@noord.test", &file),
+        200
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("\"sign-in-failed\"")),
+        "{text}"
+    );
+}
+
+#[test]
+fn audit_entries_past_their_retention_are_deleted() {
+    let w = PortalWorld::start(
+        &[org("noord", NOORD)],
+        "[database]\naudit_retention = \"3s\"\n",
+    );
+    w.add_user(&NewUser {
+        roles: &["admin", "parent"],
+        ..NewUser::personal("noord", "an@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "old@noord.test", PASSWORD)
+    });
+    let old = w.client(NOORD, "127.0.0.1");
+    assert_eq!(old.sign_in("/", "old@noord.test", PASSWORD).status, 303);
+    std::thread::sleep(Duration::from_secs(5));
+    let an = w.client(NOORD, "127.0.0.1");
+    assert_eq!(an.sign_in("/", "an@noord.test", PASSWORD).status, 303);
+    let file = w.d.path("audit.jsonl");
+    assert_eq!(an.download("/.certgate/admin/audit.jsonl", &file), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("an@noord.test"),
+        "the recent sign-in is kept: {text}"
+    );
+    assert!(
+        !text.contains("old@noord.test"),
+        "the old one is gone: {text}"
+    );
+}
