@@ -688,6 +688,47 @@ pub(crate) async fn act(
             }
             ok
         }
+        "delete" if form.confirm != "yes" => {
+            let c = visit.chrome(Some(&org));
+            return pages::html(
+                StatusCode::OK,
+                &AdminConfirmPage {
+                    c: &c,
+                    csrf: &admin.me.attempt.session.csrf,
+                    action: &format!("/.certgate/admin/accounts/{id}/delete"),
+                    question: &crate::i18n::fill(
+                        t.admin_delete_question,
+                        &account.display_name,
+                        &account.username,
+                        "",
+                    ),
+                    consequences: t.admin_delete_consequences,
+                    button: t.admin_delete,
+                    back: &back,
+                },
+            );
+        }
+        "delete" => {
+            // Signed out everywhere first, then gone; the audit log keeps the trail.
+            let ok = revoke_account(&state, &org, &account, now, "deleted")
+                .await
+                .is_ok()
+                && db.delete_account(&org.id, &account.id).await.is_ok();
+            audit(
+                &db,
+                &admin,
+                &visit,
+                now,
+                "admin.user.delete",
+                &account.username,
+                String::new(),
+            )
+            .await;
+            if !ok {
+                return crate::flow::unavailable_page(&visit);
+            }
+            return Redirect::to("/.certgate/admin").into_response();
+        }
         "revoke-device" => {
             let Some(device) = db
                 .device(&org.id, &form.device)
@@ -928,4 +969,393 @@ pub(crate) async fn settings(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `GET /.certgate/admin/allowlist`: the admins' own addresses (editable) over the network
+/// admins' files (read-only, with where each entry comes from).
+pub(crate) async fn allow_list(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    match state.backend.allow_list(&admin.me.org.id).await {
+        Ok(form) => {
+            let text = form.text.clone();
+            allow_list_view(
+                &visit,
+                &admin,
+                &form,
+                &text,
+                form.version,
+                Vec::new(),
+                None,
+                StatusCode::OK,
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the admin allow list cannot be read");
+            crate::flow::unavailable_page(&visit)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn allow_list_view(
+    visit: &Visit,
+    admin: &Admin,
+    form: &crate::AllowListForm,
+    text: &str,
+    version: i64,
+    problems: Vec<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let c = visit.chrome(Some(&admin.me.org));
+    let limits = crate::i18n::fill(
+        c.t.allow_limits,
+        "",
+        &form.min_prefix.0.to_string(),
+        &form.min_prefix.1.to_string(),
+    );
+    pages::html(
+        status,
+        &pages::AdminAllowListPage {
+            c: &c,
+            csrf: &admin.me.attempt.session.csrf,
+            version,
+            text,
+            files: form.files.clone(),
+            limits,
+            problems,
+            error,
+            fresh: admin.fresh,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AllowListSave {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /.certgate/admin/allowlist`: every bad line named and nothing saved; a save based on
+/// an outdated view refused; otherwise applied on every instance.
+pub(crate) async fn save_allow_list(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<AllowListSave>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match changing(
+        &state,
+        &visit,
+        &store,
+        &db,
+        &headers,
+        &form.csrf,
+        "/.certgate/admin/allowlist",
+    )
+    .await
+    {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let org = admin.me.org.id.clone();
+    let saved = state
+        .backend
+        .save_allow_list(
+            &org,
+            form.version,
+            &form.text,
+            &admin.me.account.username,
+            &visit.ip,
+        )
+        .await;
+    let (problems, error, status) = match saved {
+        Ok(_) => return Redirect::to("/.certgate/admin/allowlist").into_response(),
+        Err(crate::AllowListProblem::Invalid(lines)) => (
+            lines,
+            Some(visit.texts.allow_nothing_saved.to_owned()),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(crate::AllowListProblem::Stale(message)) => {
+            (Vec::new(), Some(message), StatusCode::CONFLICT)
+        }
+        Err(crate::AllowListProblem::Other(message)) => {
+            (Vec::new(), Some(message), StatusCode::SERVICE_UNAVAILABLE)
+        }
+    };
+    match state.backend.allow_list(&org).await {
+        // The admin's text is shown again as typed, with the version it was based on.
+        Ok(current) => allow_list_view(
+            &visit,
+            &admin,
+            &current,
+            &form.text,
+            form.version,
+            problems,
+            error,
+            status,
+        ),
+        Err(_) => crate::flow::unavailable_page(&visit),
+    }
+}
+
+/// One row of an import, as checked.
+pub struct ImportRow {
+    pub line: usize,
+    pub username: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub problem: Option<String>,
+}
+
+/// Reads the CSV (header `username,name,email,mobile,kind,roles`; roles separated by `;`):
+/// every row checked, nothing written.
+async fn check_import(
+    db: &Database,
+    org: &str,
+    text: &str,
+) -> Result<Vec<(ImportRow, Option<NewAccount>)>, String> {
+    if text.len() > 1_000_000 {
+        return Err("the file is larger than 1 MB".into());
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("the first line: {e}"))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(user_col), Some(name_col)) = (column("username"), column("name")) else {
+        return Err(
+            "the first line must name the columns: username,name,email,mobile,kind,roles".into(),
+        );
+    };
+    let (email_col, mobile_col, kind_col, roles_col) = (
+        column("email"),
+        column("mobile"),
+        column("kind"),
+        column("roles"),
+    );
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, record) in reader.records().enumerate().take(5_000) {
+        let line = index + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                rows.push((
+                    ImportRow {
+                        line,
+                        username: String::new(),
+                        name: String::new(),
+                        kind: "",
+                        problem: Some(e.to_string()),
+                    },
+                    None,
+                ));
+                continue;
+            }
+        };
+        let field = |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or_default();
+        let roles: Vec<String> = field(roles_col)
+            .split(';')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let kind = Some(field(kind_col)).filter(|k| !k.is_empty());
+        let checked = NewAccount::checked(
+            org,
+            field(Some(user_col)),
+            field(Some(name_col)),
+            Some(field(email_col)).filter(|e| !e.is_empty()),
+            Some(field(mobile_col)).filter(|m| !m.is_empty()),
+            kind,
+            &roles,
+        );
+        let username = field(Some(user_col)).to_lowercase();
+        let problem = match &checked {
+            Err(message) => Some(message.clone()),
+            Ok(_) if !seen.insert(username.clone()) => {
+                Some("this user name is in the file twice".into())
+            }
+            Ok(new) => match db.find_account(org, &new.username).await {
+                Ok(Some(_)) => Some("an account with this user name exists already".into()),
+                Ok(None) => None,
+                Err(_) => Some("the database cannot be reached".into()),
+            },
+        };
+        let kind = match checked.as_ref().map(|n| n.kind) {
+            Ok(AccountKind::Group) => "group",
+            _ => "personal",
+        };
+        rows.push((
+            ImportRow {
+                line,
+                username,
+                name: field(Some(name_col)).to_owned(),
+                kind,
+                problem: problem.clone(),
+            },
+            checked.ok().filter(|_| problem.is_none()),
+        ));
+    }
+    Ok(rows)
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    csv: String,
+    /// `preview` or `import`.
+    #[serde(default)]
+    step: String,
+}
+
+fn import_view(
+    visit: &Visit,
+    admin: &Admin,
+    csv: &str,
+    rows: Vec<ImportRow>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let c = visit.chrome(Some(&admin.me.org));
+    let ready = !rows.is_empty() && rows.iter().all(|r| r.problem.is_none()) && error.is_none();
+    pages::html(
+        status,
+        &pages::AdminImportPage {
+            c: &c,
+            csrf: &admin.me.attempt.session.csrf,
+            csv,
+            rows,
+            ready,
+            error,
+            fresh: admin.fresh,
+        },
+    )
+}
+
+/// `GET /.certgate/admin/import`.
+pub(crate) async fn import_page(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => import_view(
+            &visit,
+            &admin,
+            "username,name,email,mobile,kind,roles\n",
+            Vec::new(),
+            None,
+            StatusCode::OK,
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `POST /.certgate/admin/import`: a preview naming every bad row; the import writes all rows
+/// or none.
+pub(crate) async fn import(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<ImportForm>,
+) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match changing(
+        &state,
+        &visit,
+        &store,
+        &db,
+        &headers,
+        &form.csrf,
+        "/.certgate/admin/import",
+    )
+    .await
+    {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let org = admin.me.org.id.clone();
+    let checked = match check_import(&db, &org, &form.csv).await {
+        Ok(rows) => rows,
+        Err(message) => {
+            return import_view(
+                &visit,
+                &admin,
+                &form.csv,
+                Vec::new(),
+                Some(message),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+    };
+    let bad = checked.iter().any(|(row, _)| row.problem.is_some());
+    if form.step != "import" || bad || checked.is_empty() {
+        let status = if bad {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        let rows = checked.into_iter().map(|(row, _)| row).collect();
+        return import_view(&visit, &admin, &form.csv, rows, None, status);
+    }
+    let now = state.now();
+    let mut created = 0;
+    for (_, new) in &checked {
+        let Some(new) = new else { continue };
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        match db.create_account(new, &id, now).await {
+            Ok(account) => {
+                created += 1;
+                state.account_notice(&account, AccountNotice::Welcome);
+            }
+            Err(error) => {
+                tracing::warn!(%error, username = %new.username, "an imported account was not created")
+            }
+        }
+    }
+    audit(
+        &db,
+        &admin,
+        &visit,
+        now,
+        "admin.user.import",
+        &format!("{created} accounts"),
+        String::new(),
+    )
+    .await;
+    Redirect::to("/.certgate/admin").into_response()
 }

@@ -4,7 +4,7 @@
 //! with the gateway (database, store, metrics, revocations) comes in through [`Backend`].
 
 mod account;
-mod admin;
+pub mod admin;
 pub mod codes;
 mod device;
 mod flow;
@@ -58,9 +58,41 @@ pub trait Backend: Send + Sync + 'static {
     fn store(&self) -> Option<Store>;
     /// The database, once it is open.
     fn database(&self) -> Option<Database>;
+    /// An organisation's admin allow list, for its editing page.
+    async fn allow_list(&self, org: &str) -> Result<AllowListForm, String>;
+    /// Saves an organisation's admin allow list (checked line by line, only if still at
+    /// `version`), applied on every instance.
+    async fn save_allow_list(
+        &self,
+        org: &str,
+        version: i64,
+        text: &str,
+        actor: &str,
+        ip: &str,
+    ) -> Result<i64, AllowListProblem>;
     /// Records a revocation durably and makes every gateway refuse it at once; `reason` is the
     /// `revocations_total` label.
     async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String>;
+}
+
+/// An admin allow list as its editing page shows it.
+pub struct AllowListForm {
+    pub version: i64,
+    /// One `network  # note` a line: what the admin edits.
+    pub text: String,
+    /// The policy files' entries, read-only: (network, where it comes from).
+    pub files: Vec<(String, String)>,
+    /// The shortest prefixes accepted, IPv4 and IPv6.
+    pub min_prefix: (u8, u8),
+}
+
+/// Why an allow list was not saved; every message may be shown to the admin.
+pub enum AllowListProblem {
+    /// Every bad line.
+    Invalid(Vec<String>),
+    /// Someone else saved meanwhile.
+    Stale(String),
+    Other(String),
 }
 
 /// Where mail goes.
@@ -328,6 +360,14 @@ pub fn router(state: Arc<PortalState>) -> Router {
             "/.certgate/admin/accounts/{id}/{action}",
             axum::routing::post(admin::act),
         )
+        .route(
+            "/.certgate/admin/allowlist",
+            get(admin::allow_list).post(admin::save_allow_list),
+        )
+        .route(
+            "/.certgate/admin/import",
+            get(admin::import_page).post(admin::import),
+        )
         .route("/.certgate/admin/audit", get(admin::audit_page))
         .route("/.certgate/admin/audit.jsonl", get(admin::audit_export))
         .route("/.certgate/admin/settings", get(admin::settings))
@@ -574,6 +614,19 @@ mod tests {
         }
         fn database(&self) -> Option<Database> {
             Some(self.db.clone())
+        }
+        async fn allow_list(&self, _org: &str) -> Result<AllowListForm, String> {
+            Err("not in unit tests".into())
+        }
+        async fn save_allow_list(
+            &self,
+            _org: &str,
+            _version: i64,
+            _text: &str,
+            _actor: &str,
+            _ip: &str,
+        ) -> Result<i64, AllowListProblem> {
+            Err(AllowListProblem::Other("not in unit tests".into()))
         }
         async fn revoke(
             &self,

@@ -285,6 +285,35 @@ pub struct AdminSettingsPage<'a> {
     pub facts: Vec<(&'static str, String)>,
 }
 
+#[derive(Template)]
+#[template(path = "admin_allowlist.html")]
+pub struct AdminAllowListPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub version: i64,
+    pub text: &'a str,
+    /// The policy files' entries: (network, source).
+    pub files: Vec<(String, String)>,
+    pub limits: String,
+    /// Every bad line of a refused save.
+    pub problems: Vec<String>,
+    pub error: Option<String>,
+    pub fresh: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_import.html")]
+pub struct AdminImportPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub csv: &'a str,
+    pub rows: Vec<crate::admin::ImportRow>,
+    /// Every row is fine: the import button is shown.
+    pub ready: bool,
+    pub error: Option<String>,
+    pub fresh: bool,
+}
+
 /// The security headers every portal response carries.
 pub fn secure_headers(response: &mut Response) {
     let headers = response.headers_mut();

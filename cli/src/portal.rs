@@ -7,10 +7,13 @@ use std::time::Duration;
 use certgate_certs::{CertificateAuthority, CredentialKey};
 use certgate_db::{Database, NewRevocation};
 use certgate_gateway::admin::AdminState;
+use certgate_gateway::admin_allowlist::AllowListSaveError;
 use certgate_gateway::users::{AccountEvent, AccountEvents};
 use certgate_policies::config::{Config, SmsConfig};
 use certgate_portal::sms::SmsSender;
-use certgate_portal::{AccountNotice, Backend, MailSetup, PortalSetup};
+use certgate_portal::{
+    AccountNotice, AllowListForm, AllowListProblem, Backend, MailSetup, PortalSetup,
+};
 use certgate_store::{Store, SystemClock};
 
 /// How long the SMS provider may take before the user is told it failed.
@@ -43,6 +46,62 @@ impl Backend for GatewayBackend {
 
     fn database(&self) -> Option<Database> {
         self.0.opened_database().cloned()
+    }
+
+    async fn allow_list(&self, org: &str) -> Result<AllowListForm, String> {
+        let view = self
+            .0
+            .admin_allow_list(org)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = view
+            .entries
+            .iter()
+            .map(|e| {
+                if e.note.is_empty() {
+                    e.network.clone()
+                } else {
+                    format!("{}  # {}", e.network, e.note)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(AllowListForm {
+            version: view.version,
+            text,
+            files: view
+                .files
+                .into_iter()
+                .map(|f| (f.network, f.source))
+                .collect(),
+            min_prefix: (view.limits.min_prefix_v4, view.limits.min_prefix_v6),
+        })
+    }
+
+    async fn save_allow_list(
+        &self,
+        org: &str,
+        version: i64,
+        text: &str,
+        actor: &str,
+        ip: &str,
+    ) -> Result<i64, AllowListProblem> {
+        let editor = certgate_db::AllowListEditor {
+            actor: actor.to_owned(),
+            ip: ip.to_owned(),
+        };
+        match self
+            .0
+            .save_admin_allow_list(org, version, text, &editor)
+            .await
+        {
+            Ok(saved) => Ok(saved.version),
+            Err(AllowListSaveError::Invalid(lines)) => Err(AllowListProblem::Invalid(lines)),
+            Err(stale @ AllowListSaveError::Stale { .. }) => {
+                Err(AllowListProblem::Stale(stale.to_string()))
+            }
+            Err(other) => Err(AllowListProblem::Other(other.to_string())),
+        }
     }
 
     async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String> {

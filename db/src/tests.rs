@@ -325,6 +325,12 @@ async fn exercise_accounts(db: &Database) {
         .collect();
     assert_eq!(kept, ["mfa.reset"]);
     assert!(db.audit_entries("zuid", 0, 10).await.unwrap().is_empty());
+
+    // A leaver: the account and its devices go.
+    assert!(db.delete_account("noord", "acc-1").await.unwrap());
+    assert_eq!(db.account("noord", "acc-1").await.unwrap(), None);
+    assert!(db.devices("noord", "acc-1").await.unwrap().is_empty());
+    assert!(!db.delete_account("noord", "acc-1").await.unwrap());
 }
 
 #[tokio::test]

@@ -322,3 +322,169 @@ fn audit_entries_past_their_retention_are_deleted() {
         "the old one is gone: {text}"
     );
 }
+
+#[test]
+fn the_allow_list_page_names_bad_lines_refuses_stale_saves_and_admits_at_once() {
+    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "an@noord.test", PASSWORD)
+    });
+    let an = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &an, "an@noord.test");
+    let page = an.get("/.certgate/admin/allowlist");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let version = attribute_after(&page.body, r#"name="version" value=""#).unwrap();
+
+    let bad = an.post(
+        "/.certgate/admin/allowlist",
+        &[
+            ("csrf", &csrf),
+            ("version", &version),
+            ("text", "127.0.0.8\n10.0.0.300\n0.0.0.0/0  # everyone"),
+        ],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("line 2:") && bad.body.contains("line 3:"),
+        "{}",
+        bad.body
+    );
+    assert!(!bad.body.contains("line 1:"));
+    assert!(
+        bad.body.contains("0.0.0.0/0  # everyone"),
+        "the text is kept for correcting"
+    );
+    let from_8 = || {
+        w.d.curl(NOORD, "127.0.0.1", "/", &["--interface", "127.0.0.8"])
+            .status
+    };
+    assert_eq!(from_8(), 401, "nothing was saved");
+
+    let good = an.post(
+        "/.certgate/admin/allowlist",
+        &[
+            ("csrf", &csrf),
+            ("version", &version),
+            ("text", "127.0.0.8  # front desk"),
+        ],
+    );
+    assert_eq!(good.status, 303, "{}", good.body);
+    assert!(eventually(Duration::from_secs(2), || from_8() == 200));
+    let admitted =
+        w.d.curl(NOORD, "127.0.0.1", "/", &["--interface", "127.0.0.8"]);
+    assert_eq!(
+        admitted.upstream_header("x-certgate-auth").as_deref(),
+        Some("ip")
+    );
+
+    // A save based on the old view is refused instead of overwriting.
+    let stale = an.post(
+        "/.certgate/admin/allowlist",
+        &[("csrf", &csrf), ("version", &version), ("text", "")],
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(
+        stale.body.contains("changed by someone else"),
+        "{}",
+        stale.body
+    );
+    assert_eq!(from_8(), 200, "still admitted");
+}
+
+#[test]
+fn a_csv_import_with_a_bad_row_changes_nothing_a_good_one_creates_and_a_leaver_is_deleted() {
+    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "an@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "weg@noord.test", PASSWORD)
+    });
+    let an = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &an, "an@noord.test");
+    let config = w.d.config();
+    let exists = |user: &str| {
+        certgate_e2e::certgate(&[
+            "user", "show", "--config", &config, "--org", "noord", "--user", user,
+        ])
+        .status
+        .success()
+    };
+    let page = an.get("/.certgate/admin/import");
+    let csrf = csrf_of(&page.body);
+    let bad = "username,name,email,mobile,kind,roles\nnina@noord.test,Nina,nina@noord.test,+31612345678,personal,\nomar@noord.test,Omar,,0612,personal,\ngroep-ster,Groep Ster,,,group,\nnina@noord.test,Nina again,,,personal,\n";
+    for step in ["preview", "import"] {
+        let answer = an.post(
+            "/.certgate/admin/import",
+            &[("csrf", &csrf), ("csv", bad), ("step", step)],
+        );
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert!(
+            answer.body.contains("Line 3") && answer.body.contains("not a mobile number"),
+            "{}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("Line 5") && answer.body.contains("in the file twice"),
+            "{}",
+            answer.body
+        );
+        assert!(
+            !answer.body.contains(r#"value="import""#),
+            "no import button while a row is wrong"
+        );
+    }
+    assert!(!exists("nina@noord.test"), "nothing was written");
+    let good = "username,name,email,mobile,kind,roles\nnina@noord.test,Nina,nina@noord.test,+31612345678,personal,\ngroep-ster,Groep Ster,,,group,\n";
+    let preview = an.post(
+        "/.certgate/admin/import",
+        &[("csrf", &csrf), ("csv", good), ("step", "preview")],
+    );
+    assert_eq!(preview.status, 200);
+    assert!(
+        preview.body.contains(r#"value="import""#),
+        "{}",
+        preview.body
+    );
+    let imported = an.post(
+        "/.certgate/admin/import",
+        &[("csrf", &csrf), ("csv", good), ("step", "import")],
+    );
+    assert_eq!(imported.status, 303, "{}", imported.body);
+    assert!(exists("nina@noord.test") && exists("groep-ster"));
+    assert!(w
+        .mail_about("nina@noord.test", "Your account")
+        .body_text
+        .contains("Forgot your password?"));
+
+    // A leaver is deleted after a confirmation, and signed out everywhere.
+    let leaver = w.client(NOORD, "127.0.0.1");
+    assert_eq!(leaver.sign_in("/", "weg@noord.test", PASSWORD).status, 303);
+    assert_eq!(leaver.api("/").status, 200);
+    let list = an.get("/.certgate/admin?q=weg");
+    let id = attribute_after(&list.body, r#"<a href="/.certgate/admin/accounts/"#).unwrap();
+    let confirm = an.post(
+        &format!("/.certgate/admin/accounts/{id}/delete"),
+        &[("csrf", &csrf)],
+    );
+    assert!(
+        confirm.body.contains("audit log keeps the entries"),
+        "{}",
+        confirm.body
+    );
+    assert!(exists("weg@noord.test"), "not before confirming");
+    let deleted = an.post(
+        &format!("/.certgate/admin/accounts/{id}/delete"),
+        &[("csrf", &csrf), ("confirm", "yes")],
+    );
+    assert_eq!(deleted.status, 303);
+    assert!(!exists("weg@noord.test"));
+    assert!(eventually(Duration::from_secs(1), || leaver
+        .api("/")
+        .status
+        == 401));
+}
