@@ -94,7 +94,7 @@ const DEMO_ACCOUNTS: [DemoAccount; 3] = [
         email: Some("anna@demo.example"),
         mobile: Some("+31612345678"),
         kind: certgate_db::AccountKind::Personal,
-        roles: &[],
+        roles: &["admin"],
         password: "welkom-anna",
     },
     DemoAccount {
@@ -249,12 +249,14 @@ Everything it uses is in {d}/.
 
 In a browser, open https://localhost:8443/ (trust {d}/ca/root.pem, or accept the warning): you are
 sent to the sign-in page. Demo accounts (organisation "Demo Care"):
-   anna@demo.example    password welkom-anna         personal; codes by authenticator app, SMS or e-mail
+   anna@demo.example    password welkom-anna         personal and admin; codes by authenticator app, SMS or e-mail
    groep-zonnebloem     password welkom-zonnebloem   shared group tablet; authenticator app
    ouder@demo.example   password welkom-ouder        parent: exempt from the second factor
 E-mails (codes, password links) are written to {d}/data/outbox/ instead of being sent;
 SMS codes appear in this terminal's log.
-Sign out: https://localhost:8443/.certgate/logout
+Sign out: https://localhost:8443/.certgate/logout      Your devices: https://localhost:8443/.certgate/account
+Administration (as anna): https://localhost:8443/.certgate/admin
+An app or agent: certgate login --url https://localhost:8443 --out demo-device   (with SSL_CERT_FILE={d}/ca/root.pem)
 Try it yourself: add 127.0.0.1 to {d}/policies/demo.allowlist and reload the browser.
 Explain a decision: certgate policy explain --config {d}/certgate.toml --host localhost --ip 127.0.0.2
 Metrics: http://127.0.0.1:9100/metrics
