@@ -149,11 +149,34 @@ fn trust_name(visit: &Visit, trust: DeviceTrust) -> &'static str {
     }
 }
 
-async fn rows(
+/// A device's revocation, kept until the longest credential of the device could have expired
+/// (renewed group credentials: the idle timeout from now).
+pub(crate) fn device_revocation(
+    org: &Organisation,
+    device: &Device,
+    now: i64,
+    reason: &str,
+) -> NewRevocation {
+    let until = match device.trust {
+        DeviceTrust::Group => now.saturating_add(org.mfa.group_idle_timeout.as_secs() as i64),
+        _ => device.expires_at.max(now),
+    } + 300;
+    NewRevocation {
+        org: org.id.clone(),
+        kind: RevocationKind::Device,
+        subject: device.id.clone(),
+        reason: reason.to_owned(),
+        revoked_at: now,
+        drop_after: until,
+    }
+}
+
+/// The rows of a device list, newest first; `this_device` is marked.
+pub(crate) async fn device_rows(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
-    me: &Me,
+    this_device: Option<&str>,
     devices: &[Device],
 ) -> Vec<DeviceRow> {
     let now = state.now();
@@ -178,7 +201,7 @@ async fn rows(
             expires: date(d.expires_at),
             last_seen: seen.map_or_else(|| "-".into(), date),
             ip: d.ip.clone(),
-            this: me.this_device.as_deref() == Some(d.id.as_str()),
+            this: this_device == Some(d.id.as_str()),
             status: if d.revoked_at.is_some() {
                 visit.texts.status_revoked
             } else if d.expires_at <= now {
@@ -207,7 +230,7 @@ pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderM
         Ok(devices) => devices,
         Err(_) => return crate::flow::unavailable_page(&visit),
     };
-    let rows = rows(&state, &visit, &store, &me, &devices).await;
+    let rows = device_rows(&state, &visit, &store, me.this_device.as_deref(), &devices).await;
     let c = visit.chrome(Some(&me.org));
     let mut response = pages::html(
         StatusCode::OK,
@@ -264,20 +287,7 @@ pub(crate) async fn revoke(
         _ => return Redirect::to("/.certgate/account").into_response(),
     };
     let now = state.now();
-    // Kept until the longest credential of the device could have expired (renewed group
-    // credentials: the idle timeout from now).
-    let until = match device.trust {
-        DeviceTrust::Group => now.saturating_add(me.org.mfa.group_idle_timeout.as_secs() as i64),
-        _ => device.expires_at.max(now),
-    } + 300;
-    let revocation = NewRevocation {
-        org: me.org.id.clone(),
-        kind: RevocationKind::Device,
-        subject: device.id.clone(),
-        reason: "revoked by the user".into(),
-        revoked_at: now,
-        drop_after: until,
-    };
+    let revocation = device_revocation(&me.org, &device, now, "revoked by the user");
     if let Err(error) = state.backend.revoke(&revocation, "user").await {
         tracing::error!(%error, "a device could not be revoked");
         return crate::flow::unavailable_page(&visit);

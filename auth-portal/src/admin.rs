@@ -20,7 +20,7 @@ use crate::account::{date, me, Me};
 use crate::flow::backends;
 use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
-    AdminSettingsPage, AuditRow, DeviceRow, UserRow,
+    AdminSettingsPage, AuditRow, UserRow,
 };
 use crate::{AccountNotice, PortalState, Visit};
 
@@ -32,10 +32,10 @@ const FRESH_FOR_CHANGES: i64 = 15 * 60;
 const AUDIT_PAGE: i64 = 200;
 
 /// An admin looking at the pages.
-struct Admin {
-    me: Me,
+pub(crate) struct Admin {
+    pub(crate) me: Me,
     /// Passed a second factor in the last 15 minutes, in this browser.
-    fresh: bool,
+    pub(crate) fresh: bool,
 }
 
 fn forbidden(visit: &Visit, org: Option<&certgate_policies::Organisation>) -> Response {
@@ -50,7 +50,7 @@ fn forbidden(visit: &Visit, org: Option<&certgate_policies::Organisation>) -> Re
     )
 }
 
-async fn admin(
+pub(crate) async fn admin(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
@@ -402,47 +402,11 @@ async fn account_view(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let now = state.now();
     let devices = db
         .devices(&admin.me.org.id, &account.id)
         .await
         .unwrap_or_default();
-    let mut rows = Vec::new();
-    for d in devices.iter().rev() {
-        let seen = store
-            .last_seen(&d.org, &d.id)
-            .await
-            .ok()
-            .flatten()
-            .into_iter()
-            .chain(d.last_seen)
-            .max();
-        rows.push(DeviceRow {
-            id: d.id.clone(),
-            kind: match d.kind {
-                certgate_db::DeviceKind::Browser => visit.texts.kind_browser,
-                certgate_db::DeviceKind::Certificate => visit.texts.kind_certificate,
-            },
-            trust: match d.trust {
-                certgate_db::DeviceTrust::Session => visit.texts.trust_session,
-                certgate_db::DeviceTrust::Trusted => visit.texts.trust_trusted,
-                certgate_db::DeviceTrust::Group => visit.texts.trust_group,
-            },
-            created: date(d.created_at),
-            expires: date(d.expires_at),
-            last_seen: seen.map_or_else(|| "-".into(), date),
-            ip: d.ip.clone(),
-            this: false,
-            status: if d.revoked_at.is_some() {
-                visit.texts.status_revoked
-            } else if d.expires_at <= now {
-                visit.texts.status_expired
-            } else {
-                ""
-            },
-            can_revoke: d.revoked_at.is_none() && d.expires_at > now,
-        });
-    }
+    let rows = crate::account::device_rows(state, visit, store, None, &devices).await;
     let c = visit.chrome(Some(&admin.me.org));
     pages::html(
         status,
@@ -556,7 +520,7 @@ pub(crate) struct ActionForm {
 }
 
 /// Every credential of `account` issued until now is refused, everywhere.
-async fn revoke_account(
+pub(crate) async fn revoke_account(
     state: &PortalState,
     org: &certgate_policies::Organisation,
     account: &Account,
@@ -739,20 +703,12 @@ pub(crate) async fn act(
             else {
                 return not_found(&visit, &admin);
             };
-            let until = match device.trust {
-                certgate_db::DeviceTrust::Group => {
-                    now.saturating_add(org.mfa.group_idle_timeout.as_secs() as i64)
-                }
-                _ => device.expires_at.max(now),
-            } + 300;
-            let revocation = NewRevocation {
-                org: org.id.clone(),
-                kind: RevocationKind::Device,
-                subject: device.id.clone(),
-                reason: "revoked by an administrator".into(),
-                revoked_at: now,
-                drop_after: until,
-            };
+            let revocation = crate::account::device_revocation(
+                &org,
+                &device,
+                now,
+                "revoked by an administrator",
+            );
             let ok = state.backend.revoke(&revocation, "admin").await.is_ok()
                 && db.revoke_device(&org.id, &device.id, now).await.is_ok();
             audit(

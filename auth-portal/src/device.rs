@@ -77,12 +77,12 @@ fn is_invisible_format(c: char) -> bool {
 }
 
 /// 256 random bits, URL-safe.
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
-fn hashed(secret: &str) -> String {
+pub(crate) fn hashed(secret: &str) -> String {
     hex::encode(digest(&SHA256, secret.as_bytes()).as_ref())
 }
 

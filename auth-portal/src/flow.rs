@@ -413,31 +413,7 @@ pub(crate) async fn login_submit(
             )
             .await
         }
-        Need::Required => {
-            // A new session id once the password is right: an id planted before is worthless.
-            let Ok(Some(next)) = store.rotate_session(&attempt.id, SESSION_TTL).await else {
-                return unavailable(&visit);
-            };
-            attempt.id = next;
-            let mut s = Signing {
-                attempt,
-                org: Arc::clone(&org),
-                account,
-            };
-            // A stored channel gets its code now, from this POST, never from a page load.
-            send_stored_channel_code(&state, &visit, &store, &mut s).await;
-            if !save(&store, &s.attempt).await {
-                return unavailable(&visit);
-            }
-            let mut response = see_other("/.certgate/mfa");
-            session::set_cookie(
-                &mut response,
-                session::SESSION_COOKIE,
-                s.attempt.id.as_str(),
-                None,
-            );
-            response
-        }
+        Need::Required => to_second_factor(&state, &visit, &store, attempt, &org, account).await,
     };
     if visit.orgs.len() > 1 {
         if remember_org {
@@ -787,6 +763,40 @@ async fn send_code(
         .with_label_values(&[s.org.id.as_str(), channel.as_str()])
         .inc();
     Ok(())
+}
+
+/// The first step (password or single sign-on) is done and a second factor is needed: a new
+/// session id (an id planted before is worthless), the code of a stored channel sent from this
+/// request (never from a page load), and on to the second-factor page.
+pub(crate) async fn to_second_factor(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    mut attempt: Attempt,
+    org: &Arc<Organisation>,
+    account: Account,
+) -> Response {
+    let Ok(Some(next)) = store.rotate_session(&attempt.id, SESSION_TTL).await else {
+        return unavailable(visit);
+    };
+    attempt.id = next;
+    let mut s = Signing {
+        attempt,
+        org: Arc::clone(org),
+        account,
+    };
+    send_stored_channel_code(state, visit, store, &mut s).await;
+    if !save(store, &s.attempt).await {
+        return unavailable(visit);
+    }
+    let mut response = see_other("/.certgate/mfa");
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        s.attempt.id.as_str(),
+        None,
+    );
+    response
 }
 
 /// When the account's stored method is a channel, sends its code now (from the request that

@@ -5,6 +5,7 @@
 
 mod account;
 pub mod admin;
+mod admin_api;
 pub mod codes;
 mod device;
 mod flow;
@@ -371,6 +372,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/.certgate/admin/audit", get(admin::audit_page))
         .route("/.certgate/admin/audit.jsonl", get(admin::audit_export))
         .route("/.certgate/admin/settings", get(admin::settings))
+        .merge(admin_api::router())
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
         .route("/.certgate/theme.css", get(theme_css))

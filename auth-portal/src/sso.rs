@@ -28,7 +28,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::flow::{load_attempt, save, start_attempt};
+use crate::flow::{load_attempt, start_attempt};
 use crate::i18n::fill;
 use crate::issue::{self, mfa_need, Need, Proof, Then};
 use crate::pages;
@@ -703,32 +703,9 @@ pub(crate) async fn callback(
             )
             .await
         }
+        // As after a password: certgate's own second factor.
         (SsoMfa::Certgate, Need::Required) => {
-            // As after a password: a new session id, then certgate's own second factor.
-            let Ok(Some(next)) = store
-                .rotate_session(&attempt.id, session::SESSION_TTL)
-                .await
-            else {
-                return fail(t.trouble, "failure");
-            };
-            attempt.id = next;
-            let mut signing = crate::flow::Signing {
-                attempt,
-                org: Arc::clone(&org),
-                account,
-            };
-            crate::flow::send_stored_channel_code(&state, &visit, &store, &mut signing).await;
-            if !save(&store, &signing.attempt).await {
-                return fail(t.trouble, "failure");
-            }
-            let mut response = Redirect::to("/.certgate/mfa").into_response();
-            session::set_cookie(
-                &mut response,
-                session::SESSION_COOKIE,
-                signing.attempt.id.as_str(),
-                None,
-            );
-            response
+            crate::flow::to_second_factor(&state, &visit, &store, attempt, &org, account).await
         }
     };
     session::clear_cookie(&mut response, SSO_COOKIE);

@@ -96,7 +96,7 @@ fn open_approval(client: &CurlClient<'_>, user_code: &str, user: &str) -> Respon
 
 /// Like [`open_approval`] for a user with e-mail codes: password, then the code from the mail.
 fn open_approval_with_code(
-    w: &PortalWorld,
+    _w: &PortalWorld,
     client: &CurlClient<'_>,
     user_code: &str,
     user: &str,
@@ -106,27 +106,7 @@ fn open_approval_with_code(
         "/.certgate/device",
         &[("csrf", &csrf_of(&page.body)), ("user_code", user_code)],
     );
-    assert_eq!(
-        client
-            .sign_in("%2F.certgate%2Fdevice%2Fapprove", user, PASSWORD)
-            .status,
-        303
-    );
-    let mut mfa = client.get("/.certgate/mfa");
-    if mfa.body.contains(r#"action="/.certgate/mfa/choose""#) {
-        client.post(
-            "/.certgate/mfa/choose",
-            &[("csrf", &csrf_of(&mfa.body)), ("method", "email")],
-        );
-        mfa = client.get("/.certgate/mfa");
-    }
-    let done = client.post(
-        "/.certgate/mfa/code",
-        &[
-            ("csrf", &csrf_of(&mfa.body)),
-            ("code", &w.mailed_code(user)),
-        ],
-    );
+    let done = client.sign_in_by_email("%2F.certgate%2Fdevice%2Fapprove", user, PASSWORD);
     assert_eq!(done.status, 303, "{}", done.body);
     client.get("/.certgate/device/approve")
 }

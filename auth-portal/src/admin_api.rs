@@ -1,0 +1,835 @@
+//! The organisation admins' JSON API under `/.certgate/api/v1/admin/`: accounts, devices and the
+//! audit log for scripts holding an organisation's bearer token (made and revoked by a signed-in
+//! admin, see [`tokens`]), and the OpenAPI document describing it at
+//! `/.certgate/api/v1/openapi.json`. A token acts for its own organisation only: an id of
+//! another organisation answers 404, as one that does not exist. Every error is
+//! `{"error": code, "error_description": text}`, made in one place ([`ApiError`]).
+
+mod tokens;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use certgate_db::{Account, ApiScope, ApiToken, AuditEntry, Database, Device, NewAccount};
+use certgate_policies::Organisation;
+use certgate_store::Store;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::admin::{revoke_account, ADMIN_ROLE};
+use crate::{AccountNotice, PortalState, Visit};
+
+/// The OpenAPI document, written by hand beside this file.
+const OPENAPI: &str = include_str!("admin_api/openapi.json");
+/// Request bodies are small JSON objects.
+const BODY_LIMIT: usize = 64 * 1024;
+/// Audit entries in one answer, at most and by default.
+const AUDIT_LIMIT_MAX: i64 = 10_000;
+const AUDIT_LIMIT_DEFAULT: i64 = 1_000;
+/// Without `since`, the audit log of the last week.
+const AUDIT_DEFAULT_WINDOW: i64 = 7 * 86_400;
+/// A new account may have this many roles.
+const MAX_ROLES: usize = 20;
+/// Ids in paths longer than this are no id of ours.
+const MAX_ID_LEN: usize = 64;
+
+/// The API's routes, merged into the portal's router (so the gateway-secret check covers them).
+pub(crate) fn router() -> Router<Arc<PortalState>> {
+    Router::new()
+        .route("/.certgate/api/v1/openapi.json", get(openapi))
+        .route(
+            "/.certgate/api/v1/admin/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/.certgate/api/v1/admin/tokens/{id}/revoke",
+            post(tokens::revoke),
+        )
+        .route(
+            "/.certgate/api/v1/admin/accounts",
+            get(list_accounts).post(create_account),
+        )
+        .route("/.certgate/api/v1/admin/accounts/{id}", get(show_account))
+        .route(
+            "/.certgate/api/v1/admin/accounts/{id}/disable",
+            post(disable_account),
+        )
+        .route(
+            "/.certgate/api/v1/admin/accounts/{id}/enable",
+            post(enable_account),
+        )
+        .route(
+            "/.certgate/api/v1/admin/accounts/{id}/reset-mfa",
+            post(reset_mfa),
+        )
+        .route(
+            "/.certgate/api/v1/admin/accounts/{id}/devices",
+            get(account_devices),
+        )
+        .route(
+            "/.certgate/api/v1/admin/devices/{id}/revoke",
+            post(revoke_device),
+        )
+        .route("/.certgate/api/v1/admin/audit", get(audit_log))
+        .route("/.certgate/api/v1/admin/{*rest}", any(unknown))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Why a request was not served; the one place API errors become responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    /// Malformed: the message says what is wrong.
+    BadRequest(String),
+    /// No bearer token, or one that is unknown, expired, revoked or no longer backed by an admin.
+    InvalidToken(&'static str),
+    /// The token lacks this scope.
+    InsufficientScope(ApiScope),
+    /// The token is used from outside its source networks.
+    SourceNotAllowed,
+    /// The session endpoints: nobody is signed in.
+    LoginRequired,
+    /// The session endpoints: signed in, but not an admin.
+    AdminOnly,
+    /// The session endpoints: a change without a second factor in the last 15 minutes.
+    FreshSecondFactorRequired,
+    /// The session endpoints: a change without the session's CSRF token.
+    BadCsrfToken,
+    NotFound,
+    Conflict(String),
+    TooLarge,
+    /// The store or the database cannot be reached.
+    Unavailable,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", why.clone()),
+            ApiError::InvalidToken(why) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", (*why).to_owned())
+            }
+            ApiError::InsufficientScope(scope) => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this token does not have the scope {scope}"),
+            ),
+            ApiError::SourceNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "source_not_allowed",
+                "this token is accepted only from its source networks".to_owned(),
+            ),
+            ApiError::LoginRequired => (
+                StatusCode::UNAUTHORIZED,
+                "login_required",
+                "sign in to the portal as an administrator first".to_owned(),
+            ),
+            ApiError::AdminOnly => (
+                StatusCode::FORBIDDEN,
+                "admin_only",
+                "only administrators of the organisation may do this".to_owned(),
+            ),
+            ApiError::FreshSecondFactorRequired => (
+                StatusCode::FORBIDDEN,
+                "fresh_second_factor_required",
+                "sign in again with your second factor (changes need one in the last 15 minutes)"
+                    .to_owned(),
+            ),
+            ApiError::BadCsrfToken => (
+                StatusCode::FORBIDDEN,
+                "invalid_csrf_token",
+                "send the session's CSRF token (from GET tokens) in the X-CSRF-Token header"
+                    .to_owned(),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource in this organisation".to_owned(),
+            ),
+            ApiError::Conflict(why) => (StatusCode::CONFLICT, "conflict", why.clone()),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("request bodies are at most {BODY_LIMIT} bytes"),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the portal cannot reach its store or database; try again shortly".to_owned(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, description) = self.parts();
+        let mut response = json_response(
+            status,
+            &json!({ "error": error, "error_description": description }),
+        );
+        // RFC 6750 §3: what a bearer client is told about its token.
+        let challenge = match &self {
+            ApiError::InvalidToken(_) => Some(format!(
+                "Bearer realm=\"certgate\", error=\"invalid_token\", error_description=\"{description}\""
+            )),
+            ApiError::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"certgate\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A JSON answer that no cache keeps.
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    crate::pages::secure_headers(&mut response);
+    response
+}
+
+fn ok(body: &Value) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+/// The id in a path, when it can be one of ours; anything else is "not found".
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match path {
+        Ok(Path(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => Ok(id),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A JSON body as `T`; an empty or malformed one is a 400 naming the problem.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not the expected JSON: {e}")))
+}
+
+/// A request made with a valid token of an organisation this host serves, from one of the
+/// token's source networks, with the scope the endpoint needs.
+struct Caller {
+    org: Arc<Organisation>,
+    token: ApiToken,
+    ip: String,
+    db: Database,
+    store: Option<Store>,
+}
+
+/// Checks the bearer token of a request for `scope`: known, of an organisation of this host,
+/// not revoked or expired, its admin still an active admin, the source allowed, the scope
+/// granted — in that order, so a stolen token used from elsewhere learns nothing about its
+/// scopes.
+async fn caller(
+    state: &PortalState,
+    headers: &HeaderMap,
+    scope: ApiScope,
+) -> Result<Caller, ApiError> {
+    let visit = Visit::new(state, headers);
+    let db = state.backend.database().ok_or(ApiError::Unavailable)?;
+    let presented = bearer(headers).ok_or(ApiError::InvalidToken("send a bearer token"))?;
+    if !tokens::well_formed(presented) {
+        return Err(ApiError::InvalidToken("not a certgate API token"));
+    }
+    let hash = tokens::token_hash(presented);
+    let token = db
+        .api_token_by_hash(&hash)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "API token lookup failed");
+            ApiError::Unavailable
+        })?
+        .filter(|t| bool::from(t.token_hash.as_bytes().ct_eq(hash.as_bytes())))
+        .ok_or(ApiError::InvalidToken("unknown token"))?;
+    // A token of another organisation, even one served elsewhere by this gateway, is unknown here.
+    let org = visit
+        .org(&token.org)
+        .cloned()
+        .ok_or(ApiError::InvalidToken("unknown token"))?;
+    let now = state.now();
+    if token.revoked_at.is_some() {
+        return Err(ApiError::InvalidToken("the token was revoked"));
+    }
+    if token.expires_at <= now {
+        return Err(ApiError::InvalidToken("the token has expired"));
+    }
+    let admin = db
+        .account(&org.id, &token.created_by)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    if !admin.is_some_and(|a| !a.disabled && a.roles.iter().any(|r| r == ADMIN_ROLE)) {
+        return Err(ApiError::InvalidToken(
+            "the administrator who made the token no longer is one",
+        ));
+    }
+    if !tokens::source_allowed(&token.sources, &visit.ip) {
+        return Err(ApiError::SourceNotAllowed);
+    }
+    if !token.scopes.contains(&scope) {
+        return Err(ApiError::InsufficientScope(scope));
+    }
+    if let Err(error) = db.record_api_token_use(&org.id, &token.id, now).await {
+        tracing::warn!(%error, "API token use not recorded");
+    }
+    Ok(Caller {
+        org,
+        token,
+        ip: visit.ip,
+        db,
+        store: state.backend.store(),
+    })
+}
+
+/// The token of `Authorization: Bearer …`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl Caller {
+    /// Writes the audit entry of a change, naming the token.
+    async fn audit(&self, now: i64, action: &str, subject: &str, detail: String) {
+        let entry = AuditEntry {
+            org: self.org.id.clone(),
+            at: now,
+            actor: format!("token:{}", self.token.name),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            ip: self.ip.clone(),
+            detail,
+        };
+        if let Err(error) = self.db.append_audit(&entry).await {
+            tracing::warn!(%error, "API audit entry not written");
+        }
+    }
+
+    /// An account of the token's organisation; anything else is "not found".
+    async fn account(&self, id: &str) -> Result<Account, ApiError> {
+        self.db
+            .account(&self.org.id, id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or(ApiError::NotFound)
+    }
+}
+
+fn account_json(a: &Account) -> Value {
+    json!({
+        "id": a.id,
+        "username": a.username,
+        "display_name": a.display_name,
+        "email": a.email,
+        "mobile": a.mobile,
+        "kind": a.kind.as_str(),
+        "roles": a.roles,
+        "mfa_method": a.mfa_method.map(|m| m.as_str()),
+        "mfa_enrolled": a.mfa_enrolled,
+        "disabled": a.disabled,
+        "last_login": a.last_login,
+        "created_at": a.created_at,
+    })
+}
+
+fn device_json(d: &Device, last_seen: Option<i64>, now: i64) -> Value {
+    json!({
+        "id": d.id,
+        "account_id": d.account_id,
+        "kind": match d.kind {
+            certgate_db::DeviceKind::Browser => "browser",
+            certgate_db::DeviceKind::Certificate => "certificate",
+        },
+        "trust": match d.trust {
+            certgate_db::DeviceTrust::Session => "session",
+            certgate_db::DeviceTrust::Trusted => "trusted",
+            certgate_db::DeviceTrust::Group => "group",
+        },
+        "created_at": d.created_at,
+        "expires_at": d.expires_at,
+        "last_seen": last_seen,
+        "revoked_at": d.revoked_at,
+        "ip": d.ip,
+        "state": if d.revoked_at.is_some() {
+            "revoked"
+        } else if d.expires_at <= now {
+            "expired"
+        } else {
+            "active"
+        },
+    })
+}
+
+async fn openapi() -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response();
+    crate::pages::secure_headers(&mut response);
+    response
+}
+
+/// Anything else under the prefix: a JSON 404 rather than the portal's page.
+async fn unknown() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+/// `GET accounts` (`accounts:read`).
+async fn list_accounts(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    let caller = match caller(&state, &headers, ApiScope::AccountsRead).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match caller.db.accounts(&caller.org.id).await {
+        Ok(accounts) => ok(&json!({
+            "accounts": accounts.iter().map(account_json).collect::<Vec<_>>()
+        })),
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+/// `GET accounts/{id}` (`accounts:read`).
+async fn show_account(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers, ApiScope::AccountsRead).await?;
+        let account = caller.account(&path_id(path)?).await?;
+        Ok::<_, ApiError>(ok(&account_json(&account)))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What `POST accounts` takes. Stricter than the admin pages' form (ASCII user names, no
+/// surrounding spaces), so the OpenAPI document can say exactly what is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccountBody {
+    username: String,
+    display_name: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    mobile: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl NewAccountBody {
+    /// The account to create, checked as the OpenAPI document describes, then as every new
+    /// account is.
+    fn checked(&self, org: &str) -> Result<NewAccount, String> {
+        if !valid_username(&self.username) {
+            return Err(
+                "username must be 1 to 64 of the characters A-Z a-z 0-9 . _ @ + -".to_owned(),
+            );
+        }
+        if !valid_display_name(&self.display_name) {
+            return Err(
+                "display_name must be 1 to 100 characters, without control characters \
+                        or spaces at either end"
+                    .to_owned(),
+            );
+        }
+        if let Some(email) = &self.email {
+            if !valid_email(email) {
+                return Err(format!("{email:?} is not an e-mail address"));
+            }
+        }
+        if let Some(mobile) = &self.mobile {
+            if !valid_mobile(mobile) {
+                return Err(format!(
+                    "{mobile:?} is not a mobile number in international form (+31612345678)"
+                ));
+            }
+        }
+        if let Some(kind) = &self.kind {
+            if certgate_db::AccountKind::from_name(kind).is_none() {
+                return Err(format!("kind {kind:?} is not personal or group"));
+            }
+        }
+        if self.roles.len() > MAX_ROLES {
+            return Err(format!("at most {MAX_ROLES} roles"));
+        }
+        if let Some(role) = self.roles.iter().find(|r| !valid_role(r)) {
+            return Err(format!(
+                "role {role:?} must be 1 to 64 letters, digits, - and _"
+            ));
+        }
+        NewAccount::checked(
+            org,
+            &self.username,
+            &self.display_name,
+            self.email.as_deref(),
+            self.mobile.as_deref(),
+            self.kind.as_deref(),
+            &self.roles,
+        )
+    }
+}
+
+fn valid_username(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
+fn valid_display_name(text: &str) -> bool {
+    let count = text.chars().count();
+    (1..=100).contains(&count)
+        && !text.chars().any(char::is_control)
+        && !text.starts_with(char::is_whitespace)
+        && !text.ends_with(char::is_whitespace)
+}
+
+/// Printable ASCII without spaces, one `@`, and a domain with a dot that does not start with one.
+fn valid_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254
+        && text.bytes().all(|b| b.is_ascii_graphic())
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.get(1..).is_some_and(|rest| rest.contains('.'))
+        && !domain.starts_with('.')
+}
+
+fn valid_mobile(text: &str) -> bool {
+    text.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+fn valid_role(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `POST accounts` (`accounts:write`): a new account, and its welcome e-mail.
+async fn create_account(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers, ApiScope::AccountsWrite).await?;
+        let body: NewAccountBody = json_body(body)?;
+        let new = body.checked(&caller.org.id).map_err(ApiError::BadRequest)?;
+        let now = state.now();
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let account = match caller.db.create_account(&new, &id, now).await {
+            Ok(account) => account,
+            Err(certgate_db::DbError::Conflict(message)) => {
+                return Err(ApiError::Conflict(message))
+            }
+            Err(_) => return Err(ApiError::Unavailable),
+        };
+        caller
+            .audit(now, "admin.user.add", &account.username, String::new())
+            .await;
+        state.account_notice(&account, AccountNotice::Welcome);
+        Ok(json_response(StatusCode::CREATED, &account_json(&account)))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What a change to one account does.
+#[derive(Debug, Clone, Copy)]
+enum AccountChange {
+    Disable,
+    Enable,
+    ResetMfa,
+}
+
+/// `POST accounts/{id}/disable|enable|reset-mfa` (`accounts:write`): the same steps as the admin
+/// pages take; the account as it is afterwards.
+async fn change_account(
+    state: &PortalState,
+    headers: &HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    change: AccountChange,
+) -> Result<Response, ApiError> {
+    let caller = caller(state, headers, ApiScope::AccountsWrite).await?;
+    let account = caller.account(&path_id(path)?).await?;
+    if matches!(change, AccountChange::Disable) && account.id == caller.token.created_by {
+        // It would lock out the administrator and, with them, every token they made.
+        return Err(ApiError::Conflict(
+            "a token cannot disable the administrator who made it; use the admin pages or \
+             another administrator's token"
+                .to_owned(),
+        ));
+    }
+    let now = state.now();
+    let org = &caller.org;
+    let (done, action) = match change {
+        AccountChange::Disable => (
+            caller
+                .db
+                .set_disabled(&org.id, &account.id, true, now)
+                .await
+                .is_ok()
+                && revoke_account(state, org, &account, now, "disabled")
+                    .await
+                    .is_ok(),
+            "admin.user.disable",
+        ),
+        AccountChange::Enable => (
+            caller
+                .db
+                .set_disabled(&org.id, &account.id, false, now)
+                .await
+                .is_ok(),
+            "admin.user.enable",
+        ),
+        AccountChange::ResetMfa => {
+            let done = caller.db.reset_mfa(&org.id, &account.id, now).await.is_ok()
+                && revoke_account(state, org, &account, now, "mfa_reset")
+                    .await
+                    .is_ok();
+            if done {
+                state.account_notice(&account, AccountNotice::MfaReset);
+            }
+            (done, "admin.user.reset_mfa")
+        }
+    };
+    caller
+        .audit(now, action, &account.username, String::new())
+        .await;
+    if !done {
+        return Err(ApiError::Unavailable);
+    }
+    let after = caller.account(&account.id).await?;
+    Ok(ok(&account_json(&after)))
+}
+
+async fn disable_account(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    change_account(&state, &headers, path, AccountChange::Disable)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn enable_account(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    change_account(&state, &headers, path, AccountChange::Enable)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn reset_mfa(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    change_account(&state, &headers, path, AccountChange::ResetMfa)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET accounts/{id}/devices` (`accounts:read`): the account's devices, oldest first.
+async fn account_devices(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers, ApiScope::AccountsRead).await?;
+        let account = caller.account(&path_id(path)?).await?;
+        let devices = caller
+            .db
+            .devices(&caller.org.id, &account.id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        let now = state.now();
+        let mut listed = Vec::with_capacity(devices.len());
+        for d in &devices {
+            let seen = match &caller.store {
+                Some(store) => store.last_seen(&d.org, &d.id).await.ok().flatten(),
+                None => None,
+            };
+            listed.push(device_json(
+                d,
+                seen.into_iter().chain(d.last_seen).max(),
+                now,
+            ));
+        }
+        Ok::<_, ApiError>(ok(&json!({ "devices": listed })))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST devices/{id}/revoke` (`devices:write`): refused on every instance at once.
+async fn revoke_device(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers, ApiScope::DevicesWrite).await?;
+        let id = path_id(path)?;
+        let device = caller
+            .db
+            .device(&caller.org.id, &id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or(ApiError::NotFound)?;
+        if device.revoked_at.is_some() {
+            return Err(ApiError::Conflict(
+                "the device is revoked already".to_owned(),
+            ));
+        }
+        let now = state.now();
+        let revocation = crate::account::device_revocation(
+            &caller.org,
+            &device,
+            now,
+            "revoked with an API token",
+        );
+        let done = state.backend.revoke(&revocation, "admin").await.is_ok()
+            && caller
+                .db
+                .revoke_device(&caller.org.id, &device.id, now)
+                .await
+                .is_ok();
+        let owner = caller
+            .db
+            .account(&caller.org.id, &device.account_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(|| device.account_id.clone(), |a| a.username);
+        caller
+            .audit(
+                now,
+                "admin.device.revoke",
+                &owner,
+                format!("device={}", device.id),
+            )
+            .await;
+        if !done {
+            return Err(ApiError::Unavailable);
+        }
+        let after = caller
+            .db
+            .device(&caller.org.id, &id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or(ApiError::NotFound)?;
+        Ok(ok(&device_json(&after, after.last_seen, now)))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    /// Unix seconds; default a week ago.
+    since: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET audit?since=&limit=` (`audit:read`): the organisation's audit entries from `since` on,
+/// oldest first.
+async fn audit_log(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers, ApiScope::AuditRead).await?;
+        let Query(query) = query?;
+        let since = query
+            .since
+            .unwrap_or_else(|| state.now() - AUDIT_DEFAULT_WINDOW);
+        if since < 0 {
+            return Err(ApiError::BadRequest(
+                "since must be unix seconds, 0 or more".to_owned(),
+            ));
+        }
+        let limit = query.limit.unwrap_or(AUDIT_LIMIT_DEFAULT);
+        if !(1..=AUDIT_LIMIT_MAX).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be 1 to {AUDIT_LIMIT_MAX}"
+            )));
+        }
+        let entries = caller
+            .db
+            .audit_entries(&caller.org.id, since, limit)
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        let entries: Vec<Value> = entries
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "at": e.at, "org": e.org, "actor": e.actor, "action": e.action,
+                    "subject": e.subject, "ip": e.ip, "detail": e.detail,
+                })
+            })
+            .collect();
+        Ok(ok(&json!({ "entries": entries })))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The client's address as the gateway saw it, IPv4-mapped IPv6 as IPv4.
+fn client_ip(text: &str) -> Option<IpAddr> {
+    let ip: IpAddr = text.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+#[cfg(test)]
+mod tests;
