@@ -14,6 +14,8 @@ ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chro
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+# schemathesis checks the admin API against its OpenAPI document (tests/e2e/admin_api.rs).
+python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check schemathesis
 # The OpenID Connect providers: oidc-provider, pinned in tests/oidc/package-lock.json.
 ensure_npm_packages tests/oidc
 

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin_allowlist;
+mod api_tokens;
 mod revocations;
 
 pub use accounts::{
@@ -13,6 +14,7 @@ pub use admin_allowlist::{
     AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,
     ALLOW_LIST_AUDIT_ACTION,
 };
+pub use api_tokens::{ApiScope, ApiToken, NewApiToken};
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
 use std::path::Path;

@@ -270,19 +270,31 @@ impl Browser {
     /// counts a browser frame around the page (143 pixels of height in Chromium 156), so this
     /// measures the frame and sizes the window again.
     pub fn set_viewport_size(&self, width: u32, height: u32) {
-        self.set_window_size(width, height);
-        let (inner_width, inner_height) = self.viewport();
-        let frame = |outer: u32, inner: u32| outer.saturating_sub(inner);
-        self.set_window_size(
-            width + frame(width, inner_width),
-            height + frame(height, inner_height),
-        );
-        let viewport = self.viewport();
-        assert_eq!(
-            viewport,
-            (width, height),
-            "Chromium would not make the viewport {width}x{height}"
-        );
+        let mut window = (i64::from(width), i64::from(height));
+        let mut seen = (0, 0);
+        for _ in 0..6 {
+            let w = u32::try_from(window.0.max(100)).unwrap_or(width);
+            let h = u32::try_from(window.1.max(100)).unwrap_or(height);
+            self.set_window_size(w, h);
+            // The new size reaches the page a moment later (longer on a loaded machine): read
+            // it until two readings agree.
+            seen = self.viewport();
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(50));
+                let now = self.viewport();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            if seen == (width, height) {
+                return;
+            }
+            // Grow the window by what the frame takes.
+            window.0 += i64::from(width) - i64::from(seen.0);
+            window.1 += i64::from(height) - i64::from(seen.1);
+        }
+        panic!("Chromium would not make the viewport {width}x{height}: it is {seen:?}");
     }
 
     fn set_window_size(&self, width: u32, height: u32) {

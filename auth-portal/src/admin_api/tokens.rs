@@ -191,8 +191,8 @@ pub(super) async fn list(State(state): State<Arc<PortalState>>, headers: HeaderM
 struct NewTokenBody {
     name: String,
     scopes: Vec<String>,
-    /// Seconds from now.
-    expires_in: i64,
+    /// Seconds from now: a whole number, which JSON may write as `3600.0`.
+    expires_in: serde_json::Number,
     #[serde(default)]
     sources: Vec<String>,
 }
@@ -202,6 +202,8 @@ struct NewTokenBody {
 struct CheckedToken {
     scopes: Vec<ApiScope>,
     sources: Vec<String>,
+    /// Seconds.
+    expires_in: i64,
 }
 
 impl NewTokenBody {
@@ -232,11 +234,9 @@ impl NewTokenBody {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if !(1..=MAX_LIFETIME).contains(&self.expires_in) {
-            return Err(format!(
-                "expires_in must be 1 to {MAX_LIFETIME} seconds (a year)"
-            ));
-        }
+        let expires_in = whole_number(&self.expires_in)
+            .filter(|n| (1..=MAX_LIFETIME).contains(n))
+            .ok_or_else(|| format!("expires_in must be 1 to {MAX_LIFETIME} seconds (a year)"))?;
         if self.sources.len() > MAX_SOURCES {
             return Err(format!("at most {MAX_SOURCES} source networks"));
         }
@@ -249,8 +249,21 @@ impl NewTokenBody {
                     .ok_or_else(|| format!("{s:?} is not an IP address or CIDR"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CheckedToken { scopes, sources })
+        Ok(CheckedToken {
+            scopes,
+            sources,
+            expires_in,
+        })
     }
+}
+
+/// A JSON number without a fraction (`3600` or `3600.0`), if it fits.
+fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
 }
 
 /// `POST /.certgate/api/v1/admin/tokens`: a new token, shown this once.
@@ -274,7 +287,7 @@ pub(super) async fn create(
             sources: checked.sources,
             created_by: admin.me.account.id.clone(),
             created_at: now,
-            expires_at: now + body.expires_in,
+            expires_at: now + checked.expires_in,
         };
         let token = match db.create_api_token(&new).await {
             Ok(token) => token,
@@ -365,7 +378,7 @@ mod tests {
         NewTokenBody {
             name: name.into(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            expires_in,
+            expires_in: expires_in.into(),
             sources: sources.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -383,8 +396,20 @@ mod tests {
             Ok(CheckedToken {
                 scopes: vec![ApiScope::AccountsRead, ApiScope::AuditRead],
                 sources: vec!["192.0.2.0/24".into(), "127.0.0.9/32".into()],
+                expires_in: 3600,
             })
         );
+        // JSON Schema's integers include 3600.0; fractions are no integers.
+        let written: NewTokenBody = serde_json::from_str(
+            r#"{"name": "ci", "scopes": ["audit:read"], "expires_in": 3600.0}"#,
+        )
+        .unwrap();
+        assert_eq!(written.checked().unwrap().expires_in, 3600);
+        let fraction: NewTokenBody = serde_json::from_str(
+            r#"{"name": "ci", "scopes": ["audit:read"], "expires_in": 3600.5}"#,
+        )
+        .unwrap();
+        assert!(fraction.checked().unwrap_err().contains("expires_in"));
         for (bad, why) in [
             (body("", &["audit:read"], 60, &[]), "name"),
             (body("-x", &["audit:read"], 60, &[]), "name"),
