@@ -51,6 +51,36 @@ pub enum UserCommand {
     /// Clear the account's second factor and recovery codes and refuse its credentials; the
     /// user enrols again at the next sign-in.
     ResetMfa(UserArgs),
+    /// Change an account's name, e-mail, mobile, kind or roles (what is not given stays; an
+    /// empty --email or --mobile removes it).
+    Edit {
+        #[command(flatten)]
+        user: UserArgs,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        mobile: Option<String>,
+        /// personal or group.
+        #[arg(long)]
+        kind: Option<String>,
+        /// The roles, replacing the current ones (repeat for several; --role "" for none).
+        #[arg(long)]
+        role: Option<Vec<String>>,
+    },
+    /// Delete a leaver's account: its credentials are refused at once, the account, its devices
+    /// and single sign-on links are removed; the audit log keeps its trail.
+    Delete(UserArgs),
+    /// Create many accounts from a CSV file (first line: username,name,email,mobile,kind,roles;
+    /// roles separated by ;). Every row is checked first; nothing is created unless all are right.
+    Import {
+        #[command(flatten)]
+        at: OrgArgs,
+        /// The CSV file, or - for standard input.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Set a password, read as one line from standard input.
     SetPassword {
         #[command(flatten)]
@@ -132,6 +162,38 @@ pub fn run(command: UserCommand) -> Result<(), String> {
         UserCommand::Disable(args) => action(args, "POST", "/disable"),
         UserCommand::Enable(args) => action(args, "POST", "/enable"),
         UserCommand::ResetMfa(args) => action(args, "POST", "/reset-mfa"),
+        UserCommand::Edit {
+            user,
+            name,
+            email,
+            mobile,
+            kind,
+            role,
+        } => {
+            let config = crate::load_config(&user.at.config)?;
+            let request = certgate_gateway::users::EditUser {
+                display_name: name,
+                email,
+                mobile,
+                kind,
+                roles: role.map(|r| r.into_iter().filter(|r| !r.is_empty()).collect()),
+            };
+            let path = user_path(&user.at.org, &user.user);
+            let view: UserView = call(&config, "PATCH", &path, Some(&request))?;
+            print_user(&view);
+            Ok(())
+        }
+        UserCommand::Delete(args) => {
+            let config = crate::load_config(&args.at.config)?;
+            let path = user_path(&args.at.org, &args.user);
+            admin_client::call(&config.server.admin_socket, "DELETE", &path, None)?;
+            println!(
+                "deleted {} in {}: its credentials are refused on every instance",
+                args.user, args.at.org
+            );
+            Ok(())
+        }
+        UserCommand::Import { at, file } => import(&at, &file),
         UserCommand::SetPassword { user, offline } => {
             let config = crate::load_config(&user.at.config)?;
             let password = read_password()?;
@@ -161,6 +223,107 @@ fn action(args: UserArgs, method: &str, suffix: &str) -> Result<(), String> {
     let path = format!("{}{suffix}", user_path(&args.at.org, &args.user));
     let view: UserView = call(&config, method, &path, None::<&()>)?;
     print_user(&view);
+    Ok(())
+}
+
+/// Checks every row of a CSV file (fields, names taken or repeated) and creates the accounts
+/// only when all are right.
+fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
+    let config = crate::load_config(&at.config)?;
+    let text = if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("standard input: {e}"))?;
+        text
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: the first line: {e}", file.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(user_col), Some(name_col)) = (column("username"), column("name")) else {
+        return Err(format!(
+            "{}: the first line must name the columns username,name,email,mobile,kind,roles",
+            file.display()
+        ));
+    };
+    let optional = |record: &csv::StringRecord, col: Option<usize>| {
+        col.and_then(|c| record.get(c))
+            .map(str::to_owned)
+            .filter(|v| !v.is_empty())
+    };
+    let mut requests = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = index + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                problems.push(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let request = AddUser {
+            org: at.org.clone(),
+            username: record.get(user_col).unwrap_or_default().to_owned(),
+            display_name: record.get(name_col).unwrap_or_default().to_owned(),
+            email: optional(&record, column("email")),
+            mobile: optional(&record, column("mobile")),
+            kind: optional(&record, column("kind")),
+            roles: optional(&record, column("roles"))
+                .map(|r| {
+                    r.split(';')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        match validate_new_user(&request) {
+            Err(message) => problems.push(format!("line {line}: {message}")),
+            Ok(new) if !seen.insert(new.username.to_lowercase()) => {
+                problems.push(format!(
+                    "line {line}: {:?} is in the file twice",
+                    new.username
+                ));
+            }
+            Ok(new) => {
+                let exists = admin_client::call(
+                    &config.server.admin_socket,
+                    "GET",
+                    &user_path(&at.org, &new.username),
+                    None,
+                );
+                match exists {
+                    Ok(_) => problems.push(format!(
+                        "line {line}: an account {:?} exists already",
+                        new.username
+                    )),
+                    Err(e) if e.starts_with("no account") => requests.push(request),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "nothing was created: {} problem{}\n{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n")
+        ));
+    }
+    for request in &requests {
+        let _: UserView = call(&config, "POST", "/api/v1/users", Some(request))?;
+    }
+    println!("created {} accounts in {}", requests.len(), at.org);
     Ok(())
 }
 

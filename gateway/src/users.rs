@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use certgate_db::{Account, AuditEntry, NewAccount, NewRevocation, RevocationKind};
@@ -37,7 +38,10 @@ fn tell(state: &AdminState, account: &Account, event: AccountEvent) {
 pub(crate) fn router() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/api/v1/users", post(add).get(list))
-        .route("/api/v1/users/{org}/{login}", get(show))
+        .route(
+            "/api/v1/users/{org}/{login}",
+            get(show).patch(edit).delete(remove),
+        )
         .route("/api/v1/users/{org}/{login}/devices", get(devices))
         .route("/api/v1/users/{org}/{login}/disable", post(disable))
         .route("/api/v1/users/{org}/{login}/enable", post(enable))
@@ -261,6 +265,76 @@ async fn find(state: &AdminState, org: &str, login: &str) -> Result<Account, Adm
         .await
         .map_err(internal)?
         .ok_or_else(|| AdminError::NotFound(format!("no account {login:?} in {org}")))
+}
+
+/// `PATCH /api/v1/users/{org}/{login}`: what an administrator may change; absent fields stay.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditUser {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// An empty string removes the address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// An empty string removes the number.
+    #[serde(default)]
+    pub mobile: Option<String>,
+    /// `personal` or `group`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+async fn edit(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+    Json(request): Json<EditUser>,
+) -> Result<Json<UserView>, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    let keep = |new: Option<String>, old: Option<String>| match new {
+        Some(text) if text.trim().is_empty() => None,
+        Some(text) => Some(text),
+        None => old,
+    };
+    let email = keep(request.email, account.email.clone());
+    let mobile = keep(request.mobile, account.mobile.clone());
+    let changes = NewAccount::checked(
+        &org,
+        &account.username,
+        request
+            .display_name
+            .as_deref()
+            .unwrap_or(&account.display_name),
+        email.as_deref(),
+        mobile.as_deref(),
+        Some(request.kind.as_deref().unwrap_or(account.kind.as_str())),
+        request.roles.as_deref().unwrap_or(&account.roles),
+    )
+    .map_err(AdminError::BadRequest)?;
+    state
+        .database()?
+        .update_account(&org, &account.id, &changes)
+        .await
+        .map_err(internal)?;
+    after_change(&state, &account, "user.edit", None).await
+}
+
+/// `DELETE /api/v1/users/{org}/{login}`: a leaver. Every credential is refused first; the
+/// account, its devices and single sign-on links go; the audit log keeps its trail.
+async fn remove(
+    State(state): State<Arc<AdminState>>,
+    Path((org, login)): Path<(String, String)>,
+) -> Result<StatusCode, AdminError> {
+    let account = find(&state, &org, &login).await?;
+    revoke_account(&state, &account, "deleted").await?;
+    state
+        .database()?
+        .delete_account(&org, &account.id)
+        .await
+        .map_err(internal)?;
+    audit(&state, &account.org, "user.delete", &account.username).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn show(

@@ -161,3 +161,79 @@ fn administer_accounts(sections: &str) {
     ]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
 }
+
+#[test]
+fn accounts_are_edited_imported_and_deleted_from_the_command_line() {
+    let mut d = Deployment::new(&[Org::new("noord", HOST)]);
+    d.start();
+    let config = d.config();
+    let user = |args: &[&str]| {
+        let mut all = vec!["user"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config, "--org", "noord"]);
+        certgate(&all)
+    };
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // An import with a bad row creates nothing and names the rows.
+    let csv = d.path("people.csv");
+    std::fs::write(
+        &csv,
+        "username,name,email,mobile,kind,roles\nria@noord.test,Ria,ria@noord.test,,personal,admin;parent\nsem@noord.test,Sem,,0612,personal,\nria@noord.test,Ria again,,,,\n",
+    )
+    .unwrap();
+    let bad = user(&["import", "--file", csv.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    let said = text(&bad);
+    assert!(
+        said.contains("line 3:") && said.contains("line 4:") && !said.contains("line 2:"),
+        "{said}"
+    );
+    assert!(
+        !user(&["show", "--user", "ria@noord.test"]).status.success(),
+        "nothing created"
+    );
+    std::fs::write(
+        &csv,
+        "username,name,email,mobile,kind,roles\nria@noord.test,Ria,ria@noord.test,,personal,admin;parent\ngroep-zon,Groep Zon,,,group,\n",
+    )
+    .unwrap();
+    let good = user(&["import", "--file", csv.to_str().unwrap()]);
+    assert!(good.status.success(), "{}", text(&good));
+    let shown = text(&user(&["show", "--user", "groep-zon"]));
+    assert!(shown.contains("kind: group"), "{shown}");
+
+    // Edit: only what is given changes.
+    let edited = user(&[
+        "edit",
+        "--user",
+        "ria@noord.test",
+        "--mobile",
+        "+31611112222",
+        "--role",
+        "admin",
+    ]);
+    let shown = text(&edited);
+    assert!(edited.status.success(), "{shown}");
+    assert!(
+        shown.contains("mobile: +31611112222")
+            && shown.contains("roles: admin")
+            && shown.contains("e-mail: ria@noord.test"),
+        "{shown}"
+    );
+    let refused = user(&["edit", "--user", "ria@noord.test", "--mobile", "0612"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("international form"));
+
+    // Delete: gone, and said so.
+    let deleted = user(&["delete", "--user", "ria@noord.test"]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let gone = user(&["show", "--user", "ria@noord.test"]);
+    assert!(text(&gone).contains("no account"), "{}", text(&gone));
+}
