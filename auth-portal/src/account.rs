@@ -93,11 +93,14 @@ pub(crate) async fn me(
         Err(_) => return Err(crate::flow::unavailable_page(visit)),
     };
     if let Some(c) = &claims {
-        // A revoked credential, or one from before an account reset, opens nothing here either.
+        // The credential names this account by its user name (not an e-mail address), was
+        // issued after the account's last reset (or creation: a new account of a deleted one's
+        // name is not theirs), and its device is the account's and not revoked.
         let device = db.device(&org.id, &c.device_id).await.ok().flatten();
-        if c.issued_at < account.not_valid_before
-            || device.as_ref().is_some_and(|d| d.revoked_at.is_some())
-        {
+        let ours = device
+            .as_ref()
+            .is_some_and(|d| d.account_id == account.id && d.revoked_at.is_none());
+        if account.username != c.account || c.issued_at < account.not_valid_before || !ours {
             return Err(to_login());
         }
     }
@@ -533,8 +536,15 @@ pub(crate) async fn turn_on_mfa(
         Ok(me) => me,
         Err(response) => return response,
     };
-    if !me.attempt.session.csrf_ok(&form.csrf) || me.account.mfa_enrolled {
+    let allowed = !me.account.mfa_enrolled
+        && me.account.kind == AccountKind::Personal
+        && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled;
+    if !me.attempt.session.csrf_ok(&form.csrf) || !allowed {
         return Redirect::to("/.certgate/account").into_response();
+    }
+    // Only right after a password: a browser cookie alone must not choose the second factor.
+    if !me.fresh {
+        return to_login();
     }
     me.attempt.session.restart();
     me.attempt.session.return_to = "/.certgate/account".into();

@@ -495,7 +495,20 @@ pub(crate) async fn edit(
     {
         return crate::flow::unavailable_page(&visit);
     }
-    let detail = format!("roles={} kind={}", new.roles.join(","), new.kind.as_str());
+    // Old and new, so a changed address (a way into "forgot password") is on the record.
+    let detail = format!(
+        "name {:?} -> {:?}; email {:?} -> {:?}; mobile {:?} -> {:?}; roles {} -> {}; kind {} -> {}",
+        account.display_name,
+        new.display_name,
+        account.email.as_deref().unwrap_or(""),
+        new.email.as_deref().unwrap_or(""),
+        account.mobile.as_deref().unwrap_or(""),
+        new.mobile.as_deref().unwrap_or(""),
+        account.roles.join(","),
+        new.roles.join(","),
+        account.kind.as_str(),
+        new.kind.as_str()
+    );
     audit(
         &db,
         &admin,
@@ -772,13 +785,10 @@ async fn audit_entries(
     since: i64,
     limit: i64,
 ) -> Vec<AuditEntry> {
-    let account = query.account.trim().to_lowercase();
-    db.audit_entries(org, since, limit)
+    let who = Some(query.account.trim()).filter(|w| !w.is_empty());
+    db.recent_audit(org, since, who, limit)
         .await
         .unwrap_or_default()
-        .into_iter()
-        .filter(|e| account.is_empty() || e.actor == account || e.subject == account)
-        .collect()
 }
 
 /// `GET /.certgate/admin/audit?account=&days=`.
@@ -797,9 +807,7 @@ pub(crate) async fn audit_page(
         Err(response) => return response,
     };
     let since = audit_window(&state, &query);
-    let mut entries = audit_entries(&db, &admin.me.org.id, &query, since, 10_000).await;
-    entries.reverse();
-    entries.truncate(AUDIT_PAGE as usize);
+    let entries = audit_entries(&db, &admin.me.org.id, &query, since, AUDIT_PAGE).await;
     let rows = entries
         .into_iter()
         .map(|e| AuditRow {
@@ -848,7 +856,10 @@ pub(crate) async fn audit_export(
     };
     let since = audit_window(&state, &query);
     let mut body = String::new();
-    for e in audit_entries(&db, &admin.me.org.id, &query, since, 100_000).await {
+    // Oldest first in the file, of the newest 100 000.
+    let mut entries = audit_entries(&db, &admin.me.org.id, &query, since, 100_000).await;
+    entries.reverse();
+    for e in entries {
         let line = serde_json::json!({
             "at": e.at, "org": e.org, "actor": e.actor, "action": e.action,
             "subject": e.subject, "ip": e.ip, "detail": e.detail,
@@ -1115,7 +1126,10 @@ async fn check_import(
     );
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (index, record) in reader.records().enumerate().take(5_000) {
+    for (index, record) in reader.records().enumerate() {
+        if index >= 5_000 {
+            return Err("at most 5 000 accounts a file; split it".into());
+        }
         let line = index + 2;
         let record = match record {
             Ok(record) => record,
@@ -1296,6 +1310,16 @@ pub(crate) async fn import(
         match db.create_account(new, &id, now).await {
             Ok(account) => {
                 created += 1;
+                audit(
+                    &db,
+                    &admin,
+                    &visit,
+                    now,
+                    "admin.user.add",
+                    &account.username,
+                    "import".into(),
+                )
+                .await;
                 state.account_notice(&account, AccountNotice::Welcome);
             }
             Err(error) => {

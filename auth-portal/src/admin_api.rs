@@ -294,7 +294,12 @@ async fn caller(
         .account(&org.id, &token.created_by)
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    if !admin.is_some_and(|a| !a.disabled && a.roles.iter().any(|r| r == ADMIN_ROLE)) {
+    // A disable, MFA reset or password reset of the admin since the token was made ends it too.
+    if !admin.is_some_and(|a| {
+        !a.disabled
+            && a.roles.iter().any(|r| r == ADMIN_ROLE)
+            && token.created_at >= a.not_valid_before
+    }) {
         return Err(ApiError::InvalidToken(
             "the administrator who made the token no longer is one",
         ));
@@ -561,6 +566,16 @@ async fn create_account(
         let caller = caller(&state, &headers, ApiScope::AccountsWrite).await?;
         let body: NewAccountBody = json_body(body)?;
         let new = body.checked(&caller.org.id).map_err(ApiError::BadRequest)?;
+        // A token does not make administrators, or accounts exempt from the second factor.
+        if let Some(role) = new
+            .roles
+            .iter()
+            .find(|r| *r == ADMIN_ROLE || caller.org.mfa.exempt_roles.contains(r))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "role {role:?} is given on the admin pages, not with a token"
+            )));
+        }
         let now = state.now();
         let id = hex::encode(rand::random::<[u8; 16]>());
         let account = match caller.db.create_account(&new, &id, now).await {
@@ -597,6 +612,11 @@ async fn change_account(
 ) -> Result<Response, ApiError> {
     let caller = caller(state, headers, ApiScope::AccountsWrite).await?;
     let account = caller.account(&path_id(path)?).await?;
+    if account.roles.iter().any(|r| r == ADMIN_ROLE) {
+        return Err(ApiError::Conflict(
+            "administrators' accounts are changed on the admin pages, not with a token".to_owned(),
+        ));
+    }
     if matches!(change, AccountChange::Disable) && account.id == caller.token.created_by {
         // It would lock out the administrator and, with them, every token they made.
         return Err(ApiError::Conflict(

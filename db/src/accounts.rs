@@ -255,8 +255,8 @@ impl Database {
         roles.sort();
         roles.dedup();
         let result = sqlx::query(
-            "INSERT INTO accounts (id, org, username, display_name, email, mobile, kind, roles, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO accounts (id, org, username, display_name, email, mobile, kind, roles, created_at, not_valid_before) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(id)
         .bind(&new.org)
@@ -373,7 +373,12 @@ impl Database {
         .bind(changes.email.as_deref().map(normalise))
         .bind(changes.mobile.as_deref().map(str::trim))
         .bind(changes.kind.as_str())
-        .bind(changes.roles.join(","))
+        .bind({
+            let mut roles: Vec<String> = changes.roles.iter().map(|r| normalise(r)).collect();
+            roles.sort();
+            roles.dedup();
+            roles.join(",")
+        })
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -699,6 +704,41 @@ impl Database {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The newest `limit` audit entries since `since`, newest first; with `who`, only those it
+    /// did or that concern it.
+    pub async fn recent_audit(
+        &self,
+        org: &str,
+        since: i64,
+        who: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT org, at, actor, action, subject, ip, detail FROM audit_log \
+             WHERE org = $1 AND at >= $2 AND ($3 = '' OR actor = $3 OR subject = $3) \
+             ORDER BY at DESC, id DESC LIMIT $4",
+        )
+        .bind(org)
+        .bind(since)
+        .bind(who.map(normalise).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    org: row.try_get("org")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    ip: row.try_get("ip")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
     }
 
     /// Deletes audit entries from before `before` (unix seconds); how many went.

@@ -471,4 +471,22 @@ fn a_csv_import_with_a_bad_row_changes_nothing_a_good_one_creates_and_a_leaver_i
         .api("/")
         .status
         == 401));
+
+    // Someone new with the leaver's name is not reachable with the leaver's old cookie.
+    let page = an.get("/.certgate/admin/accounts/new");
+    let made = an.post(
+        "/.certgate/admin/accounts/new",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "weg@noord.test"),
+            ("name", "Weg (nieuw)"),
+        ],
+    );
+    assert_eq!(made.status, 303, "{}", made.body);
+    let own_page = leaver.get("/.certgate/account");
+    assert_eq!(own_page.status, 303, "{}", own_page.body);
+    assert!(own_page
+        .header("location")
+        .unwrap()
+        .starts_with("/.certgate/login"));
 }
