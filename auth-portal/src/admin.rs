@@ -1339,3 +1339,43 @@ pub(crate) async fn import(
     .await;
     Redirect::to("/.certgate/admin").into_response()
 }
+
+/// `GET /.certgate/admin/devices`: every device of the organisation, newest first, with whose
+/// it is; each revocable on its account's page.
+pub(crate) async fn devices(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+    let visit = Visit::new(&state, &headers);
+    let (store, db) = match backends(&state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let admin = match admin(&state, &visit, &store, &db, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Ok(found) = db.org_devices(&admin.me.org.id, 1_000).await else {
+        return crate::flow::unavailable_page(&visit);
+    };
+    let accounts = db.accounts(&admin.me.org.id).await.unwrap_or_default();
+    let mut owners = Vec::new();
+    let mut devices = Vec::new();
+    for (username, device) in found.into_iter().rev() {
+        let account_id = accounts
+            .iter()
+            .find(|a| a.username == username)
+            .map(|a| a.id.clone())
+            .unwrap_or_default();
+        owners.push((username, account_id));
+        devices.push(device);
+    }
+    // device_rows lists newest first, as `found` was before it was reversed.
+    let rows = crate::account::device_rows(&state, &visit, &store, None, &devices).await;
+    owners.reverse();
+    let c = visit.chrome(Some(&admin.me.org));
+    pages::html(
+        StatusCode::OK,
+        &pages::AdminDevicesPage {
+            c: &c,
+            devices: rows.into_iter().zip(owners).collect(),
+        },
+    )
+}

@@ -369,6 +369,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
             "/.certgate/admin/import",
             get(admin::import_page).post(admin::import),
         )
+        .route("/.certgate/admin/devices", get(admin::devices))
         .route("/.certgate/admin/audit", get(admin::audit_page))
         .route("/.certgate/admin/audit.jsonl", get(admin::audit_export))
         .route("/.certgate/admin/settings", get(admin::settings))

@@ -314,6 +314,14 @@ pub struct AdminImportPage<'a> {
     pub fresh: bool,
 }
 
+#[derive(Template)]
+#[template(path = "admin_devices.html")]
+pub struct AdminDevicesPage<'a> {
+    pub c: &'a Chrome,
+    /// Each device with its owner's (user name, account id).
+    pub devices: Vec<(DeviceRow, (String, String))>,
+}
+
 /// The security headers every portal response carries.
 pub fn secure_headers(response: &mut Response) {
     let headers = response.headers_mut();

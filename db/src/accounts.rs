@@ -655,6 +655,28 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Every device of the organisation with its account's user name, newest first, at most
+    /// `limit`.
+    pub async fn org_devices(
+        &self,
+        org: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Device)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT d.org, d.id, d.account_id, d.kind, d.trust, d.created_at, d.expires_at, \
+             d.last_seen, d.revoked_at, d.ip, a.username FROM devices d \
+             JOIN accounts a ON a.id = d.account_id AND a.org = d.org \
+             WHERE d.org = $1 ORDER BY d.created_at DESC, d.id LIMIT $2",
+        )
+        .bind(org)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("username")?, device_from_row(row)?)))
+            .collect()
+    }
+
     pub async fn revoke_device(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE devices SET revoked_at = $3 WHERE org = $1 AND id = $2 AND revoked_at IS NULL",

@@ -65,6 +65,14 @@ fn an_admin_resets_a_users_second_factor_and_the_user_chooses_again() {
         b.current_url()
     );
     shot(&b, "accounts");
+    b.goto(&w.url(NOORD, "/.certgate/admin/devices"));
+    assert!(
+        b.page_text().contains("lisa@noord.test: Browser"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "devices");
+    b.goto(&w.url(NOORD, "/.certgate/admin"));
     b.fill("q", "lisa");
     b.click_button("Show");
     b.click_link("lisa@noord.test");
