@@ -54,8 +54,7 @@ pub fn free_port() -> u16 {
     // Ports come from below the kernel's ephemeral range (32768 and up), so no outgoing
     // connection of a parallel test can take one between this check and the server's bind, and
     // from a per-process counter, so two tests of one binary never get the same port. The start
-    // depends on the process id, so consecutive test binaries use different stretches. Ports
-    // 12000–13999 are left alone: chromedriver takes its browsers' DevTools ports from there.
+    // depends on the process id, so consecutive test binaries use different stretches.
     const FIRST: u32 = 14_000;
     const COUNT: u32 = 18_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);

@@ -95,8 +95,15 @@ impl StubServer {
     pub fn start(
         respond: impl Fn(&HttpRequest) -> HttpReply + Send + Sync + 'static,
     ) -> StubServer {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the stub server");
+        // Bound in this process, so a port taken between the check and the bind (seen once in
+        // CI) is simply skipped for the next.
+        let listener = (0..20)
+            .find_map(|_| TcpListener::bind(("127.0.0.1", free_port())).ok())
+            .expect("bind the stub server to a free port");
+        let port = listener
+            .local_addr()
+            .expect("the stub server's address")
+            .port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stopping = Arc::new(AtomicBool::new(false));
         let respond: Arc<Respond> = Arc::new(respond);
