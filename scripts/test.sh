@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 # chromium and chromium-driver: the browser tests drive headless Chromium through chromedriver.
 # nodejs and npm: the single sign-on tests' OpenID Connect providers run on Node.js.
+# nginx: the load benchmark's harness runs against it (its smoke run, below; oha it installs itself).
 ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver \
-    nodejs npm
+    nodejs npm nginx
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
@@ -46,3 +47,8 @@ cargo build --workspace --locked --bins
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+# The load benchmark's harness, one short round against certgate and nginx with the debug build:
+# every target must still answer every scenario correctly. It times nothing.
+echo "== load benchmark harness (smoke run)"
+LOAD_SMOKE=1 bash scripts/load_bench.sh

@@ -285,7 +285,9 @@ impl ClientCertificateInspector {
         ClientCertificateInspector { verifier, metrics }
     }
 
-    fn inspect(&self, chain: &[CertificateDer<'static>]) -> Option<PresentedCertificate> {
+    /// Classifies a client's certificate chain and parses its claims: the per-connection work
+    /// (public for the benchmarks).
+    pub fn inspect(&self, chain: &[CertificateDer<'static>]) -> Option<PresentedCertificate> {
         let (leaf, intermediates) = chain.split_first()?;
         let claims = DeviceClaims::from_der(leaf.as_ref()).ok();
         let status = match self.verify_at(leaf, intermediates, UnixTime::now()) {
