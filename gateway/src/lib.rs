@@ -13,6 +13,7 @@ pub mod pages;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod revocation;
+pub mod seen;
 pub mod server;
 pub mod tls;
 pub mod upstreams;

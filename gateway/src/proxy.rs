@@ -25,6 +25,7 @@ use crate::headers;
 use crate::metrics::Metrics;
 use crate::pages;
 use crate::revocation::Revocations;
+use crate::seen::RecentlySeen;
 use crate::tls::PresentedCertificate;
 use crate::upstreams::{UpstreamPool, Upstreams};
 
@@ -49,6 +50,8 @@ pub struct GatewayState {
     pub access_log: bool,
     /// The shared store, once the admin task has opened it (device last-seen times).
     pub store: Arc<tokio::sync::OnceCell<certgate_store::Store>>,
+    /// The devices whose last-seen time this instance wrote lately.
+    pub seen: RecentlySeen,
 }
 
 pub struct Gateway {
@@ -62,13 +65,21 @@ pub struct RequestContext {
     client_ip: IpAddr,
     /// The connection's TLS digest, which carries the client certificate's examination.
     ssl: Option<Arc<SslDigest>>,
-    upstream: Option<String>,
     /// The backend of the current attempt, so a failed connect can mark it down and retry.
     backend: Option<(Arc<UpstreamPool>, usize)>,
     attempts: usize,
 }
 
 impl RequestContext {
+    /// Where the request went, for the access log.
+    fn upstream(&self) -> &str {
+        match (&self.outcome, &self.backend) {
+            (Some(Outcome::Portal { .. }), _) => "portal",
+            (_, Some((pool, index))) => pool.backends().get(*index).map_or("", |b| b.url.as_str()),
+            _ => "",
+        }
+    }
+
     fn presented_certificate(&self) -> Option<&PresentedCertificate> {
         self.ssl.as_ref()?.extension.get::<PresentedCertificate>()
     }
@@ -131,13 +142,16 @@ fn strip_port(host: &str) -> &str {
 impl ProxyHttp for Gateway {
     type CTX = RequestContext;
 
+    /// Pingora adds a response-compression module, switched off, to every request by default;
+    /// certgate compresses nothing, so no module runs at all.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Self::CTX {
         RequestContext {
             started: Instant::now(),
             outcome: None,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             ssl: None,
-            upstream: None,
             backend: None,
             attempts: 0,
         }
@@ -234,7 +248,6 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         let mut peer = match &ctx.outcome {
             Some(Outcome::Portal { .. }) => {
-                ctx.upstream = Some("portal".into());
                 HttpPeer::new(self.state.portal_addr, false, String::new())
             }
             Some(Outcome::Admit(admission)) => {
@@ -256,7 +269,6 @@ impl ProxyHttp for Gateway {
                     )
                     .into_up());
                 };
-                ctx.upstream = Some(backend.url.clone());
                 let peer = HttpPeer::new(addr, backend.tls, backend.sni.clone());
                 ctx.backend = Some((pool, index));
                 peer
@@ -445,7 +457,11 @@ impl ProxyHttp for Gateway {
         let org = outcome.org().map_or("", |o| o.id.as_str());
         let decision = outcome.decision().as_str();
         if let (Outcome::Admit(admission), Some(store)) = (outcome, self.state.store.get()) {
-            if let Some(identity) = &admission.identity {
+            if let Some(identity) = admission.identity.as_ref().filter(|identity| {
+                self.state
+                    .seen
+                    .due(&admission.org.id, &identity.device, unix_now())
+            }) {
                 // Off the request path; the store writes it at most once a minute per device.
                 let (store, device, metrics) = (
                     store.clone(),
@@ -492,7 +508,7 @@ impl ProxyHttp for Gateway {
                 org,
                 decision,
                 user,
-                upstream = ctx.upstream.as_deref().unwrap_or(""),
+                upstream = ctx.upstream(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 error = error.map(|e| e.etype().as_str()).unwrap_or(""),
             );

@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{unix_now, Gateway, GatewayState};
 use crate::proxy_protocol::ProxyProtocol;
 use crate::revocation::{RevocationSet, Revocations};
+use crate::seen::RecentlySeen;
 use crate::tls::{
     self, CertificateResolver, ClientCertificateInspector, LenientClientVerifier,
     ServerCertificateSource,
@@ -135,6 +136,7 @@ impl GatewayServer {
             connect_timeout: config.server.upstream_connect_timeout,
             read_timeout: config.server.upstream_read_timeout,
             store: Arc::new(tokio::sync::OnceCell::new()),
+            seen: RecentlySeen::default(),
             access_log: matches!(
                 config.server.access_log,
                 certgate_policies::config::AccessLog::Json
