@@ -169,7 +169,9 @@ impl NodeProvider {
             config: Mutex::new(config),
             child,
         };
-        let up = eventually(Duration::from_secs(15), || {
+        // Loading oidc-provider's module graph took over 15 s once while five providers and
+        // Chromium started at the same time on two cores: a bound, not a timing.
+        let up = eventually(Duration::from_secs(60), || {
             matches!(node.child.try_wait(), Ok(None))
                 && matches!(
                     http_get(port, "/.well-known/openid-configuration"),
