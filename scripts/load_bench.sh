@@ -177,12 +177,18 @@ declare -A target_port=([certgate]=$https [nginx]=$nginx_port)
 client=("--cert" "$deploy/clients/bench.pem" "--key" "$deploy/clients/bench.key")
 with_certificate() { [ "$1" = 2 ] || [ "$1" = 4 ] || [ "$1" = 7 ]; }
 
+# What a scenario's request carries, in the options curl and oha share: the client certificate,
+# the cookie (neither to the upstream directly) and the browser's Accept.
+request_args() { # scenario target
+    if with_certificate "$1" && [ "$2" != upstream ]; then printf '%s\n' "${client[@]}"; fi
+    [ "$1" != 3 ] || [ "$2" = upstream ] || printf '%s\n' -H "$cookie"
+    [ "$1" != 5 ] || printf '%s\n' -H "Accept: text/html"
+}
+
 curl_args() { # scenario target → curl arguments
     local s=$1 t=$2 host=${scenario_host[$1]} port=${target_port[$2]}
     printf '%s\n' --cacert "$deploy/ca/root.pem" --resolve "$host:$port:127.0.0.1" --tlsv1.3
-    if with_certificate "$s"; then printf '%s\n' "${client[@]}"; fi
-    [ "$s" != 3 ] || printf '%s\n' -H "$cookie"
-    [ "$s" != 5 ] || printf '%s\n' -H "Accept: text/html"
+    request_args "$s" "$t"
     [ "$s" != 7 ] || printf '%s\n' --http2
     printf '%s\n' "https://$host:$port/bench"
 }
@@ -213,7 +219,7 @@ done
 rate=0 # scenario 8's fixed request rate, set after the warm-up
 # One run of the load generator; fails unless every response has the expected status.
 load_run() { # scenario target round
-    local s=$1 t=$2 r=$3 out="$work/out/s$1-$2-r$3.json" args=()
+    local s=$1 t=$2 r=$3 out="$work/out/s$1-$2-r$3.json" args=() extra=()
     local host=${scenario_host[$s]} port=${target_port[$t]:-}
     if [ "$s" = 4 ]; then
         "${client_cpu[@]}" "$bench_client" handshakes --connect "127.0.0.1:$port" --host "$host" \
@@ -227,9 +233,8 @@ load_run() { # scenario target round
         args=(--cacert "$deploy/ca/root.pem" --connect-to "$host:$port:127.0.0.1:$port"
             "https://$host:$port/bench")
     fi
-    if with_certificate "$s" && [ "$t" != upstream ]; then args=("${client[@]}" "${args[@]}"); fi
-    [ "$s" != 3 ] || [ "$t" = upstream ] || args=(-H "$cookie" "${args[@]}")
-    [ "$s" != 5 ] || args=(-H "Accept: text/html" "${args[@]}")
+    mapfile -t extra < <(request_args "$s" "$t")
+    args=("${extra[@]}" "${args[@]}")
     local shape=(-c "$connections")
     [ "$s" != 7 ] || shape=(--http2 -c 8 -p 16)
     # Scenario 8 keeps every request's times: its latencies count from the scheduled start and

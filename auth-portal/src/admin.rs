@@ -1355,21 +1355,14 @@ pub(crate) async fn devices(State(state): State<Arc<PortalState>>, headers: Head
     let Ok(found) = db.org_devices(&admin.me.org.id, 1_000).await else {
         return crate::flow::unavailable_page(&visit);
     };
-    let accounts = db.accounts(&admin.me.org.id).await.unwrap_or_default();
-    let mut owners = Vec::new();
-    let mut devices = Vec::new();
-    for (username, device) in found.into_iter().rev() {
-        let account_id = accounts
-            .iter()
-            .find(|a| a.username == username)
-            .map(|a| a.id.clone())
-            .unwrap_or_default();
-        owners.push((username, account_id));
-        devices.push(device);
-    }
-    // device_rows lists newest first, as `found` was before it was reversed.
+    // `found` is newest first; device_rows lists what it is given last first (an account's own
+    // devices come oldest first), so it gets them reversed.
+    let owners: Vec<(String, String)> = found
+        .iter()
+        .map(|(username, device)| (username.clone(), device.account_id.clone()))
+        .collect();
+    let devices: Vec<_> = found.into_iter().rev().map(|(_, device)| device).collect();
     let rows = crate::account::device_rows(&state, &visit, &store, None, &devices).await;
-    owners.reverse();
     let c = visit.chrome(Some(&admin.me.org));
     pages::html(
         StatusCode::OK,
