@@ -713,18 +713,15 @@ async fn account_devices(
             .await
             .map_err(|_| ApiError::Unavailable)?;
         let now = state.now();
-        let mut listed = Vec::with_capacity(devices.len());
-        for d in &devices {
-            let seen = match &caller.store {
-                Some(store) => store.last_seen(&d.org, &d.id).await.ok().flatten(),
-                None => None,
-            };
-            listed.push(device_json(
-                d,
-                seen.into_iter().chain(d.last_seen).max(),
-                now,
-            ));
-        }
+        let seen = match &caller.store {
+            Some(store) => crate::account::last_seen_of(store, &devices).await,
+            None => devices.iter().map(|d| d.last_seen).collect(),
+        };
+        let listed: Vec<Value> = devices
+            .iter()
+            .zip(seen)
+            .map(|(d, seen)| device_json(d, seen, now))
+            .collect();
         Ok::<_, ApiError>(ok(&json!({ "devices": listed })))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

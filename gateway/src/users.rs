@@ -234,10 +234,13 @@ async fn devices(
         .await
         .map_err(internal)?;
     if let Some(store) = state.store.get() {
-        for device in &mut devices {
-            if let Ok(Some(seen)) = store.last_seen(&org, &device.id).await {
-                device.last_seen = Some(device.last_seen.map_or(seen, |s| s.max(seen)));
-            }
+        let keys: Vec<(&str, &str)> = devices
+            .iter()
+            .map(|d| (org.as_str(), d.id.as_str()))
+            .collect();
+        let seen = store.last_seen_many(&keys).await.unwrap_or_default();
+        for (device, seen) in devices.iter_mut().zip(seen) {
+            device.last_seen = device.last_seen.max(seen);
         }
     }
     devices.sort_by_key(|d| std::cmp::Reverse(d.created_at));

@@ -288,13 +288,21 @@ impl Store {
     /// When a device was last seen, in unix seconds.
     pub async fn last_seen(&self, org: &str, device_id: &str) -> Result<Option<i64>, StoreError> {
         let raw = dispatch!(self, s => s.get(&seen_key(org, device_id)).await)?;
-        raw.map(|bytes| {
-            std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| StoreError::Corrupt("last-seen time".into()))
-        })
-        .transpose()
+        raw.map(|bytes| seen_time(&bytes)).transpose()
+    }
+
+    /// When each of `devices` (organisation, device id) was last seen, in one round trip and in
+    /// the order given; a corrupt entry reads as never seen.
+    pub async fn last_seen_many(
+        &self,
+        devices: &[(&str, &str)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let keys: Vec<String> = devices.iter().map(|(org, id)| seen_key(org, id)).collect();
+        let raw = dispatch!(self, s => s.get_many(&keys).await)?;
+        Ok(raw
+            .into_iter()
+            .map(|bytes| bytes.and_then(|b| seen_time(&b).ok()))
+            .collect())
     }
 
     /// Sends a change to every instance (this one included).
@@ -332,6 +340,13 @@ fn rate_key(purpose: &str, subject: &str) -> String {
 }
 
 /// Device ids are per organisation, like their revocations.
+fn seen_time(bytes: &[u8]) -> Result<i64, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("last-seen time".into()))
+}
+
 fn seen_key(org: &str, device_id: &str) -> String {
     format!("seen:{org}:{device_id}")
 }

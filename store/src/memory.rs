@@ -87,6 +87,15 @@ impl MemoryStore {
         Ok(self.entries.lock().live(key, now).map(|e| e.value.clone()))
     }
 
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock();
+        Ok(keys
+            .iter()
+            .map(|key| entries.live(key, now).map(|e| e.value.clone()))
+            .collect())
+    }
+
     pub async fn replace(
         &self,
         key: &str,

@@ -297,6 +297,19 @@ impl RedisStore {
         self.finish(cmd.query_async(&mut conn)).await
     }
 
+    /// Several keys in one round trip (`MGET`), in the order asked.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn()?;
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        self.finish(cmd.query_async(&mut conn)).await
+    }
+
     /// Overwrites a live key; `false` when there was none.
     pub async fn replace(
         &self,

@@ -205,6 +205,21 @@ async fn last_seen_is_written_at_most_once_a_minute(h: Harness) {
         s.touch_device("zuid", "tablet-1").await.unwrap(),
         "per organisation"
     );
+    // A device list reads them all at once, in the order asked.
+    let many = s
+        .last_seen_many(&[
+            ("noord", "tablet-2"),
+            ("noord", "never-seen"),
+            ("noord", "tablet-1"),
+            ("zuid", "tablet-1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 4);
+    assert_eq!(many[1], None);
+    assert_eq!(many[2], Some(seen));
+    assert!(many[0].is_some() && many[3].is_some(), "{many:?}");
+    assert_eq!(s.last_seen_many(&[]).await.unwrap(), Vec::new());
 }
 
 async fn the_change_feed_reaches_subscribers(h: Harness) {
