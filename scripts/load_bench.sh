@@ -261,6 +261,10 @@ rm -f "$work"/out/*-rwarmup.json
 echo "scenario 8 at $rate requests per second"
 
 echo "== $rounds rounds of ${seconds} s per run"
+# CPU time the hypervisor gave to others ("steal") during the rounds: on a busy host the figures
+# swing from round to round, and the report says so.
+cpu_times() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+read -r steal_before total_before < <(cpu_times)
 for r in $(seq 1 "$rounds"); do
     for s in "${scenario_ids[@]}"; do
         for t in ${scenario_targets[$s]}; do
@@ -269,6 +273,11 @@ for r in $(seq 1 "$rounds"); do
         done
     done
 done
+
+read -r steal_after total_after < <(cpu_times)
+steal=$(awk -v s=$((steal_after - steal_before)) -v t=$((total_after - total_before)) \
+    'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }')
+echo "CPU time stolen by the hypervisor during the rounds: $steal %"
 
 echo "== resident memory with $idle_connections idle keep-alive connections"
 rss_kib() { # pids → summed VmRSS in KiB
@@ -305,7 +314,7 @@ done
 
 python3 benches/load/report.py write "$work/out" "$results" \
     --rounds "$rounds" --seconds "$seconds" --connections "$connections" --pinning "$pinning" \
-    --rate "$rate" --idle "$idle_connections" "${memory[@]}" ${LOAD_MICRO:+--micro "$LOAD_MICRO"} \
+    --rate "$rate" --idle "$idle_connections" --steal "$steal" "${memory[@]}" ${LOAD_MICRO:+--micro "$LOAD_MICRO"} \
     --nginx "$("$nginx_bin" -v 2>&1)" --oha "$(oha --version)" \
     --certgate "$("$certgate" --version 2>/dev/null || echo certgate) ($(git describe --always --dirty 2>/dev/null || echo unknown))" \
     --rustc "$(rustc --version)" --openssl "$(openssl version 2>/dev/null || echo unknown)"

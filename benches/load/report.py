@@ -161,6 +161,27 @@ def micro(args):
         f.write("\n".join(lines) + "\n")
 
 
+def quietness(found, steal):
+    """A warning when the machine was busy: the upstream alone (the same work in every round)
+    should answer at about the same rate each time."""
+    swings = []
+    for s in SCENARIOS:
+        up = [rps(d) for d in found.get((s, "upstream"), {}).values()]
+        if len(up) > 1:
+            swings.append(max(up) / min(up))
+    swing = max(swings, default=1.0)
+    if steal < 2 and swing < 1.2:
+        return []
+    return [
+        "",
+        f"**This run was not on a quiet machine**: the upstream alone, the same work every round, "
+        f"varied by up to {100 * (swing - 1):.0f} % between rounds, and {steal} % of the CPU time "
+        "went to other guests. The ratios of one round (certgate and nginx run seconds apart) are "
+        "still comparable; the absolute rates and the latency percentiles are not, nor are they "
+        "comparable with a quiet run.",
+    ]
+
+
 def write(args):
     found = runs(args.out_dir)
     cpu, cores, mem, kernel, distro = machine()
@@ -177,6 +198,8 @@ def write(args):
         f"- certgate: {args.certgate}, built with `cargo build --release` ({args.rustc})",
         f"- nginx: {args.nginx.replace('nginx version: ', '')} (Debian package), {args.openssl}",
         f"- load generators: {args.oha}; `bench-client` (benches/bin, rustls) for scenario 4 and the idle connections",
+        f"- CPU time taken by the hypervisor for other guests (steal) during the rounds: {args.steal} %",
+        *quietness(found, float(args.steal)),
         "",
         "## Load benchmark: how",
         "",
@@ -254,7 +277,7 @@ def write(args):
             for t, runs_ in (("certgate", cg), ("nginx", ng)):
                 a50 = medp(runs_, "p50") - medp(up, "p50")
                 a99 = medp(runs_, "p99") - medp(up, "p99")
-                lines.append(f"- {t}: p50 +{a50 * 1000:.2f} ms, p99 +{a99 * 1000:.2f} ms "
+                lines.append(f"- {t}: p50 {a50 * 1000:+.2f} ms, p99 {a99 * 1000:+.2f} ms "
                              f"(upstream directly: p50 {ms(medp(up, 'p50'))}, p99 {ms(medp(up, 'p99'))}); "
                              f"target for certgate: p99 added below 1 ms.")
     if args.memory:
@@ -302,7 +325,7 @@ def main():
     w.add_argument("out_dir")
     w.add_argument("results")
     for name in ("rounds", "seconds", "connections", "pinning", "nginx", "oha", "certgate", "rustc",
-                 "openssl", "rate", "idle"):
+                 "openssl", "rate", "idle", "steal"):
         w.add_argument(f"--{name}", required=True)
     w.add_argument("--memory", action="append", default=[], help="TARGET:KIB_BEFORE:KIB_WITH")
     w.add_argument("--micro", help="the Markdown section written by `micro`")
