@@ -339,7 +339,7 @@ fn rate_key(purpose: &str, subject: &str) -> String {
     format!("rate:{purpose}:{subject}")
 }
 
-/// Device ids are per organisation, like their revocations.
+/// A last-seen time as stored: unix seconds in decimal.
 fn seen_time(bytes: &[u8]) -> Result<i64, StoreError> {
     std::str::from_utf8(bytes)
         .ok()
@@ -347,6 +347,7 @@ fn seen_time(bytes: &[u8]) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("last-seen time".into()))
 }
 
+/// Device ids are per organisation, like their revocations.
 fn seen_key(org: &str, device_id: &str) -> String {
     format!("seen:{org}:{device_id}")
 }
