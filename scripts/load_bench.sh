@@ -2,7 +2,9 @@
 # The load benchmark of `make bench`: oha against the demo upstream directly (the physical limit),
 # `certgate serve`, and nginx set up for the same job (benches/load/), on loopback, interleaved
 # round by round; writes benches/RESULTS.md. Settings: LOAD_ROUNDS, LOAD_SECONDS, LOAD_CONNECTIONS,
-# LOAD_IDLE_CONNECTIONS; LOAD_SCENARIOS, which scenarios (default "1 2 3 4 5 6 7 8"); LOAD_MICRO,
+# LOAD_IDLE_CONNECTIONS; LOAD_SCENARIOS, which scenarios (default "1 2 3 4 5 6 7 8");
+# LOAD_INSTRUCTION_SCENARIOS, those counted under callgrind (default "1 2 3 5"), and
+# LOAD_PROFILE_DIR, where to keep their callgrind dumps for callgrind_annotate; LOAD_MICRO,
 # the micro-benchmarks' section for the report (scripts/bench.sh); LOAD_BIN_DIR runs the certgate
 # and bench-client binaries found there instead of building them (to compare two builds).
 set -euo pipefail
@@ -18,7 +20,7 @@ results=benches/RESULTS.md
 # it shows every target still answers every scenario correctly, and measures nothing.
 smoke=${LOAD_SMOKE:-}
 
-ensure_packages nginx curl python3
+ensure_packages nginx curl python3 valgrind
 if ! command -v oha >/dev/null; then
     echo "== installing oha (cargo install --locked oha)"
     cargo install --locked --quiet oha
@@ -216,10 +218,22 @@ for s in "${scenario_ids[@]}"; do
     done
 done
 
+# oha's options and URL for a scenario's request to a target.
+oha_args() { # scenario target
+    local s=$1 t=$2 host=${scenario_host[$1]} port=${target_port[$2]:-}
+    request_args "$s" "$t"
+    if [ "$t" = upstream ]; then
+        printf '%s\n' "http://127.0.0.1:$app/bench"
+    else
+        printf '%s\n' --cacert "$deploy/ca/root.pem" --connect-to "$host:$port:127.0.0.1:$port" \
+            "https://$host:$port/bench"
+    fi
+}
+
 rate=0 # scenario 8's fixed request rate, set after the warm-up
 # One run of the load generator; fails unless every response has the expected status.
 load_run() { # scenario target round
-    local s=$1 t=$2 r=$3 out="$work/out/s$1-$2-r$3.json" args=() extra=()
+    local s=$1 t=$2 r=$3 out="$work/out/s$1-$2-r$3.json" args=()
     local host=${scenario_host[$s]} port=${target_port[$t]:-}
     if [ "$s" = 4 ]; then
         "${client_cpu[@]}" "$bench_client" handshakes --connect "127.0.0.1:$port" --host "$host" \
@@ -227,14 +241,7 @@ load_run() { # scenario target round
         python3 benches/load/report.py check "$out" "${scenario_code[$s]}"
         return
     fi
-    if [ "$t" = upstream ]; then
-        args=("http://127.0.0.1:$app/bench")
-    else
-        args=(--cacert "$deploy/ca/root.pem" --connect-to "$host:$port:127.0.0.1:$port"
-            "https://$host:$port/bench")
-    fi
-    mapfile -t extra < <(request_args "$s" "$t")
-    args=("${extra[@]}" "${args[@]}")
+    mapfile -t args < <(oha_args "$s" "$t")
     local shape=(-c "$connections")
     [ "$s" != 7 ] || shape=(--http2 -c 8 -p 16)
     # Scenario 8 keeps every request's times: its latencies count from the scheduled start and
@@ -312,9 +319,68 @@ for t in certgate nginx; do
     memory+=("--memory" "$t:$before:$with")
 done
 
+echo "== instructions per request under callgrind"
+# certgate and nginx again, each under valgrind, counted over n1 and then n2 requests on the same
+# two connections; the difference is what a request costs, without the handshakes.
+if [ -n "$smoke" ]; then
+    instruction_scenarios=(1) warm=10 n1=20 n2=60
+else
+    read -r -a instruction_scenarios <<<"${LOAD_INSTRUCTION_SCENARIOS:-1 2 3 5}"
+    warm=500 n1=1000 n2=5000
+fi
+mkdir -p "$work/cg"
+counted_run() { # scenario target requests → fails unless every response has the expected status
+    local args=()
+    mapfile -t args < <(oha_args "$1" "$2")
+    "${client_cpu[@]}" oha --no-tui --output-format json --redirect 0 -n "$3" -c 2 "${args[@]}" \
+        >"$work/cg/run.json"
+    python3 benches/load/report.py check "$work/cg/run.json" "${scenario_code[$1]}" >/dev/null
+}
+kill "$certgate_pid" "$nginx_pid" && wait "$certgate_pid" "$nginx_pid" 2>/dev/null || true
+profiles=()
+for t in certgate nginx; do
+    if [ "$t" = certgate ]; then
+        server=("$certgate" serve --config "$deploy/certgate.toml")
+        up=("http://127.0.0.1:$admin/readyz" -f)
+    else
+        server=("$nginx_bin" -p "$work" -e "$work/nginx-error.log" -c "$work/nginx.conf"
+            -g "master_process off;")
+        up=(-k "https://127.0.0.1:$nginx_port/")
+    fi
+    # glibc copies large blocks with `rep movsb`, which valgrind counts as one instruction per
+    # byte though the CPU moves tens of bytes a cycle; vector copies count what they cost.
+    GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=$((1 << 40)):glibc.cpu.x86_rep_stosb_threshold=$((1 << 40)) \
+        "${server_cpu[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg/$t.%p" \
+        "${server[@]}" >"$work/cg/$t.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 1 600); do ready "${up[@]}" && break; sleep 0.2; done
+    ready "${up[@]}" || { cat "$work/cg/$t.log" >&2; echo "$t did not start under valgrind" >&2; exit 1; }
+    dumps=0
+    for s in "${instruction_scenarios[@]}"; do
+        counted_run "$s" "$t" "$warm"
+        for n in "$n1" "$n2"; do
+            callgrind_control -z "$pid" >/dev/null
+            counted_run "$s" "$t" "$n"
+            callgrind_control -d "$pid" >/dev/null
+            dumps=$((dumps + 1))
+            [ -s "$work/cg/$t.$pid.$dumps" ] || { echo "callgrind wrote no dump for $t" >&2; exit 1; }
+        done
+        profiles+=("$t:$s:$n1:$work/cg/$t.$pid.$((dumps - 1)):$n2:$work/cg/$t.$pid.$dumps")
+        echo "$t scenario $s counted"
+    done
+    kill "$pid" && wait "$pid" 2>/dev/null || true
+done
+python3 benches/load/callgrind.py section "$work/instructions.md" "${profiles[@]}"
+if [ -n "${LOAD_PROFILE_DIR:-}" ]; then # for callgrind_annotate: where the instructions go
+    mkdir -p "$LOAD_PROFILE_DIR" && cp "$work"/cg/certgate.* "$work"/cg/nginx.* "$LOAD_PROFILE_DIR"/
+fi
+cat "$work/instructions.md"
+
 python3 benches/load/report.py write "$work/out" "$results" \
     --rounds "$rounds" --seconds "$seconds" --connections "$connections" --pinning "$pinning" \
-    --rate "$rate" --idle "$idle_connections" --steal "$steal" "${memory[@]}" ${LOAD_MICRO:+--micro "$LOAD_MICRO"} \
+    --rate "$rate" --idle "$idle_connections" --steal "$steal" "${memory[@]}" \
+    --instructions "$work/instructions.md" ${LOAD_MICRO:+--micro "$LOAD_MICRO"} \
     --nginx "$("$nginx_bin" -v 2>&1)" --oha "$(oha --version)" \
     --certgate "$("$certgate" --version 2>/dev/null || echo certgate) ($(git describe --always --dirty 2>/dev/null || echo unknown))" \
     --rustc "$(rustc --version)" --openssl "$(openssl version 2>/dev/null || echo unknown)"

@@ -290,6 +290,9 @@ def write(args):
             lines.append(f"| {t} | {before / 1024:.1f} MiB | {with_ / 1024:.1f} MiB | {per:.1f} KiB |")
         lines.append("")
         lines.append("nginx: master and worker process summed (VmRSS); certgate: its one process.")
+    if args.instructions:
+        with open(args.instructions) as f:
+            lines += ["", f.read().rstrip("\n")]
     lines += [
         "",
         "### Every round",
@@ -329,6 +332,7 @@ def main():
         w.add_argument(f"--{name}", required=True)
     w.add_argument("--memory", action="append", default=[], help="TARGET:KIB_BEFORE:KIB_WITH")
     w.add_argument("--micro", help="the Markdown section written by `micro`")
+    w.add_argument("--instructions", help="the Markdown section written by callgrind.py")
     m = sub.add_parser("micro")
     for name in ("criterion_dir", "since", "instructions", "out"):
         m.add_argument(name)
