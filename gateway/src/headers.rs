@@ -1,6 +1,9 @@
 //! What crosses the gateway in headers and cookies. Client-sent identity headers and certgate
 //! cookies never reach the upstream; the upstream cannot set certgate cookies.
 
+use std::io::{Cursor, Write};
+use std::net::IpAddr;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, SET_COOKIE};
 
 /// Headers a client must not be able to send to the upstream (the gateway sets its own).
@@ -22,6 +25,19 @@ pub fn spoofable_headers(headers: &HeaderMap) -> Vec<HeaderName> {
         })
         .cloned()
         .collect()
+}
+
+/// An address as a header value, formatted on the stack rather than through a `String`.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // The longest text form of an address: IPv6 with an embedded IPv4 address, 45 characters.
+    let mut buf = [0u8; 45];
+    let mut cursor = Cursor::new(&mut buf[..]);
+    let len = match write!(cursor, "{ip}") {
+        Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    // Digits, dots, colons and hex letters are always a valid header value.
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Cookies named `certgate…`, `__Host-certgate…` or `__Secure-certgate…` belong to certgate.
@@ -119,6 +135,22 @@ mod tests {
             map.append(*k, HeaderValue::from_static(v));
         }
         map
+    }
+
+    #[test]
+    fn addresses_as_header_values() {
+        for text in [
+            "192.0.2.7",
+            "2001:db8::1",
+            "::ffff:192.0.2.7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(
+                ip_value(ip),
+                HeaderValue::from_str(&ip.to_string()).unwrap()
+            );
+        }
     }
 
     #[test]
