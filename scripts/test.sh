@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # nodejs and npm: the single sign-on tests' OpenID Connect providers run on Node.js.
 # nginx: the load benchmark's harness runs against it (its smoke run, below; oha it installs itself).
 ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver \
-    nodejs npm nginx
+    nodejs npm nginx valgrind
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
