@@ -295,8 +295,8 @@ impl ProxyHttp for Gateway {
         for name in headers::spoofable_headers(&upstream_request.headers) {
             upstream_request.remove_header(&name);
         }
-        // Fixed values are static and the address is formatted on the stack: a header value
-        // built from a `&str` or `String` costs an allocation, a copy of one another.
+        // Fixed values are static and the address is formatted on the stack: a header value made
+        // from a `&str` is copied into an allocation of its own, and `to_string()` is another.
         upstream_request.insert_header("x-forwarded-for", headers::ip_value(ctx.client_ip))?;
         upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("https"))?;
         match &ctx.outcome {
