@@ -92,7 +92,7 @@ def parse(path):
     cost = Counter()
     allocations = 0
     total = None
-    obj = file = current = target_fn = target_file = ""
+    obj = file = current = target_fn = ""
     call_cost_next = False
     with open(path) as f:
         for line in f:
@@ -126,14 +126,11 @@ def parse(path):
                     current = file
                 elif key == "cfn":
                     target_fn = name
-                elif key in ("cfi", "cfl"):
-                    target_file = name
                 continue
             if key == "calls" and equals:
                 call_cost_next = True
                 if ALLOCATING.match(target_fn) and not ALLOCATOR_FILE.search(current):
                     allocations += int(value.split()[0])
-                target_file = ""
                 continue
             if line.startswith(("totals:", "summary:")):
                 total = int(line.split()[1])
@@ -172,11 +169,11 @@ def section(out, profiles):
     ]
     from_report = {"1": "1. allow-listed IP → 200", "2": "2. client certificate → 200",
                    "3": "3. browser credential → 200", "5": "5. unauthenticated browser → 302"}
+    total = lambda m: sum(m[2].values()) if m else None
+    fmt = lambda v: "–" if v is None else f"{v:,.0f}"
     for s in scenarios:
         cg, ng = measured.get(("certgate", s)), measured.get(("nginx", s))
-        total = lambda m: sum(m[2].values()) if m else None
         c, n = total(cg), total(ng)
-        fmt = lambda v: "–" if v is None else f"{v:,.0f}"
         ratio = f"{c / n:.2f}" if c and n else "–"
         lines.append(f"| {from_report.get(s, s)} | {fmt(c)} | {fmt(n)} | {ratio} | "
                      f"{fmt(cg[3] if cg else None)} | {fmt(ng[3] if ng else None)} |")
