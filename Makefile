@@ -1,6 +1,9 @@
 # The README's two commands are `make demo` and `make test`.
 .PHONY: demo test bench lint build
 
+# The recipes source scripts/lib.sh, which is bash; Make's default shell may be dash.
+SHELL := /bin/bash
+
 CARGO ?= cargo
 
 build:

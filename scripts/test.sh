@@ -42,6 +42,18 @@ redis_port=$(free_port)
 start_redis "$work/redis" "$redis_port"
 export CERTGATE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 
+# `make demo` on a fresh machine: its build step installs cmake through scripts/lib.sh (bash).
+# Checked with a PATH that has no cmake and no cargo, and an apt-get that records its arguments.
+echo "== make build without cmake"
+bare="$work/bare"
+mkdir "$bare"
+for tool in bash make id; do ln -s "$(command -v "$tool")" "$bare/$tool"; done
+printf '#!/bin/bash\necho "$*" >> "%s/apt-get.log"\n' "$bare" > "$bare/apt-get"
+printf '#!/bin/bash\nexec "$@"\n' > "$bare/sudo"
+chmod +x "$bare/apt-get" "$bare/sudo"
+PATH="$bare" make --no-print-directory build CARGO=true
+grep -q "install .*cmake" "$bare/apt-get.log" || { echo "make build did not install cmake"; exit 1; }
+
 echo "== build"
 cargo build --workspace --locked --bins
 
