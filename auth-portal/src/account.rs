@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::{
@@ -472,27 +472,33 @@ pub(crate) async fn certificate(
         &CertificatePage {
             c: &c,
             password: &password,
-            download: &format!("/.certgate/account/certificate/{download}"),
+            // In the query, not the path: the access log records paths, and the link is the
+            // bundle's only key.
+            download: &format!("/.certgate/account/certificate?download={download}"),
             expires: &date(issued.not_after.unix_timestamp()),
             policy: &policy,
         },
     )
 }
 
-/// `GET /.certgate/account/certificate/{id}`: the bundle, once.
+/// `GET /.certgate/account/certificate?download={id}`: the bundle, once.
 pub(crate) async fn download(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let visit = Visit::new(&state, &headers);
     let Some(store) = state.backend.store() else {
         return crate::flow::unavailable_page(&visit);
     };
+    let id = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("download=")))
+        .unwrap_or_default();
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Redirect::to("/.certgate/account").into_response();
     }
-    let Ok(Some(bundle)) = store.take_once("pkcs12", &id).await else {
+    let Ok(Some(bundle)) = store.take_once("pkcs12", id).await else {
         let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
         return pages::notice(
             StatusCode::GONE,

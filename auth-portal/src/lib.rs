@@ -339,11 +339,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         )
         .route(
             "/.certgate/account/certificate",
-            axum::routing::post(account::certificate),
-        )
-        .route(
-            "/.certgate/account/certificate/{id}",
-            get(account::download),
+            get(account::download).post(account::certificate),
         )
         .route("/.certgate/sso/{provider}", get(sso::start))
         .route("/.certgate/sso/{provider}/callback", get(sso::callback))

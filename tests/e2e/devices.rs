@@ -652,6 +652,15 @@ fn pkcs12_bundles_open_with_openssl_and_admit_curl() {
             410,
             "downloaded once"
         );
+        // The link is the bundle's only key: the access log, which records paths, must not hold it.
+        let id = link.rsplit_once("download=").map(|(_, id)| id).unwrap();
+        assert_eq!(id.len(), 32, "{link}");
+        let log = w.d.gateway().log_text();
+        assert!(
+            log.contains(r#""path":"/.certgate/account/certificate""#),
+            "the downloads are in the access log"
+        );
+        assert!(!log.contains(id), "the download id is not logged");
         let open = |extra: &[&str]| {
             Command::new("openssl")
                 .args(["pkcs12", "-noout", "-in"])
