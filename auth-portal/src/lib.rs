@@ -25,7 +25,6 @@ pub mod throttle;
 pub mod totp;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -384,11 +383,10 @@ pub fn router(state: Arc<PortalState>) -> Router {
 
 /// Serves the portal on its internal listener until `shutdown` completes.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: Arc<PortalState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     tokio::spawn(purge_audit(Arc::clone(&state)));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

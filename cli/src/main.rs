@@ -13,6 +13,7 @@ mod user;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use certgate_gateway::GatewayServer;
@@ -228,10 +229,20 @@ fn start(
                     return;
                 }
             };
+            let listener = match tokio::net::TcpListener::bind(portal_listen).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!(listen = %portal_listen, error = %e, "the portal cannot listen");
+                    return;
+                }
+            };
             let _ = control
                 .events
                 .set(Arc::new(portal::Notices(Arc::clone(&state))));
-            if let Err(e) = certgate_portal::serve(portal_listen, state, stop).await {
+            // Only now is the instance ready: sign-ins have their pages, and accounts created
+            // from here on get their welcome mail.
+            control.portal_serving.store(true, Ordering::Relaxed);
+            if let Err(e) = certgate_portal::serve(listener, state, stop).await {
                 tracing::error!(listen = %portal_listen, error = %e, "portal stopped");
             }
         })

@@ -43,6 +43,9 @@ pub struct AdminState {
     pub keyring_path: std::path::PathBuf,
     /// Told about account changes (to send the user a notice); set when the portal starts.
     pub events: std::sync::OnceLock<Arc<dyn crate::users::AccountEvents>>,
+    /// Set by the portal beside the gateway once it listens (and `events` is set); `/readyz`
+    /// says 503 until then.
+    pub portal_serving: AtomicBool,
 }
 
 impl AdminState {
@@ -169,7 +172,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.ready.load(Ordering::Relaxed) && state.portal_serving.load(Ordering::Relaxed) {
         // A store outage must not drain every instance at once: still ready, but say so.
         match state.store.get() {
             Some(store) if !store.is_connected() => (

@@ -210,6 +210,7 @@ impl GatewayServer {
             database: tokio::sync::OnceCell::new(),
             store: Arc::clone(&state.store),
             ready: Arc::clone(&ready),
+            portal_serving: AtomicBool::new(false),
             policies: Arc::clone(&state.policies),
         });
         let mut gateway = GatewayServer {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use certgate_e2e::throwaway_postgres_database;
 use certgate_e2e::{
-    attribute_after, certgate_ok, csrf_of, eventually, oathtool, Browser, CurlClient, NewUser, Org,
-    PortalWorld, Response, DESKTOP, PHONE,
+    attribute_after, certgate_ok, csrf_of, eventually, oathtool, Browser, CurlClient, MailSink,
+    NewUser, Org, PortalWorld, Response, SinkTls, DESKTOP, PHONE,
 };
 
 const NOORD: &str = "noord.test";
@@ -182,6 +182,71 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
         w.d.metric(r#"certgate_mfa_codes_sent_total{channel="email",org="noord"}"#),
         2.0
     );
+}
+
+#[test]
+fn mail_goes_out_over_starttls_and_smtps_and_never_to_a_server_it_cannot_verify() {
+    for (tls, scheme, starttls) in [
+        (SinkTls::StartTls, "smtp", "starttls = true\n"),
+        (SinkTls::Smtps, "smtps", ""),
+    ] {
+        // Each sink has a certificate authority of its own; the gateway trusts the first
+        // sink's (SSL_CERT_FILE, as for the system's roots), not the second's.
+        let trusted = MailSink::start_tls(tls);
+        let stranger = MailSink::start_tls(tls);
+        let roots = trusted.root_pem().display().to_string();
+        let env = [("SSL_CERT_FILE", roots.as_str())];
+        let options = |sink: &MailSink| {
+            format!(
+                "smtp_url = \"{scheme}://localhost:{}\"\n{starttls}",
+                sink.port
+            )
+        };
+
+        let trusted_options = options(&trusted);
+        let w = PortalWorld::start_with_mail(
+            &[org("noord", NOORD, "")],
+            trusted,
+            &trusted_options,
+            &env,
+        );
+        // Created the moment /readyz says ready: the welcome mail must not be lost to a portal
+        // still starting.
+        w.add_user(&NewUser::personal("noord", "anna@noord.test", PASSWORD));
+        let welcome = w.mail_about("anna@noord.test", "Your account at Org noord");
+        assert!(
+            welcome.body_text.contains("Forgot your password?"),
+            "{tls:?}: {}",
+            welcome.body_text
+        );
+
+        let stranger_options = options(&stranger);
+        let w = PortalWorld::start_with_mail(
+            &[org("noord", NOORD, "")],
+            stranger,
+            &stranger_options,
+            &env,
+        );
+        w.add_user(&NewUser::personal("noord", "bert@noord.test", PASSWORD));
+        let gateway = w.d.gateway();
+        assert!(
+            eventually(Duration::from_secs(10), || gateway
+                .log_text()
+                .contains("sending mail failed")),
+            "{tls:?}: {}",
+            gateway.log_text()
+        );
+        let log = gateway.log_text();
+        let failure = log
+            .lines()
+            .find(|l| l.contains("sending mail failed"))
+            .unwrap();
+        assert!(
+            failure.to_lowercase().contains("certificate"),
+            "{tls:?}: the log says why: {failure}"
+        );
+        assert!(w.mail.all().is_empty(), "{tls:?}: nothing was delivered");
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod sms;
 mod stub_server;
 
 pub use browser::{Browser, BrowserCookie, DESKTOP, PHONE};
-pub use mail::{Mail, MailSink};
+pub use mail::{Mail, MailSink, SinkTls};
 pub use oidc::{ForgeProvider, OidcProvider};
 pub use portal::{
     attribute_after, csrf_of, oathtool, openssl_csr, six_digits, throwaway_postgres_database,
@@ -104,10 +104,16 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(args: &[&str], log: PathBuf) -> Process {
+        Self::spawn_with_env(args, log, &[])
+    }
+
+    /// Like [`Process::spawn`], with `env` added to the environment.
+    pub fn spawn_with_env(args: &[&str], log: PathBuf, env: &[(String, String)]) -> Process {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(certgate_bin())
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .stdin(Stdio::null())
@@ -263,6 +269,8 @@ pub struct Deployment {
     pub extra_server_config: String,
     /// Appended to every config: `[store]`, `[database]` sections.
     pub extra_sections: String,
+    /// Added to the gateway's environment (`SSL_CERT_FILE`, say).
+    pub env: Vec<(String, String)>,
     pub gateway: Option<Process>,
     pub app: Option<Process>,
     pub hosts: Vec<String>,
@@ -279,6 +287,7 @@ impl Deployment {
             app_port: free_port(),
             extra_server_config: String::new(),
             extra_sections: String::new(),
+            env: Vec::new(),
             gateway: None,
             app: None,
             hosts: orgs.iter().flat_map(|o| o.hosts.clone()).collect(),
@@ -448,7 +457,7 @@ listen = "127.0.0.1:{portal}"
         }
         let config = self.config();
         let log = self.path("gateway.log");
-        let gateway = Process::spawn(&["serve", "--config", &config], log);
+        let gateway = Process::spawn_with_env(&["serve", "--config", &config], log, &self.env);
         let (admin, https) = (self.admin, self.https);
         let up = eventually(Duration::from_secs(15), || {
             matches!(http_get(admin, "/readyz"), Some((200, _)))

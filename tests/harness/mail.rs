@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::{eventually, free_port};
+use crate::{certgate_ok, eventually, free_port};
 
 /// The aiosmtpd handler. Bodies get `\n` line ends. Each message becomes `NNNNNN.json`, renamed into place once written so
 /// the harness never reads half a file; the counter keeps the order of arrival.
@@ -97,17 +97,71 @@ pub struct MailSink {
     taken: Mutex<HashSet<String>>,
 }
 
+/// How a sink speaks TLS: with its own certificate authority's certificate for `localhost`
+/// and 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkTls {
+    /// Plain SMTP that refuses mail until the client has upgraded with STARTTLS.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Smtps,
+}
+
 impl MailSink {
     /// Starts `python3 -m aiosmtpd` on `127.0.0.1:<free port>` and waits until it answers.
     pub fn start() -> MailSink {
+        Self::spawn(None)
+    }
+
+    /// Like [`MailSink::start`], speaking TLS with a certificate from a certificate authority
+    /// of its own (`certgate ca init`), whose root is [`MailSink::root_pem`].
+    pub fn start_tls(tls: SinkTls) -> MailSink {
+        Self::spawn(Some(tls))
+    }
+
+    /// The root certificate of the sink's own certificate authority (TLS sinks only).
+    pub fn root_pem(&self) -> PathBuf {
+        self.dir.path().join("ca/root.pem")
+    }
+
+    fn spawn(tls: Option<SinkTls>) -> MailSink {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("certgate_mail_sink.py"), HANDLER).unwrap();
         std::fs::create_dir(dir.path().join("messages")).unwrap();
+        let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(tls) = tls {
+            let ca = dir.path().join("ca");
+            let server = dir.path().join("server");
+            certgate_ok(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+            certgate_ok(&[
+                "ca",
+                "issue-server",
+                "--dir",
+                ca.to_str().unwrap(),
+                "--dns",
+                "localhost",
+                "--ip",
+                "127.0.0.1",
+                "--out",
+                server.to_str().unwrap(),
+            ]);
+            let (cert_flag, key_flag) = match tls {
+                SinkTls::StartTls => ("--tlscert", "--tlskey"),
+                SinkTls::Smtps => ("--smtpscert", "--smtpskey"),
+            };
+            tls_args.extend([
+                cert_flag.into(),
+                dir.path().join("server.pem").into(),
+                key_flag.into(),
+                dir.path().join("server.key").into(),
+            ]);
+        }
         let log = std::fs::File::create(dir.path().join("aiosmtpd.log")).unwrap();
         let child = Command::new("python3")
             .args(["-u", "-m", "aiosmtpd", "-n", "-u", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(&tls_args)
             .args(["-c", "certgate_mail_sink.JsonMaildir"])
             .arg(dir.path().join("messages"))
             .env("PYTHONPATH", dir.path())

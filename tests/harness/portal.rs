@@ -57,14 +57,40 @@ impl PortalWorld {
         prepare: impl FnOnce(&Deployment),
     ) -> PortalWorld {
         let mail = MailSink::start();
+        let mail_options = format!("smtp_url = \"{}\"\n", mail.url());
+        Self::start_all(orgs, mail, &mail_options, &[], extra_sections, prepare)
+    }
+
+    /// With `mail` as the SMTP server, `mail_options` as the `[mail]` lines other than `from`
+    /// (`smtp_url`, `starttls`), and `env` added to the gateway's environment.
+    pub fn start_with_mail(
+        orgs: &[Org],
+        mail: MailSink,
+        mail_options: &str,
+        env: &[(&str, &str)],
+    ) -> PortalWorld {
+        Self::start_all(orgs, mail, mail_options, env, "", |_| {})
+    }
+
+    fn start_all(
+        orgs: &[Org],
+        mail: MailSink,
+        mail_options: &str,
+        env: &[(&str, &str)],
+        extra_sections: &str,
+        prepare: impl FnOnce(&Deployment),
+    ) -> PortalWorld {
         let sms = SmsReceiver::start();
         let mut d = Deployment::new(orgs);
         std::fs::write(d.path("sms-token"), format!("{SMS_TOKEN}\n")).unwrap();
         d.extra_sections = format!(
-            "[mail]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate <no-reply@certgate.test>\"\n\n[sms]\nkind = \"webhook\"\nurl = \"{}\"\ntoken_file = \"sms-token\"\n\n{extra_sections}",
-            mail.port,
+            "[mail]\n{mail_options}from = \"certgate <no-reply@certgate.test>\"\n\n[sms]\nkind = \"webhook\"\nurl = \"{}\"\ntoken_file = \"sms-token\"\n\n{extra_sections}",
             sms.url(),
         );
+        d.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         d.write_config();
         prepare(&d);
         d.start();
