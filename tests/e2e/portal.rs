@@ -196,20 +196,15 @@ fn mail_goes_out_over_starttls_and_smtps_and_never_to_a_server_it_cannot_verify(
         let stranger = MailSink::start_tls(tls);
         let roots = trusted.root_pem().display().to_string();
         let env = [("SSL_CERT_FILE", roots.as_str())];
-        let options = |sink: &MailSink| {
-            format!(
+        let start = |sink: MailSink| {
+            let options = format!(
                 "smtp_url = \"{scheme}://localhost:{}\"\n{starttls}",
                 sink.port
-            )
+            );
+            PortalWorld::start_with_mail(&[org("noord", NOORD, "")], sink, &options, &env)
         };
 
-        let trusted_options = options(&trusted);
-        let w = PortalWorld::start_with_mail(
-            &[org("noord", NOORD, "")],
-            trusted,
-            &trusted_options,
-            &env,
-        );
+        let w = start(trusted);
         // Created the moment /readyz says ready: the welcome mail must not be lost to a portal
         // still starting.
         w.add_user(&NewUser::personal("noord", "anna@noord.test", PASSWORD));
@@ -220,13 +215,7 @@ fn mail_goes_out_over_starttls_and_smtps_and_never_to_a_server_it_cannot_verify(
             welcome.body_text
         );
 
-        let stranger_options = options(&stranger);
-        let w = PortalWorld::start_with_mail(
-            &[org("noord", NOORD, "")],
-            stranger,
-            &stranger_options,
-            &env,
-        );
+        let w = start(stranger);
         w.add_user(&NewUser::personal("noord", "bert@noord.test", PASSWORD));
         let gateway = w.d.gateway();
         assert!(
