@@ -15,16 +15,35 @@ const STRIPPED: [&str; 5] = [
     "x-forwarded-proto",
 ];
 
-/// Names of the `X-Certgate-*` headers and the stripped proxy headers present in `headers`.
+/// Names of the `X-Certgate-*` headers and the stripped proxy headers present in `headers`,
+/// also spelled with underscores: CGI, PHP, Rack and WSGI read `X_Certgate_User` as
+/// `X-Certgate-User`.
 pub fn spoofable_headers(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            name.starts_with("x-certgate-") || STRIPPED.contains(&name)
-        })
+        .filter(|name| is_spoofable(name.as_str()))
         .cloned()
         .collect()
+}
+
+/// `name` (lower case, as a `HeaderName` holds it) is one a client must not send upstream.
+fn is_spoofable(name: &str) -> bool {
+    let name = name.as_bytes();
+    name.get(..PREFIX.len())
+        .is_some_and(|head| same_but_underscores(head, PREFIX.as_bytes()))
+        || STRIPPED
+            .iter()
+            .any(|s| same_but_underscores(name, s.as_bytes()))
+}
+
+const PREFIX: &str = "x-certgate-";
+
+/// `a` equals `b` when every `_` in `a` is read as `-`.
+fn same_but_underscores(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
 }
 
 /// An address as a header value, formatted on the stack rather than through a `String`.
@@ -198,11 +217,28 @@ mod tests {
             ("x-certgate-user", "boss"),
             ("forwarded", "for=1.2.3.4"),
             ("accept", "*/*"),
+            ("x_certgate_user", "boss"),
+            ("x-certgate_mfa", "yes"),
+            ("x_forwarded_for", "192.0.2.1"),
+            ("x_real_ip", "192.0.2.1"),
+            ("x-certgatex", "not ours"),
+            ("accept_language", "nl"),
+            ("x-forwarded-fo", "too short"),
         ]);
         let names: Vec<_> = spoofable_headers(&h)
             .iter()
             .map(|n| n.as_str().to_owned())
             .collect();
-        assert_eq!(names, ["x-certgate-user", "forwarded"]);
+        assert_eq!(
+            names,
+            [
+                "x-certgate-user",
+                "forwarded",
+                "x_certgate_user",
+                "x-certgate_mfa",
+                "x_forwarded_for",
+                "x_real_ip"
+            ]
+        );
     }
 }

@@ -250,10 +250,27 @@ fn spoofed_identity_headers_and_certgate_cookies_do_not_get_through() {
             "X-Forwarded-For: 192.0.2.1",
             "-H",
             "Cookie: app=1; __Host-certgate-device=stolen; certgate_session=x",
+            // CGI, PHP and Rack read these as X-Certgate-User and X-Forwarded-For.
+            "-H",
+            "X_Certgate_User: the-director",
+            "-H",
+            "X-Certgate_Org: elsewhere",
+            "-H",
+            "X_Forwarded_For: 192.0.2.1",
+            "-H",
+            "X_Custom_App: kept",
         ],
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.upstream_header("x-certgate-user"), None);
+    assert_eq!(r.upstream_header("x_certgate_user"), None);
+    assert_eq!(r.upstream_header("x-certgate_org"), None);
+    assert_eq!(r.upstream_header("x_forwarded_for"), None);
+    assert_eq!(
+        r.upstream_header("x_custom_app").as_deref(),
+        Some("kept"),
+        "other names with underscores pass"
+    );
     assert_eq!(r.upstream_header("x-certgate-auth").as_deref(), Some("ip"));
     assert_eq!(r.upstream_header("forwarded"), None);
     assert_eq!(r.upstream_header("x-real-ip"), None);
