@@ -493,7 +493,7 @@ pub(crate) async fn download(
     };
     let id = query
         .as_deref()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("download=")))
+        .and_then(|q| crate::flow::raw_param(q, "download"))
         .unwrap_or_default();
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Redirect::to("/.certgate/account").into_response();

@@ -540,6 +540,18 @@ pub(crate) async fn revoke_account(
     now: i64,
     reason: &str,
 ) -> Result<(), String> {
+    revoke_account_counted(state, org, account, now, reason, "admin").await
+}
+
+/// [`revoke_account`], counted in `certgate_revocations_total` under `label`.
+pub(crate) async fn revoke_account_counted(
+    state: &PortalState,
+    org: &certgate_policies::Organisation,
+    account: &Account,
+    now: i64,
+    reason: &str,
+    label: &'static str,
+) -> Result<(), String> {
     let m = &org.mfa;
     let keep = [m.session_lifetime, m.trust_device_for, m.group_idle_timeout]
         .iter()
@@ -558,7 +570,7 @@ pub(crate) async fn revoke_account(
                 revoked_at: now,
                 drop_after: now.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
             },
-            "admin",
+            label,
         )
         .await
 }

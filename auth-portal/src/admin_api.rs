@@ -9,6 +9,7 @@ mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -105,6 +106,8 @@ pub(crate) enum ApiError {
     NotFound,
     Conflict(String),
     TooLarge,
+    /// Too many unknown tokens from the caller's address: wait this long.
+    TooManyGuesses(Duration),
     /// The store or the database cannot be reached.
     Unavailable,
 }
@@ -159,6 +162,14 @@ impl ApiError {
                 "request_too_large",
                 format!("request bodies are at most {BODY_LIMIT} bytes"),
             ),
+            ApiError::TooManyGuesses(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                format!(
+                    "too many unknown tokens from this address; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -189,6 +200,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let ApiError::TooManyGuesses(wait) = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
         }
         response
     }
@@ -265,6 +282,22 @@ async fn caller(
     let visit = Visit::new(state, headers);
     let db = state.backend.database().ok_or(ApiError::Unavailable)?;
     let presented = bearer(headers).ok_or(ApiError::InvalidToken("send a bearer token"))?;
+    // A token is counted before it is looked up, and handed back once it is known (even if
+    // revoked or expired): only guesses add up. Without the store it is still checked.
+    let store = state.backend.store();
+    let limit = crate::throttle::limit(state.limits.password_failures_per_ip);
+    let guess = match &store {
+        Some(store) => store.guess("api-token", &visit.ip, limit).await,
+        None => Ok(None),
+    }
+    .map_err(|wait| {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&["api_token"])
+            .inc();
+        ApiError::TooManyGuesses(wait)
+    })?;
     if !tokens::well_formed(presented) {
         return Err(ApiError::InvalidToken("not a certgate API token"));
     }
@@ -278,6 +311,9 @@ async fn caller(
         })?
         .filter(|t| bool::from(t.token_hash.as_bytes().ct_eq(hash.as_bytes())))
         .ok_or(ApiError::InvalidToken("unknown token"))?;
+    if let Some(guess) = guess {
+        guess.was_right().await;
+    }
     // A token of another organisation, even one served elsewhere by this gateway, is unknown here.
     let org = visit
         .org(&token.org)
@@ -318,7 +354,7 @@ async fn caller(
         token,
         ip: visit.ip,
         db,
-        store: state.backend.store(),
+        store,
     })
 }
 

@@ -220,7 +220,14 @@ pub(crate) async fn authorize(
         limit: 20,
         window: Duration::from_secs(15 * 60),
     };
-    match store.hit("device-authorize", &visit.ip, limit).await {
+    match store
+        .hit(
+            "device-authorize",
+            &certgate_store::address_key(&visit.ip),
+            limit,
+        )
+        .await
+    {
         Ok(hit) if !hit.allowed => {
             state
                 .metrics
@@ -819,7 +826,7 @@ pub(crate) async fn enter_submit(
     match store
         .hit(
             "device-user-code-guess",
-            &crate::throttle::address_key(&visit.ip),
+            &certgate_store::address_key(&visit.ip),
             guesses,
         )
         .await

@@ -28,6 +28,9 @@ use crate::session::{self, LoginSession, SESSION_TTL};
 use crate::throttle::{Blocked, Counted, Throttle};
 use crate::{password, recovery, totp, PortalState, Visit};
 
+/// The actor and subject of a failed sign-in with a name no account has.
+const UNKNOWN_NAME: &str = "(unknown name)";
+
 /// A sign-in in progress, as loaded for a request.
 pub(crate) struct Attempt {
     pub id: SessionId,
@@ -92,7 +95,8 @@ fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-fn raw_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+/// The value of `name` in a raw query string, as sent (not percent-decoded).
+pub(crate) fn raw_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -352,23 +356,30 @@ pub(crate) async fn login_submit(
         .unwrap_or(false);
     let account = match account {
         Some(account) if matches && !account.disabled && !username.is_empty() => account,
-        _ => {
+        failed => {
             state
                 .metrics
                 .logins
                 .with_label_values(&[org.id.as_str(), "password", "failure"])
                 .inc();
-            // Every sign-in outcome is in the audit log, under the name as typed.
-            let typed: String = username.chars().take(64).collect();
+            // Every sign-in outcome is in the audit log: under the account's name, or, for a
+            // name nobody has, not as typed: that is often a password in the wrong field.
+            let (name, detail) = match &failed {
+                Some(account) => (account.username.clone(), "password"),
+                None => (
+                    UNKNOWN_NAME.to_owned(),
+                    "password; no account has the name typed",
+                ),
+            };
             let _ = db
                 .append_audit(&certgate_db::AuditEntry {
                     org: org.id.clone(),
                     at: state.now(),
-                    actor: typed.to_lowercase(),
+                    actor: name.clone(),
                     action: "sign-in-failed".into(),
-                    subject: typed.to_lowercase(),
+                    subject: name,
                     ip: visit.ip.clone(),
-                    detail: "password".into(),
+                    detail: detail.into(),
                 })
                 .await;
             pace(&state, start).await;

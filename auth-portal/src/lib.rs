@@ -121,6 +121,8 @@ pub struct PortalSetup {
     pub sms: Option<SmsSender>,
     pub limits: LimitsConfig,
     pub registry: prometheus::Registry,
+    /// `rate_limited_total`, registered by the gateway.
+    pub rate_limited: prometheus::IntCounterVec,
     pub clock: Arc<dyn Clock>,
     /// Every failed attempt is answered this long after it arrived (default one second).
     pub failure_delay: Duration,
@@ -177,7 +179,7 @@ impl PortalState {
             mailer,
             sms: setup.sms,
             limits: setup.limits,
-            metrics: PortalMetrics::register(&setup.registry)?,
+            metrics: PortalMetrics::register(&setup.registry, setup.rate_limited)?,
             sso: sso::Providers::default(),
             clock: setup.clock,
             failure_delay: setup.failure_delay,
@@ -667,6 +669,11 @@ mod tests {
             sms: None,
             limits: LimitsConfig::default(),
             registry: prometheus::Registry::new(),
+            rate_limited: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("rate_limited_total", "test"),
+                &["kind"],
+            )
+            .unwrap(),
             clock: Arc::new(SystemClock),
             failure_delay: Duration::from_millis(10),
             audit_retention: Duration::from_secs(86_400),
@@ -753,5 +760,55 @@ mod tests {
             .all(|c| !c.to_str().unwrap().starts_with("__Host-certgate-device")));
         let page = body(response).await;
         assert!(page.contains("Deze pagina was verlopen"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn password_reset_requests_count_per_ipv6_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        let page = router(Arc::clone(&state))
+            .oneshot(get("/.certgate/forgot", Some(SECRET)))
+            .await
+            .unwrap();
+        let cookie = page.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let html = body(page).await;
+        let csrf = html
+            .split(r#"name="csrf" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let ask = |ip: &str| {
+            Request::post("/.certgate/forgot")
+                .header("host", "noord.test")
+                .header("x-certgate-gateway-secret", SECRET)
+                .header("x-certgate-client-ip", ip)
+                .header("cookie", &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("csrf={csrf}&username=nobody")))
+                .unwrap()
+        };
+        // Ten requests, each from another address of one /64 (one subscriber's network)...
+        for n in 1..=10 {
+            let answer = router(Arc::clone(&state))
+                .oneshot(ask(&format!("2001:db8:7:8::{n:x}")))
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "request {n}");
+        }
+        // ...and the network waits; the next network does not.
+        let waits = router(Arc::clone(&state))
+            .oneshot(ask("2001:db8:7:8:ffff::1"))
+            .await
+            .unwrap();
+        assert_eq!(waits.status(), StatusCode::TOO_MANY_REQUESTS);
+        let next = router(state).oneshot(ask("2001:db8:7:9::1")).await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
     }
 }

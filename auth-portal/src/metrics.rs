@@ -16,7 +16,11 @@ pub struct PortalMetrics {
 }
 
 impl PortalMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// `rate_limited` is the gateway's counter, which the admin listener counts in too.
+    pub fn register(
+        registry: &Registry,
+        rate_limited: IntCounterVec,
+    ) -> Result<Self, prometheus::Error> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(c.clone()))?;
@@ -38,11 +42,7 @@ impl PortalMetrics {
                 "Credentials issued by organisation, kind and trust class.",
                 &["org", "kind", "trust"],
             )?,
-            rate_limited: counter(
-                "rate_limited_total",
-                "Requests answered by a rate limit, by limit.",
-                &["kind"],
-            )?,
+            rate_limited,
         })
     }
 }

@@ -132,7 +132,10 @@ pub(crate) async fn forgot_submit(
             Some(expired),
         );
     }
-    match store.hit("forgot-ip", &visit.ip, PER_IP).await {
+    match store
+        .hit("forgot-ip", &certgate_store::address_key(&visit.ip), PER_IP)
+        .await
+    {
         Ok(hit) if !hit.allowed => {
             state
                 .metrics
@@ -269,7 +272,7 @@ pub(crate) async fn reset_page(
     };
     let token = query
         .as_deref()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
+        .and_then(|q| crate::flow::raw_param(q, "token"))
         .unwrap_or_default()
         .to_owned();
     let live = valid_token(&token)
@@ -384,33 +387,31 @@ pub(crate) async fn reset_submit(
         Ok(Some(account)) => account,
         _ => return invalid_link(&visit),
     };
+    let now = state.now();
     if !matches!(
-        db.set_password_hash(org_id, account_id, &hash).await,
+        db.set_password_hash(org_id, account_id, &hash, now).await,
         Ok(true)
     ) {
         return trouble(&visit);
     }
-    let now = state.now();
-    // A new password signs the account out everywhere: whoever knew the old one is out too.
-    let keep = visit.org(org_id).map_or(400 * 86_400, |org| {
-        let m = &org.mfa;
-        [m.session_lifetime, m.trust_device_for, m.group_idle_timeout]
-            .iter()
-            .map(|d| d.as_secs())
-            .max()
-            .unwrap_or(0)
-            + 86_400
-    });
-    let revocation = certgate_db::NewRevocation {
-        org: org_id.to_owned(),
-        kind: certgate_db::RevocationKind::Account,
-        subject: account.username.clone(),
-        reason: "password reset".into(),
-        revoked_at: now,
-        drop_after: now.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
-    };
-    if let Err(error) = state.backend.revoke(&revocation, "password_reset").await {
-        tracing::error!(%error, "the old credentials of a reset account could not be revoked");
+    // A password that replaces another signs the account out everywhere: whoever knew the old
+    // one is out too. (The portal refuses them by the account's `not_valid_before`, which the
+    // new hash moved; the gateway by this revocation.)
+    if let Some(org) = visit
+        .org(org_id)
+        .filter(|_| account.password_hash.is_some())
+    {
+        let revoked = crate::admin::revoke_account_counted(
+            &state,
+            org,
+            &account,
+            now,
+            "password reset",
+            "password_reset",
+        );
+        if let Err(error) = revoked.await {
+            tracing::error!(%error, "the old credentials of a reset account could not be revoked");
+        }
     }
     let _ = db
         .append_audit(&certgate_db::AuditEntry {

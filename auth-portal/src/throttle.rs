@@ -11,11 +11,10 @@
 //! Counters are keyed by the name as typed, whether or not such an account exists, so the answers
 //! reveal nothing; IPv6 addresses count per /64, which one subscriber usually has.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use certgate_policies::config::RateLimit as Limit;
-use certgate_store::{RateLimit, Store, StoreError};
+use certgate_store::{address_key, RateLimit, Store, StoreError};
 
 /// Failures per login name before the delay starts.
 const FREE_FAILURES: u32 = 3;
@@ -62,21 +61,8 @@ pub struct Throttle<'a> {
     pub per_ip: Limit,
 }
 
-/// The address as counted: IPv4 as is, IPv6 by its /64.
-pub(crate) fn address_key(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or_else(String::new, |v4| v4.to_string()),
-        _ => ip.to_owned(),
-    }
-}
-
-fn limit(l: Limit) -> RateLimit {
+/// A `[limits]` value as the store counts it.
+pub(crate) fn limit(l: Limit) -> RateLimit {
     RateLimit {
         limit: l.count,
         window: l.window,

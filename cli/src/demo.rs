@@ -152,7 +152,7 @@ fn ensure_demo_accounts(config: &certgate_policies::config::Config) -> Result<()
                 .await
                 .map_err(|e| e.to_string())?;
             let hash = certgate_portal::password::hash(demo.password).map_err(|e| e.to_string())?;
-            db.set_password_hash("demo", &account.id, &hash)
+            db.set_password_hash("demo", &account.id, &hash, now)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -150,6 +150,7 @@ pub fn setup(
         gateway_secret: gateway.gateway_secret().to_owned(),
         policies: Arc::clone(&control.policies),
         registry: control.metrics.registry.clone(),
+        rate_limited: control.metrics.rate_limited.clone(),
         backend: Arc::new(GatewayBackend(Arc::clone(&control))),
         credential_key,
         ca: Arc::new(ca),

@@ -446,7 +446,7 @@ fn set_password_offline(config: &Config, org: &str, login: &str, hash: &str) -> 
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no account {login:?} in {org}"))?;
-        db.set_password_hash(org, &account.id, hash)
+        db.set_password_hash(org, &account.id, hash, unix_now())
             .await
             .map_err(|e| e.to_string())?;
         Ok(())

@@ -384,19 +384,29 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
-    /// `false` when there is no such account.
+    /// `false` when there is no such account. A password that replaces another also refuses
+    /// every credential issued until `now`: whoever knew the old one is signed out. The first
+    /// password of an account leaves its credentials alone.
     pub async fn set_password_hash(
         &self,
         org: &str,
         id: &str,
         hash: &str,
+        now: i64,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE accounts SET password_hash = $3 WHERE org = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .bind(hash)
-            .execute(self.pool())
-            .await?;
+        // SET reads the row as it was, so `password_hash` here is the old one.
+        let done = sqlx::query(
+            "UPDATE accounts SET password_hash = $3, \
+             not_valid_before = CASE WHEN password_hash IS NOT NULL AND $4 > not_valid_before \
+             THEN $4 ELSE not_valid_before END \
+             WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(hash)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

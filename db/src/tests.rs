@@ -138,11 +138,28 @@ async fn exercise_accounts(db: &Database) {
     assert_eq!(names, ["anna@noord.example", "tablet-groep-3"]);
 
     assert!(db
-        .set_password_hash("noord", "acc-1", "$argon2id$v=19$...")
+        .set_password_hash("noord", "acc-1", "$argon2id$v=19$first", 1_200)
         .await
         .unwrap());
+    let first = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(first.password_hash.as_deref(), Some("$argon2id$v=19$first"));
+    assert_eq!(
+        first.not_valid_before, 1_000,
+        "a first password refuses nothing"
+    );
+    assert!(db
+        .set_password_hash("noord", "acc-1", "$argon2id$v=19$second", 1_300)
+        .await
+        .unwrap());
+    let second = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(
+        second.not_valid_before, 1_300,
+        "a new password refuses what was issued before it"
+    );
     assert!(
-        !db.set_password_hash("zuid", "acc-1", "x").await.unwrap(),
+        !db.set_password_hash("zuid", "acc-1", "x", 1_300)
+            .await
+            .unwrap(),
         "ids are per organisation"
     );
     assert!(db.record_login("noord", "acc-1", 1_500).await.unwrap());

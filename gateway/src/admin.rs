@@ -2,13 +2,14 @@
 //! JSON API the CLI uses to change a running instance — over the Unix socket (mode 0600, peer
 //! uid checked) or the admin listener with a bearer token read from a 0600 file.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,6 +31,9 @@ pub struct AdminState {
     pub admin_allow: Arc<crate::admin_allowlist::AdminAllowLists>,
     /// What an admin allow-list entry may be (`[limits]` of the config).
     pub allow_list_limits: certgate_policies::AdminAllowListLimits,
+    /// Wrong bearer tokens from one address on the admin listener before it waits
+    /// (`limits.password_failures_per_ip`).
+    pub token_guesses: certgate_store::RateLimit,
     /// Set once the database opens; until then the API answers 503.
     pub database: tokio::sync::OnceCell<Database>,
     /// The shared store, once opened; changes are published on it.
@@ -80,6 +84,8 @@ pub enum AdminError {
     NotFound(String),
     Conflict(String),
     Unauthorized,
+    /// Too many wrong tokens from the caller's address: wait this long.
+    TooManyGuesses(std::time::Duration),
     Unavailable,
     Internal(String),
 }
@@ -101,6 +107,17 @@ impl IntoResponse for AdminError {
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong admin token".to_owned(),
             ),
+            AdminError::TooManyGuesses(wait) => {
+                let seconds = wait.as_secs().max(1);
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+                    Json(serde_json::json!({
+                        "error": format!("too many wrong admin tokens from this address; try again in {seconds} s")
+                    })),
+                )
+                    .into_response();
+            }
             AdminError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is not reachable yet; try again shortly".to_owned(),
@@ -117,16 +134,45 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// Routes served on the admin TCP listener. The API there needs the bearer token.
+/// Routes served on the admin TCP listener. The API there needs the bearer token; serve it with
+/// `ConnectInfo<SocketAddr>`, by which wrong tokens are counted.
 pub fn listener_router(state: Arc<AdminState>, token: Option<Arc<String>>) -> Router {
+    let guarded = Arc::clone(&state);
     let api = api_router(Arc::clone(&state)).route_layer(axum::middleware::from_fn(
-        move |headers: HeaderMap, request: axum::extract::Request, next: axum::middleware::Next| {
+        move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              headers: HeaderMap,
+              request: axum::extract::Request,
+              next: axum::middleware::Next| {
             let token = token.clone();
+            let state = Arc::clone(&guarded);
             async move {
-                match token {
-                    Some(token) if bearer_matches(&headers, &token) => Ok(next.run(request).await),
-                    _ => Err(AdminError::Unauthorized),
+                let Some(token) = token else {
+                    return Err(AdminError::Unauthorized);
+                };
+                // Counted before it is checked, so a burst stops at the limit. Without the
+                // store (not open yet, or unreachable) the token is still checked: an operator
+                // must be able to revoke during a store outage.
+                let ip = peer.ip().to_string();
+                let guess = match state.store.get() {
+                    Some(store) => store.guess("admin-token", &ip, state.token_guesses).await,
+                    None => Ok(None),
                 }
+                .map_err(|wait| {
+                    state
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&["admin_token"])
+                        .inc();
+                    AdminError::TooManyGuesses(wait)
+                })?;
+                if !bearer_matches(&headers, &token) {
+                    tracing::warn!(peer = %ip, "wrong admin token");
+                    return Err(AdminError::Unauthorized);
+                }
+                if let Some(guess) = guess {
+                    guess.was_right().await;
+                }
+                Ok(next.run(request).await)
             }
         },
     ));

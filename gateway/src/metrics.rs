@@ -16,6 +16,8 @@ pub struct Metrics {
     pub revocations: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub ca_not_after: Gauge,
+    /// `kind`: which limit answered (the portal's limits and the admin listener's token).
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -62,6 +64,11 @@ impl Metrics {
             "Failed calls to the shared store.",
             &["backend"],
         )?;
+        let rate_limited = counter(
+            "rate_limited_total",
+            "Requests answered by a rate limit, by limit.",
+            &["kind"],
+        )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "request_duration_seconds",
@@ -98,6 +105,7 @@ impl Metrics {
             policy_last_reload,
             revocations,
             store_errors,
+            rate_limited,
             ca_not_after,
         })
     }

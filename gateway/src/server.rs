@@ -207,6 +207,10 @@ impl GatewayServer {
             revocations,
             admin_allow,
             allow_list_limits: config.limits.admin_allow_list(),
+            token_guesses: certgate_store::RateLimit {
+                limit: config.limits.password_failures_per_ip.count,
+                window: config.limits.password_failures_per_ip.window,
+            },
             database: tokio::sync::OnceCell::new(),
             store: Arc::clone(&state.store),
             ready: Arc::clone(&ready),
@@ -293,7 +297,8 @@ impl GatewayServer {
                 if let Some(addr) = admin_listen {
                     match tokio::net::TcpListener::bind(addr).await {
                         Ok(listener) => {
-                            let router = admin::listener_router(Arc::clone(&state), token);
+                            let router = admin::listener_router(Arc::clone(&state), token)
+                                .into_make_service_with_connect_info::<std::net::SocketAddr>();
                             tokio::spawn(axum::serve(listener, router).into_future());
                         }
                         Err(e) => {

@@ -437,11 +437,14 @@ async fn set_password(
     }
     let account = find(&state, &org, &login).await?;
     let db = state.database()?;
-    db.set_password_hash(&org, &account.id, &request.password_hash)
+    db.set_password_hash(&org, &account.id, &request.password_hash, unix_now())
         .await
         .map_err(internal)?;
     tell(&state, &account, AccountEvent::PasswordChanged);
-    after_change(&state, &account, "user.set_password", None).await
+    // A password that replaces another signs the account out everywhere, as a reset by the
+    // user does; the first password of a new account has nothing to sign out.
+    let replaced = account.password_hash.is_some().then_some("password_reset");
+    after_change(&state, &account, "user.set_password", replaced).await
 }
 
 #[cfg(test)]

@@ -273,14 +273,40 @@ impl Store {
         })
     }
 
-    /// Records that a device was seen now, at most once per [`LAST_SEEN_INTERVAL`] per device
-    /// across all instances; `true` when this call wrote it.
     /// Takes back one event counted by [`Store::hit`] (an attempt that turned out fine),
     /// within the same window.
     pub async fn unhit(&self, purpose: &str, subject: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.decrement(&rate_key(purpose, subject)).await)
     }
 
+    /// Counts one guess at a secret (a bearer token) from address `ip`, before it is checked,
+    /// so that a burst of parallel guesses stops at the limit; hand a right guess back with
+    /// [`Guess::was_right`]. `Err(wait)` when the address must not be checked at all, and
+    /// `Ok(None)` when the store cannot count (logged): the secret is then checked uncounted,
+    /// so that an outage of the store locks out nobody who holds the right one.
+    pub async fn guess(
+        &self,
+        purpose: &'static str,
+        ip: &str,
+        limit: RateLimit,
+    ) -> Result<Option<Guess<'_>>, Duration> {
+        let key = address_key(ip);
+        match self.hit(purpose, &key, limit).await {
+            Ok(hit) if hit.allowed => Ok(Some(Guess {
+                store: self,
+                purpose,
+                key,
+            })),
+            Ok(hit) => Err(hit.retry_after),
+            Err(error) => {
+                tracing::warn!(%error, purpose, "a guess cannot be counted; checking it uncounted");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records that a device was seen now, at most once per [`LAST_SEEN_INTERVAL`] per device
+    /// across all instances; `true` when this call wrote it.
     pub async fn touch_device(&self, org: &str, device_id: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.touch(&seen_guard_key(org, device_id), &seen_key(org, device_id), LAST_SEEN_INTERVAL).await)
     }
@@ -324,6 +350,38 @@ impl Store {
     /// The seeded copy, for instances that start while SQL is unreachable and for tests.
     pub async fn seeded(&self) -> Result<Vec<Change>, StoreError> {
         dispatch!(self, s => s.seeded().await)
+    }
+}
+
+/// A guess counted by [`Store::guess`]; a wrong one simply stays counted.
+#[must_use]
+pub struct Guess<'s> {
+    store: &'s Store,
+    purpose: &'static str,
+    key: String,
+}
+
+impl Guess<'_> {
+    /// The guess was right: it does not count against the address.
+    pub async fn was_right(self) {
+        if let Err(error) = self.store.unhit(self.purpose, &self.key).await {
+            tracing::warn!(%error, purpose = self.purpose, "a right guess stays counted");
+        }
+    }
+}
+
+/// The address as guesses from it are counted: IPv4 as is, IPv6 by its /64, which one
+/// subscriber usually has (an IPv4-mapped address as its IPv4 address).
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        _ => ip.to_owned(),
     }
 }
 

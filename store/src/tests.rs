@@ -180,6 +180,52 @@ async fn rate_limits_count_in_a_window(h: Harness) {
     assert_eq!(after.count, 1, "{after:?}");
 }
 
+async fn guesses_count_per_address_and_right_ones_are_handed_back(h: Harness) {
+    let s = &h.store;
+    let limit = RateLimit {
+        limit: 2,
+        window: Duration::from_secs(60),
+    };
+    // Right guesses never add up.
+    for _ in 0..5 {
+        counted(s.guess("token", "192.0.2.1", limit).await)
+            .was_right()
+            .await;
+    }
+    // Two wrong ones from one /64; the third, from another address of it, waits.
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2:aaaa::9"] {
+        drop(counted(s.guess("token", ip, limit).await));
+    }
+    let wait = s
+        .guess("token", "2001:db8:1:2:ffff::", limit)
+        .await
+        .err()
+        .unwrap();
+    assert!(wait > Duration::ZERO && wait <= limit.window, "{wait:?}");
+    // The next /64, an IPv4 address and another purpose are counted apart.
+    drop(counted(s.guess("token", "2001:db8:1:3::1", limit).await));
+    drop(counted(s.guess("token", "192.0.2.1", limit).await));
+    drop(counted(s.guess("other", "2001:db8:1:2::1", limit).await));
+}
+
+#[test]
+fn addresses_count_by_their_subscriber() {
+    use crate::address_key;
+    assert_eq!(address_key("192.0.2.7"), "192.0.2.7");
+    assert_eq!(address_key("2001:db8:a:b:c:d:e:f"), "2001:db8:a:b::/64");
+    assert_eq!(address_key("::ffff:192.0.2.7"), "192.0.2.7");
+    assert_eq!(address_key("not an address"), "not an address");
+}
+
+/// A guess the store counted and let through.
+fn counted(answer: Result<Option<crate::Guess<'_>>, Duration>) -> crate::Guess<'_> {
+    match answer {
+        Ok(Some(guess)) => guess,
+        Ok(None) => panic!("not counted"),
+        Err(wait) => panic!("refused for {wait:?}"),
+    }
+}
+
 async fn last_seen_is_written_at_most_once_a_minute(h: Harness) {
     let s = &h.store;
     assert_eq!(s.last_seen("noord", "tablet-1").await.unwrap(), None);
@@ -285,6 +331,7 @@ suite!(
     sessions_rotate_expire_and_delete,
     one_time_values_are_taken_exactly_once,
     rate_limits_count_in_a_window,
+    guesses_count_per_address_and_right_ones_are_handed_back,
     last_seen_is_written_at_most_once_a_minute,
     the_change_feed_reaches_subscribers,
 );

@@ -281,6 +281,21 @@ fn admins_see_only_their_organisation_others_get_403_and_changes_need_a_fresh_se
         text.lines().any(|l| l.contains("\"sign-in-failed\"")),
         "{text}"
     );
+    // A name nobody has is often a password typed in the wrong field: it is not kept.
+    let typo = "Zomer2026!wachtwoord";
+    assert_eq!(wrong.sign_in("/", typo, "anything").status, 401);
+    assert_eq!(an.download("/.certgate/admin/audit.jsonl", &file), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.to_lowercase().contains(&typo.to_lowercase()),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("\"sign-in-failed\"")
+            && l.contains("(unknown name)")
+            && l.contains("127.0.0.1")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -398,7 +398,10 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
 
 #[test]
 fn tokens_expire_keep_to_their_scopes_and_to_their_source_networks() {
-    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    let w = PortalWorld::start(
+        &[org("noord", NOORD)],
+        "[limits]\npassword_failures_per_ip = \"4/15m\"\n",
+    );
     let beheer = admin_session(&w, "noord", NOORD, "beheer@noord.test");
 
     let (_, brief) = make_token(
@@ -480,6 +483,48 @@ fn tokens_expire_keep_to_their_scopes_and_to_their_source_networks() {
         (401, "invalid_token".into())
     );
     assert!(expired.body.contains("expired"), "{}", expired.body);
+
+    // A new password for the administrator ends the tokens they made and their sign-in.
+    assert_eq!(beheer.get("/.certgate/account").status, 200);
+    w.set_password("noord", "beheer@noord.test", "a brand new passphrase");
+    let after = with_token("GET", "accounts", &reader).send(&w, NOORD);
+    assert_eq!(
+        (after.status, error_of(&after)),
+        (401, "invalid_token".into())
+    );
+    let page = beheer.get("/.certgate/account");
+    assert_eq!(page.status, 303, "signed out of the portal: {}", page.body);
+    assert!(eventually(Duration::from_secs(1), || beheer
+        .api("/")
+        .status
+        == 401));
+
+    // Guesses add up per address: two above and two here (a known token, even one no longer
+    // valid, never counts); then that address waits, and another does not.
+    for guess in ["cgt_guessed", &format!("cgt_{}", "B".repeat(43))] {
+        let refused = with_token("GET", "accounts", guess).send(&w, NOORD);
+        assert_eq!(refused.status, 401, "{}", refused.body);
+    }
+    let waits = with_token("GET", "accounts", &reader).send(&w, NOORD);
+    assert_eq!(
+        (waits.status, error_of(&waits)),
+        (429, "slow_down".into()),
+        "{}",
+        waits.body
+    );
+    let retry_after: u64 = waits.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let elsewhere = Call {
+        from: "127.0.0.9",
+        ..with_token("GET", "accounts", &pinned)
+    }
+    .send(&w, NOORD);
+    assert_eq!(
+        (elsewhere.status, error_of(&elsewhere)),
+        (401, "invalid_token".into()),
+        "not held up: {}",
+        elsewhere.body
+    );
 }
 
 #[test]

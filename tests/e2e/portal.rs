@@ -1003,11 +1003,20 @@ fn a_forgotten_password_is_replaced_through_a_single_use_link_and_unknown_names_
         b.page_text().contains("no longer valid"),
         "the link works once"
     );
-    // A new password signs the account out everywhere.
+    // A new password signs the account out everywhere: the app and the portal's own pages.
     assert!(eventually(Duration::from_secs(1), || earlier
         .api("/")
         .status
         == 401));
+    let account = earlier.get("/.certgate/account");
+    assert_eq!(account.status, 303, "{}", account.body);
+    assert!(
+        account
+            .header("location")
+            .is_some_and(|l| l.starts_with("/.certgate/login")),
+        "{:?}",
+        account.header("location")
+    );
 
     let client = w.client(NOORD, "127.0.0.1");
     assert_eq!(

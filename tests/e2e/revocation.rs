@@ -95,7 +95,7 @@ fn a_revoked_certificate_is_refused_at_once_and_after_a_restart() {
 }
 
 #[test]
-fn the_admin_listener_takes_revocations_only_with_the_token() {
+fn the_admin_listener_takes_revocations_only_with_the_token_and_throttles_wrong_ones() {
     let mut d = Deployment::new(&[Org::new("noord", HOST)]);
     let token = "a-long-random-admin-token-for-tests";
     let token_file = d.path("admin-token");
@@ -106,36 +106,55 @@ fn the_admin_listener_takes_revocations_only_with_the_token() {
     )
     .unwrap();
     d.extra_server_config = "admin_token_file = \"admin-token\"".into();
+    d.extra_sections = "[limits]\npassword_failures_per_ip = \"4/15m\"\n".into();
     d.write_config();
     d.start();
     let anna = d.issue_client("noord", "anna@noord.test", "1h");
-    let post = |auth: Option<&str>| {
+    let body = format!("{{\"serial\": \"{}\", \"reason\": \"api\"}}", anna.serial);
+    // "STATUS RETRY-AFTER" of a call from address `from`, with a JSON body or without (a GET).
+    let call = |auth: Option<&str>, from: &str, body: Option<&str>| {
         let url = format!("http://127.0.0.1:{}/api/v1/revocations", d.admin);
-        let body = format!("{{\"serial\": \"{}\", \"reason\": \"api\"}}", anna.serial);
         let mut cmd = std::process::Command::new("curl");
         cmd.args([
             "-sS",
+            "--interface",
+            from,
             "-o",
             "/dev/null",
             "-w",
-            "%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
+            "%{http_code} %header{retry-after}",
         ]);
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", body]);
+        }
         if let Some(auth) = auth {
             cmd.args(["-H", &format!("Authorization: Bearer {auth}")]);
         }
         let out = cmd.arg(url).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    let post = |auth: Option<&str>| call(auth, "127.0.0.1", Some(&body));
     let cert = |d: &Deployment| d.status_with_cert(d.https, HOST, &anna);
     assert_eq!(post(None), "401");
     assert_eq!(post(Some("a-long-random-admin-token-but-wrong")), "401");
     assert_eq!(cert(&d), 200, "nothing changed");
     assert_eq!(post(Some(token)), "200");
     assert_eq!(cert(&d), 401);
+
+    // Four wrong tokens from one address (the right one did not count); the fifth call waits,
+    // even with the right token, and another address is not held up.
+    assert_eq!(post(Some("guess-number-three-of-them")), "401");
+    assert_eq!(post(Some("guess-number-four-of-them")), "401");
+    let waits = call(Some(token), "127.0.0.1", None);
+    let (status, retry_after) = waits.split_once(' ').unwrap_or((&waits, ""));
+    assert_eq!(status, "429", "{waits}");
+    let retry_after: u64 = retry_after.parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{waits}");
+    assert_eq!(call(Some(token), "127.0.0.2", None), "200");
+    assert_eq!(
+        d.metric("certgate_rate_limited_total{kind=\"admin_token\"}"),
+        1.0
+    );
 }
 
 #[test]

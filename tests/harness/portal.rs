@@ -130,6 +130,12 @@ impl PortalWorld {
             args.extend(["--role", role]);
         }
         certgate_ok(&args);
+        self.set_password(user.org, user.username, user.password);
+    }
+
+    /// `certgate user set-password` through the running instance, the password on stdin.
+    pub fn set_password(&self, org: &str, username: &str, password: &str) {
+        let config = self.d.config();
         let mut child = Command::new(crate::certgate_bin())
             .args([
                 "user",
@@ -137,9 +143,9 @@ impl PortalWorld {
                 "--config",
                 &config,
                 "--org",
-                user.org,
+                org,
                 "--user",
-                user.username,
+                username,
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -150,7 +156,7 @@ impl PortalWorld {
             .stdin
             .take()
             .unwrap()
-            .write_all(format!("{}\n", user.password).as_bytes())
+            .write_all(format!("{password}\n").as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
