@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use certgate_e2e::{
-    certgate_ok, Browser, CurlClient, ForgeProvider, NewUser, OidcProvider, Org, PortalWorld,
+    certgate, Browser, CurlClient, ForgeProvider, NewUser, OidcProvider, Org, PortalWorld,
     Response, DESKTOP, PHONE,
 };
 use serde_json::json;
@@ -351,7 +351,7 @@ fn a_linked_subject_survives_an_e_mail_change_accounts_appear_just_in_time_and_t
         "forge",
         "Forge",
         &forge.issuer(),
-        "mfa = \"provider\"\ncreate_accounts = true\n",
+        "mfa = \"provider\"\ncreate_accounts = true\nallowed_email_domains = [\"noord.test\"]\n",
     ))]);
     forge.add_client("certgate-forge", SECRET, &callback(&w, "forge"));
     w.add_user(&NewUser::personal("noord", "dirk@noord.test", PASSWORD));
@@ -379,19 +379,28 @@ fn a_linked_subject_survives_an_e_mail_change_accounts_appear_just_in_time_and_t
     assert_eq!(c.get(&path_of(&forge_callback(&c, "forge"))).status, 303);
     assert_eq!(who(&c), "eva@noord.test");
     let config = w.d.config();
-    let shown = certgate_ok(&[
-        "user",
-        "show",
-        "--config",
-        &config,
-        "--org",
-        "noord",
-        "--user",
-        "eva@noord.test",
-    ]);
+    let show = |user: &str| {
+        certgate(&[
+            "user", "show", "--config", &config, "--org", "noord", "--user", user,
+        ])
+    };
+    let shown = show("eva@noord.test");
+    assert!(shown.status.success());
+    let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
         shown.contains("Eva Smit") && shown.contains("personal"),
         "{shown}"
+    );
+    // Only in the organisation's own domains: a stranger the provider vouches for gets nothing.
+    forge.set_claims(
+        json!({"sub": "mal-1", "email": "mallory@elders.example", "email_verified": true}),
+    );
+    let c = w.client(NOORD, "127.0.0.1");
+    let page = c.get(&path_of(&forge_callback(&c, "forge")));
+    refused(&c, &page, "cannot be used here");
+    assert!(
+        !show("mallory@elders.example").status.success(),
+        "no account was made"
     );
 
     // A shared tablet account never signs in this way.

@@ -367,7 +367,15 @@ fn parse_sso(
                 parse_host_name(domain).ok_or_else(|| format!("{domain:?} is not a domain name"))
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if create_accounts && allowed_email_domains.is_empty() {
+        table.doc().error(
+            table.header_offset(),
+            &table.key_path("create_accounts"),
+            "needs allowed_email_domains: without it everyone the provider signs in (any Google \
+             Workspace, anyone who can register there) would get an account here",
+        );
+    }
 
     // Every key is read above, before anything can stop early, so none is reported unknown.
     let kind = match kind_name? {

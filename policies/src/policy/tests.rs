@@ -456,6 +456,7 @@ kind = "google"
 client_id = "c"
 mfa = "provider"
 require_provider_mfa = true
+create_accounts = true
 "#;
     write(dir.path(), "zuid.toml", &format!("{MINIMAL}{sso}"));
     let file = dir.path().join("zuid.toml").display().to_string();
@@ -482,6 +483,11 @@ require_provider_mfa = true
             format!(
                 "{file}:26: sso[3].kind: \"facebook\" is not one of \"microsoft\", \"google\", \
                  \"oidc\""
+            ),
+            format!(
+                "{file}:28: sso[4].create_accounts: needs allowed_email_domains: without it \
+                 everyone the provider signs in (any Google Workspace, anyone who can register \
+                 there) would get an account here"
             ),
             format!(
                 "{file}:28: sso[4].require_provider_mfa: Google does not tell which factors were \
