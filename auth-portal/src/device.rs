@@ -956,6 +956,7 @@ pub(crate) async fn approve_page(
         &ApprovePage {
             c: &c,
             csrf: &attempt.session.csrf,
+            code: &request.user_code,
             name: &request.name,
             ip: &request.ip,
             when: &format!(
@@ -978,6 +979,9 @@ pub(crate) async fn approve_page(
 pub(crate) struct ApproveForm {
     #[serde(default)]
     csrf: String,
+    /// The user code of the request the page showed.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     action: String,
     #[serde(default)]
@@ -1021,6 +1025,10 @@ pub(crate) async fn approve_submit(
         }
         _ => return Redirect::to("/.certgate/device").into_response(),
     };
+    // Another code entered since this page was shown (in another tab, say): show that one.
+    if normal_user_code(&form.code) != normal_user_code(&request.user_code) {
+        return Redirect::to("/.certgate/device/approve").into_response();
+    }
     let reset_since = match state.backend.database() {
         Some(db) => db
             .account(&org.id, &signed_in.account)

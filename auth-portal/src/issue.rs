@@ -187,6 +187,7 @@ pub async fn finish(
         .flatten();
     let return_to = session.return_to.clone();
     session.restart();
+    session.renew_csrf();
     session.device = Some(device_id);
     session.signed_in = Some(session::SignedIn {
         org: org.id.clone(),

@@ -145,6 +145,8 @@ pub struct DeviceCodePage<'a> {
 pub struct ApprovePage<'a> {
     pub c: &'a Chrome,
     pub csrf: &'a str,
+    /// The request's user code: the decision is for the request this page shows.
+    pub code: &'a str,
     pub name: &'a str,
     pub ip: &'a str,
     pub when: &'a str,

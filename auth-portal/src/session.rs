@@ -60,10 +60,15 @@ pub struct SignedIn {
 impl LoginSession {
     pub fn new(return_to: String) -> Self {
         LoginSession {
-            csrf: hex::encode(rand::random::<[u8; 24]>()),
+            csrf: new_csrf(),
             return_to,
             ..LoginSession::default()
         }
+    }
+
+    /// A new form token: one read from a page before sign-in is worth nothing after it.
+    pub fn renew_csrf(&mut self) {
+        self.csrf = new_csrf();
     }
 
     /// Whether a form's token is this session's, compared in constant time.
@@ -82,6 +87,10 @@ impl LoginSession {
         self.flash = None;
         self.signed_in = None;
     }
+}
+
+fn new_csrf() -> String {
+    hex::encode(rand::random::<[u8; 24]>())
 }
 
 /// The value of cookie `name` in the request, if sent.

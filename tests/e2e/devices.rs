@@ -112,7 +112,12 @@ fn open_approval_with_code(
 }
 
 fn decide(client: &CurlClient<'_>, page: &Response, action: &str, trust: bool) -> Response {
-    let mut fields = vec![("csrf", csrf_of(&page.body)), ("action", action.to_owned())];
+    let code = attribute_after(&page.body, r#"name="code" value=""#).unwrap_or_default();
+    let mut fields = vec![
+        ("csrf", csrf_of(&page.body)),
+        ("code", code),
+        ("action", action.to_owned()),
+    ];
     if trust {
         fields.push(("trust", "1".to_owned()));
     }
@@ -789,6 +794,65 @@ fn device_flow_abuse_gets_clear_answers() {
     );
     assert_eq!(stopped.status, 429);
     assert!(w.d.metric(r#"certgate_rate_limited_total{kind="device_code"}"#) >= 1.0);
+}
+
+#[test]
+fn an_approval_decides_the_request_its_page_showed() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "pia@noord.test");
+    let (first_device, first_code) = start(&w, NOORD, "first-tablet", false);
+    let (second_device, second_code) = start(&w, NOORD, "second-tablet", false);
+    let client = w.client(NOORD, "127.0.0.1");
+    let before_sign_in = csrf_of(&client.get("/.certgate/device").body);
+    let first_page = open_approval(&client, &first_code, "pia@noord.test");
+    assert!(
+        first_page.body.contains("first-tablet"),
+        "{}",
+        first_page.body
+    );
+    // A form token from before the sign-in is worth nothing after it.
+    let old_token = client.post(
+        "/.certgate/device",
+        &[("csrf", &before_sign_in), ("user_code", &second_code)],
+    );
+    assert_eq!(
+        (old_token.status, old_token.header("location").as_deref()),
+        (303, Some("/.certgate/device")),
+        "back to the form, nothing taken"
+    );
+    // Another code entered in the same browser (another tab) before the first page is decided.
+    let page = client.get("/.certgate/device");
+    let entered = client.post(
+        "/.certgate/device",
+        &[("csrf", &csrf_of(&page.body)), ("user_code", &second_code)],
+    );
+    assert_eq!(entered.status, 303, "{}", entered.body);
+    let stale = decide(&client, &first_page, "approve", false);
+    assert_eq!(stale.status, 303, "{}", stale.body);
+    assert_eq!(
+        stale.header("location").as_deref(),
+        Some("/.certgate/device/approve")
+    );
+    for device_code in [&first_device, &second_device] {
+        assert_eq!(
+            poll(&w, device_code).json()["error"],
+            "authorization_pending"
+        );
+    }
+    // The page now shows the second request, and deciding there decides that one.
+    let second_page = client.get("/.certgate/device/approve");
+    assert!(
+        second_page.body.contains("second-tablet"),
+        "{}",
+        second_page.body
+    );
+    assert_eq!(decide(&client, &second_page, "approve", false).status, 200);
+    let granted = poll_until_decided(&w, &second_device);
+    assert!(
+        granted.json()["enrolment_token"].is_string(),
+        "{}",
+        granted.body
+    );
 }
 
 fn unix_now() -> i64 {
