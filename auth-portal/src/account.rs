@@ -67,9 +67,7 @@ pub(crate) async fn me(
     let now = state.now();
     let attempt = match load_attempt(store, headers).await {
         Some(attempt) => attempt,
-        None => start_attempt(store, "/".into())
-            .await
-            .ok_or_else(|| crate::flow::unavailable_page(visit))?,
+        None => start_attempt(state, visit, store, "/".into()).await?,
     };
     let claims = session::cookie(headers, session::DEVICE_COOKIE)
         .and_then(|token| state.tokens.verify(token, now).ok())

@@ -775,9 +775,9 @@ pub(crate) async fn enter_page(
     };
     let attempt = match load_attempt(&store, &headers).await {
         Some(attempt) => attempt,
-        None => match start_attempt(&store, "/".into()).await {
-            Some(attempt) => attempt,
-            None => return crate::flow::unavailable_page(&visit),
+        None => match start_attempt(&state, &visit, &store, "/".into()).await {
+            Ok(attempt) => attempt,
+            Err(page) => return page,
         },
     };
     let mut response = code_page(&visit, &attempt.session.csrf, None, StatusCode::OK);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Form, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::{CredentialClass, MfaStatus};
 use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind};
@@ -54,12 +54,77 @@ pub(crate) async fn save(store: &Store, attempt: &Attempt) -> bool {
     }
 }
 
-/// A new sign-in session; `None` when the store cannot take it.
-pub(crate) async fn start_attempt(store: &Store, return_to: String) -> Option<Attempt> {
+/// A new sign-in session, counted against the visitor's address; `Err(page)`: past
+/// `limits.sign_in_starts_per_ip` (429), or the store cannot take it.
+pub(crate) async fn start_attempt(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    return_to: String,
+) -> Result<Attempt, Response> {
+    count_start(state, visit, store).await?;
     let session = LoginSession::new(return_to);
-    let data = serde_json::to_vec(&session).ok()?;
-    let id = store.create_session(&data, SESSION_TTL).await.ok()?;
-    Some(Attempt { id, session })
+    let created = match serde_json::to_vec(&session) {
+        Ok(data) => store.create_session(&data, SESSION_TTL).await.ok(),
+        Err(_) => None,
+    };
+    match created {
+        Some(id) => Ok(Attempt { id, session }),
+        None => Err(unavailable(visit)),
+    }
+}
+
+/// Counts one thing a visitor without a session makes the store keep (a sign-in session, a
+/// single sign-on round trip) against `limits.sign_in_starts_per_ip`, so that requests which
+/// never sign in cannot fill the store; `Err(page)` when the address must wait or the store
+/// cannot count.
+pub(crate) async fn count_start(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+) -> Result<(), Response> {
+    let limit = crate::throttle::limit(state.limits.sign_in_starts_per_ip);
+    match store
+        .hit(
+            "sign-in-start",
+            &certgate_store::address_key(&visit.ip),
+            limit,
+        )
+        .await
+    {
+        Ok(hit) if hit.allowed => Ok(()),
+        Ok(hit) => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["sign_in_start"])
+                .inc();
+            let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
+            let text = fill(
+                visit.texts.too_many,
+                "",
+                &visit.texts.duration(hit.retry_after),
+                "",
+            );
+            let mut page = pages::notice(
+                StatusCode::TOO_MANY_REQUESTS,
+                &c,
+                c.t.sign_in,
+                &text,
+                true,
+                None,
+            );
+            if let Ok(value) = HeaderValue::from_str(&hit.retry_after.as_secs().max(1).to_string())
+            {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Err(page)
+        }
+        Err(error) => {
+            tracing::error!(%error, "the store cannot count new sign-in sessions");
+            Err(unavailable(visit))
+        }
+    }
 }
 
 /// The store and database, or the "try again" page while either is not open.
@@ -183,9 +248,9 @@ pub(crate) async fn login_page(
             save(&store, &attempt).await;
             attempt
         }
-        None => match start_attempt(&store, return_to).await {
-            Some(attempt) => attempt,
-            None => return unavailable(&visit),
+        None => match start_attempt(&state, &visit, &store, return_to).await {
+            Ok(attempt) => attempt,
+            Err(page) => return page,
         },
     };
     let remembered = session::cookie(&headers, session::ORG_COOKIE)
@@ -272,8 +337,11 @@ pub(crate) async fn login_submit(
         Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
         _ => {
             // An expired page (or a forged post): a fresh form, nothing else happens.
-            let Some(fresh) = start_attempt(&store, safe_return_to(&form.return_to)).await else {
-                return unavailable(&visit);
+            let fresh = match start_attempt(&state, &visit, &store, safe_return_to(&form.return_to))
+                .await
+            {
+                Ok(fresh) => fresh,
+                Err(page) => return page,
             };
             let echo = Echo {
                 typed_org: &typed_org,
@@ -1566,9 +1634,9 @@ pub(crate) async fn logout_page(
     };
     let attempt = match load_attempt(&store, &headers).await {
         Some(attempt) => attempt,
-        None => match start_attempt(&store, "/".into()).await {
-            Some(attempt) => attempt,
-            None => return unavailable(&visit),
+        None => match start_attempt(&state, &visit, &store, "/".into()).await {
+            Ok(attempt) => attempt,
+            Err(page) => return page,
         },
     };
     let claims = session::cookie(&headers, session::DEVICE_COOKIE)

@@ -642,11 +642,21 @@ mod tests {
 
     /// A portal on a real in-memory store and a real SQLite file, for one organisation.
     async fn portal(dir: &std::path::Path) -> Arc<PortalState> {
+        portal_with(dir, LimitsConfig::default(), "").await
+    }
+
+    /// `policy_extra` is appended to the organisation's policy file.
+    async fn portal_with(
+        dir: &std::path::Path,
+        limits: LimitsConfig,
+        policy_extra: &str,
+    ) -> Arc<PortalState> {
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(policies.join("sso-secret"), "not-a-real-secret\n").unwrap();
         std::fs::write(
             policies.join("noord.toml"),
-            "id = \"noord\"\nname = \"Zorggroep Noord\"\nhosts = [\"noord.test\"]\nupstreams = [\"http://127.0.0.1:9\"]\n",
+            format!("id = \"noord\"\nname = \"Zorggroep Noord\"\nhosts = [\"noord.test\"]\nupstreams = [\"http://127.0.0.1:9\"]\n{policy_extra}"),
         )
         .unwrap();
         let store = Store::Memory(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
@@ -667,7 +677,7 @@ mod tests {
             keyring_path,
             mail: MailSetup::None,
             sms: None,
-            limits: LimitsConfig::default(),
+            limits,
             registry: prometheus::Registry::new(),
             rate_limited: prometheus::IntCounterVec::new(
                 prometheus::Opts::new("rate_limited_total", "test"),
@@ -810,5 +820,112 @@ mod tests {
         assert_eq!(waits.status(), StatusCode::TOO_MANY_REQUESTS);
         let next = router(state).oneshot(ask("2001:db8:7:9::1")).await.unwrap();
         assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn visitors_without_a_session_start_only_so_many_from_one_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = LimitsConfig {
+            sign_in_starts_per_ip: certgate_policies::config::RateLimit {
+                count: 3,
+                window: Duration::from_secs(1200),
+            },
+            ..LimitsConfig::default()
+        };
+        // A single sign-on provider that cannot be reached: a start that is counted gets as far
+        // as asking it (502), one that is not stops before (429).
+        let sso = "[[sso]]\nid = \"idp\"\nkind = \"oidc\"\nlabel = \"IdP\"\nissuer = \"https://127.0.0.1:9\"\nclient_id = \"certgate\"\nclient_secret_file = \"sso-secret\"\n";
+        let state = portal_with(dir.path(), limits, sso).await;
+        let visit = |path: &str, ip: &str, cookie: Option<&str>| {
+            let mut request = Request::get(path)
+                .header("host", "noord.test")
+                .header("accept-language", "en")
+                .header("x-certgate-gateway-secret", SECRET)
+                .header("x-certgate-client-ip", ip);
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            request.body(Body::empty()).unwrap()
+        };
+        // Three first visits from addresses of one /64, each a new sign-in session...
+        let mut first_cookie = String::new();
+        for n in 1..=3 {
+            let page = router(Arc::clone(&state))
+                .oneshot(visit(
+                    "/.certgate/login",
+                    &format!("2001:db8:7:8::{n:x}"),
+                    None,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(page.status(), StatusCode::OK, "visit {n}");
+            if n == 1 {
+                first_cookie = page.headers()[header::SET_COOKIE]
+                    .to_str()
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+        }
+        // ...and the network must wait before it starts another, on any page that would.
+        for path in [
+            "/.certgate/login",
+            "/.certgate/forgot",
+            "/.certgate/logout",
+            "/.certgate/sso/idp",
+        ] {
+            let waits = router(Arc::clone(&state))
+                .oneshot(visit(path, "2001:db8:7:8:ffff::1", None))
+                .await
+                .unwrap();
+            assert_eq!(waits.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+            assert!(waits.headers().get(header::SET_COOKIE).is_none(), "{path}");
+            let wait: u64 = waits.headers()[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=1200).contains(&wait), "{wait}");
+            let page = body(waits).await;
+            assert!(page.contains("Too many attempts. Please wait"), "{page}");
+        }
+        assert_eq!(
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["sign_in_start"])
+                .get(),
+            4
+        );
+        // A visitor who has a session goes on; so does another network.
+        let again = router(Arc::clone(&state))
+            .oneshot(visit(
+                "/.certgate/login",
+                "2001:db8:7:8::1",
+                Some(&first_cookie),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        let other = router(Arc::clone(&state))
+            .oneshot(visit("/.certgate/login", "2001:db8:7:9::1", None))
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+        // Single sign-on round trips count too: the other network's next two reach the
+        // provider's address (unreachable here), the one after waits.
+        for expected in [
+            StatusCode::BAD_GATEWAY,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::TOO_MANY_REQUESTS,
+        ] {
+            let start = router(Arc::clone(&state))
+                .oneshot(visit("/.certgate/sso/idp", "2001:db8:7:9::2", None))
+                .await
+                .unwrap();
+            assert_eq!(start.status(), expected);
+        }
     }
 }

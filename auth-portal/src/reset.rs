@@ -36,10 +36,15 @@ fn token_key(token: &str) -> String {
     hex::encode(digest(&SHA256, token.as_bytes()).as_ref())
 }
 
-async fn attempt_for(store: &Store, headers: &HeaderMap) -> Option<Attempt> {
+async fn attempt_for(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    headers: &HeaderMap,
+) -> Result<Attempt, Response> {
     match load_attempt(store, headers).await {
-        Some(attempt) => Some(attempt),
-        None => start_attempt(store, "/".into()).await,
+        Some(attempt) => Ok(attempt),
+        None => start_attempt(state, visit, store, "/".into()).await,
     }
 }
 
@@ -80,9 +85,9 @@ pub(crate) async fn forgot_page(
         Ok(b) => b,
         Err(page) => return page,
     };
-    match attempt_for(&store, &headers).await {
-        Some(attempt) => forgot_view(&visit, &attempt, StatusCode::OK, None, None),
-        None => trouble(&visit),
+    match attempt_for(&state, &visit, &store, &headers).await {
+        Ok(attempt) => forgot_view(&visit, &attempt, StatusCode::OK, None, None),
+        Err(page) => page,
     }
 }
 
@@ -119,8 +124,9 @@ pub(crate) async fn forgot_submit(
         Ok(b) => b,
         Err(page) => return page,
     };
-    let Some(attempt) = attempt_for(&store, &headers).await else {
-        return trouble(&visit);
+    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
+        Ok(attempt) => attempt,
+        Err(page) => return page,
     };
     if !attempt.session.csrf_ok(&form.csrf) {
         let expired = visit.texts.session_expired.to_owned();
@@ -283,8 +289,9 @@ pub(crate) async fn reset_page(
     if !live {
         return invalid_link(&visit);
     }
-    let Some(attempt) = attempt_for(&store, &headers).await else {
-        return trouble(&visit);
+    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
+        Ok(attempt) => attempt,
+        Err(page) => return page,
     };
     reset_view(&visit, &attempt, &token, None, StatusCode::OK)
 }
@@ -340,8 +347,9 @@ pub(crate) async fn reset_submit(
     if !valid_token(&form.token) {
         return invalid_link(&visit);
     }
-    let Some(attempt) = attempt_for(&store, &headers).await else {
-        return trouble(&visit);
+    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
+        Ok(attempt) => attempt,
+        Err(page) => return page,
     };
     let t = visit.texts;
     let problem = if !attempt.session.csrf_ok(&form.csrf) {

@@ -257,6 +257,10 @@ pub(crate) async fn start(
             StatusCode::SERVICE_UNAVAILABLE,
         );
     };
+    // The round trip's state waits in the store until the provider sends the user back.
+    if let Err(page) = crate::flow::count_start(&state, &visit, &store).await {
+        return page;
+    }
     let issuer = issuer_of(provider);
     let metadata = match state.sso.metadata(&issuer).await {
         Ok(metadata) => metadata,
@@ -667,9 +671,9 @@ pub(crate) async fn callback(
         .inc();
     let mut attempt = match load_attempt(&store, &headers).await {
         Some(attempt) => attempt,
-        None => match start_attempt(&store, pending.return_to.clone()).await {
-            Some(attempt) => attempt,
-            None => return fail(t.trouble, "failure"),
+        None => match start_attempt(&state, &visit, &store, pending.return_to.clone()).await {
+            Ok(attempt) => attempt,
+            Err(page) => return page,
         },
     };
     attempt.session.restart();

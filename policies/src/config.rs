@@ -186,6 +186,9 @@ pub struct LimitsConfig {
     pub code_failures_per_code: u32,
     /// Default 5 per 15 minutes.
     pub codes_sent_per_account: RateLimit,
+    /// New sign-in sessions and single sign-on round trips started from one address (what an
+    /// unauthenticated visitor can make the store keep); default 300 per 20 minutes.
+    pub sign_in_starts_per_ip: RateLimit,
     /// How long a device-flow user code waits for approval; default 10 minutes.
     pub device_code_lifetime: Duration,
     /// The shortest IPv4 prefix an organisation admin may add to the allow list; default 16.
@@ -212,6 +215,7 @@ impl Default for LimitsConfig {
             password_failures_per_ip: THIRTY_PER_QUARTER_HOUR,
             code_failures_per_code: 5,
             codes_sent_per_account: FIVE_PER_QUARTER_HOUR,
+            sign_in_starts_per_ip: THREE_HUNDRED_PER_TWENTY_MINUTES,
             device_code_lifetime: Duration::from_secs(600),
             admin_allowlist_min_prefix_v4: AdminAllowListLimits::default().min_prefix_v4,
             admin_allowlist_min_prefix_v6: AdminAllowListLimits::default().min_prefix_v6,
@@ -253,6 +257,13 @@ const FIVE_PER_QUARTER_HOUR: RateLimit = RateLimit {
 const THIRTY_PER_QUARTER_HOUR: RateLimit = RateLimit {
     count: 30,
     window: Duration::from_secs(15 * 60),
+};
+
+/// As long as a sign-in session lives: a shared address (a care home behind one NAT) has room for
+/// every colleague's sign-in at a shift change, one address cannot fill the store.
+const THREE_HUNDRED_PER_TWENTY_MINUTES: RateLimit = RateLimit {
+    count: 300,
+    window: Duration::from_secs(20 * 60),
 };
 
 impl Config {
@@ -428,6 +439,9 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
         codes_sent_per_account: table
             .parsed("codes_sent_per_account", RateLimit::parse)
             .unwrap_or(FIVE_PER_QUARTER_HOUR),
+        sign_in_starts_per_ip: table
+            .parsed("sign_in_starts_per_ip", RateLimit::parse)
+            .unwrap_or(THREE_HUNDRED_PER_TWENTY_MINUTES),
         device_code_lifetime: table
             .parsed("device_code_lifetime", |text| duration_setting(text, false))
             .unwrap_or(Duration::from_secs(600)),

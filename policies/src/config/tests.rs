@@ -150,6 +150,10 @@ fn parses_the_architecture_example() {
                 count: 5,
                 window: Duration::from_secs(900),
             },
+            sign_in_starts_per_ip: RateLimit {
+                count: 300,
+                window: Duration::from_secs(1200),
+            },
             device_code_lifetime: Duration::from_secs(600),
             admin_allowlist_min_prefix_v4: 16,
             admin_allowlist_min_prefix_v6: 48,
