@@ -22,7 +22,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::device::FRESH_SIGN_IN;
-use crate::flow::{backends, load_attempt, start_attempt, Attempt};
+use crate::flow::{backends, create_attempt, load_attempt, Attempt};
 use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
 use crate::session;
 use crate::{PortalState, Visit};
@@ -65,13 +65,16 @@ pub(crate) async fn me(
     headers: &HeaderMap,
 ) -> Result<Me, Response> {
     let now = state.now();
-    let attempt = match load_attempt(store, headers).await {
-        Some(attempt) => attempt,
-        None => start_attempt(state, visit, store, "/".into()).await?,
-    };
     let claims = session::cookie(headers, session::DEVICE_COOKIE)
         .and_then(|token| state.tokens.verify(token, now).ok())
         .filter(|c| visit.org(&c.org).is_some());
+    let attempt = match load_attempt(store, headers).await {
+        Some(attempt) => attempt,
+        // Without a session only this browser's credential can name the user; anyone else
+        // goes to the sign-in page, which starts one.
+        None if claims.is_some() => create_attempt(visit, store, "/".into()).await?,
+        None => return Err(to_login()),
+    };
     let signed_in = attempt.session.signed_in.clone();
     let (org_id, by) = match (&claims, &signed_in) {
         (Some(c), _) => (c.org.clone(), Who::Name(c.account.clone())),

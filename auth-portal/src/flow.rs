@@ -63,6 +63,16 @@ pub(crate) async fn start_attempt(
     return_to: String,
 ) -> Result<Attempt, Response> {
     count_start(state, visit, store).await?;
+    create_attempt(visit, store, return_to).await
+}
+
+/// A new sign-in session, not counted: for a visitor the portal already knows (by a browser
+/// credential, or back from a single sign-on round trip that was counted when it started).
+pub(crate) async fn create_attempt(
+    visit: &Visit,
+    store: &Store,
+    return_to: String,
+) -> Result<Attempt, Response> {
     let session = LoginSession::new(return_to);
     let created = match serde_json::to_vec(&session) {
         Ok(data) => store.create_session(&data, SESSION_TTL).await.ok(),

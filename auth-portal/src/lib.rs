@@ -847,6 +847,14 @@ mod tests {
             }
             request.body(Body::empty()).unwrap()
         };
+        // The account page sends a visitor without a session or credential to sign in, and
+        // stores nothing for them.
+        let account = router(Arc::clone(&state))
+            .oneshot(visit("/.certgate/account", "2001:db8:7:8::1", None))
+            .await
+            .unwrap();
+        assert_eq!(account.status(), StatusCode::SEE_OTHER);
+        assert!(account.headers().get(header::SET_COOKIE).is_none());
         // Three first visits from addresses of one /64, each a new sign-in session...
         let mut first_cookie = String::new();
         for n in 1..=3 {

@@ -28,7 +28,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::flow::{load_attempt, start_attempt};
+use crate::flow::{create_attempt, load_attempt};
 use crate::i18n::fill;
 use crate::issue::{self, mfa_need, Need, Proof, Then};
 use crate::pages;
@@ -671,9 +671,10 @@ pub(crate) async fn callback(
         .inc();
     let mut attempt = match load_attempt(&store, &headers).await {
         Some(attempt) => attempt,
-        None => match start_attempt(&state, &visit, &store, pending.return_to.clone()).await {
+        // Not counted again: the round trip was counted when it started.
+        None => match create_attempt(&visit, &store, pending.return_to.clone()).await {
             Ok(attempt) => attempt,
-            Err(page) => return page,
+            Err(_) => return fail(t.trouble, "failure"),
         },
     };
     attempt.session.restart();
