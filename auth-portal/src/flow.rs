@@ -124,10 +124,10 @@ pub(crate) async fn count_start(
                 true,
                 None,
             );
-            if let Ok(value) = HeaderValue::from_str(&hit.retry_after.as_secs().max(1).to_string())
-            {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(hit.retry_after.as_secs().max(1)),
+            );
             Err(page)
         }
         Err(error) => {

@@ -699,6 +699,17 @@ mod tests {
         builder.body(Body::empty()).unwrap()
     }
 
+    /// The `name=value` of the cookie a response sets.
+    fn session_cookie(response: &Response) -> String {
+        response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn body(response: Response) -> String {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -780,13 +791,7 @@ mod tests {
             .oneshot(get("/.certgate/forgot", Some(SECRET)))
             .await
             .unwrap();
-        let cookie = page.headers()[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = session_cookie(&page);
         let html = body(page).await;
         let csrf = html
             .split(r#"name="csrf" value=""#)
@@ -868,13 +873,7 @@ mod tests {
                 .unwrap();
             assert_eq!(page.status(), StatusCode::OK, "visit {n}");
             if n == 1 {
-                first_cookie = page.headers()[header::SET_COOKIE]
-                    .to_str()
-                    .unwrap()
-                    .split(';')
-                    .next()
-                    .unwrap()
-                    .to_owned();
+                first_cookie = session_cookie(&page);
             }
         }
         // ...and the network must wait before it starts another, on any page that would.
