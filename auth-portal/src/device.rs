@@ -39,6 +39,9 @@ pub const FRESH_SIGN_IN: i64 = 10 * 60;
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Requests kept after they expire, to tell `expired_token` from an unknown code.
 const TOMBSTONE: Duration = Duration::from_secs(600);
+/// An approval leaves the device at least this long to collect it (a few polls), even when the
+/// code expires sooner; after that the approval lapses like the code.
+const PICKUP: Duration = Duration::from_secs(30);
 
 fn api_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut response = (
@@ -130,6 +133,36 @@ struct DeviceRequest {
     /// When the approving user signed in (an account reset after it voids the approval).
     #[serde(default)]
     signed_in_at: i64,
+}
+
+impl DeviceRequest {
+    fn expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+
+    /// Records the decision of `signed_in`'s user; an approval leaves the device [`PICKUP`] to
+    /// collect it.
+    fn decide(
+        &mut self,
+        approve: bool,
+        org: &str,
+        signed_in: &session::SignedIn,
+        trust: bool,
+        now: i64,
+    ) {
+        self.status = if approve {
+            Status::Approved
+        } else {
+            Status::Denied
+        };
+        self.org = Some(org.to_owned());
+        self.account = Some(signed_in.account.clone());
+        self.trust = approve && trust && signed_in.mfa == "yes";
+        self.signed_in_at = signed_in.at;
+        if approve {
+            self.expires_at = self.expires_at.max(now + PICKUP.as_secs() as i64);
+        }
+    }
 }
 
 /// What an approved device may enrol (under the hash of its enrolment token).
@@ -349,10 +382,10 @@ pub(crate) async fn token(
         Err(()) => return unavailable(),
     };
     match request.status {
-        _ if now >= request.expires_at && request.status != Status::Approved => api_error(
+        _ if request.expired(now) => api_error(
             StatusCode::BAD_REQUEST,
             "expired_token",
-            "the code expired before it was approved; start again",
+            "the code expired before it was approved and collected; start again",
         ),
         Status::Pending => api_error(
             StatusCode::BAD_REQUEST,
@@ -868,7 +901,7 @@ pub(crate) async fn enter_submit(
     let now = state.now();
     let usable = request.as_ref().is_some_and(|r| {
         r.status == Status::Pending
-            && now < r.expires_at
+            && !r.expired(now)
             && r.orgs.iter().any(|o| visit.org(o).is_some())
     });
     let (Some(key), true) = (found, usable) else {
@@ -915,7 +948,7 @@ pub(crate) async fn approve_page(
             .into_response();
     };
     let request = match get_request(&store, &key).await {
-        Ok(Some(r)) if r.status == Status::Pending && now < r.expires_at => r,
+        Ok(Some(r)) if r.status == Status::Pending && !r.expired(now) => r,
         _ => {
             let c = visit.chrome(visit.org(&signed_in.org).map(|o| o.as_ref()));
             return pages::notice(
@@ -1017,7 +1050,7 @@ pub(crate) async fn approve_submit(
     let mut request = match get_request(&store, &key).await {
         Ok(Some(r))
             if r.status == Status::Pending
-                && now < r.expires_at
+                && !r.expired(now)
                 && r.orgs.contains(&org.id)
                 && org.mfa.device_flow =>
         {
@@ -1042,22 +1075,21 @@ pub(crate) async fn approve_submit(
         return Redirect::to("/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove")
             .into_response();
     }
+    // Taking the user code claims the decision: of two decisions sent at once (two tabs, two
+    // people with the code), one is recorded and the other sees the code gone.
+    match store
+        .take_once("device-user-code", &normal_user_code(&request.user_code))
+        .await
+    {
+        Ok(Some(claimed)) if claimed == key.as_bytes() => {}
+        Ok(_) => return Redirect::to("/.certgate/device").into_response(),
+        Err(_) => return crate::flow::unavailable_page(&visit),
+    }
     let approve = form.action == "approve";
-    request.status = if approve {
-        Status::Approved
-    } else {
-        Status::Denied
-    };
-    request.org = Some(org.id.clone());
-    request.account = Some(signed_in.account.clone());
-    request.trust = approve && form.trust.is_some() && signed_in.mfa == "yes";
-    request.signed_in_at = signed_in.at;
+    request.decide(approve, &org.id, &signed_in, form.trust.is_some(), now);
     if !put_request(&store, &key, &request, now).await {
         return crate::flow::unavailable_page(&visit);
     }
-    let _ = store
-        .take_once("device-user-code", &normal_user_code(&request.user_code))
-        .await;
     attempt.session.device_request = None;
     save(&store, &attempt).await;
     if let Some(db) = state.backend.database() {
@@ -1108,6 +1140,54 @@ mod tests {
             );
         }
         assert_eq!(normal_user_code("<script>"), "SCRIPT");
+    }
+
+    fn pending(expires_at: i64) -> DeviceRequest {
+        DeviceRequest {
+            orgs: vec!["noord".into()],
+            user_code: "BCDF-GHJK".into(),
+            name: "laptop".into(),
+            ip: "192.0.2.1".into(),
+            requested_at: expires_at - 600,
+            expires_at,
+            trust_requested: true,
+            status: Status::Pending,
+            org: None,
+            account: None,
+            trust: false,
+            signed_in_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_approval_can_be_collected_for_a_few_polls_and_then_lapses() {
+        let anna = session::SignedIn {
+            org: "noord".into(),
+            account: "anna".into(),
+            at: 1_000,
+            mfa: "yes".into(),
+        };
+        // Approved a second before the code expires: the device's next polls still collect it.
+        let mut late = pending(2_000);
+        late.decide(true, "noord", &anna, true, 1_999);
+        assert!((late.status, late.trust) == (Status::Approved, true));
+        assert!(!late.expired(2_000 + 2 * POLL_INTERVAL.as_secs() as i64));
+        // Not for long: it lapses like the code would.
+        assert!(late.expired(1_999 + PICKUP.as_secs() as i64));
+        assert!(late.expired(2_000 + TOMBSTONE.as_secs() as i64 - 1));
+
+        // Approved early: the code's own expiry stands, neither cut nor stretched.
+        let mut early = pending(2_000);
+        early.decide(true, "noord", &anna, false, 1_100);
+        assert!(!early.trust);
+        assert!(!early.expired(1_999));
+        assert!(early.expired(2_000));
+
+        // A denial gains nothing.
+        let mut denied = pending(2_000);
+        denied.decide(false, "noord", &anna, true, 1_999);
+        assert!((denied.status, denied.trust) == (Status::Denied, false));
+        assert!(denied.expired(2_000));
     }
 
     #[test]

@@ -855,6 +855,67 @@ fn an_approval_decides_the_request_its_page_showed() {
     );
 }
 
+#[test]
+fn of_decisions_sent_at_once_one_is_recorded_and_the_others_told() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "pia@noord.test");
+    parent(&w, "piet@noord.test");
+    // Pia and Piet both have the code on screen, each in three tabs; she allows it as he denies
+    // it, all at the same moment.
+    let (device_code, user_code) = start(&w, NOORD, "tablet", false);
+    let tabs: Vec<(CurlClient<'_>, Response, &str)> = (0..6)
+        .map(|i| {
+            let (user, action) = if i % 2 == 0 {
+                ("pia@noord.test", "approve")
+            } else {
+                ("piet@noord.test", "deny")
+            };
+            let client = w.client(NOORD, "127.0.0.1");
+            let page = open_approval(&client, &user_code, user);
+            assert_eq!(page.status, 200, "{}", page.body);
+            (client, page, action)
+        })
+        .collect();
+    let ready = std::sync::Barrier::new(tabs.len());
+    let answers: Vec<(Response, &str)> = std::thread::scope(|s| {
+        let sent: Vec<_> = tabs
+            .iter()
+            .map(|(client, page, action)| {
+                let ready = &ready;
+                s.spawn(move || {
+                    ready.wait();
+                    (decide(client, page, action, false), *action)
+                })
+            })
+            .collect();
+        sent.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let recorded: Vec<&str> = answers
+        .iter()
+        .filter(|(r, _)| r.status == 200)
+        .map(|(_, action)| *action)
+        .collect();
+    assert_eq!(recorded.len(), 1, "one decision counts: {recorded:?}");
+    for (r, _) in answers.iter().filter(|(r, _)| r.status != 200) {
+        assert_eq!(
+            (r.status, r.header("location").as_deref()),
+            (303, Some("/.certgate/device")),
+            "the others start again: {}",
+            r.body
+        );
+    }
+    let answer = poll_until_decided(&w, &device_code);
+    if recorded[0] == "approve" {
+        assert!(
+            answer.json()["enrolment_token"].is_string(),
+            "{}",
+            answer.body
+        );
+    } else {
+        assert_eq!(answer.json()["error"], "access_denied", "{}", answer.body);
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
