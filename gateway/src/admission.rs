@@ -292,12 +292,19 @@ pub fn decide(
     if let Some(token) = request.browser_token {
         match admit_browser(orgs, revocations, tokens, token, now) {
             Ok(admission) => return Outcome::Admit(admission),
-            // A certificate's refusal is the more telling one; keep it.
-            Err(why) => refusal = refusal.or(Some(why)),
+            // A revocation counts whichever credential it hit; otherwise a certificate's refusal
+            // is the more telling one.
+            Err(why) => {
+                refusal = match refusal {
+                    Some(first) if first == Refusal::Revoked || why != Refusal::Revoked => {
+                        Some(first)
+                    }
+                    _ => Some(why),
+                }
+            }
         }
     }
 
-    let refused_label = refusal.and_then(Refusal::label);
     if let Some((org, entry, layer)) =
         most_specific_allow_entry(orgs, admin_allow, request.client_ip)
     {
@@ -309,8 +316,13 @@ pub fn decide(
                 net: entry.net,
                 layer,
             },
-            // A revoked credential counts as denied_revoked whatever the response.
-            decision: refused_label.unwrap_or(DecisionLabel::AllowedIp),
+            // A revoked credential counts as denied_revoked whatever the response; an expired
+            // one on the office network is no denial.
+            decision: if refusal == Some(Refusal::Revoked) {
+                DecisionLabel::DeniedRevoked
+            } else {
+                DecisionLabel::AllowedIp
+            },
             renew: None,
         });
     }
@@ -322,7 +334,7 @@ pub fn decide(
     Outcome::Login {
         org: Arc::clone(first),
         redirect: request.navigation,
-        decision: refused_label.unwrap_or(fallback),
+        decision: refusal.and_then(Refusal::label).unwrap_or(fallback),
         refused_credential: refusal.map(Refusal::reason),
     }
 }
@@ -775,6 +787,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // An expired credential on the office network is an ordinary admission by address.
+        match decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &RevocationSet::default(),
+            &tokens,
+            &office,
+            2_000,
+        ) {
+            Outcome::Admit(a) => {
+                assert_eq!(a.auth, AuthKind::Ip);
+                assert_eq!(a.decision, DecisionLabel::AllowedIp);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A revoked credential is counted as revoked even beside a certificate refused for
+        // another reason (an expired one, from the same laptop).
+        let expired_certificate = crate::tls::PresentedCertificate {
+            status: crate::tls::CertificateStatus::Expired,
+            claims: None,
+            serial_hex: "0a".into(),
+        };
+        let both = RequestFacts {
+            certificate: Some(&expired_certificate),
+            browser_token: Some(&token),
+            ..request("192.0.2.1", "/", true)
+        };
+        let counted = decide(
+            &set,
+            &AdminAllowLayers::default(),
+            &revoked,
+            &tokens,
+            &both,
+            1_500,
+        );
+        assert_eq!(counted.decision(), DecisionLabel::DeniedRevoked);
     }
 
     #[test]
