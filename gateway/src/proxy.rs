@@ -24,9 +24,9 @@ use crate::client_ip::TrustedProxies;
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::pages;
-use crate::revocation::Revocations;
+use crate::revocation::{RevocationSet, Revocations};
 use crate::seen::RecentlySeen;
-use crate::tls::PresentedCertificate;
+use crate::tls::{CertificateStatus, PresentedCertificate};
 use crate::upstreams::{UpstreamPool, Upstreams};
 
 /// Everything the proxy phases read; built once, shared by every request.
@@ -307,8 +307,9 @@ impl ProxyHttp for Gateway {
                 upstream_request
                     .insert_header("x-certgate-gateway-secret", &self.state.gateway_secret)?;
                 if let Some(cert) = ctx.presented_certificate() {
-                    upstream_request
-                        .insert_header("x-certgate-client-cert", client_cert_header(self, cert))?;
+                    let revocations = self.state.revocations.load();
+                    let value = client_cert_header(&revocations, cert, unix_now());
+                    upstream_request.insert_header("x-certgate-client-cert", value)?;
                 }
             }
             Some(Outcome::Admit(admission)) => {
@@ -525,10 +526,16 @@ impl ProxyHttp for Gateway {
     }
 }
 
-fn client_cert_header(gateway: &Gateway, cert: &PresentedCertificate) -> String {
+/// What the portal learns of the connection's certificate: its status now (a connection kept
+/// open outlives the handshake's checks, so expiry and revocation are looked at again).
+fn client_cert_header(
+    revocations: &RevocationSet,
+    cert: &PresentedCertificate,
+    now: i64,
+) -> String {
     let status = match &cert.claims {
         Some(c)
-            if gateway.state.revocations.load().is_revoked(
+            if revocations.is_revoked(
                 &c.org,
                 &c.user,
                 &c.device_id,
@@ -537,6 +544,12 @@ fn client_cert_header(gateway: &Gateway, cert: &PresentedCertificate) -> String 
             ) =>
         {
             "revoked"
+        }
+        Some(c)
+            if cert.status == CertificateStatus::Valid
+                && (now >= c.not_after.unix_timestamp() || now < c.not_before.unix_timestamp()) =>
+        {
+            CertificateStatus::Expired.as_str()
         }
         _ => cert.status.as_str(),
     };
@@ -566,4 +579,53 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::str::FromStr;
+
+    use certgate_certs::{DeviceClaims, Serial};
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn presented(not_before: i64, not_after: i64) -> PresentedCertificate {
+        PresentedCertificate {
+            status: CertificateStatus::Valid,
+            claims: Some(DeviceClaims {
+                org: "noord".into(),
+                user: "anna; org=zuid".into(),
+                device_id: "dev-1".into(),
+                serial: Serial::from_str("0a1b").unwrap(),
+                not_before: OffsetDateTime::from_unix_timestamp(not_before).unwrap(),
+                not_after: OffsetDateTime::from_unix_timestamp(not_after).unwrap(),
+            }),
+            serial_hex: "0a1b".into(),
+        }
+    }
+
+    #[test]
+    fn the_portal_hears_the_certificates_status_at_the_time_of_the_request() {
+        let cert = presented(1_000, 2_000);
+        let none = RevocationSet::default();
+        assert_eq!(
+            client_cert_header(&none, &cert, 1_500),
+            "status=valid; serial=0a1b; org=noord; device=dev-1; user=anna%3B%20org%3Dzuid"
+        );
+        // The connection outlived the certificate: the handshake's "valid" no longer holds.
+        assert!(client_cert_header(&none, &cert, 2_000).starts_with("status=expired; "));
+        assert!(client_cert_header(&none, &cert, 999).starts_with("status=expired; "));
+        let revoked = RevocationSet::from_records(&[certgate_db::Revocation {
+            id: 1,
+            org: "noord".into(),
+            kind: certgate_db::RevocationKind::Device,
+            subject: "dev-1".into(),
+            reason: "lost".into(),
+            revoked_at: 1_200,
+            drop_after: 9_999,
+        }]);
+        assert!(client_cert_header(&revoked, &cert, 1_500).starts_with("status=revoked; "));
+    }
 }
