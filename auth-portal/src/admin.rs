@@ -552,13 +552,9 @@ pub(crate) async fn revoke_account_counted(
     reason: &str,
     label: &'static str,
 ) -> Result<(), String> {
-    let m = &org.mfa;
-    let keep = [m.session_lifetime, m.trust_device_for, m.group_idle_timeout]
-        .iter()
-        .map(|d| d.as_secs())
-        .max()
-        .unwrap_or(0)
-        + 86_400;
+    // As long as any credential of the account can live: an operator's certificate
+    // (`ca issue-client`) outlives every portal-issued one.
+    let keep = certgate_certs::MAX_CLIENT_LIFETIME.as_secs();
     state
         .backend
         .revoke(

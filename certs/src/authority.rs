@@ -36,6 +36,11 @@ const ISSUING_LIFETIME: time::Duration = time::Duration::days(5 * 365);
 /// behind accepts a certificate it has just received.
 pub const CLOCK_SKEW_ALLOWANCE: time::Duration = time::Duration::minutes(5);
 
+/// The longest a client certificate may live (`ca issue-client --lifetime` is capped to it, as
+/// public CAs cap theirs); revocations are kept as long, so none lapses before its certificate.
+pub const MAX_CLIENT_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(398 * 24 * 3600);
+
 /// certgate's CA, loaded from its directory. Holds the issuing key only: the root key is needed
 /// once, by [`CertificateAuthority::init`], and may then be moved offline.
 pub struct CertificateAuthority {

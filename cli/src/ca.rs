@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use certgate_certs::{
     files, generate_password, pkcs12_bundle, CertificateAuthority, DeviceId, DeviceSubject,
+    MAX_CLIENT_LIFETIME,
 };
 use clap::Subcommand;
 use time::OffsetDateTime;
 
 /// No client certificate outlives the revocation record kept for it.
-const MAX_CLIENT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(398 * 24 * 3600);
 
 #[derive(Subcommand)]
 pub enum CaCommand {

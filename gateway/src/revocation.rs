@@ -8,9 +8,8 @@ use arc_swap::ArcSwap;
 use certgate_db::{Revocation, RevocationKind};
 use parking_lot::Mutex;
 
-/// How long a revocation is kept: longer than any credential certgate issues can live
-/// (`ca issue-client --lifetime` is capped to the same value).
-pub const REVOCATION_RETENTION_SECS: i64 = 398 * 24 * 3600;
+/// How long a revocation is kept: as long as any credential certgate issues can live.
+pub const REVOCATION_RETENTION_SECS: i64 = certgate_certs::MAX_CLIENT_LIFETIME.as_secs() as i64;
 
 /// Revoked serials, devices and per-account "not valid before" times.
 /// Keyed by organisation first so a lookup borrows the request's strings and allocates nothing.

@@ -324,9 +324,25 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
     let twice = with_token("POST", &format!("devices/{device}/revoke"), &token).send(&w, NOORD);
     assert_eq!((twice.status, error_of(&twice)), (409, "conflict".into()));
 
+    // A certificate an operator issued her for 200 days stays refused as long as it lives.
+    // (After the second of her MFA reset, which refused what was issued until then.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let operators = w.d.issue_client("noord", "lisa@noord.test", "200d");
+    assert_eq!(w.d.status_with_cert(w.d.https, NOORD, &operators), 200);
     let disabled =
         with_token("POST", &format!("accounts/{lisa_id}/disable"), &token).send(&w, NOORD);
     assert_eq!(disabled.json()["disabled"], true, "{}", disabled.body);
+    assert!(eventually(Duration::from_secs(1), || w
+        .d
+        .status_with_cert(w.d.https, NOORD, &operators)
+        == 401));
+    let kept =
+        w.d.revocations()
+            .into_iter()
+            .filter(|r| r["subject"] == "lisa@noord.test" && r["reason"] == "disabled")
+            .map(|r| r["drop_after"].as_i64().unwrap() - r["revoked_at"].as_i64().unwrap())
+            .max();
+    assert!(kept >= Some(200 * 86_400), "{kept:?}");
     let enabled = with_token("POST", &format!("accounts/{lisa_id}/enable"), &token).send(&w, NOORD);
     assert_eq!(enabled.json()["disabled"], false, "{}", enabled.body);
     // A token does not lock out the administrator it acts for.

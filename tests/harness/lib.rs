@@ -318,6 +318,22 @@ impl Deployment {
         self.dir.path().join(rel)
     }
 
+    /// The revocations in force, as the running instance's admin socket lists them.
+    pub fn revocations(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "--unix-socket"])
+            .arg(self.path("data/admin.sock"))
+            .arg("http://certgate-admin/api/v1/revocations")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn app_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.app_port)
     }
