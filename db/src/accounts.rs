@@ -436,6 +436,22 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Refuses every credential of the account issued until `now` (its portal sessions, browser
+    /// credentials and API tokens too), and nothing else.
+    pub async fn refuse_credentials(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET \
+             not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
+             WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Clears method, authenticator secret and recovery codes, and refuses every credential
     /// issued until now; the user enrols again at the next sign-in. "Enrolled" stays set: MFA
     /// stays required for someone who had it, also where only enrolled users need it.

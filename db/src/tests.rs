@@ -246,6 +246,18 @@ async fn exercise_accounts(db: &Database) {
     assert!(db.reset_mfa("noord", "acc-1", 1_900).await.unwrap());
     let after = db.account("noord", "acc-1").await.unwrap().unwrap();
     assert_eq!(after.not_valid_before, 2_000, "never moves backwards");
+    assert!(db
+        .refuse_credentials("noord", "acc-1", 1_950)
+        .await
+        .unwrap());
+    assert_eq!(
+        db.account("noord", "acc-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .not_valid_before,
+        2_000
+    );
     assert!(!after.disabled);
     assert_eq!(after.last_login, Some(1_500));
     assert!(
@@ -258,6 +270,15 @@ async fn exercise_accounts(db: &Database) {
         !format!("{after:?}").contains("argon2"),
         "Debug hides the password hash"
     );
+    // An operator's revocation moves only the cut-off.
+    assert!(db
+        .refuse_credentials("noord", "acc-1", 2_600)
+        .await
+        .unwrap());
+    assert!(!db.refuse_credentials("zuid", "acc-1", 2_600).await.unwrap());
+    let refused = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(refused.not_valid_before, 2_600);
+    assert!(!refused.disabled && refused.mfa_enrolled && refused.password_hash.is_some());
 
     let device = Device {
         org: "noord".into(),

@@ -318,12 +318,59 @@ impl RevokeRequest {
 }
 
 /// Durable first, then live: the record is in SQL before any gateway refuses the credential.
+///
+/// A device or user is looked up too, so that the portal refuses it as well (a revoked device,
+/// an account's credentials issued until now) and a user named by e-mail address is revoked
+/// under the user name its credentials carry. Names with no record are still revoked as typed:
+/// `certgate ca issue-client` certificates carry any name and device id.
 async fn revoke(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<RevokeRequest>,
 ) -> Result<Json<RevocationView>, AdminError> {
-    let new = request.into_revocation(crate::proxy::unix_now())?;
+    let now = crate::proxy::unix_now();
+    let mut new = request.into_revocation(now)?;
+    let mut audited = None;
+    match new.kind {
+        RevocationKind::Serial => {}
+        RevocationKind::Device => {
+            crate::users::known_org(&state, &new.org)?;
+            let db = state.database()?;
+            let known = db
+                .device(&new.org, &new.subject)
+                .await
+                .map_err(crate::users::internal)?
+                .is_some();
+            if known {
+                db.revoke_device(&new.org, &new.subject, now)
+                    .await
+                    .map_err(crate::users::internal)?;
+                audited = Some("device.revoke");
+            }
+        }
+        RevocationKind::Account => {
+            crate::users::known_org(&state, &new.org)?;
+            let db = state.database()?;
+            let account = db
+                .find_account(&new.org, &new.subject)
+                .await
+                .map_err(crate::users::internal)?;
+            if let Some(account) = account {
+                if account.username != new.subject {
+                    // The name as typed too, which an operator's certificate may carry.
+                    record_revocation(&state, &new, "admin").await?;
+                    new.subject = account.username.clone();
+                }
+                db.refuse_credentials(&new.org, &account.id, now)
+                    .await
+                    .map_err(crate::users::internal)?;
+                audited = Some("user.revoke");
+            }
+        }
+    }
     let record = record_revocation(&state, &new, "admin").await?;
+    if let Some(action) = audited {
+        crate::users::audit(&state, &record.org, action, &record.subject).await;
+    }
     Ok(Json(RevocationView::from(&record)))
 }
 

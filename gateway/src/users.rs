@@ -117,11 +117,11 @@ struct OrgQuery {
     org: String,
 }
 
-fn internal(e: certgate_db::DbError) -> AdminError {
+pub(crate) fn internal(e: certgate_db::DbError) -> AdminError {
     AdminError::Internal(e.to_string())
 }
 
-fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
+pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
     match state.policies.current().organisation(org) {
         Some(_) => Ok(()),
         None => Err(AdminError::NotFound(format!(
@@ -148,7 +148,7 @@ pub fn new_account_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-async fn audit(state: &AdminState, org: &str, action: &str, subject: &str) {
+pub(crate) async fn audit(state: &AdminState, org: &str, action: &str, subject: &str) {
     let entry = AuditEntry {
         org: org.to_owned(),
         at: unix_now(),

@@ -754,6 +754,88 @@ fn a_revoked_device_is_refused_within_a_second_and_cannot_renew() {
     assert_eq!(renew(&w, &second.0, &second.1, "second").0.status, 403);
 }
 
+/// The id of the device a browser signed in as, from its account page.
+fn this_browser(client: &CurlClient<'_>) -> String {
+    let account = client.get("/.certgate/account");
+    assert_eq!(account.status, 200, "{}", account.body);
+    attribute_after(&account.body, r#"id="device-"#).unwrap()
+}
+
+#[test]
+fn an_operators_revocation_reaches_the_portal_and_finds_the_account_by_e_mail() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        email: Some("j.devries@noord.test"),
+        ..NewUser::personal("noord", "jdevries", PASSWORD)
+    });
+    let config = w.d.config();
+    let revoke = |args: &[&str]| {
+        let mut all = vec!["device", "revoke", "--config", &config];
+        all.extend_from_slice(args);
+        certgate_e2e::certgate(&all)
+    };
+
+    // One browser, revoked by its device id: the gateway and the portal both refuse it.
+    let browser = w.client(NOORD, "127.0.0.1");
+    assert_eq!(browser.sign_in("/", "jdevries", PASSWORD).status, 303);
+    let browser_id = this_browser(&browser);
+    let done = revoke(&["--org", "noord", "--device", &browser_id]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(eventually(Duration::from_secs(1), || browser
+        .get("/")
+        .status
+        == 302));
+
+    // A mistyped organisation is an error, not a revocation of nothing.
+    let typo = revoke(&["--org", "nord", "--user", "jdevries"]);
+    assert!(!typo.status.success());
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("no organisation"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+
+    // Named by e-mail address: the account's certificate, browser and sign-ins all end.
+    let laptop = enrolled(&w, "j.devries@noord.test", "laptop", false);
+    assert_eq!(with_cert(&w, NOORD, &laptop.0, &laptop.1).status, 200);
+    let second = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        second.sign_in("/", "j.devries@noord.test", PASSWORD).status,
+        303
+    );
+    // Her device list shows the first browser ended.
+    let account = second.get("/.certgate/account");
+    assert!(
+        account
+            .body
+            .contains(&format!(r#"class="device ended" id="device-{browser_id}""#)),
+        "{}",
+        account.body
+    );
+    // (Times are whole seconds: a sign-in in the revocation's own second counts as after it.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let done = revoke(&["--org", "noord", "--user", "J.deVries@noord.test"]);
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(said.contains("revoked account jdevries of noord"), "{said}");
+    assert!(eventually(Duration::from_secs(1), || with_cert(
+        &w, NOORD, &laptop.0, &laptop.1
+    )
+    .status
+        == 401));
+    assert_eq!(second.get("/.certgate/account").status, 303);
+    assert_eq!(second.get("/").status, 302);
+    // Signing in again works: the revocation covers what was issued until then.
+    std::thread::sleep(Duration::from_millis(1100));
+    let third = w.client(NOORD, "127.0.0.1");
+    assert_eq!(third.sign_in("/", "jdevries", PASSWORD).status, 303);
+    assert_eq!(third.get("/.certgate/account").status, 200);
+}
+
 #[test]
 fn device_flow_abuse_gets_clear_answers() {
     let mut off = Org::new("zuid", ZUID);
