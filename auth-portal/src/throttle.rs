@@ -81,17 +81,19 @@ impl Throttle<'_> {
         let name = format!("{org}:{}", login.trim().to_lowercase());
         let ip = address_key(ip);
         let pair = format!("{name}|{ip}");
+        // The address first: a blocked address leaves no counter per name it tries behind, so
+        // it cannot fill the store with them.
+        let by_ip = self.store.hit("guess-ip", &ip, limit(self.per_ip)).await?;
+        if !by_ip.allowed {
+            return Ok(Err(Blocked::Ip(by_ip.retry_after)));
+        }
         let by_pair = self
             .store
             .hit("guess-pair", &pair, limit(self.per_pair))
             .await?;
         if !by_pair.allowed {
+            self.store.unhit("guess-ip", &ip).await?;
             return Ok(Err(Blocked::Pair(by_pair.retry_after)));
-        }
-        let by_ip = self.store.hit("guess-ip", &ip, limit(self.per_ip)).await?;
-        if !by_ip.allowed {
-            self.store.unhit("guess-pair", &pair).await?;
-            return Ok(Err(Blocked::Ip(by_ip.retry_after)));
         }
         let by_name = self
             .store
@@ -185,6 +187,28 @@ mod tests {
         );
         // Another organisation's "anna" is someone else.
         fail(&t, "zuid", "anna", "192.0.2.2").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_blocked_address_leaves_no_counter_per_name_behind() {
+        let memory = Arc::new(MemoryStore::new(Arc::new(SystemClock)));
+        let store = Store::Memory(Arc::clone(&memory));
+        let t = throttle(&store);
+        for i in 0..8 {
+            fail(&t, "noord", &format!("user{i}"), "192.0.2.7")
+                .await
+                .unwrap();
+        }
+        let kept = memory.entry_count();
+        for i in 0..100 {
+            let refused = fail(&t, "noord", &format!("mallory{i}"), "192.0.2.7").await;
+            assert!(matches!(refused, Err(Blocked::Ip(_))), "{refused:?}");
+        }
+        assert_eq!(
+            memory.entry_count(),
+            kept,
+            "a hundred names tried, nothing kept"
+        );
     }
 
     #[tokio::test]

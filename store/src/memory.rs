@@ -74,6 +74,11 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// How many entries the store holds now, expired ones included until they are swept.
+    pub fn entry_count(&self) -> usize {
+        self.entries.lock().map.len()
+    }
+
     pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.now();
         self.entries
