@@ -58,6 +58,13 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// GET and DEL in one step (GETDEL itself needs Redis 6.2).
+const TAKE_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+return v
+";
+
 /// Takes one back from a counter (never below zero), keeping its window.
 const DECREMENT_LUA: &str = r"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -94,6 +101,8 @@ enum Target {
         sentinel: tokio::sync::Mutex<Sentinel>,
         master: String,
         node: SentinelNodeConnectionInfo,
+        /// The master's database number (`node` holds it too, but does not tell it).
+        db: i64,
     },
 }
 
@@ -110,6 +119,7 @@ impl Target {
                 sentinel,
                 master,
                 node,
+                ..
             } => {
                 sentinel
                     .lock()
@@ -195,6 +205,7 @@ pub struct RedisStore {
     prefix: String,
     channel: String,
     rename_script: Script,
+    take_script: Script,
     increment_script: Script,
     decrement_script: Script,
     touch_script: Script,
@@ -256,6 +267,7 @@ impl RedisStore {
             prefix,
             channel,
             rename_script: Script::new(RENAME_LUA),
+            take_script: Script::new(TAKE_LUA),
             increment_script: Script::new(INCREMENT_LUA),
             decrement_script: Script::new(DECREMENT_LUA),
             touch_script: Script::new(TOUCH_LUA),
@@ -345,12 +357,11 @@ impl RedisStore {
         Ok(())
     }
 
-    /// GETDEL: of any number of racing takers, exactly one gets the value.
+    /// Of any number of racing takers, exactly one gets the value (a script runs atomically).
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn()?;
-        let mut cmd = redis::cmd("GETDEL");
-        cmd.arg(self.key(key));
-        self.finish(cmd.query_async(&mut conn)).await
+        let call = self.take_script.key(self.key(key));
+        self.finish(call.invoke_async(&mut conn)).await
     }
 
     /// Counts one event in a fixed window: the count so far and the time left in the window.
@@ -796,6 +807,7 @@ fn parse_url(url: &str, sentinel_master: Option<&str>) -> Result<ParsedUrl, Stor
                 sentinel: tokio::sync::Mutex::new(sentinel),
                 master: master.to_owned(),
                 node,
+                db: spec.db,
             }
         }
         _ => {
@@ -932,7 +944,7 @@ fn channel_scope(target: &Target) -> String {
         Target::Direct(client) => {
             format!("db{}", client.get_connection_info().redis_settings().db())
         }
-        Target::Sentinel { master, .. } => master.clone(),
+        Target::Sentinel { master, db, .. } => format!("{master}/db{db}"),
     }
 }
 
@@ -1097,6 +1109,21 @@ mod unit_tests {
         let parsed = parse_url("rediss+sentinel://u:pw@s1,s2:26380/1", Some("mymaster")).unwrap();
         assert!(parsed.target.is_sentinel());
         assert_eq!(parsed.secrets, vec!["pw".to_owned()]);
+    }
+
+    #[test]
+    fn deployments_on_other_databases_of_one_redis_hear_separate_feeds() {
+        let scope = |url: &str, master: Option<&str>| {
+            channel_scope(&parse_url(url, master).unwrap().target)
+        };
+        assert_ne!(
+            scope("redis://cache/0", None),
+            scope("redis://cache/1", None)
+        );
+        let staging = scope("redis+sentinel://s1,s2/1", Some("mymaster"));
+        let production = scope("redis+sentinel://s1,s2/0", Some("mymaster"));
+        assert_ne!(staging, production);
+        assert_ne!(production, scope("redis+sentinel://s1,s2/0", Some("other")));
     }
 
     #[tokio::test]
