@@ -300,7 +300,7 @@ impl Database {
         let login = normalise(login);
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 AND (username = $2 OR email = $2) \
-             ORDER BY CASE WHEN username = $2 THEN 0 ELSE 1 END, created_at LIMIT 1"
+             ORDER BY CASE WHEN username = $2 THEN 0 ELSE 1 END, created_at, id LIMIT 1"
         );
         let row = sqlx::query(&sql)
             .bind(org)
@@ -765,7 +765,7 @@ impl Database {
     ) -> Result<Vec<AuditEntry>, DbError> {
         let rows = sqlx::query(
             "SELECT org, at, actor, action, subject, ip, detail FROM audit_log \
-             WHERE org = $1 AND at >= $2 AND ($3 = '' OR actor = $3 OR subject = $3) \
+             WHERE org = $1 AND at >= $2 AND ($3 = '' OR lower(actor) = $3 OR lower(subject) = $3) \
              ORDER BY at DESC, id DESC LIMIT $4",
         )
         .bind(org)

@@ -349,6 +349,23 @@ async fn exercise_accounts(db: &Database) {
         .map(|e| e.action)
         .collect();
     assert_eq!(log, ["login.ok", "mfa.reset"]);
+    // The audit view's "who" filter finds a token's changes however its name is written.
+    db.append_audit(&AuditEntry {
+        org: "noord".into(),
+        at: 3_002,
+        actor: "token:Nightly".into(),
+        action: "admin.user.disable".into(),
+        subject: "Lisa@Noord.example".into(),
+        ip: String::new(),
+        detail: String::new(),
+    })
+    .await
+    .unwrap();
+    for who in ["token:Nightly", "TOKEN:nightly", "lisa@noord.example"] {
+        let found = db.recent_audit("noord", 0, Some(who), 10).await.unwrap();
+        assert_eq!(found.len(), 1, "{who}");
+        assert_eq!(found[0].actor, "token:Nightly", "kept as written");
+    }
     assert_eq!(
         db.purge_audit(3_001).await.unwrap(),
         2,
@@ -361,7 +378,7 @@ async fn exercise_accounts(db: &Database) {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(kept, ["mfa.reset"]);
+    assert_eq!(kept, ["mfa.reset", "admin.user.disable"]);
     assert!(db.audit_entries("zuid", 0, 10).await.unwrap().is_empty());
 
     // A leaver: the account and its devices go.
