@@ -561,10 +561,12 @@ pub(crate) async fn turn_on_mfa(
     if !me.fresh {
         return to_login();
     }
+    let signed_in_at = me.attempt.session.signed_in.as_ref().map_or(0, |s| s.at);
     me.attempt.session.restart();
     me.attempt.session.return_to = "/.certgate/account".into();
-    me.attempt.session.org = Some(me.org.id.clone());
-    me.attempt.session.account = Some(me.account.id.clone());
+    me.attempt
+        .session
+        .proven(&me.org.id, &me.account.id, signed_in_at);
     if !crate::flow::save(&store, &me.attempt).await {
         return crate::flow::unavailable_page(&visit);
     }

@@ -474,8 +474,7 @@ pub(crate) async fn login_submit(
         .inc();
 
     attempt.session.restart();
-    attempt.session.org = Some(org.id.clone());
-    attempt.session.account = Some(account.id.clone());
+    attempt.session.proven(&org.id, &account.id, state.now());
     let mut response = match mfa_need(&org, &account) {
         Need::Exempt | Need::NotRequired => {
             let mfa = if mfa_need(&org, &account) == Need::Exempt {
@@ -558,8 +557,13 @@ async fn signing(
         return Err(back());
     };
     let org = visit.org(org_id).cloned().ok_or_else(back)?;
+    // Disabled, or reset (a new password, say) since the password was checked.
     let account = match db.account(org_id, account_id).await {
-        Ok(Some(account)) if !account.disabled => account,
+        Ok(Some(account))
+            if !account.disabled && attempt.session.proven_at >= account.not_valid_before =>
+        {
+            account
+        }
         Ok(_) => return Err(back()),
         Err(error) => {
             tracing::error!(%error, "cannot load the account signing in");

@@ -28,6 +28,10 @@ pub struct LoginSession {
     pub org: Option<String>,
     /// The account whose password was checked; set only after that.
     pub account: Option<String>,
+    /// When its password (or identity provider) vouched for it, unix seconds: an account reset
+    /// since (new password, disable, MFA reset) voids the sign-in half way through.
+    #[serde(default)]
+    pub proven_at: i64,
     /// The method chosen on this visit (before it is confirmed and stored).
     pub method: Option<String>,
     /// A new authenticator secret waiting for its first code, sealed for the account.
@@ -76,10 +80,19 @@ impl LoginSession {
         !self.csrf.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
     }
 
+    /// The password (or identity provider) vouched for `account` of `org` at `at`: on to the
+    /// second factor.
+    pub fn proven(&mut self, org: &str, account: &str, at: i64) {
+        self.org = Some(org.to_owned());
+        self.account = Some(account.to_owned());
+        self.proven_at = at;
+    }
+
     /// Back to the start of a sign-in (after "back" on the code page, say), keeping the
     /// token, the destination and the organisation.
     pub fn restart(&mut self) {
         self.account = None;
+        self.proven_at = 0;
         self.method = None;
         self.enrol_secret = None;
         self.code_sent = false;

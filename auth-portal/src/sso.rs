@@ -679,8 +679,7 @@ pub(crate) async fn callback(
     };
     attempt.session.restart();
     attempt.session.return_to = pending.return_to.clone();
-    attempt.session.org = Some(org.id.clone());
-    attempt.session.account = Some(account.id.clone());
+    attempt.session.proven(&org.id, &account.id, state.now());
     let need = mfa_need(&org, &account);
     let mut response = match (provider.mfa, need) {
         (_, Need::Exempt) | (SsoMfa::Provider, _) | (SsoMfa::Certgate, Need::NotRequired) => {

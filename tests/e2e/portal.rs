@@ -784,6 +784,31 @@ fn reset_mfa_refuses_the_old_credential_at_once_and_the_next_sign_in_enrols_agai
         "the user chooses again: {}",
         page.body
     );
+
+    // A reset while a sign-in waits at its second factor voids it: whoever typed the password
+    // cannot go on to enrol a factor of their own.
+    std::thread::sleep(Duration::from_millis(1100));
+    for action in ["disable", "enable"] {
+        certgate_ok(&[
+            "user",
+            action,
+            "--config",
+            &config,
+            "--org",
+            "noord",
+            "--user",
+            "ilse@noord.test",
+        ]);
+    }
+    let chose = client.post(
+        "/.certgate/mfa/choose",
+        &[("csrf", &csrf_of(&page.body)), ("method", "email")],
+    );
+    assert_eq!(location(&chose), "/.certgate/login", "{}", chose.body);
+    assert_eq!(location(&client.get("/.certgate/mfa")), "/.certgate/login");
+    // Signing in again goes on as before.
+    assert_eq!(client.sign_in("/", "ilse@noord.test", PASSWORD).status, 303);
+    assert_eq!(client.get("/.certgate/mfa").status, 200);
 }
 
 /// Signs a group account in with curl: password, then the authenticator enrolment with oathtool.
