@@ -601,8 +601,25 @@ enum Step {
     Code(MfaChoice),
 }
 
+/// A factor the organisation (or the account's kind) no longer offers is still asked for once,
+/// before another is chosen: a password alone never puts a new factor in its place.
+fn old_factor_step(s: &Signing, allowed: &[MfaChoice]) -> Option<Step> {
+    let old = s.account.mfa_method.filter(|_| s.account.mfa_enrolled)?;
+    if allowed.contains(&old) || s.attempt.session.old_factor_proven {
+        return None;
+    }
+    match old {
+        MfaChoice::Authenticator if s.account.totp_secret.is_some() => Some(Step::App),
+        MfaChoice::Authenticator => None,
+        channel => Some(Step::Code(channel)),
+    }
+}
+
 fn step(s: &Signing) -> Step {
     let allowed = allowed_methods(&s.org, &s.account);
+    if let Some(old) = old_factor_step(s, &allowed) {
+        return old;
+    }
     let stored = s
         .account
         .mfa_method
@@ -1001,8 +1018,12 @@ pub(crate) async fn choose_submit(
         Ok(s) => s,
         Err(page) => return page,
     };
+    let allowed = allowed_methods(&s.org, &s.account);
+    if old_factor_step(&s, &allowed).is_some() {
+        return see_other("/.certgate/mfa");
+    }
     let usable = MfaChoice::from_name(&form.method).filter(|m| {
-        allowed_methods(&s.org, &s.account).contains(m)
+        allowed.contains(m)
             && match m {
                 MfaChoice::Authenticator => true,
                 MfaChoice::Sms => s.account.mobile.is_some() && state.sms.is_some(),
@@ -1382,6 +1403,17 @@ pub(crate) async fn code_submit(
         .await;
     }
     guess_was_right(&state, &store, counted).await;
+    if !allowed_methods(&s.org, &s.account).contains(&method) {
+        // The old factor is proven; now one the organisation offers.
+        let mut attempt = s.attempt;
+        attempt.session.old_factor_proven = true;
+        attempt.session.method = None;
+        attempt.session.code_sent = false;
+        if !save(&store, &attempt).await {
+            return unavailable(&visit);
+        }
+        return see_other("/.certgate/mfa");
+    }
     if method != MfaChoice::Authenticator
         && (!s.account.mfa_enrolled || s.account.mfa_method != Some(method))
     {

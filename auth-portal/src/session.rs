@@ -34,6 +34,10 @@ pub struct LoginSession {
     pub proven_at: i64,
     /// The method chosen on this visit (before it is confirmed and stored).
     pub method: Option<String>,
+    /// The account's enrolled factor, one the organisation no longer offers, was proven on this
+    /// sign-in: the user may now choose one it offers.
+    #[serde(default)]
+    pub old_factor_proven: bool,
     /// A new authenticator secret waiting for its first code, sealed for the account.
     pub enrol_secret: Option<String>,
     /// A code went out on this visit (so reloading the page does not send another).
@@ -94,6 +98,7 @@ impl LoginSession {
         self.account = None;
         self.proven_at = 0;
         self.method = None;
+        self.old_factor_proven = false;
         self.enrol_secret = None;
         self.code_sent = false;
         self.device = None;

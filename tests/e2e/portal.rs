@@ -1276,6 +1276,61 @@ fn a_code_sent_to_one_account_never_signs_in_another() {
 }
 
 #[test]
+fn a_factor_no_longer_offered_is_proven_once_before_another_is_chosen() {
+    let mut noord = org("noord", NOORD, "");
+    let w = PortalWorld::start(std::slice::from_ref(&noord), "");
+    w.add_user(&NewUser::personal("noord", "rosa@noord.test", PASSWORD));
+    sign_in_by_email(&w, &w.client(NOORD, "127.0.0.1"), "rosa@noord.test");
+
+    // The organisation stops offering e-mail codes.
+    let reloads = || w.d.metric(r#"certgate_policy_reloads_total{result="ok"}"#);
+    let before = reloads();
+    noord.policy_extra = noord.policy_extra.replace(r#", "email"]"#, "]");
+    w.d.write_policy(&noord);
+    assert!(eventually(Duration::from_secs(5), || reloads() > before));
+
+    // Her password alone does not let her choose another factor: the e-mail code comes first.
+    let rosa = w.client(NOORD, "127.0.0.1");
+    assert_eq!(rosa.sign_in("/", "rosa@noord.test", PASSWORD).status, 303);
+    let page = rosa.get("/.certgate/mfa");
+    assert!(page.body.contains("A code was sent to"), "{}", page.body);
+    let skipped = rosa.post(
+        "/.certgate/mfa/choose",
+        &[("csrf", &csrf_of(&page.body)), ("method", "authenticator")],
+    );
+    assert_eq!(location(&skipped), "/.certgate/mfa");
+    let page = rosa.get("/.certgate/mfa");
+    assert!(page.body.contains("A code was sent to"), "{}", page.body);
+    let proven = rosa.post(
+        "/.certgate/mfa/code",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("code", &w.mailed_code("rosa@noord.test")),
+        ],
+    );
+    assert_eq!(location(&proven), "/.certgate/mfa", "{}", proven.body);
+    assert!(
+        rosa.cookie("__Host-certgate-device").is_none(),
+        "not signed in yet"
+    );
+    // Then she chooses among what is offered now.
+    let choose = rosa.get("/.certgate/mfa");
+    assert!(
+        choose
+            .body
+            .contains("How do you want to confirm it is you?"),
+        "{}",
+        choose.body
+    );
+    assert!(
+        choose.body.contains(r#"value="authenticator""#),
+        "{}",
+        choose.body
+    );
+    assert!(!choose.body.contains(r#"value="email""#), "{}", choose.body);
+}
+
+#[test]
 fn with_mfa_for_the_enrolled_only_newcomers_sign_in_by_password_and_the_enrolled_stay_bound() {
     let mut noord = org("noord", NOORD, "");
     let w = PortalWorld::start(std::slice::from_ref(&noord), "");
