@@ -29,7 +29,7 @@ use crate::throttle::{Blocked, Counted, Throttle};
 use crate::{password, recovery, totp, PortalState, Visit};
 
 /// The actor and subject of a failed sign-in with a name no account has.
-const UNKNOWN_NAME: &str = "(unknown name)";
+pub(crate) const UNKNOWN_NAME: &str = "(unknown name)";
 
 /// A sign-in in progress, as loaded for a request.
 pub(crate) struct Attempt {
@@ -449,17 +449,7 @@ pub(crate) async fn login_submit(
                     "password; no account has the name typed",
                 ),
             };
-            let _ = db
-                .append_audit(&certgate_db::AuditEntry {
-                    org: org.id.clone(),
-                    at: state.now(),
-                    actor: name.clone(),
-                    action: "sign-in-failed".into(),
-                    subject: name,
-                    ip: visit.ip.clone(),
-                    detail: detail.into(),
-                })
-                .await;
+            audit_failed_sign_in(&state, &db, &org.id, &name, &visit.ip, detail).await;
             pace(&state, start).await;
             return again(visit.texts.bad_login, StatusCode::UNAUTHORIZED);
         }
@@ -1091,17 +1081,7 @@ async fn wrong_code(
         .with_label_values(&[s.org.id.as_str(), method, "failure"])
         .inc();
     if let Some(db) = state.backend.database() {
-        let _ = db
-            .append_audit(&certgate_db::AuditEntry {
-                org: s.org.id.clone(),
-                at: state.now(),
-                actor: s.account.username.clone(),
-                action: "sign-in-failed".into(),
-                subject: s.account.username.clone(),
-                ip: visit.ip.clone(),
-                detail: method.into(),
-            })
-            .await;
+        audit(state, &db, visit, s, "sign-in-failed", method).await;
     }
     pace(state, start).await;
     let notes = Notes {
@@ -1289,6 +1269,30 @@ pub(crate) async fn enrol_submit(
         show_codes,
     )
     .await
+}
+
+/// Every sign-in outcome is in the audit log, failures too: under the account's user name, or
+/// [`UNKNOWN_NAME`] when no account is known.
+pub(crate) async fn audit_failed_sign_in(
+    state: &PortalState,
+    db: &Database,
+    org: &str,
+    name: &str,
+    ip: &str,
+    detail: &str,
+) {
+    let entry = certgate_db::AuditEntry {
+        org: org.to_owned(),
+        at: state.now(),
+        actor: name.to_owned(),
+        action: "sign-in-failed".into(),
+        subject: name.to_owned(),
+        ip: ip.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if let Err(error) = db.append_audit(&entry).await {
+        tracing::warn!(%error, "audit entry not written");
+    }
 }
 
 async fn audit(
@@ -1583,6 +1587,7 @@ pub(crate) async fn recovery_submit(
             .logins
             .with_label_values(&[s.org.id.as_str(), "recovery", "failure"])
             .inc();
+        audit(&state, &db, &visit, &s, "sign-in-failed", "recovery").await;
         pace(&state, start).await;
         return recovery_page_for(
             &visit,

@@ -625,12 +625,17 @@ pub(crate) async fn callback(
             StatusCode::BAD_REQUEST,
         );
     };
-    let fail = |message: &str, result: &str| {
+    // Counted, audited (as the account or e-mail address, when the provider named one) and
+    // told.
+    let fail = async |message: &str, who: Option<&str>, why: &str| {
         state
             .metrics
             .logins
-            .with_label_values(&[org.id.as_str(), "sso", result])
+            .with_label_values(&[org.id.as_str(), "sso", "failure"])
             .inc();
+        let detail = format!("sso {}: {why}", provider.id);
+        let who = who.unwrap_or(crate::flow::UNKNOWN_NAME);
+        crate::flow::audit_failed_sign_in(&state, &db, &org.id, who, &visit.ip, &detail).await;
         problem(&visit, Some(&org), message, StatusCode::FORBIDDEN)
     };
     if let Some(error) = query.error.as_deref() {
@@ -639,30 +644,41 @@ pub(crate) async fn callback(
         } else {
             fill(t.sso_provider_error, &provider.label, "", "")
         };
-        return fail(&text, "failure");
+        let why = if error == "access_denied" {
+            "cancelled at the provider"
+        } else {
+            "the provider answered with an error"
+        };
+        return fail(&text, None, why).await;
     }
     let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return fail(t.sso_expired, "failure");
+        return fail(t.sso_expired, None, "no code in the answer").await;
     };
     let Some(redirect) = redirect_uri(&visit, &provider) else {
-        return fail(t.trouble, "failure");
+        return fail(t.trouble, None, "no address to return to").await;
     };
     let identity = match identity(&state, &provider, redirect, &pending, code).await {
         Ok(identity) => identity,
         Err(error) => {
             tracing::warn!(org = %org.id, provider = %provider.id, %error, "single sign-on refused");
-            return fail(&fill(t.sso_failed, &provider.label, "", ""), "failure");
+            let text = fill(t.sso_failed, &provider.label, "", "");
+            return fail(&text, None, "the answer was refused").await;
         }
     };
     // Refused before anything is linked or created.
+    let named = identity.email.as_deref();
     if provider.mfa == SsoMfa::Provider && provider.require_provider_mfa && !identity.provider_mfa {
-        return fail(&fill(t.sso_needs_mfa, &provider.label, "", ""), "failure");
+        let text = fill(t.sso_needs_mfa, &provider.label, "", "");
+        return fail(&text, named, "no second factor at the provider").await;
     }
     let account = match account_for(&state, &db, &org, &provider, &identity).await {
         Ok(account) => account,
-        Err(Refusal::Group) => return fail(t.sso_group, "failure"),
-        Err(Refusal::NotVouched) => return fail(t.sso_not_vouched, "failure"),
-        Err(Refusal::Unknown | Refusal::Disabled) => return fail(t.sso_no_account, "failure"),
+        Err(Refusal::Group) => return fail(t.sso_group, named, "a group account").await,
+        Err(Refusal::NotVouched) => {
+            return fail(t.sso_not_vouched, named, "e-mail address not vouched for").await
+        }
+        Err(Refusal::Unknown) => return fail(t.sso_no_account, named, "no such account").await,
+        Err(Refusal::Disabled) => return fail(t.sso_no_account, named, "account disabled").await,
     };
     state
         .metrics
@@ -674,7 +690,7 @@ pub(crate) async fn callback(
         // Not counted again: the round trip was counted when it started.
         None => match create_attempt(&visit, &store, pending.return_to.clone()).await {
             Ok(attempt) => attempt,
-            Err(_) => return fail(t.trouble, "failure"),
+            Err(_) => return fail(t.trouble, named, "the store is unavailable").await,
         },
     };
     attempt.session.restart();

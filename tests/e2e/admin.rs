@@ -281,6 +281,24 @@ fn admins_see_only_their_organisation_others_get_403_and_changes_need_a_fresh_se
         text.lines().any(|l| l.contains("\"sign-in-failed\"")),
         "{text}"
     );
+    // And a wrong recovery code after the right password.
+    assert_eq!(wrong.sign_in("/", "bo@noord.test", PASSWORD).status, 303);
+    let page = wrong.get("/.certgate/mfa");
+    let guessed = wrong.post(
+        "/.certgate/mfa/recovery",
+        &[("csrf", &csrf_of(&page.body)), ("code", "abcd-efgh-ijkl")],
+    );
+    assert_eq!(guessed.status, 401, "{}", guessed.body);
+    assert_eq!(
+        an.download("/.certgate/admin/audit.jsonl?account=bo@noord.test", &file),
+        200
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"sign-in-failed\"") && l.contains("\"recovery\"")),
+        "{text}"
+    );
     // A name nobody has is often a password typed in the wrong field: it is not kept.
     let typo = "Zomer2026!wachtwoord";
     assert_eq!(wrong.sign_in("/", typo, "anything").status, 401);

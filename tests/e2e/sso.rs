@@ -342,6 +342,46 @@ fn forged_replayed_and_foreign_answers_each_get_a_clear_page_and_no_credential()
     assert!(
         w.d.metric(r#"certgate_logins_total{method="sso",org="noord",result="failure"}"#) >= 8.0
     );
+    // Each refusal is in the organisation's audit log, under the address the provider named.
+    let admin = w.client(NOORD, "127.0.0.1");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "beheer@noord.test", PASSWORD)
+    });
+    assert_eq!(
+        admin
+            .sign_in_by_email("/", "beheer@noord.test", PASSWORD)
+            .status,
+        303
+    );
+    let file = w.d.path("audit.jsonl");
+    assert_eq!(admin.download("/.certgate/admin/audit.jsonl", &file), 200);
+    let failures: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["action"] == "sign-in-failed")
+        .collect();
+    let has = |actor: &str, detail: &str| {
+        failures
+            .iter()
+            .any(|e| e["actor"] == actor && e["detail"] == detail)
+    };
+    assert!(
+        has("(unknown name)", "sso forge: the answer was refused"),
+        "{failures:?}"
+    );
+    assert!(
+        has("nobody@noord.test", "sso forge: no such account"),
+        "{failures:?}"
+    );
+    assert!(
+        has(
+            "cor@evil.example",
+            "sso forge: e-mail address not vouched for"
+        ),
+        "{failures:?}"
+    );
 }
 
 #[test]
