@@ -380,6 +380,11 @@ pub(crate) async fn reset_submit(
     let Some((org_id, account_id)) = value.split_once('\n') else {
         return invalid_link(&visit);
     };
+    // Only on a host of the link's organisation, which the mail names: elsewhere the account's
+    // old credentials could not be revoked nor the user told.
+    let Some(org) = visit.org(org_id).cloned() else {
+        return invalid_link(&visit);
+    };
     let typed = form.password;
     let hashed = tokio::task::spawn_blocking(move || password::hash(&typed)).await;
     let Ok(Ok(hash)) = hashed else {
@@ -405,13 +410,10 @@ pub(crate) async fn reset_submit(
     // A password that replaces another signs the account out everywhere: whoever knew the old
     // one is out too. (The portal refuses them by the account's `not_valid_before`, which the
     // new hash moved; the gateway by this revocation.)
-    if let Some(org) = visit
-        .org(org_id)
-        .filter(|_| account.password_hash.is_some())
-    {
+    if account.password_hash.is_some() {
         let revoked = crate::admin::revoke_account_counted(
             &state,
-            org,
+            &org,
             &account,
             now,
             "password reset",
@@ -432,17 +434,15 @@ pub(crate) async fn reset_submit(
             detail: String::new(),
         })
         .await;
-    if let Some(org) = visit.org(org_id) {
-        crate::issue::notify(
-            &state,
-            &visit,
-            org,
-            &account,
-            t.mail_password_changed_subject,
-            &fill(t.mail_password_changed_body, &org.name, "", ""),
-        );
-    }
-    let c = visit.chrome(visit.org(org_id).map(|o| o.as_ref()));
+    crate::issue::notify(
+        &state,
+        &visit,
+        &org,
+        &account,
+        t.mail_password_changed_subject,
+        &fill(t.mail_password_changed_body, &org.name, "", ""),
+    );
+    let c = visit.chrome(Some(&org));
     pages::notice(
         StatusCode::OK,
         &c,

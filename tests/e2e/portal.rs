@@ -1077,6 +1077,48 @@ fn a_forgotten_password_is_replaced_through_a_single_use_link_and_unknown_names_
 }
 
 #[test]
+fn a_reset_link_works_only_on_its_organisations_host() {
+    let w = PortalWorld::start(&[org("noord", NOORD, ""), org("zuid", ZUID, "")], "");
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "mila@noord.test", PASSWORD)
+    });
+    let c = w.client(NOORD, "127.0.0.1");
+    let page = c.get("/.certgate/forgot");
+    c.post(
+        "/.certgate/forgot",
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("username", "mila@noord.test"),
+        ],
+    );
+    let mail = w.mail_about("mila@noord.test", "new password");
+    let token = mail
+        .body_text
+        .split_whitespace()
+        .find_map(|word| word.split_once("/.certgate/reset?token="))
+        .unwrap()
+        .1
+        .to_owned();
+    // Taken to another organisation's host, the link changes nothing.
+    let elsewhere = w.client(ZUID, "127.0.0.1");
+    let form = elsewhere.get(&format!("/.certgate/reset?token={token}"));
+    let answer = elsewhere.post(
+        "/.certgate/reset",
+        &[
+            ("csrf", &csrf_of(&form.body)),
+            ("token", &token),
+            ("password", "a brand new passphrase"),
+            ("repeat", "a brand new passphrase"),
+        ],
+    );
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(answer.body.contains("no longer valid"), "{}", answer.body);
+    let mila = w.client(NOORD, "127.0.0.1");
+    assert_eq!(mila.sign_in("/", "mila@noord.test", PASSWORD).status, 303);
+}
+
+#[test]
 fn a_full_browser_sign_in_works_on_postgresql() {
     let url = throwaway_postgres_database();
     let w = PortalWorld::start(
