@@ -418,55 +418,53 @@ impl Database {
         disabled: bool,
         now: i64,
     ) -> Result<bool, DbError> {
-        let query = if disabled {
-            sqlx::query(
-                "UPDATE accounts SET disabled = 1, \
-                 not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
-                 WHERE org = $1 AND id = $2",
-            )
+        if disabled {
+            return self.update_refusing(org, id, now, "disabled = 1, ").await;
+        }
+        let done = sqlx::query("UPDATE accounts SET disabled = 0 WHERE org = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `UPDATE accounts SET {set}` (a constant list of assignments, each followed by a comma)
+    /// that also moves the account's cut-off to `now` unless it is later already; `false` when
+    /// there is no such account.
+    async fn update_refusing(
+        &self,
+        org: &str,
+        id: &str,
+        now: i64,
+        set: &'static str,
+    ) -> Result<bool, DbError> {
+        let sql = format!(
+            "UPDATE accounts SET {set} \
+             not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
+             WHERE org = $1 AND id = $2"
+        );
+        let done = sqlx::query(&sql)
             .bind(org)
             .bind(id)
             .bind(now)
-        } else {
-            sqlx::query("UPDATE accounts SET disabled = 0 WHERE org = $1 AND id = $2")
-                .bind(org)
-                .bind(id)
-        };
-        let done = query.execute(self.pool()).await?;
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Refuses every credential of the account issued until `now` (its portal sessions, browser
     /// credentials and API tokens too), and nothing else.
     pub async fn refuse_credentials(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE accounts SET \
-             not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
-             WHERE org = $1 AND id = $2",
-        )
-        .bind(org)
-        .bind(id)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.update_refusing(org, id, now, "").await
     }
 
     /// Clears method, authenticator secret and recovery codes, and refuses every credential
     /// issued until now; the user enrols again at the next sign-in. "Enrolled" stays set: MFA
     /// stays required for someone who had it, also where only enrolled users need it.
     pub async fn reset_mfa(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE accounts SET mfa_method = NULL, totp_secret = NULL, recovery_codes = '', \
-             not_valid_before = CASE WHEN $3 > not_valid_before THEN $3 ELSE not_valid_before END \
-             WHERE org = $1 AND id = $2",
-        )
-        .bind(org)
-        .bind(id)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let set = "mfa_method = NULL, totp_secret = NULL, recovery_codes = '', ";
+        self.update_refusing(org, id, now, set).await
     }
 
     /// Records a completed enrolment: the method, and for the authenticator its (encrypted)

@@ -134,28 +134,7 @@ impl World {
 
     /// A raw PUT on an instance's admin socket: (status, JSON body).
     fn put_raw(&self, socket: &std::path::Path, body: &str) -> (u16, serde_json::Value) {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--unix-socket"])
-            .arg(socket)
-            .args([
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/json",
-                "--data",
-                body,
-                "-w",
-                "\n%{http_code}",
-                "http://certgate-admin/api/v1/allowlist/noord",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (json, status) = text.rsplit_once('\n').unwrap();
-        (
-            status.trim().parse().unwrap(),
-            serde_json::from_str(json).unwrap(),
-        )
+        certgate_e2e::admin_socket_call(socket, "PUT", "/api/v1/allowlist/noord", Some(body))
     }
 }
 

@@ -29,6 +29,34 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `certgate` binary under test: `CERTGATE_BIN`, or the one built beside this test.
+/// One call on an instance's admin socket, with curl: (status, JSON body).
+pub fn admin_socket_call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(socket)
+        .args(["-X", method, "-w", "\n%{http_code}"]);
+    if let Some(body) = body {
+        curl.args(["-H", "Content-Type: application/json", "--data", body]);
+    }
+    let out = curl
+        .arg(format!("http://certgate-admin{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json, status) = text
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("no answer on {}: {text}", socket.display()));
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(json).unwrap(),
+    )
+}
+
 pub fn certgate_bin() -> PathBuf {
     if let Ok(path) = std::env::var("CERTGATE_BIN") {
         return PathBuf::from(path);
@@ -320,18 +348,10 @@ impl Deployment {
 
     /// The revocations in force, as the running instance's admin socket lists them.
     pub fn revocations(&self) -> Vec<serde_json::Value> {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "10", "--unix-socket"])
-            .arg(self.path("data/admin.sock"))
-            .arg("http://certgate-admin/api/v1/revocations")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let socket = self.path("data/admin.sock");
+        let (status, body) = admin_socket_call(&socket, "GET", "/api/v1/revocations", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).unwrap()
     }
 
     pub fn app_url(&self) -> String {
