@@ -74,8 +74,9 @@ pub async fn check(
     if !wrong.allowed {
         return Ok(CodeCheck::Wrong { tries_left: 0 });
     }
+    // Not over a code sent meanwhile ("send a new code"), which must stay the one that works.
     store
-        .put_once("code", attempt, &value, Duration::from_secs(expires - now))
+        .put_once_back("code", attempt, &value, Duration::from_secs(expires - now))
         .await?;
     Ok(CodeCheck::Wrong {
         tries_left: max_wrong.saturating_sub(wrong.count),

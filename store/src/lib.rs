@@ -246,6 +246,18 @@ impl Store {
         dispatch!(self, s => s.put(&once_key(purpose, key), value, ttl).await)
     }
 
+    /// Puts a one-time value back after a wrong guess, unless a new one has taken its place
+    /// meanwhile; whether it was put back.
+    pub async fn put_once_back(
+        &self,
+        purpose: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.put_new(&once_key(purpose, key), value, ttl).await)
+    }
+
     /// Reads a one-time value without taking it (a block's end time, say).
     pub async fn peek_once(&self, purpose: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.get(&once_key(purpose, key)).await)

@@ -87,6 +87,22 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Like [`MemoryStore::put`], unless a live value is there already; whether it was stored.
+    pub async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock();
+        if entries.live(key, now).is_some() {
+            return Ok(false);
+        }
+        entries.insert(key, value.to_vec(), expiry(now, ttl), now);
+        Ok(true)
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         Ok(self.entries.lock().live(key, now).map(|e| e.value.clone()))

@@ -302,6 +302,24 @@ impl RedisStore {
         Ok(())
     }
 
+    /// SET NX: stored only when no value is there; whether it was.
+    pub async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .arg("NX");
+        let set: Option<String> = self.finish(cmd.query_async(&mut conn)).await?;
+        Ok(set.is_some())
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("GET");

@@ -140,6 +140,24 @@ async fn one_time_values_are_taken_exactly_once(h: Harness) {
         None,
         "expired values are gone"
     );
+
+    // A code taken for checking and put back after a wrong guess does not replace one sent
+    // meanwhile; with nothing there it is put back.
+    let ttl = Duration::from_secs(30);
+    s.put_once("code", "bob", b"111111", ttl).await.unwrap();
+    let taken = s.take_once("code", "bob").await.unwrap().unwrap();
+    s.put_once("code", "bob", b"222222", ttl).await.unwrap();
+    assert!(!s.put_once_back("code", "bob", &taken, ttl).await.unwrap());
+    assert_eq!(
+        s.peek_once("code", "bob").await.unwrap().as_deref(),
+        Some(&b"222222"[..])
+    );
+    let taken = s.take_once("code", "bob").await.unwrap().unwrap();
+    assert!(s.put_once_back("code", "bob", &taken, ttl).await.unwrap());
+    assert_eq!(
+        s.peek_once("code", "bob").await.unwrap().as_deref(),
+        Some(&b"222222"[..])
+    );
 }
 
 async fn rate_limits_count_in_a_window(h: Harness) {
