@@ -25,7 +25,7 @@ use crate::pages::{
 use crate::{AccountNotice, PortalState, Visit};
 
 /// The role that opens these pages.
-pub const ADMIN_ROLE: &str = "admin";
+pub use certgate_db::ADMIN_ROLE;
 /// A change needs a second factor passed this recently.
 const FRESH_FOR_CHANGES: i64 = 15 * 60;
 /// Audit entries shown on one page.
@@ -489,7 +489,7 @@ pub(crate) async fn edit(
         }
     };
     if db
-        .update_account(&admin.me.org.id, &account.id, &new)
+        .update_account(&admin.me.org.id, &account.id, &new, state.now())
         .await
         .is_err()
     {
@@ -554,7 +554,7 @@ pub(crate) async fn revoke_account_counted(
 ) -> Result<(), String> {
     // As long as any credential of the account can live: an operator's certificate
     // (`ca issue-client`) outlives every portal-issued one.
-    let keep = certgate_certs::MAX_CLIENT_LIFETIME.as_secs();
+    let keep = certgate_policies::MAX_CREDENTIAL_LIFETIME.as_secs();
     state
         .backend
         .revoke(

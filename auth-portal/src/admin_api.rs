@@ -783,6 +783,21 @@ async fn revoke_device(
                 "the device is revoked already".to_owned(),
             ));
         }
+        let owner = caller
+            .db
+            .account(&caller.org.id, &device.account_id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        // As for their accounts: a token could otherwise lock every administrator out.
+        if owner
+            .as_ref()
+            .is_some_and(|a| a.roles.iter().any(|r| r == ADMIN_ROLE))
+        {
+            return Err(ApiError::Conflict(
+                "administrators' devices are revoked on the admin pages, not with a token"
+                    .to_owned(),
+            ));
+        }
         let now = state.now();
         let revocation = crate::account::device_revocation(
             &caller.org,
@@ -796,13 +811,7 @@ async fn revoke_device(
                 .revoke_device(&caller.org.id, &device.id, now)
                 .await
                 .is_ok();
-        let owner = caller
-            .db
-            .account(&caller.org.id, &device.account_id)
-            .await
-            .ok()
-            .flatten()
-            .map_or_else(|| device.account_id.clone(), |a| a.username);
+        let owner = owner.map_or_else(|| device.account_id.clone(), |a| a.username);
         caller
             .audit(
                 now,

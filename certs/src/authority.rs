@@ -8,6 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use certgate_policies::MAX_CREDENTIAL_LIFETIME;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -35,11 +36,6 @@ const ISSUING_LIFETIME: time::Duration = time::Duration::days(5 * 365);
 /// How far `notBefore` lies before the moment of issue, so a device whose clock runs a little
 /// behind accepts a certificate it has just received.
 pub const CLOCK_SKEW_ALLOWANCE: time::Duration = time::Duration::minutes(5);
-
-/// The longest a client certificate may live (`ca issue-client --lifetime` is capped to it, as
-/// public CAs cap theirs); revocations are kept as long, so none lapses before its certificate.
-pub const MAX_CLIENT_LIFETIME: std::time::Duration =
-    std::time::Duration::from_secs(398 * 24 * 3600);
 
 /// certgate's CA, loaded from its directory. Holds the issuing key only: the root key is needed
 /// once, by [`CertificateAuthority::init`], and may then be moved offline.
@@ -343,7 +339,8 @@ impl CertificateAuthority {
 
     /// What every end-entity certificate shares: random serial, backdated start, an end cut off
     /// at the issuing CA's end, digitalSignature, and the issuer's key identifier. Refuses an
-    /// end that is not after `now`.
+    /// end that is not after `now`, or further away than [`MAX_CREDENTIAL_LIFETIME`] (a
+    /// revocation would lapse before the certificate).
     fn leaf_params_until(
         &self,
         not_after: OffsetDateTime,
@@ -354,7 +351,7 @@ impl CertificateAuthority {
         // anyway; stopping there keeps `not_after` truthful. Rounding down to whole seconds
         // (what the certificate holds) never moves the end later than asked.
         let not_after = whole_seconds_utc(not_after).min(self.issuing_not_after);
-        if not_after <= now {
+        if not_after <= now || not_after - now > MAX_CREDENTIAL_LIFETIME {
             return Err(CertificateError::InvalidLifetime);
         }
         let mut params = CertificateParams::default();

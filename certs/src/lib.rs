@@ -11,9 +11,7 @@ pub mod pkcs12;
 pub mod secrets;
 pub mod token;
 
-pub use authority::{
-    CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair, MAX_CLIENT_LIFETIME,
-};
+pub use authority::{CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair};
 pub use claims::{DeviceClaims, DeviceId, Serial};
 pub use csr::{CertificateRequest, CertificateRequestError, KeyType};
 pub use error::CertificateError;

@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 
 use certgate_certs::{
     files, generate_password, pkcs12_bundle, CertificateAuthority, DeviceId, DeviceSubject,
-    MAX_CLIENT_LIFETIME,
 };
+use certgate_policies::MAX_CREDENTIAL_LIFETIME;
 use clap::Subcommand;
 use time::OffsetDateTime;
-
-/// No client certificate outlives the revocation record kept for it.
 
 #[derive(Subcommand)]
 pub enum CaCommand {
@@ -95,7 +93,7 @@ pub fn run(command: CaCommand) -> Result<(), String> {
             out,
         } => {
             let ca = CertificateAuthority::open(&dir).map_err(|e| e.to_string())?;
-            let lifetime = parse_lifetime(&lifetime, Some(MAX_CLIENT_LIFETIME))?;
+            let lifetime = parse_lifetime(&lifetime, Some(MAX_CREDENTIAL_LIFETIME))?;
             let subject = DeviceSubject {
                 org,
                 // User names are case-insensitive and stored lower-case; revocations match them.

@@ -59,6 +59,9 @@ impl MfaChoice {
     }
 }
 
+/// The role of an organisation's administrators (admin pages, API tokens).
+pub const ADMIN_ROLE: &str = "admin";
+
 /// What an administrator gives to create an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAccount {
@@ -94,8 +97,14 @@ impl NewAccount {
         {
             return Err("the user name must be 1 to 64 characters without spaces".into());
         }
-        if display_name.trim().is_empty() || display_name.chars().count() > 100 {
+        let display_name = display_name.trim();
+        if display_name.is_empty() || display_name.chars().count() > 100 {
             return Err("the display name must be 1 to 100 characters".into());
+        }
+        // Names are shown on admin pages and printed by the CLI: no control characters
+        // (terminal escapes) or invisible formatting ones (bidirectional overrides).
+        if display_name.chars().any(is_control_or_format) {
+            return Err("the display name may not hold control characters".into());
         }
         let email = email.map(str::trim).filter(|e| !e.is_empty());
         if let Some(email) = email {
@@ -104,6 +113,7 @@ impl NewAccount {
                     && domain.contains('.')
                     && !domain.starts_with('.')
                     && !email.contains(char::is_whitespace)
+                    && !email.contains(is_control_or_format)
             });
             if !valid || email.len() > 254 {
                 return Err(format!("{email:?} is not an e-mail address"));
@@ -140,11 +150,13 @@ impl NewAccount {
         Ok(NewAccount {
             org: org.to_owned(),
             username: username.to_owned(),
-            display_name: display_name.trim().to_owned(),
+            display_name: display_name.to_owned(),
             email: email.map(str::to_owned),
             mobile: mobile.map(str::to_owned),
             kind,
-            roles: roles.to_vec(),
+            // As stored: whoever checks the roles of a new account (a token may not make
+            // administrators) sees what the account will hold.
+            roles: normalised_roles(roles),
         })
     }
 }
@@ -238,6 +250,20 @@ fn normalise(text: &str) -> String {
     text.trim().to_lowercase()
 }
 
+/// Roles as stored: lower case, sorted, each once.
+fn normalised_roles(roles: &[String]) -> Vec<String> {
+    let mut roles: Vec<String> = roles.iter().map(|r| normalise(r)).collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+fn is_control_or_format(c: char) -> bool {
+    // Cc, and the format characters that reorder or hide text (Cf: bidi controls, zero-width).
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 const ACCOUNT_COLUMNS: &str = "id, org, username, display_name, email, mobile, kind, roles, \
      password_hash, mfa_method, totp_secret, recovery_codes, mfa_enrolled, last_login, disabled, \
      not_valid_before, created_at";
@@ -251,9 +277,7 @@ impl Database {
         id: &str,
         now: i64,
     ) -> Result<Account, DbError> {
-        let mut roles: Vec<String> = new.roles.iter().map(|r| normalise(r)).collect();
-        roles.sort();
-        roles.dedup();
+        let roles = normalised_roles(&new.roles);
         let result = sqlx::query(
             "INSERT INTO accounts (id, org, username, display_name, email, mobile, kind, roles, created_at, not_valid_before) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
@@ -356,13 +380,18 @@ impl Database {
     }
 
     /// Changes what an administrator may edit (name, e-mail, mobile, kind, roles: the user name
-    /// stays); `false` when there is no such account.
+    /// stays); `false` when there is no such account. An account that no longer holds the role
+    /// [`ADMIN_ROLE`] loses the API tokens it made, revoked at `now`: they would otherwise work
+    /// again the day the role came back.
     pub async fn update_account(
         &self,
         org: &str,
         id: &str,
         changes: &NewAccount,
+        now: i64,
     ) -> Result<bool, DbError> {
+        let roles = normalised_roles(&changes.roles);
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE accounts SET display_name = $3, email = $4, mobile = $5, kind = $6, roles = $7 \
              WHERE org = $1 AND id = $2",
@@ -373,14 +402,21 @@ impl Database {
         .bind(changes.email.as_deref().map(normalise))
         .bind(changes.mobile.as_deref().map(str::trim))
         .bind(changes.kind.as_str())
-        .bind({
-            let mut roles: Vec<String> = changes.roles.iter().map(|r| normalise(r)).collect();
-            roles.sort();
-            roles.dedup();
-            roles.join(",")
-        })
-        .execute(self.pool())
+        .bind(roles.join(","))
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 && !roles.iter().any(|r| r == ADMIN_ROLE) {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $3 \
+                 WHERE org = $1 AND created_by = $2 AND revoked_at IS NULL",
+            )
+            .bind(org)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

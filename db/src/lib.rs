@@ -9,6 +9,7 @@ mod revocations;
 
 pub use accounts::{
     Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, MfaChoice, NewAccount,
+    ADMIN_ROLE,
 };
 pub use admin_allowlist::{
     AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,

@@ -430,3 +430,19 @@ async fn unsupported_url_is_refused() {
     let err = Database::open("mysql://x", dir.path()).await.unwrap_err();
     assert!(matches!(err, DbError::UnsupportedUrl));
 }
+
+#[test]
+fn new_accounts_hold_nothing_that_rewrites_a_screen_and_roles_as_stored() {
+    let checked = |name: &str, email: Option<&str>, roles: &[&str]| {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        NewAccount::checked("noord", "eva", name, email, None, None, &roles)
+    };
+    // Names are shown on admin pages and printed by `certgate user list`.
+    for name in ["\u{1b}]52;c;aGk=\u{7}Eva", "Eva\u{202e}reoB", "Eva\u{200b}"] {
+        assert!(checked(name, None, &[]).is_err(), "{name:?}");
+    }
+    assert!(checked("Eva", Some("eva\u{1b}[2J@noord.example"), &[]).is_err());
+    let made = checked(" Eva de Boer ", None, &["Planner", "admin", "ADMIN"]).unwrap();
+    assert_eq!(made.display_name, "Eva de Boer");
+    assert_eq!(made.roles, ["admin", "planner"]);
+}

@@ -9,7 +9,8 @@ use certgate_db::{Revocation, RevocationKind};
 use parking_lot::Mutex;
 
 /// How long a revocation is kept: as long as any credential certgate issues can live.
-pub const REVOCATION_RETENTION_SECS: i64 = certgate_certs::MAX_CLIENT_LIFETIME.as_secs() as i64;
+pub const REVOCATION_RETENTION_SECS: i64 =
+    certgate_policies::MAX_CREDENTIAL_LIFETIME.as_secs() as i64;
 
 /// Revoked serials, devices and per-account "not valid before" times.
 /// Keyed by organisation first so a lookup borrows the request's strings and allocates nothing.

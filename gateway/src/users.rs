@@ -317,7 +317,7 @@ async fn edit(
     .map_err(AdminError::BadRequest)?;
     state
         .database()?
-        .update_account(&org, &account.id, &changes)
+        .update_account(&org, &account.id, &changes, unix_now())
         .await
         .map_err(internal)?;
     after_change(&state, &account, "user.edit", None).await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr, AdminAllowListLimits};
-use crate::duration::duration_setting;
+use crate::duration::{duration_at_most, duration_setting};
 use crate::endpoint::{parse_http_url, parse_url};
 use crate::error::{PolicyError, PolicyErrors};
 use crate::walk::{one_of, Document, TableWalker};
@@ -443,7 +443,9 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
             .parsed("sign_in_starts_per_ip", RateLimit::parse)
             .unwrap_or(THREE_HUNDRED_PER_TWENTY_MINUTES),
         device_code_lifetime: table
-            .parsed("device_code_lifetime", |text| duration_setting(text, false))
+            .parsed("device_code_lifetime", |text| {
+                duration_at_most(text, false, Duration::from_secs(3600), "")
+            })
             .unwrap_or(Duration::from_secs(600)),
         admin_allowlist_min_prefix_v4: prefix_length(
             &mut table,

@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// The longest any device credential (certificate or browser credential) may live, as public CAs
+/// cap their certificates. Policy lifetimes and `ca issue-client --lifetime` are held to it, and
+/// revocations are kept this long, so none lapses before a credential it covers.
+pub const MAX_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(398 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {
@@ -50,16 +55,50 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .ok_or(DurationError::Overflow)
 }
 
+/// The longest any duration setting may be; longer ones are typing mistakes, and would overflow
+/// the time arithmetic done with them.
+const MAX_SETTING: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A duration for a policy or config key, with the message errors show; `allow_zero` only where zero means something (hiding the
 /// "trust this device" checkbox).
 pub(crate) fn duration_setting(text: &str, allow_zero: bool) -> Result<Duration, String> {
+    duration_at_most(text, allow_zero, MAX_SETTING, "")
+}
+
+/// [`duration_setting`] with a smaller upper bound; `why`, when not empty, follows the bound in
+/// the message.
+pub(crate) fn duration_at_most(
+    text: &str,
+    allow_zero: bool,
+    max: Duration,
+    why: &str,
+) -> Result<Duration, String> {
     match parse_duration(text) {
         Ok(duration) if duration.is_zero() && !allow_zero => {
             Err(format!("{text:?} must be longer than zero"))
         }
+        Ok(duration) if duration > max => {
+            let secs = max.as_secs();
+            let bound = if secs % 86_400 == 0 {
+                format!("{} days", secs / 86_400)
+            } else {
+                format!("{} minutes", secs / 60)
+            };
+            Err(format!("{text:?} is longer than {bound}{why}"))
+        }
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!("{text:?} is not a duration: {error}")),
     }
+}
+
+/// A credential's lifetime, held to [`MAX_CREDENTIAL_LIFETIME`].
+pub(crate) fn lifetime_setting(text: &str, allow_zero: bool) -> Result<Duration, String> {
+    duration_at_most(
+        text,
+        allow_zero,
+        MAX_CREDENTIAL_LIFETIME,
+        ", the longest a credential may live",
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ pub use allowlist::{
     parse_admin_allow_list, parse_ip_or_cidr, AdminAllowEntry, AdminAllowListLimits, AllowEntry,
     EntrySource, IpAllowList, ADMIN_ALLOW_LIST_MAX_ENTRIES,
 };
-pub use duration::{parse_duration, DurationError};
+pub use duration::{parse_duration, DurationError, MAX_CREDENTIAL_LIFETIME};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
     Access, ClientSecret, Language, MfaMethod, MfaPolicy, MfaRequirement, Organisation, PolicySet,

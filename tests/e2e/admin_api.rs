@@ -18,7 +18,8 @@ const DEVICE_COOKIE: &str = "__Host-certgate-device";
 
 fn org(id: &'static str, host: &str) -> Org {
     let mut org = Org::new(id, host);
-    org.policy_extra = "\n[mfa]\nmethods = [\"authenticator\", \"email\"]\n".into();
+    org.policy_extra =
+        "\n[mfa]\nmethods = [\"authenticator\", \"email\"]\nexempt_roles = [\"ouder\"]\n".into();
     org
 }
 
@@ -299,6 +300,29 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
         .as_str()
         .unwrap()
         .contains("international form"));
+    // A token does not make administrators, or accounts exempt from the second factor, however
+    // the role is written (roles are stored in lower case); nothing is created.
+    for roles in [
+        json!(["Admin"]),
+        json!(["planner", "ADMIN"]),
+        json!(["Ouder"]),
+    ] {
+        let refused = Call {
+            body: Some(json!({"username": "mallory", "display_name": "M",
+                "email": "mallory@evil.test", "roles": roles})),
+            ..with_token("POST", "accounts", &token)
+        }
+        .send(&w, NOORD);
+        assert_eq!(
+            (refused.status, error_of(&refused)),
+            (400, "invalid_request".into()),
+            "{roles}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains("admin pages"), "{}", refused.body);
+    }
+    let accounts = with_token("GET", "accounts", &token).send(&w, NOORD);
+    assert!(!accounts.body.contains("mallory"), "{}", accounts.body);
 
     // Resetting her second factor signs her out everywhere at once and tells her.
     assert_eq!(lisa.api("/").status, 200);
@@ -350,6 +374,24 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
     let itself =
         with_token("POST", &format!("accounts/{beheer_id}/disable"), &token).send(&w, NOORD);
     assert_eq!((itself.status, error_of(&itself)), (409, "conflict".into()));
+    // Nor any administrator, by revoking their devices.
+    let theirs =
+        with_token("GET", &format!("accounts/{beheer_id}/devices"), &token).send(&w, NOORD);
+    let admins_device = theirs.json()["devices"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused =
+        with_token("POST", &format!("devices/{admins_device}/revoke"), &token).send(&w, NOORD);
+    assert_eq!(
+        (refused.status, error_of(&refused)),
+        (409, "conflict".into())
+    );
+    assert_eq!(
+        beheer.api("/").status,
+        200,
+        "the administrator is still let in"
+    );
     let missing = with_token("POST", "accounts/nobody/disable", &token).send(&w, NOORD);
     assert_eq!(
         (missing.status, error_of(&missing)),

@@ -375,8 +375,15 @@ fn lifetimes_are_checked_and_capped_at_the_issuer() {
             .unwrap_err(),
         CertificateError::InvalidLifetime
     );
+    // Longer than revocations are kept: refused, not shortened without a word.
+    assert_eq!(
+        ca.issue_device_key_pair(&subject(), Duration::from_secs(10 * 365 * 86400), now)
+            .unwrap_err(),
+        CertificateError::InvalidLifetime
+    );
+    let near_end = ca.issuing_not_after() - time::Duration::days(10);
     let long = ca
-        .issue_device_key_pair(&subject(), Duration::from_secs(10 * 365 * 86400), now)
+        .issue_device_key_pair(&subject(), Duration::from_secs(30 * 86400), near_end)
         .unwrap();
     assert_eq!(long.not_after, ca.issuing_not_after());
     assert_eq!(
@@ -720,15 +727,32 @@ fn requests_get_the_end_they_are_given_never_more() {
     assert_eq!(issued.not_after, start + time::Duration::hours(3));
 
     // Capped at the issuing CA's end.
+    let near_end = ca.issuing_not_after() - time::Duration::days(10);
     let issued = ca
         .issue_for_request(
             &subject(),
             &request,
-            ca.issuing_not_after() + time::Duration::days(365),
-            now,
+            near_end + time::Duration::days(365),
+            near_end,
         )
         .unwrap();
     assert_eq!(issued.not_after, ca.issuing_not_after());
+
+    // No further away than revocations are kept.
+    let longest = start + certgate_policies::MAX_CREDENTIAL_LIFETIME;
+    let issued = ca
+        .issue_for_request(&subject(), &request, longest, now)
+        .unwrap();
+    assert_eq!(issued.not_after, longest);
+    assert_eq!(
+        ca.issue_for_request(
+            &subject(),
+            &request,
+            longest + time::Duration::seconds(1),
+            now
+        ),
+        Err(CertificateError::InvalidLifetime)
+    );
 
     // An end that is not after now is refused.
     for end in [

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::NewAccount;
 
 /// Organisation ids unique to this run, so a reused PostgreSQL database does not interfere.
 fn org(name: &str) -> String {
@@ -24,7 +25,7 @@ fn token(org: &str, id: &str, name: &str, hash: &str) -> NewApiToken {
             ApiScope::AuditRead,
         ],
         sources: vec!["192.0.2.0/24".into(), "2001:db8::/48".into()],
-        created_by: "acc-admin".into(),
+        created_by: format!("{org}-admin"),
         created_at: 1_000,
         expires_at: 5_000,
     }
@@ -125,6 +126,48 @@ async fn exercise(db: &Database) {
             ("backup".to_owned(), Vec::new()),
         ]
     );
+
+    // An administrator who loses the role loses the tokens they made, for good: giving the role
+    // back does not bring them back.
+    let admin = NewAccount::checked(
+        &noord,
+        "beheer",
+        "Beheer",
+        None,
+        None,
+        None,
+        &["Admin".to_owned()],
+    )
+    .unwrap();
+    let admin_id = format!("{noord}-admin");
+    db.create_account(&admin, &admin_id, 1_000).await.unwrap();
+    let edited = |roles: &[&str]| NewAccount {
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        ..admin.clone()
+    };
+    assert!(db
+        .update_account(&noord, &admin_id, &edited(&["admin", "planner"]), 3_500)
+        .await
+        .unwrap());
+    let kept = db.api_token(&noord, "tok-4").await.unwrap().unwrap();
+    assert_eq!(kept.revoked_at, None, "still an admin");
+    assert!(db
+        .update_account(&noord, &admin_id, &edited(&["planner"]), 4_000)
+        .await
+        .unwrap());
+    db.update_account(&noord, &admin_id, &edited(&["admin"]), 4_100)
+        .await
+        .unwrap();
+    let ended = db.api_token(&noord, "tok-4").await.unwrap().unwrap();
+    assert_eq!(ended.revoked_at, Some(4_000));
+    let earlier = db.api_token(&noord, "tok-1").await.unwrap().unwrap();
+    assert_eq!(
+        earlier.revoked_at,
+        Some(3_000),
+        "an earlier revocation stands"
+    );
+    let other_org = db.api_token(&zuid, "tok-1").await.unwrap().unwrap();
+    assert_eq!(other_org.revoked_at, None);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::{
 use crate::allowlist::{
     not_an_ip_message, parse_ip_or_cidr, read_allow_list_file, AllowEntry, EntrySource, IpAllowList,
 };
-use crate::duration::duration_setting;
+use crate::duration::lifetime_setting;
 use crate::endpoint::{parse_host_name, parse_http_url, parse_served_host};
 use crate::error::PolicyError;
 use crate::public_path::PublicPath;
@@ -280,20 +280,21 @@ fn parse_mfa(table: &mut TableWalker<'_, '_>) -> MfaPolicy {
         .strings("exempt_roles")
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(field, role)| non_blank(&field, role).map(str::to_owned))
+        // Accounts' roles are stored in lower case.
+        .filter_map(|(field, role)| non_blank(&field, role).map(|r| r.trim().to_lowercase()))
         .collect();
     MfaPolicy {
         methods,
         required,
         exempt_roles,
         trust_device_for: table
-            .parsed("trust_device_for", |text| duration_setting(text, true))
+            .parsed("trust_device_for", |text| lifetime_setting(text, true))
             .unwrap_or(defaults.trust_device_for),
         session_lifetime: table
-            .parsed("session_lifetime", |text| duration_setting(text, false))
+            .parsed("session_lifetime", |text| lifetime_setting(text, false))
             .unwrap_or(defaults.session_lifetime),
         group_idle_timeout: table
-            .parsed("group_idle_timeout", |text| duration_setting(text, false))
+            .parsed("group_idle_timeout", |text| lifetime_setting(text, false))
             .unwrap_or(defaults.group_idle_timeout),
         device_flow: table.bool_or("device_flow", defaults.device_flow),
     }

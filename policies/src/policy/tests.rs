@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use crate::MAX_CREDENTIAL_LIFETIME;
 
 /// The example policy of ARCHITECTURE.md, verbatim.
 const EXAMPLE: &str = r##"id = "noord"
@@ -422,6 +423,59 @@ fn reports_bad_durations() {
             ),
         ]
     );
+}
+
+#[test]
+fn credential_lifetimes_end_where_revocations_are_still_kept() {
+    // A revocation is kept 398 days; a credential living longer would be admitted again after.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!(
+            "{MINIMAL}[mfa]\ntrust_device_for = \"730d\"\nsession_lifetime = \"9553h\"\n\
+             group_idle_timeout = \"399d\"\n"
+        ),
+    );
+    let file = dir.path().join("zuid.toml").display().to_string();
+    let too_long = |line: u32, key: &str, text: &str| {
+        format!(
+            "{file}:{line}: mfa.{key}: \"{text}\" is longer than 398 days, the longest a \
+             credential may live"
+        )
+    };
+    assert_eq!(
+        errors_of(dir.path()),
+        [
+            too_long(6, "trust_device_for", "730d"),
+            too_long(7, "session_lifetime", "9553h"),
+            too_long(8, "group_idle_timeout", "399d"),
+        ]
+    );
+
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!("{MINIMAL}[mfa]\ntrust_device_for = \"398d\"\ngroup_idle_timeout = \"9552h\"\n"),
+    );
+    let set = PolicySet::load(dir.path()).unwrap();
+    let mfa = &set.organisations().next().unwrap().mfa;
+    assert_eq!(mfa.trust_device_for, MAX_CREDENTIAL_LIFETIME);
+    assert_eq!(mfa.group_idle_timeout, MAX_CREDENTIAL_LIFETIME);
+}
+
+#[test]
+fn exempt_roles_match_accounts_roles_in_any_case() {
+    // Accounts' roles are stored in lower case; a policy written "Ouder" must still exempt them.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!("{MINIMAL}[mfa]\nexempt_roles = [\"Ouder\", \" GAST \"]\n"),
+    );
+    let set = PolicySet::load(dir.path()).unwrap();
+    let mfa = &set.organisations().next().unwrap().mfa;
+    assert_eq!(mfa.exempt_roles, ["ouder", "gast"]);
 }
 
 #[test]
