@@ -1120,18 +1120,10 @@ async fn check_import(
         .headers()
         .map_err(|e| format!("the first line: {e}"))?
         .clone();
-    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(user_col), Some(name_col)) = (column("username"), column("name")) else {
-        return Err(
-            "the first line must name the columns: username,name,email,mobile,kind,roles".into(),
-        );
-    };
-    let (email_col, mobile_col, kind_col, roles_col) = (
-        column("email"),
-        column("mobile"),
-        column("kind"),
-        column("roles"),
-    );
+    let columns = certgate_db::ImportColumns::from_header(&headers)?;
+    let (user_col, name_col) = (columns.username, columns.name);
+    let (email_col, mobile_col, kind_col, roles_col) =
+        (columns.email, columns.mobile, columns.kind, columns.roles);
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, record) in reader.records().enumerate() {

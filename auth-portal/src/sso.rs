@@ -469,8 +469,18 @@ async fn identity(
 /// Whether the provider vouches for the e-mail address (so an existing account may be linked
 /// by it), and the domain is allowed.
 fn vouched_email(provider: &SsoProvider, id: &Identity) -> Option<String> {
-    let email = id.email.clone()?;
-    let domain = email.rsplit_once('@')?.1.to_owned();
+    let email = provider_vouches(provider, id)?;
+    let domain = email.rsplit_once('@')?.1;
+    let allowed = provider.allowed_email_domains.is_empty()
+        || provider.allowed_email_domains.iter().any(|d| d == domain);
+    allowed.then(|| email.to_owned())
+}
+
+/// The identity's `email` if the provider vouches that it belongs to the user, whatever its
+/// domain.
+fn provider_vouches<'a>(provider: &SsoProvider, id: &'a Identity) -> Option<&'a str> {
+    let email = id.email.as_deref()?;
+    let domain = email.rsplit_once('@')?.1;
     let vouched = match provider.kind {
         // Entra's `email` is an attribute any user administrator can set: only a verified one
         // (xms_edov), of a member, in a domain the policy names.
@@ -478,12 +488,10 @@ fn vouched_email(provider: &SsoProvider, id: &Identity) -> Option<String> {
             id.microsoft_verified && !provider.allowed_email_domains.is_empty()
         }
         // A Workspace account names its domain in `hd`; a consumer account is not vouched for.
-        SsoKind::Google => id.email_verified && id.hd.as_deref() == Some(domain.as_str()),
+        SsoKind::Google => id.email_verified && id.hd.as_deref() == Some(domain),
         SsoKind::Oidc { .. } => id.email_verified,
     };
-    let allowed = provider.allowed_email_domains.is_empty()
-        || provider.allowed_email_domains.contains(&domain);
-    (vouched && allowed).then_some(email)
+    vouched.then_some(email)
 }
 
 enum Refusal {
@@ -625,7 +633,7 @@ pub(crate) async fn callback(
             StatusCode::BAD_REQUEST,
         );
     };
-    // Counted, audited (as the account or e-mail address, when the provider named one) and
+    // Counted, audited (as the e-mail address, when the provider vouched for one) and
     // told.
     let fail = async |message: &str, who: Option<&str>, why: &str| {
         state
@@ -666,7 +674,9 @@ pub(crate) async fn callback(
         }
     };
     // Refused before anything is linked or created.
-    let named = identity.email.as_deref();
+    // The audit names the address only when the provider vouches for it: anyone may claim any
+    // address at a provider that lets people register.
+    let named = provider_vouches(&provider, &identity);
     if provider.mfa == SsoMfa::Provider && provider.require_provider_mfa && !identity.provider_mfa {
         let text = fill(t.sso_needs_mfa, &provider.label, "", "");
         return fail(&text, named, "no second factor at the provider").await;

@@ -23,6 +23,36 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String, CertificateError> {
     fs::read_to_string(path).map_err(|err| CertificateError::io(IoAction::Read, path, &err))
 }
 
+/// Creates the private file `path` whole, or leaves it alone if it exists: written aside and
+/// linked into place, so instances starting at once never read a half-written file and exactly
+/// one of them creates it. `false` when the file was there already.
+pub(crate) fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool, CertificateError> {
+    let temp = aside(path);
+    write_private(&temp, bytes)?;
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(CertificateError::io(IoAction::Create, path, &err)),
+    }
+}
+
+/// Replaces the private file `path` whole (written aside, then renamed over it); on failure
+/// `path` is as it was and nothing is left aside.
+pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
+    let temp = aside(path);
+    write_private(&temp, bytes)?;
+    fs::rename(&temp, path).map_err(|err| {
+        let _ = fs::remove_file(&temp);
+        CertificateError::io(IoAction::Create, path, &err)
+    })
+}
+
+fn aside(path: &Path) -> std::path::PathBuf {
+    path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()))
+}
+
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertificateError> {
     let mut file = OpenOptions::new()
         .write(true)

@@ -10,7 +10,7 @@ use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CertificateError, FileProblem, IoAction};
+use crate::error::{CertificateError, FileProblem};
 use crate::files;
 
 /// Why a sealed secret could not be opened. Never says more than that.
@@ -77,7 +77,9 @@ fn aad(account_id: &str) -> Vec<u8> {
 }
 
 impl SecretKeyring {
-    /// Loads the keyring at `path`, or creates one with a single new key (mode 0600).
+    /// Loads the keyring at `path`, or creates one with a single new key (mode 0600). When
+    /// several instances sharing the directory start at once, exactly one keyring is created
+    /// and all of them load it.
     pub fn load_or_create(path: &Path) -> Result<Self, CertificateError> {
         match Self::load(path) {
             Err(CertificateError::MissingFile { .. }) => {}
@@ -86,8 +88,11 @@ impl SecretKeyring {
         let keyring = SecretKeyring {
             keys: vec![Self::new_key(path)?],
         };
-        files::write_private(path, keyring.to_file().as_bytes())?;
-        Ok(keyring)
+        if files::create_private_once(path, keyring.to_file().as_bytes())? {
+            Ok(keyring)
+        } else {
+            Self::load(path)
+        }
     }
 
     pub fn load(path: &Path) -> Result<Self, CertificateError> {
@@ -104,22 +109,28 @@ impl SecretKeyring {
     /// Adds a new newest key and writes the keyring back (atomically); old keys stay so
     /// existing secrets open until they are sealed again. Keys another instance added to the
     /// file since this one read it are kept too.
+    /// Nothing changes, in memory or on disk, when it fails: a key only this process held would
+    /// seal secrets no other instance, nor this one after a restart, could open.
     pub fn rotate(&mut self, path: &Path) -> Result<(), CertificateError> {
+        let mut keys = vec![Self::new_key(path)?];
+        for key in &self.keys {
+            keys.extend(SealingKey::new(key.id, key.secret));
+        }
         match Self::load(path) {
             Ok(on_disk) => {
                 for key in on_disk.keys {
-                    if self.keys.iter().all(|k| k.id != key.id) {
-                        self.keys.push(key);
+                    if keys.iter().all(|k| k.id != key.id) {
+                        keys.push(key);
                     }
                 }
             }
             Err(CertificateError::MissingFile { .. }) => {}
             Err(error) => return Err(error),
         }
-        self.keys.insert(0, Self::new_key(path)?);
-        let temp = path.with_extension(format!("tmp-{:08x}", rand::rng().next_u32()));
-        files::write_private(&temp, self.to_file().as_bytes())?;
-        std::fs::rename(&temp, path).map_err(|e| CertificateError::io(IoAction::Create, path, &e))
+        let rotated = SecretKeyring { keys };
+        files::replace_private(path, rotated.to_file().as_bytes())?;
+        *self = rotated;
+        Ok(())
     }
 
     /// Seals `plaintext` for `account_id` with the newest key.
@@ -270,5 +281,42 @@ mod tests {
         let fresh = SecretKeyring::load_or_create(&dir.path().join("other.key")).unwrap();
         assert_eq!(fresh.open("acc-1", &sealed), Err(SealError::UnknownKey));
         assert!(!format!("{reloaded:?}").contains(&STANDARD.encode(reloaded.keys[0].secret)));
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_be_written_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = SecretKeyring::load_or_create(&dir.path().join("secrets.key")).unwrap();
+        let before = format!("{keyring:?}");
+        // Nothing can be created under /proc, not even by root.
+        let unwritable = Path::new("/proc/certgate-none/secrets.key");
+        assert!(keyring.rotate(unwritable).is_err());
+        assert_eq!(
+            format!("{keyring:?}"),
+            before,
+            "the newest key is still the saved one"
+        );
+        let sealed = keyring.seal("acc-1", b"secret").unwrap();
+        let saved = SecretKeyring::load(&dir.path().join("secrets.key")).unwrap();
+        assert_eq!(saved.open("acc-1", &sealed).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn instances_sharing_a_directory_create_one_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.key");
+        let loaded: Vec<String> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| SecretKeyring::load_or_create(&path).unwrap()))
+                .collect();
+            starts
+                .into_iter()
+                .map(|start| format!("{:?}", start.join().unwrap()))
+                .collect()
+        });
+        let on_disk = format!("{:?}", SecretKeyring::load(&path).unwrap());
+        assert!(loaded.iter().all(|k| *k == on_disk), "{loaded:?}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "nothing left aside");
     }
 }

@@ -8,7 +8,6 @@
 //! and UTF-8 bytes. The key id lets several keys verify side by side while the signing key rotates.
 
 use std::fmt;
-use std::fs;
 use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -17,7 +16,7 @@ use rand::RngCore;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CertificateError, FileProblem, IoAction};
+use crate::error::{CertificateError, FileProblem};
 use crate::files;
 
 const VERSION: u8 = 1;
@@ -185,15 +184,10 @@ impl CredentialKey {
             loaded => return loaded,
         }
         let key = Self::generate();
-        // Written aside and linked into place, so no instance ever reads a half-written key.
-        let temp = path.with_extension(format!("tmp-{:08x}", rand::rng().next_u32()));
-        files::write_private(&temp, key.to_file().as_bytes())?;
-        let linked = fs::hard_link(&temp, path);
-        let _ = fs::remove_file(&temp);
-        match linked {
-            Ok(()) => Ok(key),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
-            Err(err) => Err(CertificateError::io(IoAction::Create, path, &err)),
+        if files::create_private_once(path, key.to_file().as_bytes())? {
+            Ok(key)
+        } else {
+            Self::load(path)
         }
     }
 
@@ -387,6 +381,7 @@ impl From<TokenError> for CertificateError {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;

@@ -496,9 +496,13 @@ async fn wait_for_approval(
 ) -> Result<EnrolmentToken, AgentError> {
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(authorization.expires_in.min(MAX_APPROVAL_WAIT));
-    let mut interval = Duration::from_secs(authorization.interval.max(1));
+    // The portal's interval is obeyed, but no wait is longer than the whole wait may be.
+    let mut interval = Duration::from_secs(authorization.interval.clamp(1, MAX_APPROVAL_WAIT));
     loop {
-        tokio::time::sleep_until((tokio::time::Instant::now() + interval).min(deadline)).await;
+        let next = tokio::time::Instant::now()
+            .checked_add(interval)
+            .map_or(deadline, |at| at.min(deadline));
+        tokio::time::sleep_until(next).await;
         if tokio::time::Instant::now() >= deadline {
             return Err(AgentError::Expired);
         }
@@ -932,9 +936,12 @@ enum PollStep {
 /// doubles the wait, up to a minute.
 fn next_poll_interval(current: Duration, step: &PollStep) -> Duration {
     match step {
-        PollStep::Answered(TokenPoll::SlowDown) => current + SLOW_DOWN_STEP,
+        PollStep::Answered(TokenPoll::SlowDown) => current.saturating_add(SLOW_DOWN_STEP),
         PollStep::Answered(_) => current,
-        PollStep::Failed => (current * 2).min(MAX_POLL_INTERVAL).max(current),
+        PollStep::Failed => current
+            .saturating_mul(2)
+            .min(MAX_POLL_INTERVAL)
+            .max(current),
     }
 }
 
@@ -1455,6 +1462,10 @@ mod tests {
             next_poll_interval(Duration::from_secs(90), &PollStep::Failed),
             Duration::from_secs(90)
         );
+        // And one that asked for forever does not make the agent panic.
+        for step in [PollStep::Answered(TokenPoll::SlowDown), PollStep::Failed] {
+            assert_eq!(next_poll_interval(Duration::MAX, &step), Duration::MAX);
+        }
     }
 
     #[test]

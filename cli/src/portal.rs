@@ -35,6 +35,15 @@ impl AccountEvents for Notices {
     }
 }
 
+/// What the admin pages say of a failed allow-list read or save; an internal error's detail,
+/// which the page does not show ("see the server log"), goes to the log.
+fn logged(org: &str, error: AllowListSaveError) -> String {
+    if let AllowListSaveError::Internal(detail) = &error {
+        tracing::error!(org, error = %detail, "admin allow list: internal error");
+    }
+    error.to_string()
+}
+
 /// The gateway's control plane, seen by the portal.
 struct GatewayBackend(Arc<AdminState>);
 
@@ -53,7 +62,7 @@ impl Backend for GatewayBackend {
             .0
             .admin_allow_list(org)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| logged(org, e))?;
         let text = view
             .entries
             .iter()
@@ -100,7 +109,7 @@ impl Backend for GatewayBackend {
             Err(stale @ AllowListSaveError::Stale { .. }) => {
                 Err(AllowListProblem::Stale(stale.to_string()))
             }
-            Err(other) => Err(AllowListProblem::Other(other.to_string())),
+            Err(other) => Err(AllowListProblem::Other(logged(org, other))),
         }
     }
 

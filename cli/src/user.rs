@@ -245,13 +245,8 @@ fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
         .headers()
         .map_err(|e| format!("{}: the first line: {e}", file.display()))?
         .clone();
-    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(user_col), Some(name_col)) = (column("username"), column("name")) else {
-        return Err(format!(
-            "{}: the first line must name the columns username,name,email,mobile,kind,roles",
-            file.display()
-        ));
-    };
+    let columns = certgate_db::ImportColumns::from_header(&headers)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let optional = |record: &csv::StringRecord, col: Option<usize>| {
         col.and_then(|c| record.get(c))
             .map(str::to_owned)
@@ -271,12 +266,12 @@ fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
         };
         let request = AddUser {
             org: at.org.clone(),
-            username: record.get(user_col).unwrap_or_default().to_owned(),
-            display_name: record.get(name_col).unwrap_or_default().to_owned(),
-            email: optional(&record, column("email")),
-            mobile: optional(&record, column("mobile")),
-            kind: optional(&record, column("kind")),
-            roles: optional(&record, column("roles"))
+            username: record.get(columns.username).unwrap_or_default().to_owned(),
+            display_name: record.get(columns.name).unwrap_or_default().to_owned(),
+            email: optional(&record, columns.email),
+            mobile: optional(&record, columns.mobile),
+            kind: optional(&record, columns.kind),
+            roles: optional(&record, columns.roles)
                 .map(|r| {
                     r.split(';')
                         .map(str::trim)
@@ -320,8 +315,18 @@ fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
             problems.join("\n")
         ));
     }
-    for request in &requests {
-        let _: UserView = call(&config, "POST", "/api/v1/users", Some(request))?;
+    for (created, request) in requests.iter().enumerate() {
+        let made: Result<UserView, String> = call(&config, "POST", "/api/v1/users", Some(request));
+        if let Err(e) = made {
+            // The file's rows before this one exist now; say so, so a second run can skip them.
+            return Err(format!(
+                "{:?}: {e}
+created {created} of {} accounts (the rows before {:?}); the rest                  were not created",
+                request.username,
+                requests.len(),
+                request.username
+            ));
+        }
     }
     println!("created {} accounts in {}", requests.len(), at.org);
     Ok(())

@@ -161,6 +161,58 @@ impl NewAccount {
     }
 }
 
+/// Where the fields stand in an account import file (CSV, as `certgate user import` and the
+/// admin pages take it), read from its first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportColumns {
+    pub username: usize,
+    pub name: usize,
+    pub email: Option<usize>,
+    pub mobile: Option<usize>,
+    pub kind: Option<usize>,
+    pub roles: Option<usize>,
+}
+
+impl ImportColumns {
+    pub const NAMES: [&'static str; 6] = ["username", "name", "email", "mobile", "kind", "roles"];
+
+    /// The columns named in `header` (in any case and order). `username` and `name` are
+    /// required; a name that is none of [`Self::NAMES`], or one given twice, is refused rather
+    /// than its column quietly left out of every account.
+    pub fn from_header<'a>(header: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut found: [Option<usize>; 6] = [None; 6];
+        for (index, name) in header.into_iter().enumerate() {
+            let known = Self::NAMES
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(name.trim()));
+            match known.map(|k| &mut found[k]) {
+                Some(slot @ None) => *slot = Some(index),
+                Some(Some(_)) => return Err(format!("the column {name:?} is named twice")),
+                None => {
+                    return Err(format!(
+                        "the first line names a column {name:?}; the columns are {}",
+                        Self::NAMES.join(",")
+                    ))
+                }
+            }
+        }
+        let [Some(username), Some(name), email, mobile, kind, roles] = found else {
+            return Err(format!(
+                "the first line must name the columns {} (username and name at least)",
+                Self::NAMES.join(",")
+            ));
+        };
+        Ok(ImportColumns {
+            username,
+            name,
+            email,
+            mobile,
+            kind,
+            roles,
+        })
+    }
+}
+
 /// An account as stored. Its `Debug` leaves out every secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Account {

@@ -8,8 +8,8 @@ mod api_tokens;
 mod revocations;
 
 pub use accounts::{
-    Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, MfaChoice, NewAccount,
-    ADMIN_ROLE,
+    Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, ImportColumns, MfaChoice,
+    NewAccount, ADMIN_ROLE,
 };
 pub use admin_allowlist::{
     AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,

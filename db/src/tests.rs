@@ -446,3 +446,17 @@ fn new_accounts_hold_nothing_that_rewrites_a_screen_and_roles_as_stored() {
     assert_eq!(made.display_name, "Eva de Boer");
     assert_eq!(made.roles, ["admin", "planner"]);
 }
+
+#[test]
+fn import_files_name_known_columns_once() {
+    let columns = ImportColumns::from_header(["Name", " username ", "roles"]).unwrap();
+    assert_eq!((columns.username, columns.name), (1, 0));
+    assert_eq!((columns.roles, columns.email), (Some(2), None));
+    // A misspelt column would leave every account without its e-mail address.
+    let misspelt = ImportColumns::from_header(["username", "name", "e-mail"]).unwrap_err();
+    assert!(misspelt.contains("\"e-mail\""), "{misspelt}");
+    let twice = ImportColumns::from_header(["username", "name", "Name"]).unwrap_err();
+    assert!(twice.contains("twice"), "{twice}");
+    let no_name = ImportColumns::from_header(["username", "email"]).unwrap_err();
+    assert!(no_name.contains("username and name"), "{no_name}");
+}

@@ -282,7 +282,15 @@ impl RevokeRequest {
                 })?;
                 (RevocationKind::Serial, serial.to_string())
             }
-            (None, Some(device), None) if !org.is_empty() => (RevocationKind::Device, device),
+            (None, Some(device), None) if !org.is_empty() => {
+                // Device ids are lower case: one pasted in capitals or with a space would be
+                // revoked as typed and match nothing.
+                let device = device.trim().to_ascii_lowercase();
+                certgate_certs::claims::validate_device_id(&device).map_err(|error| {
+                    AdminError::BadRequest(format!("{device:?} is not a device id: {error}"))
+                })?;
+                (RevocationKind::Device, device)
+            }
             (None, None, Some(user)) if !org.is_empty() => {
                 (RevocationKind::Account, user.trim().to_lowercase())
             }

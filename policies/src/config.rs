@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr, AdminAllowListLimits};
 use crate::duration::{duration_at_most, duration_setting};
-use crate::endpoint::{parse_http_url, parse_url};
+use crate::endpoint::{parse_http_url, parse_url, shown_url};
 use crate::error::{PolicyError, PolicyErrors};
 use crate::walk::{one_of, Document, TableWalker};
 
@@ -390,7 +390,10 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
                 if known {
                     Ok(url.to_owned())
                 } else {
-                    Err(format!("{url:?} is not a postgres:// or sqlite: URL"))
+                    Err(format!(
+                        "{:?} is not a postgres:// or sqlite: URL",
+                        shown_url(url)
+                    ))
                 }
             })
         }),
@@ -610,7 +613,8 @@ fn parse_store(table: &mut TableWalker<'_, '_>) -> StoreConfig {
                 Ok(url.to_owned())
             } else {
                 Err(format!(
-                    "{url:?} is not a redis://, rediss://, redis+sentinel:// or unix:// URL"
+                    "{:?} is not a redis://, rediss://, redis+sentinel:// or unix:// URL",
+                    shown_url(url)
                 ))
             }
         })
@@ -743,7 +747,8 @@ fn parse_sms(table: &mut TableWalker<'_, '_>, base: &Path, development: bool) ->
                     Ok(())
                 } else {
                     Err(format!(
-                        "{url:?} must be an https:// URL (http:// is allowed only for loopback hosts)"
+                        "{:?} must be an https:// URL (http:// is allowed only for loopback hosts)",
+                        shown_url(url)
                     ))
                 }
             })?;

@@ -25,12 +25,31 @@ impl Url<'_> {
     }
 }
 
+/// A URL as error messages show it, which go to the terminal and the journal: whatever stands
+/// before its last `@` (user information, perhaps a password) is `***`, and a query (perhaps a
+/// key) is cut off.
+pub(crate) fn shown_url(text: &str) -> String {
+    let (text, query) = match text.split_once('?') {
+        Some((before, _)) => (before, "?…"),
+        None => (text, ""),
+    };
+    let Some(at) = text.rfind('@') else {
+        return format!("{text}{query}");
+    };
+    let after = &text[at..];
+    match text.split_once("://") {
+        Some((scheme, _)) if scheme.len() < at => format!("{scheme}://***{after}{query}"),
+        _ => format!("***{after}{query}"),
+    }
+}
+
 /// Splits a URL whose scheme is one of `schemes` (lowercase, without `://`). User information
 /// (`user:pass@`) is refused: secrets belong in secret files, not in a URL that ends up in logs.
 pub(crate) fn parse_url<'a>(text: &'a str, schemes: &[&str]) -> Result<Url<'a>, String> {
+    let shown = shown_url(text);
     let not_a_url = || {
         let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
-        format!("{text:?} is not an {} URL", names.join(" or "))
+        format!("{shown:?} is not an {} URL", names.join(" or "))
     };
     let (scheme, after_scheme) = text.split_once("://").ok_or_else(not_a_url)?;
     let scheme = scheme.to_ascii_lowercase();
@@ -42,10 +61,10 @@ pub(crate) fn parse_url<'a>(text: &'a str, schemes: &[&str]) -> Result<Url<'a>, 
         .unwrap_or(after_scheme.len());
     let (authority, rest) = after_scheme.split_at(authority_end);
     if authority.contains('@') {
-        return Err(format!("{text:?} must not contain user information"));
+        return Err(format!("{shown:?} must not contain user information"));
     }
     let (host, port) = split_host_port(authority)
-        .ok_or_else(|| format!("{text:?} does not name a valid host and port"))?;
+        .ok_or_else(|| format!("{shown:?} does not name a valid host and port"))?;
     Ok(Url {
         scheme,
         host,

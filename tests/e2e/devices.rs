@@ -780,7 +780,21 @@ fn an_operators_revocation_reaches_the_portal_and_finds_the_account_by_e_mail() 
     let browser = w.client(NOORD, "127.0.0.1");
     assert_eq!(browser.sign_in("/", "jdevries", PASSWORD).status, 303);
     let browser_id = this_browser(&browser);
-    let done = revoke(&["--org", "noord", "--device", &browser_id]);
+    // Not a device id: an error, not a revocation that matches nothing.
+    let bad = revoke(&["--org", "noord", "--device", "tablet 1"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a device id"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    // Pasted in capitals with a space: still this browser.
+    let done = revoke(&[
+        "--org",
+        "noord",
+        "--device",
+        &format!("{} ", browser_id.to_uppercase()),
+    ]);
     assert!(
         done.status.success(),
         "{}",

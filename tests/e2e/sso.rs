@@ -382,6 +382,18 @@ fn forged_replayed_and_foreign_answers_each_get_a_clear_page_and_no_credential()
         ),
         "{failures:?}"
     );
+    // An address the provider does not vouch for is anyone's to claim: not named.
+    assert!(
+        has(
+            "(unknown name)",
+            "sso forge: e-mail address not vouched for"
+        ),
+        "{failures:?}"
+    );
+    assert!(
+        !failures.iter().any(|e| e["actor"] == "cor@noord.test"),
+        "{failures:?}"
+    );
 }
 
 #[test]

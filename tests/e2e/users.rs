@@ -199,6 +199,20 @@ fn accounts_are_edited_imported_and_deleted_from_the_command_line() {
         !user(&["show", "--user", "ria@noord.test"]).status.success(),
         "nothing created"
     );
+    // A misspelt column is refused, not left out of every account.
+    std::fs::write(
+        &csv,
+        "username,name,e-mail\nria@noord.test,Ria,ria@noord.test\n",
+    )
+    .unwrap();
+    let misspelt = user(&["import", "--file", csv.to_str().unwrap()]);
+    assert_eq!(misspelt.status.code(), Some(1));
+    assert!(
+        text(&misspelt).contains("\"e-mail\""),
+        "{}",
+        text(&misspelt)
+    );
+    assert!(!user(&["show", "--user", "ria@noord.test"]).status.success());
     std::fs::write(
         &csv,
         "username,name,email,mobile,kind,roles\nria@noord.test,Ria,ria@noord.test,,personal,admin;parent\ngroep-zon,Groep Zon,,,group,\n",

@@ -69,16 +69,21 @@ impl fmt::Display for AdminAllowEntry {
     }
 }
 
+/// Problems named one by one; past this many they are counted.
+const MAX_REPORTED_PROBLEMS: usize = 100;
+
 /// Checks an admin's allow list: one address or CIDR a line, `#` starts a comment that becomes
 /// the entry's note, blank and comment-only lines are ignored, host bits are cleared as in
 /// allow-list files. Either every entry, in order, or every problem as `line N: "text": why`
-/// (a list longer than the limit adds one message without a line).
+/// (the first hundred, then a count; a list longer than the limit adds one message without a
+/// line).
 pub fn parse_admin_allow_list(
     text: &str,
     limits: &AdminAllowListLimits,
 ) -> Result<Vec<AdminAllowEntry>, Vec<String>> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
+    let mut unreported = 0usize;
     // Network → the line that first listed it.
     let mut seen: HashMap<IpNet, usize> = HashMap::new();
     for (index, raw) in text.lines().enumerate() {
@@ -87,7 +92,14 @@ pub fn parse_admin_allow_list(
         if written.is_empty() {
             continue;
         }
-        let mut problem = |why: String| errors.push(format!("line {line}: {written:?}: {why}"));
+        let mut problem = |why: String| {
+            // A pasted file of garbage would otherwise come back as megabytes of messages.
+            if errors.len() < MAX_REPORTED_PROBLEMS {
+                errors.push(format!("line {line}: {written:?}: {why}"));
+            } else {
+                unreported += 1;
+            }
+        };
         let Some(net) = parse_ip_or_cidr(written) else {
             problem("not an IP address or CIDR".to_owned());
             continue;
@@ -123,6 +135,12 @@ pub fn parse_admin_allow_list(
             net,
             note: note.replace('\t', " "),
         });
+    }
+    if unreported > 0 {
+        errors.push(format!(
+            "and {unreported} more line{} with problems",
+            if unreported == 1 { "" } else { "s" }
+        ));
     }
     if entries.len() > limits.max_entries {
         errors.push(format!(
@@ -187,6 +205,14 @@ mod tests {
                 "line 9: \"not an address\": not an IP address or CIDR",
             ]
         );
+    }
+
+    #[test]
+    fn a_pasted_file_of_garbage_gets_a_hundred_messages_and_a_count() {
+        let errors = parse(&"x\n".repeat(100_000)).unwrap_err();
+        assert_eq!(errors.len(), 101);
+        assert_eq!(errors[99], "line 100: \"x\": not an IP address or CIDR");
+        assert_eq!(errors[100], "and 99900 more lines with problems");
     }
 
     #[test]

@@ -376,6 +376,27 @@ fn debug_output_hides_url_passwords() {
 }
 
 #[test]
+fn errors_about_urls_never_show_their_secrets() {
+    // `certgate check` runs before every start; what it prints ends up in the journal.
+    let text = format!(
+        "{MINIMAL}[database]\nurl = \"postgresql+psycopg://certgate:hunter2@db/x\"\n\
+         [store]\nredis_url = \"redis:/:pw-redis@cache\"\n\
+         [mail]\nsmtp_url = \"smtp://relay:S3cret@mail.example.org:587\"\nfrom = \"x@example.org\"\n\
+         [sms]\nkind = \"webhook\"\nurl = \"http://sms.example/send?key=k3y\"\ntoken_file = \"t\"\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        errors,
+        [
+            "certgate.toml:6: database.url: \"postgresql+psycopg://***@db/x\" is not a postgres:// or sqlite: URL",
+            "certgate.toml:8: store.redis_url: \"***@cache\" is not a redis://, rediss://, redis+sentinel:// or unix:// URL",
+            "certgate.toml:10: mail.smtp_url: \"smtp://***@mail.example.org:587\" must not contain user information",
+            "certgate.toml:14: sms.url: \"http://sms.example/send?…\" must be an https:// URL (http:// is allowed only for loopback hosts)",
+        ]
+    );
+}
+
+#[test]
 fn admin_allow_list_prefix_limits_are_read_and_checked() {
     let config = Config::parse(
         Path::new("certgate.toml"),
