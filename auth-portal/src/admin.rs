@@ -488,12 +488,25 @@ pub(crate) async fn edit(
             .await
         }
     };
-    if db
+    match db
         .update_account(&admin.me.org.id, &account.id, &new, state.now())
         .await
-        .is_err()
     {
-        return crate::flow::unavailable_page(&visit);
+        Ok(_) => {}
+        Err(certgate_db::DbError::Conflict(message)) => {
+            return account_view(
+                &state,
+                &visit,
+                &store,
+                &db,
+                &admin,
+                &account,
+                Some(message),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(_) => return crate::flow::unavailable_page(&visit),
     }
     // Old and new, so a changed address (a way into "forgot password") is on the record.
     let detail = format!(

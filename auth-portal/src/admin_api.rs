@@ -314,17 +314,27 @@ async fn caller(
     if let Some(guess) = guess {
         guess.was_right().await;
     }
+    // A real token refused is the clearest sign of a stolen or forgotten one: logged (with its
+    // name, never the token), for whoever watches the logs.
+    let refused = |why: &str, error: ApiError| {
+        tracing::warn!(org = %token.org, token = %token.name, ip = %visit.ip, why, "API token refused");
+        error
+    };
     // A token of another organisation, even one served elsewhere by this gateway, is unknown here.
-    let org = visit
-        .org(&token.org)
-        .cloned()
-        .ok_or(ApiError::InvalidToken("unknown token"))?;
+    let Some(org) = visit.org(&token.org).cloned() else {
+        return Err(refused(
+            "used on another organisation's host",
+            ApiError::InvalidToken("unknown token"),
+        ));
+    };
     let now = state.now();
     if token.revoked_at.is_some() {
-        return Err(ApiError::InvalidToken("the token was revoked"));
+        let why = "the token was revoked";
+        return Err(refused(why, ApiError::InvalidToken(why)));
     }
     if token.expires_at <= now {
-        return Err(ApiError::InvalidToken("the token has expired"));
+        let why = "the token has expired";
+        return Err(refused(why, ApiError::InvalidToken(why)));
     }
     let admin = db
         .account(&org.id, &token.created_by)
@@ -336,15 +346,18 @@ async fn caller(
             && a.roles.iter().any(|r| r == ADMIN_ROLE)
             && token.created_at >= a.not_valid_before
     }) {
-        return Err(ApiError::InvalidToken(
-            "the administrator who made the token no longer is one",
-        ));
+        let why = "the administrator who made the token no longer is one";
+        return Err(refused(why, ApiError::InvalidToken(why)));
     }
     if !tokens::source_allowed(&token.sources, &visit.ip) {
-        return Err(ApiError::SourceNotAllowed);
+        return Err(refused(
+            "used from outside its source networks",
+            ApiError::SourceNotAllowed,
+        ));
     }
     if !token.scopes.contains(&scope) {
-        return Err(ApiError::InsufficientScope(scope));
+        let why = format!("without the scope {}", scope.as_str());
+        return Err(refused(&why, ApiError::InsufficientScope(scope)));
     }
     if let Err(error) = db.record_api_token_use(&org.id, &token.id, now).await {
         tracing::warn!(%error, "API token use not recorded");

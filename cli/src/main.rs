@@ -47,8 +47,16 @@ enum Command {
         #[arg(long, default_value = ".certgate-demo")]
         dir: PathBuf,
     },
-    /// Validate the configuration and every policy; print every error and exit 1 if any.
-    Check(ConfigArg),
+    /// Validate the configuration and every policy, and read the files `serve` reads first;
+    /// print every error and exit 1 if any.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Check the configuration and policies only, not the CA, certificates and secret
+        /// files (e.g. in a policy repository's CI, away from the server).
+        #[arg(long)]
+        no_files: bool,
+    },
     /// Questions about policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -160,7 +168,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args.config),
         Command::Demo { dir } => demo::run(&dir),
-        Command::Check(args) => check(&args.config),
+        Command::Check { config, no_files } => check(&config.config, !no_files),
         Command::Policy(PolicyCommand::Explain {
             config,
             host,
@@ -263,12 +271,21 @@ fn start(
     Ok(())
 }
 
-fn check(config_path: &std::path::Path) -> Result<(), String> {
+fn check(config_path: &std::path::Path, files: bool) -> Result<(), String> {
     let config = load_config(config_path)?;
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
     let set = PolicySet::load(&config.policies.dir).map_err(|errors| errors.to_string())?;
+    // What `serve` reads before it listens, so a missing certificate fails here, not at start.
+    let mut problems = Vec::new();
+    if files {
+        problems.extend(certgate_gateway::server::check_files(&config));
+        problems.extend(portal::check_files(&config));
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
     println!(
         "ok: {} and {} organisation polic{} in {}",
         config_path.display(),

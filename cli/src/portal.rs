@@ -124,6 +124,27 @@ fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// `certgate check`: the secret files [`setup`] reads, read the same way.
+pub fn check_files(config: &Config) -> Vec<String> {
+    let mail = config
+        .mail
+        .as_ref()
+        .and_then(|m| m.password_file.as_deref())
+        .map(|path| ("mail.password_file", path));
+    let sms = match &config.sms {
+        Some(SmsConfig::Webhook {
+            token_file: Some(path),
+            ..
+        }) => Some(("sms.token_file", path.as_path())),
+        _ => None,
+    };
+    [mail, sms]
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, path)| read_secret_file(path).err().map(|e| format!("{key}: {e}")))
+        .collect()
+}
+
 /// Everything the portal is built from, read before anything listens; `outbox` replaces SMTP
 /// (for `make demo`).
 pub fn setup(

@@ -330,6 +330,8 @@ impl Database {
         now: i64,
     ) -> Result<Account, DbError> {
         let roles = normalised_roles(&new.roles);
+        self.refuse_look_alike(&new.org, None, Some(&new.username), new.email.as_deref())
+            .await?;
         let result = sqlx::query(
             "INSERT INTO accounts (id, org, username, display_name, email, mobile, kind, roles, created_at, not_valid_before) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
@@ -358,6 +360,50 @@ impl Database {
         self.account(&new.org, id)
             .await?
             .ok_or_else(|| DbError::Corrupt("account vanished after insert".into()))
+    }
+
+    /// Signing in, and "forgot your password", take a user name or an e-mail address, and a
+    /// user name wins: a user name that is another account's e-mail address (or the reverse)
+    /// would take over that account's sign-in by e-mail. [`DbError::Conflict`] names it.
+    async fn refuse_look_alike(
+        &self,
+        org: &str,
+        id: Option<&str>,
+        username: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), DbError> {
+        let id = id.unwrap_or("");
+        if let Some(username) = username.map(normalise) {
+            let taken = sqlx::query(
+                "SELECT 1 AS one FROM accounts WHERE org = $1 AND email = $2 AND id <> $3 LIMIT 1",
+            )
+            .bind(org)
+            .bind(&username)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+            if taken.is_some() {
+                return Err(DbError::Conflict(format!(
+                    "user name {username:?} is another account's e-mail address"
+                )));
+            }
+        }
+        if let Some(email) = email.map(normalise).filter(|e| !e.is_empty()) {
+            let taken = sqlx::query(
+                "SELECT 1 AS one FROM accounts WHERE org = $1 AND username = $2 AND id <> $3 LIMIT 1",
+            )
+            .bind(org)
+            .bind(&email)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+            if taken.is_some() && Some(email.as_str()) != username.map(normalise).as_deref() {
+                return Err(DbError::Conflict(format!(
+                    "e-mail address {email:?} is another account's user name"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn account(&self, org: &str, id: &str) -> Result<Option<Account>, DbError> {
@@ -443,6 +489,8 @@ impl Database {
         now: i64,
     ) -> Result<bool, DbError> {
         let roles = normalised_roles(&changes.roles);
+        self.refuse_look_alike(org, Some(id), None, changes.email.as_deref())
+            .await?;
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE accounts SET display_name = $3, email = $4, mobile = $5, kind = $6, roles = $7 \

@@ -460,3 +460,61 @@ fn import_files_name_known_columns_once() {
     let no_name = ImportColumns::from_header(["username", "email"]).unwrap_err();
     assert!(no_name.contains("username and name"), "{no_name}");
 }
+
+#[tokio::test]
+async fn no_user_name_is_another_accounts_e_mail_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open("", dir.path()).await.unwrap();
+    let new = |username: &str, email: Option<&str>| NewAccount {
+        username: username.into(),
+        email: email.map(Into::into),
+        roles: vec![],
+        ..anna()
+    };
+    // Her user name is her address, as is usual; another account sharing an address is fine.
+    db.create_account(
+        &new("boss@noord.example", Some("boss@noord.example")),
+        "a-1",
+        1,
+    )
+    .await
+    .unwrap();
+    db.create_account(&new("lisa", Some("team@noord.example")), "a-2", 1)
+        .await
+        .unwrap();
+    db.create_account(&new("eva", Some("team@noord.example")), "a-3", 1)
+        .await
+        .unwrap();
+    // Signing in as "team@noord.example" or "boss@noord.example" must not find a newcomer.
+    for (username, email, says) in [
+        (
+            "team@noord.example",
+            None,
+            "another account's e-mail address",
+        ),
+        (
+            "mallory",
+            Some("Boss@Noord.Example"),
+            "another account's user name",
+        ),
+    ] {
+        let refused = db
+            .create_account(&new(username, email), "a-4", 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, DbError::Conflict(m) if m.contains(says)),
+            "{refused:?}"
+        );
+    }
+    assert!(db.account("noord", "a-4").await.unwrap().is_none());
+    let edited = new("lisa", Some("boss@noord.example"));
+    let refused = db
+        .update_account("noord", "a-2", &edited, 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DbError::Conflict(_)), "{refused:?}");
+    // Her own address stays hers to keep.
+    let own = new("boss@noord.example", Some("boss@noord.example"));
+    assert!(db.update_account("noord", "a-1", &own, 2).await.unwrap());
+}

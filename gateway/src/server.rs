@@ -105,18 +105,7 @@ impl GatewayServer {
         let durable = load_durable_state(config)?;
         let revocations = Arc::new(Revocations::new(durable.revocations));
         let admin_allow = Arc::new(AdminAllowLists::new(durable.admin_allow));
-        let resolver = Arc::new(CertificateResolver::new(
-            config
-                .server
-                .certificates
-                .iter()
-                .map(|c| ServerCertificateSource {
-                    hosts: c.hosts.clone(),
-                    cert: c.cert.clone(),
-                    key: c.key.clone(),
-                })
-                .collect(),
-        )?);
+        let resolver = Arc::new(CertificateResolver::new(certificate_sources(config))?);
         let upstreams = Arc::new(Upstreams::new(&policies.current()));
 
         let state = Arc::new(GatewayState {
@@ -452,6 +441,51 @@ impl Reloader {
             .with_label_values(&[result])
             .inc();
     }
+}
+
+fn certificate_sources(config: &Config) -> Vec<ServerCertificateSource> {
+    config
+        .server
+        .certificates
+        .iter()
+        .map(|c| ServerCertificateSource {
+            hosts: c.hosts.clone(),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+        })
+        .collect()
+}
+
+/// `certgate check`: the files [`GatewayServer::build`] reads before it listens, read the same
+/// way and changing nothing: the CA, the server certificates and keys, the admin token file,
+/// and the data directory's keys where they exist (a first start creates them). Every problem,
+/// one message each.
+pub fn check_files(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(error) = CertificateAuthority::open(&config.ca.dir) {
+        problems.push(format!("ca.dir: {error}"));
+    }
+    if let Err(error) = CertificateResolver::new(certificate_sources(config)) {
+        problems.push(format!("server.certificates: {error}"));
+    }
+    if let Some(path) = &config.server.admin_token_file {
+        if let Err(error) = admin::read_token_file(path) {
+            problems.push(format!("server.admin_token_file: {error}"));
+        }
+    }
+    let credential_key = config.data.dir.join("credential.key");
+    if credential_key.exists() {
+        if let Err(error) = CredentialKey::load(&credential_key) {
+            problems.push(format!("data.dir: {error}"));
+        }
+    }
+    let keyring = config.data.dir.join("secrets.key");
+    if keyring.exists() {
+        if let Err(error) = SecretKeyring::load(&keyring) {
+            problems.push(format!("data.dir: {error}"));
+        }
+    }
+    problems
 }
 
 fn random_secret() -> String {

@@ -319,7 +319,10 @@ async fn edit(
         .database()?
         .update_account(&org, &account.id, &changes, unix_now())
         .await
-        .map_err(internal)?;
+        .map_err(|error| match error {
+            certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
+            other => internal(other),
+        })?;
     after_change(&state, &account, "user.edit", None).await
 }
 

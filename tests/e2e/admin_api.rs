@@ -510,6 +510,18 @@ fn tokens_expire_keep_to_their_scopes_and_to_their_source_networks() {
         (elsewhere.status, error_of(&elsewhere)),
         (403, "source_not_allowed".into())
     );
+    // A real token refused is logged by name, for whoever watches for stolen ones; the token
+    // itself never is.
+    let log = w.d.gateway().log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("API token refused") && l.contains("pinned"))
+        .unwrap_or_else(|| panic!("no log line in:\n{log}"));
+    assert!(
+        line.contains("outside its source networks") && line.contains("127.0.0.1"),
+        "{line}"
+    );
+    assert!(!log.contains(&pinned), "the token is in the log");
     let from_its_network = Call {
         from: "127.0.0.9",
         ..with_token("GET", "accounts", &pinned)

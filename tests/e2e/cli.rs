@@ -14,11 +14,73 @@ fn repo() -> PathBuf {
 }
 
 #[test]
-fn check_accepts_the_example_configuration() {
-    let config = repo().join("deploy/examples/certgate.toml");
-    let out = certgate_ok(&["check", "--config", config.to_str().unwrap()]);
+fn check_accepts_the_example_configuration_once_its_files_are_in_place() {
+    // The example, moved from /etc and /var/lib into a scratch directory.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let example = std::fs::read_to_string(repo().join("deploy/examples/certgate.toml")).unwrap();
+    let text = example
+        .replace("/etc/certgate", &root.join("etc").display().to_string())
+        .replace("/var/lib/certgate", &root.join("var").display().to_string());
+    let config = root.join("certgate.toml");
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir(root.join("policies")).unwrap();
+    for entry in std::fs::read_dir(repo().join("deploy/examples/policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, root.join("policies").join(path.file_name().unwrap())).unwrap();
+    }
+    let config = config.to_str().unwrap();
+
+    // Like `nginx -t`: what `serve` would read first is read now, and every missing file named.
+    let out = certgate(&["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "ca.dir: ",
+        "server.certificates: ",
+        "gateway.pem",
+        "mail.password_file: ",
+        "sms.token_file: ",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    // Away from the server (a policy repository's CI), the files can be left out.
+    let out = certgate_ok(&["check", "--config", config, "--no-files"]);
+    assert!(out.starts_with("ok:"), "{out}");
+
+    let ca = root.join("var/ca");
+    certgate_ok(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    std::fs::create_dir_all(root.join("etc/tls")).unwrap();
+    certgate_ok(&[
+        "ca",
+        "issue-server",
+        "--dir",
+        ca.to_str().unwrap(),
+        "--dns",
+        "noord.example.org",
+        "--out",
+        root.join("etc/tls/gateway").to_str().unwrap(),
+    ]);
+    std::fs::create_dir_all(root.join("etc/secrets")).unwrap();
+    std::fs::write(root.join("etc/secrets/smtp-password"), "relay-password\n").unwrap();
+    std::fs::write(root.join("etc/secrets/sms-token"), "sms-token\n").unwrap();
+    let out = certgate_ok(&["check", "--config", config]);
     assert!(out.starts_with("ok:"), "{out}");
     assert!(out.contains("2 organisation policies"), "{out}");
+
+    // A key that does not belong to its certificate is caught too.
+    std::fs::remove_file(root.join("etc/tls/gateway.key")).unwrap();
+    std::fs::copy(ca.join("issuing.key"), root.join("etc/tls/gateway.key")).unwrap();
+    let out = certgate(&["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.certificates: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
