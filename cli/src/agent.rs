@@ -35,6 +35,8 @@ const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 const DEFAULT_POLL_INTERVAL: u64 = 5;
 /// Polling backs off exponentially while the portal cannot be reached, up to this.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// A group tablet whose renewal did not extend it tries again after at most this long.
+const GROUP_RETRY_SECS: i64 = 24 * 3600;
 /// No sign-in request is waited on for longer than this, whatever the portal says.
 const MAX_APPROVAL_WAIT: u64 = 3600;
 /// The daemon retries a failed renewal after this, doubling each time up to the cap.
@@ -579,7 +581,11 @@ async fn renew_forever(dir: &Path, resolve: &[ResolveOverride]) -> Result<(), Ag
         sleep_until_wall(due).await;
         let renewed = renew_with_retries(dir, resolve, not_after).await?;
         println!("{}", renewed_message(&renewed));
-        match next_step(&renewed, jitter()) {
+        match next_step(
+            &renewed,
+            jitter(),
+            OffsetDateTime::now_utc().unix_timestamp(),
+        ) {
             DaemonStep::RenewAt(at) => {
                 not_after = renewed.state.not_after;
                 due = at;
@@ -967,15 +973,25 @@ enum DaemonStep {
     WaitForEnd(i64),
 }
 
-fn next_step(renewed: &Renewed, jitter: f64) -> DaemonStep {
+fn next_step(renewed: &Renewed, jitter: f64, now: i64) -> DaemonStep {
+    let not_after = renewed.state.not_after;
     if renewed.extended() {
-        DaemonStep::RenewAt(renewal_due(
-            renewed.state.issued_at,
-            renewed.state.not_after,
-            jitter,
-        ))
-    } else {
-        DaemonStep::WaitForEnd(renewed.state.not_after)
+        return DaemonStep::RenewAt(renewal_due(renewed.state.issued_at, not_after, jitter));
+    }
+    match renewed.state.renewal {
+        // A personal device's trust period ends where the user chose.
+        RenewalKind::Personal => DaemonStep::WaitForEnd(not_after),
+        // A group tablet not used since the last renewal is extended again once it is used
+        // (after a holiday, say): try again, at most a day later and before it ends.
+        RenewalKind::Group => {
+            let left = not_after.saturating_sub(now);
+            let wait = (left / 2).min(GROUP_RETRY_SECS);
+            if wait < 60 {
+                DaemonStep::WaitForEnd(not_after)
+            } else {
+                DaemonStep::RenewAt(unix_time(now.saturating_add(wait)))
+            }
+        }
     }
 }
 
@@ -983,6 +999,11 @@ fn renewed_message(renewed: &Renewed) -> String {
     let until = when(renewed.state.not_after);
     if renewed.extended() {
         format!("renewed: the new certificate is valid until {until}")
+    } else if renewed.state.renewal == RenewalKind::Group {
+        format!(
+            "renewed with a new key; the certificate still ends at {until}, as the tablet has not \
+             been used since the last renewal; it is renewed again once it is"
+        )
     } else {
         format!(
             "renewed with a new key; the certificate still ends at {until}, the end of this \
@@ -1644,14 +1665,14 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_stops_renewing_a_certificate_that_cannot_be_extended() {
+    fn the_daemon_stops_renewing_a_personal_certificate_that_cannot_be_extended() {
         let state = DeviceState {
             version: STATE_VERSION,
             url: "https://noord.test/".to_owned(),
             name: "laptop".to_owned(),
             trust: true,
             device_id: "dev-1".to_owned(),
-            renewal: RenewalKind::Group,
+            renewal: RenewalKind::Personal,
             issued_at: 1_700_000_000,
             not_after: 1_700_000_000 + 3 * 3600,
         };
@@ -1660,7 +1681,7 @@ mod tests {
             state: state.clone(),
         };
         assert_eq!(
-            next_step(&extended, 0.0),
+            next_step(&extended, 0.0, 1_700_000_000),
             DaemonStep::RenewAt(unix_time(1_700_000_000 + 2 * 3600))
         );
         assert!(
@@ -1671,10 +1692,47 @@ mod tests {
             state,
         };
         assert_eq!(
-            next_step(&rekeyed_only, 0.0),
+            next_step(&rekeyed_only, 0.0, 1_700_000_000),
             DaemonStep::WaitForEnd(1_700_000_000 + 3 * 3600)
         );
         assert!(renewed_message(&rekeyed_only).contains("run `certgate login` again"));
+    }
+
+    #[test]
+    fn a_group_tablet_unused_over_a_holiday_keeps_trying_to_renew() {
+        let day = 86_400;
+        let start = 1_700_000_000;
+        // Renewed on day 77 without use since day 35: still ends on day 95.
+        let unused = Renewed {
+            previous_not_after: start + 95 * day,
+            state: DeviceState {
+                version: STATE_VERSION,
+                url: "https://noord.test/".to_owned(),
+                name: "tablet-groep-3".to_owned(),
+                trust: true,
+                device_id: "dev-1".to_owned(),
+                renewal: RenewalKind::Group,
+                issued_at: start + 77 * day,
+                not_after: start + 95 * day,
+            },
+        };
+        let now = start + 77 * day;
+        assert_eq!(
+            next_step(&unused, 0.0, now),
+            DaemonStep::RenewAt(unix_time(now + day)),
+            "tried again the next day, so use on day 80 extends it"
+        );
+        assert!(!renewed_message(&unused).contains("certgate login"));
+        // Near its end, more often; at its very end, nothing is left to do.
+        let near = start + 95 * day - 2 * 3600;
+        assert_eq!(
+            next_step(&unused, 0.0, near),
+            DaemonStep::RenewAt(unix_time(near + 3600))
+        );
+        assert_eq!(
+            next_step(&unused, 0.0, start + 95 * day - 30),
+            DaemonStep::WaitForEnd(start + 95 * day)
+        );
     }
 
     #[test]
