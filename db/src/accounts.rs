@@ -178,10 +178,14 @@ impl ImportColumns {
 
     /// The columns named in `header` (in any case and order). `username` and `name` are
     /// required; a name that is none of [`Self::NAMES`], or one given twice, is refused rather
-    /// than its column quietly left out of every account.
+    /// than its column quietly left out of every account. Unnamed columns are left alone.
     pub fn from_header<'a>(header: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut found: [Option<usize>; 6] = [None; 6];
         for (index, name) in header.into_iter().enumerate() {
+            // Spreadsheets export empty columns past the last one used.
+            if name.trim().is_empty() {
+                continue;
+            }
             let known = Self::NAMES
                 .iter()
                 .position(|n| n.eq_ignore_ascii_case(name.trim()));

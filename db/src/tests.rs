@@ -449,7 +449,7 @@ fn new_accounts_hold_nothing_that_rewrites_a_screen_and_roles_as_stored() {
 
 #[test]
 fn import_files_name_known_columns_once() {
-    let columns = ImportColumns::from_header(["Name", " username ", "roles"]).unwrap();
+    let columns = ImportColumns::from_header(["Name", " username ", "roles", "", " "]).unwrap();
     assert_eq!((columns.username, columns.name), (1, 0));
     assert_eq!((columns.roles, columns.email), (Some(2), None));
     // A misspelt column would leave every account without its e-mail address.
