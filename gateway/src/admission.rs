@@ -47,10 +47,11 @@ pub enum DecisionLabel {
     DeniedRevoked,
     DeniedExpired,
     UnknownHost,
+    BadRequest,
 }
 
 impl DecisionLabel {
-    pub const ALL: [DecisionLabel; 10] = [
+    pub const ALL: [DecisionLabel; 11] = [
         DecisionLabel::AllowedIp,
         DecisionLabel::AllowedCertificate,
         DecisionLabel::AllowedBrowser,
@@ -61,6 +62,7 @@ impl DecisionLabel {
         DecisionLabel::DeniedRevoked,
         DecisionLabel::DeniedExpired,
         DecisionLabel::UnknownHost,
+        DecisionLabel::BadRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +77,7 @@ impl DecisionLabel {
             DecisionLabel::DeniedRevoked => "denied_revoked",
             DecisionLabel::DeniedExpired => "denied_expired",
             DecisionLabel::UnknownHost => "unknown_host",
+            DecisionLabel::BadRequest => "bad_request",
         }
     }
 }
@@ -191,6 +194,8 @@ fn renewal(
 pub enum Outcome {
     /// No organisation serves this host: a 421 page.
     UnknownHost,
+    /// Refused before any decision (a header an application server could be misled by): 400.
+    BadRequest(&'static str),
     /// `/.certgate/…`: forwarded to the portal. `org` is the organisation when the host has one.
     Portal {
         org: Arc<Organisation>,
@@ -210,6 +215,7 @@ impl Outcome {
     pub fn decision(&self) -> DecisionLabel {
         match self {
             Outcome::UnknownHost => DecisionLabel::UnknownHost,
+            Outcome::BadRequest(_) => DecisionLabel::BadRequest,
             Outcome::Portal { .. } => DecisionLabel::Portal,
             Outcome::Admit(a) => a.decision,
             Outcome::Login { decision, .. } => *decision,
@@ -218,7 +224,7 @@ impl Outcome {
 
     pub fn org(&self) -> Option<&Arc<Organisation>> {
         match self {
-            Outcome::UnknownHost => None,
+            Outcome::UnknownHost | Outcome::BadRequest(_) => None,
             Outcome::Portal { org } | Outcome::Login { org, .. } => Some(org),
             Outcome::Admit(a) => Some(&a.org),
         }
@@ -506,6 +512,7 @@ pub fn explain(
     );
     match outcome {
         Outcome::UnknownHost => format!("unknown host: no organisation serves {host:?} (421)"),
+        Outcome::BadRequest(why) => format!("refused: {why} (400)"),
         Outcome::Portal { org } => format!("portal: {path} is served by certgate's portal\norganisation: {}", org.id),
         Outcome::Admit(a) => {
             // The decision keeps only the network; its source is looked up for the answer.

@@ -38,6 +38,77 @@ fn is_spoofable(name: &str) -> bool {
 
 const PREFIX: &str = "x-certgate-";
 
+/// Headers that frame a message or manage its connection. An application server that reads
+/// `_` as `-` (the Mongrel family, CGI) would frame a body by `Transfer_Encoding` while the
+/// gateway frames it by `Content-Length`: a second, smuggled request.
+const FRAMING: [&str; 9] = [
+    "transfer-encoding",
+    "content-length",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "host",
+];
+
+/// Connection options a client may nominate (RFC 9110 §7.6.1); anything else would make the
+/// gateway drop a header the client sent, and some of those frame the body or name the client.
+const NOMINABLE: [&str; 7] = [
+    "close",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "http2-settings",
+    "proxy-connection",
+];
+
+/// Why a request's headers are refused with 400 before anything else reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRefusal {
+    /// A framing or hop-by-hop header spelled with underscores (`Transfer_Encoding`).
+    DisguisedFraming,
+    /// `Connection` names a header that is not a connection option (`Connection: Content-Length`).
+    NominatedHeader,
+}
+
+impl HeaderRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderRefusal::DisguisedFraming => "framing header spelled with underscores",
+            HeaderRefusal::NominatedHeader => "Connection names a header",
+        }
+    }
+}
+
+/// The first reason to refuse `headers`, if any: see [`HeaderRefusal`].
+pub fn refused(headers: &HeaderMap) -> Option<HeaderRefusal> {
+    let disguised = headers.keys().any(|name| {
+        let name = name.as_str().as_bytes();
+        name.contains(&b'_')
+            && FRAMING
+                .iter()
+                .any(|framing| same_but_underscores(name, framing.as_bytes()))
+    });
+    if disguised {
+        return Some(HeaderRefusal::DisguisedFraming);
+    }
+    let nominates_header = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|option| !option.is_empty())
+        .any(|option| {
+            !NOMINABLE
+                .iter()
+                .any(|allowed| option.eq_ignore_ascii_case(allowed.as_bytes()))
+        });
+    nominates_header.then_some(HeaderRefusal::NominatedHeader)
+}
+
 /// `a` equals `b` when every `_` in `a` is read as `-`.
 fn same_but_underscores(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
@@ -209,6 +280,63 @@ mod tests {
             set_cookies_without_certgate(&h).unwrap(),
             vec![HeaderValue::from_static("app=1; Path=/")]
         );
+    }
+
+    #[test]
+    fn framing_headers_spelled_with_underscores_are_refused() {
+        for (name, refusal) in [
+            ("transfer_encoding", Some(HeaderRefusal::DisguisedFraming)),
+            ("Content_Length", Some(HeaderRefusal::DisguisedFraming)),
+            ("transfer-encoding_", None),
+            ("proxy_connection", Some(HeaderRefusal::DisguisedFraming)),
+            ("keep_alive", Some(HeaderRefusal::DisguisedFraming)),
+            ("proxy-connection", None),
+            ("x_custom_app", None),
+        ] {
+            let mut h = headers(&[("content-length", "5")]);
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("chunked"),
+            );
+            assert_eq!(refused(&h), refusal, "{name}");
+        }
+        assert_eq!(
+            refused(&headers(&[
+                ("transfer-encoding", "chunked"),
+                ("x_custom", "1")
+            ])),
+            None,
+            "the real spellings and other underscores pass"
+        );
+    }
+
+    #[test]
+    fn connection_may_name_only_connection_options() {
+        for fine in [
+            "keep-alive",
+            "close",
+            "Upgrade, HTTP2-Settings",
+            "TE, close",
+            "",
+        ] {
+            assert_eq!(refused(&headers(&[("connection", fine)])), None, "{fine}");
+        }
+        for nominating in [
+            "X-Forwarded-For",
+            "keep-alive, Content-Length",
+            "close, x-certgate-user",
+            "Transfer-Encoding",
+            "cookie",
+            "\"close\"",
+        ] {
+            let mut h = HeaderMap::new();
+            h.append("connection", HeaderValue::from_str(nominating).unwrap());
+            assert_eq!(
+                refused(&h),
+                Some(HeaderRefusal::NominatedHeader),
+                "{nominating}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_allowlist;
 pub mod admission;
 pub mod client_ip;
+pub mod connection;
 pub mod feed;
 pub mod headers;
 pub mod metrics;

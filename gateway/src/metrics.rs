@@ -18,6 +18,8 @@ pub struct Metrics {
     pub ca_not_after: Gauge,
     /// `kind`: which limit answered (the portal's limits and the admin listener's token).
     pub rate_limited: IntCounterVec,
+    /// `reason`: which connection limit closed a connection (see `connection::Refusal`).
+    pub connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,6 +71,14 @@ impl Metrics {
             "Requests answered by a rate limit, by limit.",
             &["kind"],
         )?;
+        let connections_refused = counter(
+            "connections_refused_total",
+            "Connections closed by a limit: client_limit, head_timeout, head_too_large.",
+            &["reason"],
+        )?;
+        for refusal in crate::connection::Refusal::ALL {
+            connections_refused.with_label_values(&[refusal.as_str()]);
+        }
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "request_duration_seconds",
@@ -106,6 +116,7 @@ impl Metrics {
             revocations,
             store_errors,
             rate_limited,
+            connections_refused,
             ca_not_after,
         })
     }

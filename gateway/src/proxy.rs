@@ -21,6 +21,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::admin_allowlist::AdminAllowLists;
 use crate::admission::{self, Admission, Outcome, RequestFacts, DEVICE_COOKIE};
 use crate::client_ip::TrustedProxies;
+use crate::connection::GuardedStream;
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::pages;
@@ -114,11 +115,27 @@ impl Gateway {
         Ok(())
     }
 
-    /// Plain HTTP only redirects to HTTPS.
+    /// Plain HTTP only redirects to HTTPS, and only to a host certgate serves: a redirect to
+    /// whatever `Host` said would send people (and cache poisoning) anywhere.
     async fn redirect_to_https(&self, session: &mut Session) -> Result<()> {
         let request = session.req_header();
         let host = Self::host_of(request);
-        let host = strip_port(host);
+        if self
+            .state
+            .policies
+            .load()
+            .organisations_for_host(host)
+            .is_empty()
+        {
+            return Self::respond(
+                session,
+                421,
+                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
+                Bytes::from_static(pages::UNKNOWN_HOST.as_bytes()),
+            )
+            .await;
+        }
+        let host = strip_port(host).to_ascii_lowercase();
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
         let location = if self.state.https_port == 443 {
             format!("https://{host}{path}")
@@ -174,6 +191,19 @@ impl ProxyHttp for Gateway {
         );
         if ctx.ssl.is_none() {
             self.redirect_to_https(session).await?;
+            return Ok(true);
+        }
+        if let Some(refusal) = headers::refused(&request.headers) {
+            ctx.outcome = Some(Outcome::BadRequest(refusal.as_str()));
+            // The connection may hold more of what the client framed differently.
+            session.set_keepalive(None);
+            Self::respond(
+                session,
+                400,
+                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
+                Bytes::from_static(pages::BAD_REQUEST.as_bytes()),
+            )
+            .await?;
             return Ok(true);
         }
 
@@ -461,6 +491,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
+        // Whatever the connection reads next is a new request head, under the head limits.
+        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+            guard.next_request();
+        }
         let Some(outcome) = &ctx.outcome else {
             return;
         };

@@ -27,6 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::admin::{self, AdminState, PeerCheckedListener};
 use crate::admin_allowlist::{self, AdminAllowLayers, AdminAllowLists};
 use crate::client_ip::TrustedProxies;
+use crate::connection::{ConnectionLimits, GuardedApp};
 use crate::feed;
 use crate::metrics::Metrics;
 use crate::proxy::{unix_now, Gateway, GatewayState};
@@ -172,11 +173,31 @@ impl GatewayServer {
             let trusted = TrustedProxies::new(config.server.trusted_proxies.clone());
             listeners.set_pre_tls_callback(Arc::new(ProxyProtocol::new(trusted)));
         }
-        let app = pingora::proxy::http_proxy(
+        let mut app = pingora::proxy::http_proxy(
             &server.configuration,
             Gateway {
                 state: Arc::clone(&state),
             },
+        );
+        // HTTP/2 header blocks get the same ceiling as HTTP/1 heads.
+        let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+        h2.max_header_list_size(u32::try_from(config.server.max_request_head).unwrap_or(u32::MAX));
+        app.h2_options = Some(h2);
+        let app = GuardedApp::new(
+            app,
+            ConnectionLimits {
+                head_timeout: config.server.request_head_timeout,
+                max_head: config.server.max_request_head,
+                per_client: config.server.max_connections_per_client,
+            },
+            // Balancers that name clients in X-Forwarded-For carry many clients on their
+            // connections; behind PROXY protocol each connection names its client.
+            if config.server.proxy_protocol {
+                TrustedProxies::default()
+            } else {
+                TrustedProxies::new(config.server.trusted_proxies.clone())
+            },
+            Arc::clone(&metrics),
         );
         let proxy = pingora::services::listening::Service::with_listeners(
             "certgate gateway".into(),

@@ -53,6 +53,14 @@ pub struct ServerConfig {
     pub upstream_connect_timeout: Duration,
     pub upstream_read_timeout: Duration,
     pub access_log: AccessLog,
+    /// An HTTP/1 request head (request line and headers) must arrive within this from its first
+    /// byte, else 408 and the connection closes.
+    pub request_head_timeout: Duration,
+    /// The largest request head, in bytes; beyond it 431 and the connection closes.
+    pub max_request_head: usize,
+    /// Connections one client address (IPv6: its /64) may hold open at once; trusted proxies
+    /// that do not send PROXY headers are exempt (they carry many clients).
+    pub max_connections_per_client: u32,
     /// Never empty; the first is the default when no SNI name matches.
     pub certificates: Vec<CertificateConfig>,
 }
@@ -533,6 +541,15 @@ fn parse_server(table: &mut TableWalker<'_, '_>, base: &Path, data: &DataConfig)
             one_of(text, &[("json", AccessLog::Json), ("off", AccessLog::Off)])
         })
         .unwrap_or(AccessLog::Json);
+    let request_head_timeout = table
+        .parsed("request_head_timeout", |text| {
+            duration_at_most(text, false, Duration::from_secs(300), "")
+        })
+        .unwrap_or(Duration::from_secs(20));
+    let max_request_head = whole_number_in(table, "max_request_head", 4096..=1_048_576)
+        .map_or(64 * 1024, |n| n as usize);
+    let max_connections_per_client =
+        whole_number_in(table, "max_connections_per_client", 1..=1_000_000).unwrap_or(256);
 
     let mut certificates = Vec::new();
     let entries = table.tables("certificates");
@@ -562,6 +579,9 @@ fn parse_server(table: &mut TableWalker<'_, '_>, base: &Path, data: &DataConfig)
         upstream_connect_timeout,
         upstream_read_timeout,
         access_log,
+        request_head_timeout,
+        max_request_head,
+        max_connections_per_client,
         certificates,
     }
 }
@@ -771,6 +791,26 @@ fn prefix_length(table: &mut TableWalker<'_, '_>, name: &'static str, max: u8) -
         field.error(format!("must be a prefix length from 1 to {max}"));
     }
     length
+}
+
+fn whole_number_in(
+    table: &mut TableWalker<'_, '_>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Option<u32> {
+    let field = table.field(name)?;
+    let value = field.integer()?;
+    let number = u32::try_from(value)
+        .ok()
+        .filter(|number| range.contains(number));
+    if number.is_none() {
+        field.error(format!(
+            "must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ));
+    }
+    number
 }
 
 fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {

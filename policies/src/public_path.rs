@@ -89,16 +89,38 @@ pub fn match_public_path<'a>(
     {
         return None;
     }
-    if decoded
-        .split(|b| *b == b'/')
-        .any(|segment| segment == b"." || segment == b"..")
-    {
+    // Overlong encodings (`%c0%ae`) are not UTF-8, and control characters (`..%00`, `..%09`)
+    // are cut or trimmed by some servers.
+    let Ok(decoded_text) = std::str::from_utf8(&decoded) else {
+        return None;
+    };
+    if decoded_text.chars().any(char::is_control) {
+        return None;
+    }
+    if decoded_text.split('/').any(looks_like_dots) {
         return None;
     }
     public_paths
         .iter()
         .filter(|public| public.covers(&decoded))
         .max_by_key(|public| public.0.len())
+}
+
+/// A segment some server could read as `.` or `..`: only dots (`...` too), also full-width
+/// and other Unicode full stops that normalisation folds to `.`, with any white space.
+fn looks_like_dots(segment: &str) -> bool {
+    const DOTS: [char; 6] = [
+        '.', '\u{FF0E}', '\u{2024}', '\u{FE52}', '\u{3002}', '\u{FF61}',
+    ];
+    let mut dots = 0;
+    for c in segment.chars() {
+        if DOTS.contains(&c) {
+            dots += 1;
+        } else if !c.is_whitespace() {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
@@ -179,6 +201,40 @@ mod tests {
         ] {
             assert_eq!(public(&list, raw), None, "{raw}");
         }
+    }
+
+    #[test]
+    fn segments_some_server_reads_as_dots_never_match() {
+        let list = paths(&["/public"]);
+        for raw in [
+            "/public/..%20/admin",
+            "/public/..%09/admin",
+            "/public/..%00/admin",
+            "/public/%20../admin",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%e0%80%ae%e0%80%ae/admin",
+            "/public/%ef%bc%8e%ef%bc%8e/admin",
+            "/public/\u{FF0E}\u{FF0E}/admin",
+            "/public/.../admin",
+            "/public/%e2%80%a4%e2%80%a4/admin",
+            "/public/%7f/x",
+            "/public/%ff",
+        ] {
+            assert_eq!(public(&list, raw), None, "{raw}");
+        }
+        // Dots inside a name are ordinary.
+        assert_eq!(
+            public(&list, "/public/app.v2.css").as_deref(),
+            Some("/public")
+        );
+        assert_eq!(
+            public(&list, "/public/.well-known/x").as_deref(),
+            Some("/public")
+        );
+        assert_eq!(
+            public(&list, "/public/caf%c3%a9.png").as_deref(),
+            Some("/public")
+        );
     }
 
     #[test]

@@ -384,6 +384,14 @@ fn public_paths_match_whole_segments_and_never_tricks() {
         "/public%2Fadmin",
         "/publicity",
         "/public/%2e%2e/admin",
+        // Segments some servers read as `..` after trimming, overlong decoding or Unicode
+        // normalisation.
+        "/public/..%20/admin",
+        "/public/..%09/admin",
+        "/public/..%00/admin",
+        "/public/%c0%ae%c0%ae/admin",
+        "/public/%ef%bc%8e%ef%bc%8e/admin",
+        "/public/.../admin",
     ] {
         let r = d.curl(HOST, "127.0.0.1", path, &["--path-as-is"]);
         assert_eq!(r.status, 401, "{path} must not be public: {r:?}");
@@ -487,4 +495,39 @@ fn plain_http_redirects_to_https() {
         text,
         format!("308 https://{HOST}:{}/rooster?week=1", d.https)
     );
+    // Only to hosts certgate serves: a redirect to whatever `Host` said would send people
+    // anywhere (and poison caches in between).
+    for host in ["evil.test", "noord.test.evil.test", "noord.test@evil.test"] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                "-H",
+                &format!("Host: {host}"),
+            ])
+            .arg(format!("http://127.0.0.1:{http}/rooster"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // 421, or 400 where the HTTP parser already refuses the name.
+        assert!(text == "421 " || text == "400 ", "{host}: {text}");
+    }
+    let absolute = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args(["--request-target", "http://evil.test/x"])
+        .args(["-H", &format!("Host: {HOST}")])
+        .arg(format!("http://127.0.0.1:{http}/x"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&absolute.stdout);
+    assert!(text == "421 " || text == "400 ", "{text}");
 }

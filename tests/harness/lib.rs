@@ -742,6 +742,22 @@ pub async fn http1_get(
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
+/// Writes `request` as it is and reads until the gateway closes the connection or `within`
+/// passes; what was read, which may be empty.
+pub async fn http1_raw(
+    mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    request: &[u8],
+    within: Duration,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(within, tls.read_to_end(&mut response)).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
 /// Presents the given certificate and key, whether or not they belong together.
 #[derive(Debug)]
 struct AlwaysPresent(std::sync::Arc<rustls::sign::CertifiedKey>);
