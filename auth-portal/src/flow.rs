@@ -25,7 +25,7 @@ use crate::pages::{
 };
 use crate::return_to::safe_return_to;
 use crate::session::{self, LoginSession, SESSION_TTL};
-use crate::throttle::{Blocked, Counted, Throttle};
+use crate::throttle::{self, Blocked, Counted, Source, Throttle};
 use crate::{password, recovery, totp, PortalState, Visit};
 
 /// The actor and subject of a failed sign-in with a name no account has.
@@ -406,7 +406,14 @@ pub(crate) async fn login_submit(
     };
 
     let throttle = guess_throttle(&state, &store);
-    let counted = match throttle.begin(&org.id, &username, &visit.ip).await {
+    // This browser's id, or a new one it gets once the password is right.
+    let sent_browser = throttle::browser_id(session::cookie(&headers, session::BROWSER_COOKIE));
+    let browser = sent_browser.map_or_else(throttle::new_browser_id, str::to_owned);
+    let source = Source {
+        ip: &visit.ip,
+        browser: Some(&browser),
+    };
+    let counted = match throttle.begin(&org.id, &username, source).await {
         Ok(Ok(counted)) => counted,
         Ok(Err(blocked)) => {
             return again(
@@ -493,6 +500,14 @@ pub(crate) async fn login_submit(
         }
         Need::Required => to_second_factor(&state, &visit, &store, attempt, &org, account).await,
     };
+    if sent_browser.is_none() {
+        session::set_cookie(
+            &mut response,
+            session::BROWSER_COOKIE,
+            &browser,
+            Some(throttle::KNOWN_BROWSER),
+        );
+    }
     if visit.orgs.len() > 1 {
         if remember_org {
             session::set_cookie(
@@ -1101,10 +1116,15 @@ async fn begin_guess(
     visit: &Visit,
     store: &Store,
     s: &Signing,
+    headers: &HeaderMap,
     blocked_page: impl FnOnce(String) -> Response,
 ) -> Result<Counted, Response> {
+    let source = Source {
+        ip: &visit.ip,
+        browser: session::cookie(headers, session::BROWSER_COOKIE),
+    };
     match guess_throttle(state, store)
-        .begin(&s.org.id, &mfa_key(s), &visit.ip)
+        .begin(&s.org.id, &mfa_key(s), source)
         .await
     {
         Ok(Ok(counted)) => Ok(counted),
@@ -1158,7 +1178,7 @@ pub(crate) async fn enrol_submit(
     let Ok(secret) = state.open_secret(&s.account.id, &sealed) else {
         return see_other("/.certgate/mfa");
     };
-    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
         let notes = Notes {
             error: Some(text),
             ..Notes::default()
@@ -1343,7 +1363,7 @@ pub(crate) async fn code_submit(
         // No code went out on this sign-in: nothing can match.
         return see_other("/.certgate/mfa");
     }
-    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
         let notes = Notes {
             error: Some(text),
             trust,
@@ -1564,7 +1584,7 @@ pub(crate) async fn recovery_submit(
         Ok(s) => s,
         Err(page) => return page,
     };
-    let counted = match begin_guess(&state, &visit, &store, &s, |text| {
+    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
         recovery_page_for(&visit, &s, Some(text), StatusCode::TOO_MANY_REQUESTS)
     })
     .await

@@ -14,6 +14,9 @@ pub const SESSION_COOKIE: &str = "__Host-certgate-session";
 pub const DEVICE_COOKIE: &str = "__Host-certgate-device";
 /// "Remember my organisation" on hosts that serve several.
 pub const ORG_COOKIE: &str = "__Host-certgate-org";
+/// A random id per browser, set at its first right password: where a person signed in before,
+/// guessing at their name from elsewhere does not hold them (see `throttle`).
+pub const BROWSER_COOKIE: &str = "__Host-certgate-browser";
 /// A sign-in has this long between pages.
 pub const SESSION_TTL: Duration = Duration::from_secs(20 * 60);
 

@@ -4,9 +4,12 @@
 //!
 //! - per (login name, address) pair and per address (`[limits]`); past either limit that pair or
 //!   address waits out the window;
-//! - per login name only a growing delay (so nobody can lock a colleague out at the start of a
-//!   shift): after a few failures from anywhere, one attempt per 2, 4, 8 … seconds, at most one a
-//!   minute.
+//! - per login name a growing delay: after a few failures from anywhere, one attempt per 2, 4,
+//!   8 … seconds, at most one a minute. It holds only sources this name has never signed in
+//!   from: an address that signed in as this name in the last 30 days, or a browser that did
+//!   (its random `__Host-certgate-browser` cookie) in the last year, goes straight to the
+//!   password check, so guessing from elsewhere cannot lock the person out. An attempt the
+//!   delay holds still counts against its address, so hammering the delay is not free.
 //!
 //! Counters are keyed by the name as typed, whether or not such an account exists, so the answers
 //! reveal nothing; IPv6 addresses count per /64, which one subscriber usually has.
@@ -22,6 +25,26 @@ const FREE_FAILURES: u32 = 3;
 const MAX_DELAY: Duration = Duration::from_secs(60);
 /// How long attempts per login name are remembered.
 const NAME_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long an address that signed in as a name is known for it.
+const KNOWN_ADDRESS: Duration = Duration::from_secs(30 * 86_400);
+/// How long a browser that signed in as a name is known for it (its cookie lives as long).
+pub const KNOWN_BROWSER: Duration = Duration::from_secs(365 * 86_400);
+
+/// Where a guess comes from: the address, and the browser's random id when it sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub ip: &'a str,
+    pub browser: Option<&'a str>,
+}
+
+/// A well-formed browser id: 32 hex digits, as [`new_browser_id`] makes them.
+pub fn browser_id(cookie: Option<&str>) -> Option<&str> {
+    cookie.filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+pub fn new_browser_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
 
 /// Which limit stopped an attempt (the `rate_limited_total` label), and how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +76,7 @@ pub struct Counted {
     pair: String,
     ip: String,
     name: String,
+    browser: Option<String>,
 }
 
 pub struct Throttle<'a> {
@@ -70,16 +94,17 @@ pub(crate) fn limit(l: Limit) -> RateLimit {
 }
 
 impl Throttle<'_> {
-    /// Counts an attempt for `login` (in `org`) from `ip`; `Err(blocked)` when it must not be
-    /// checked at all.
+    /// Counts an attempt for `login` (in `org`) from `source`; `Err(blocked)` when it must not
+    /// be checked at all.
     pub async fn begin(
         &self,
         org: &str,
         login: &str,
-        ip: &str,
+        source: Source<'_>,
     ) -> Result<Result<Counted, Blocked>, StoreError> {
         let name = format!("{org}:{}", login.trim().to_lowercase());
-        let ip = address_key(ip);
+        let ip = address_key(source.ip);
+        let browser = browser_id(source.browser).map(str::to_owned);
         let pair = format!("{name}|{ip}");
         // The address first: a blocked address leaves no counter per name it tries behind, so
         // it cannot fill the store with them.
@@ -106,7 +131,7 @@ impl Throttle<'_> {
                 },
             )
             .await?;
-        if by_name.count > FREE_FAILURES {
+        if by_name.count > FREE_FAILURES && !self.known(&name, &ip, browser.as_deref()).await? {
             // One attempt per delay window: of a burst, one goes ahead.
             let exponent = (by_name.count - FREE_FAILURES).min(16);
             let delay = Duration::from_secs(1u64 << exponent).min(MAX_DELAY);
@@ -122,21 +147,78 @@ impl Throttle<'_> {
                 )
                 .await?;
             if !gate.allowed {
+                // Not checked, so not a failure of this pair or name; but the address pays,
+                // or hammering the delay would cost nothing.
                 self.store.unhit("guess-pair", &pair).await?;
-                self.store.unhit("guess-ip", &ip).await?;
                 self.store.unhit("guess-name", &name).await?;
                 return Ok(Err(Blocked::Account(gate.retry_after)));
             }
         }
-        Ok(Ok(Counted { pair, ip, name }))
+        Ok(Ok(Counted {
+            pair,
+            ip,
+            name,
+            browser,
+        }))
     }
 
-    /// The attempt was right: it does not count against anyone.
+    /// The attempt was right: it does not count against anyone, and its address and browser
+    /// are known for the name from now on.
     pub async fn succeeded(&self, counted: Counted) -> Result<(), StoreError> {
         self.store.unhit("guess-pair", &counted.pair).await?;
         self.store.unhit("guess-ip", &counted.ip).await?;
-        self.store.unhit("guess-name", &counted.name).await
+        self.store.unhit("guess-name", &counted.name).await?;
+        self.store
+            .put_once(
+                KNOWN,
+                &known_address(&counted.name, &counted.ip),
+                b"1",
+                KNOWN_ADDRESS,
+            )
+            .await?;
+        if let Some(browser) = &counted.browser {
+            self.store
+                .put_once(
+                    KNOWN,
+                    &known_browser(&counted.name, browser),
+                    b"1",
+                    KNOWN_BROWSER,
+                )
+                .await?;
+        }
+        Ok(())
     }
+
+    /// Whether `name` signed in from this address or browser before.
+    async fn known(&self, name: &str, ip: &str, browser: Option<&str>) -> Result<bool, StoreError> {
+        if self
+            .store
+            .peek_once(KNOWN, &known_address(name, ip))
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        match browser {
+            Some(browser) => Ok(self
+                .store
+                .peek_once(KNOWN, &known_browser(name, browser))
+                .await?
+                .is_some()),
+            None => Ok(false),
+        }
+    }
+}
+
+/// The store's purpose for known sources.
+const KNOWN: &str = "known-source";
+
+fn known_address(name: &str, ip: &str) -> String {
+    format!("{name}|{ip}")
+}
+
+fn known_browser(name: &str, browser: &str) -> String {
+    format!("{name}|browser:{browser}")
 }
 
 #[cfg(test)]
@@ -166,9 +248,13 @@ mod tests {
         }
     }
 
+    fn from(ip: &str) -> Source<'_> {
+        Source { ip, browser: None }
+    }
+
     /// A failed attempt: counted, never handed back.
     async fn fail(t: &Throttle<'_>, org: &str, login: &str, ip: &str) -> Result<(), Blocked> {
-        t.begin(org, login, ip).await.unwrap().map(drop)
+        t.begin(org, login, from(ip)).await.unwrap().map(drop)
     }
 
     #[tokio::test]
@@ -256,12 +342,86 @@ mod tests {
         let t = throttle(&store);
         for _ in 0..20 {
             let counted = t
-                .begin("noord", "anna", "192.0.2.1")
+                .begin("noord", "anna", from("192.0.2.1"))
                 .await
                 .unwrap()
                 .unwrap();
             t.succeeded(counted).await.unwrap();
         }
         fail(&t, "noord", "anna", "192.0.2.1").await.unwrap();
+    }
+
+    /// The measured attack: four addresses guessing kept Anna out, right password and all,
+    /// for over a minute.
+    #[tokio::test]
+    async fn guessing_from_elsewhere_does_not_hold_where_the_person_signed_in_before() {
+        let store = store();
+        let t = Throttle {
+            per_ip: Limit {
+                count: 30,
+                window: Duration::from_secs(900),
+            },
+            ..throttle(&store)
+        };
+        let browser = new_browser_id();
+        let home = Source {
+            ip: "2001:db8:aa:1::5",
+            browser: Some(&browser),
+        };
+        let counted = t.begin("noord", "anna", home).await.unwrap().unwrap();
+        t.succeeded(counted).await.unwrap();
+
+        let attackers = [
+            "2001:db8:66:1::1",
+            "2001:db8:66:2::1",
+            "2001:db8:66:3::1",
+            "198.51.100.9",
+        ];
+        for _ in 0..10 {
+            for attacker in attackers {
+                let _ = fail(&t, "noord", "anna", attacker).await;
+            }
+        }
+        // The name is under its longest delays now; an address never used by Anna waits.
+        assert!(matches!(
+            fail(&t, "noord", "anna", "203.0.113.50").await,
+            Err(Blocked::Account(_))
+        ));
+        for _ in 0..15 {
+            let counted = t.begin("noord", "anna", home).await.unwrap();
+            let counted = counted.unwrap_or_else(|b| panic!("Anna at home was held: {b:?}"));
+            t.succeeded(counted).await.unwrap();
+        }
+        // Her browser, on a network she never used, is known too; its id is what counts.
+        let away = Source {
+            ip: "203.0.113.77",
+            browser: Some(&browser),
+        };
+        assert!(t.begin("noord", "anna", away).await.unwrap().is_ok());
+        let stranger = new_browser_id();
+        let guessed = Source {
+            ip: "203.0.113.78",
+            browser: Some(&stranger),
+        };
+        assert!(t.begin("noord", "anna", guessed).await.unwrap().is_err());
+        // Held guesses are not refunded: an attacker hammering the delay runs into its
+        // address's limit.
+        let mut blocked_by_address = false;
+        for _ in 0..40 {
+            if let Err(Blocked::Ip(_)) = fail(&t, "noord", "anna", attackers[0]).await {
+                blocked_by_address = true;
+                break;
+            }
+        }
+        assert!(blocked_by_address);
+    }
+
+    #[test]
+    fn only_well_formed_browser_ids_count() {
+        let id = new_browser_id();
+        assert_eq!(browser_id(Some(&id)), Some(id.as_str()));
+        assert_eq!(browser_id(Some("short")), None);
+        assert_eq!(browser_id(Some(&"z".repeat(32))), None);
+        assert_eq!(browser_id(None), None);
     }
 }

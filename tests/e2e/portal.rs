@@ -618,6 +618,75 @@ fn wrong_passwords_are_throttled_alike_for_unknown_users_and_a_colleague_elsewhe
     assert!(w.d.metric(r#"certgate_rate_limited_total{kind="login_ip"}"#) >= 1.0);
 }
 
+/// The measured attack: four addresses guessing at a name kept its owner out (right password,
+/// own address) for over a minute. Where she signed in before (her address, her browser),
+/// guessing from elsewhere holds nobody; the guesses the delay holds count against the
+/// guessers' addresses.
+#[test]
+fn guessing_from_several_addresses_does_not_lock_the_person_out() {
+    let w = PortalWorld::start(
+        &[org("noord", NOORD, "")],
+        "[limits]\npassword_failures_per_ip = \"20/15m\"\npassword_failures_per_pair = \"50/15m\"\n",
+    );
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "hanna@noord.test", PASSWORD)
+    });
+    let hanna = w.client(NOORD, "127.0.0.2");
+    let (first, _) = timed_password(&hanna, "hanna@noord.test", PASSWORD);
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert!(hanna.cookie("__Host-certgate-browser").is_some());
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        for attacker in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"] {
+            let (w, stop) = (&w, std::sync::Arc::clone(&stop));
+            scope.spawn(move || {
+                let client = w.client(NOORD, attacker);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+                    i += 1;
+                    timed_password(&client, "hanna@noord.test", &format!("guess {i}"));
+                }
+            });
+        }
+        // Wait until the guessing holds the name: a try from a browser and an address Hanna
+        // never used must wait.
+        let mut probe = 100;
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                probe += 1;
+                let stranger = w.client(NOORD, &format!("127.0.0.{probe}"));
+                timed_password(&stranger, "hanna@noord.test", "a guess")
+                    .0
+                    .status
+                    == 429
+            }),
+            "the guesses never brought the name under its delay"
+        );
+        // Fifteen sign-ins from her own address in a new browser, and her browser on a new
+        // network: every one gets in.
+        for i in 0..15 {
+            let client = if i % 2 == 0 {
+                w.client(NOORD, "127.0.0.2")
+            } else {
+                hanna.same_browser_at(&format!("127.0.0.{}", 20 + i))
+            };
+            let (answer, _) = timed_password(&client, "hanna@noord.test", PASSWORD);
+            assert_eq!(
+                answer.status,
+                303,
+                "attempt {i}: {}",
+                error_text(&answer.body)
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(w.d.metric(r#"certgate_rate_limited_total{kind="login_delay"}"#) >= 1.0);
+    // Held guesses were not refunded: the guessers ran into their addresses' limit.
+    assert!(w.d.metric(r#"certgate_rate_limited_total{kind="login_ip"}"#) >= 1.0);
+}
+
 /// Password and e-mail code with curl; the client then holds the credential.
 fn sign_in_by_email(_w: &PortalWorld, client: &CurlClient<'_>, user: &str) {
     let done = client.sign_in_by_email("/", user, PASSWORD);

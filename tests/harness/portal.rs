@@ -252,6 +252,18 @@ impl CurlClient<'_> {
         self.jar.path().to_str().unwrap().to_owned()
     }
 
+    /// The same browser (a copy of its cookies) on another network, at `addr`.
+    pub fn same_browser_at(&self, addr: &str) -> Self {
+        let jar = tempfile::NamedTempFile::new().unwrap();
+        std::fs::copy(self.jar.path(), jar.path()).unwrap();
+        CurlClient {
+            world: self.world,
+            host: self.host.clone(),
+            addr: addr.to_owned(),
+            jar,
+        }
+    }
+
     pub fn get(&self, path: &str) -> Response {
         let jar = self.jar();
         self.world.d.curl(
