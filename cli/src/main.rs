@@ -225,6 +225,11 @@ fn start(
     let setup = portal::setup(config, &server, outbox)?;
     let control = server.control();
     let portal_listen = config.portal.listen;
+    // Bound before anything serves: a portal that cannot listen must stop `serve`, not leave an
+    // instance that never becomes ready without saying why.
+    let portal_listener = std::net::TcpListener::bind(portal_listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|e| format!("cannot listen on portal.listen {portal_listen}: {e}"))?;
     server.add_task("portal", move |mut shutdown| {
         Box::pin(async move {
             let stop = async move {
@@ -232,16 +237,12 @@ fn start(
             };
             let state = match certgate_portal::PortalState::new(setup) {
                 Ok(state) => Arc::new(state),
-                Err(e) => {
-                    tracing::error!(error = %e, "the portal cannot start");
-                    return;
-                }
+                Err(e) => certgate_gateway::server::fatal(&format!("the portal: {e}")),
             };
-            let listener = match tokio::net::TcpListener::bind(portal_listen).await {
+            let listener = match tokio::net::TcpListener::from_std(portal_listener) {
                 Ok(listener) => listener,
                 Err(e) => {
-                    tracing::error!(listen = %portal_listen, error = %e, "the portal cannot listen");
-                    return;
+                    certgate_gateway::server::fatal(&format!("portal.listen {portal_listen}: {e}"))
                 }
             };
             let _ = control

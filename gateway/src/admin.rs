@@ -504,7 +504,11 @@ pub struct PeerCheckedListener {
     uid: u32,
 }
 
-impl PeerCheckedListener {
+/// The admin socket, bound before the runtime starts so that a socket that cannot be made stops
+/// `serve` with the reason instead of leaving an instance nobody can revoke on.
+pub struct BoundSocket(std::os::unix::net::UnixListener);
+
+impl BoundSocket {
     /// Binds `path` (replacing a stale socket) with mode 0600.
     pub fn bind(path: &Path) -> std::io::Result<Self> {
         if path.exists() {
@@ -517,10 +521,18 @@ impl PeerCheckedListener {
             }
             std::fs::remove_file(path)?;
         }
-        let inner = UnixListener::bind(path)?;
+        let inner = std::os::unix::net::UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        inner.set_nonblocking(true)?;
+        Ok(BoundSocket(inner))
+    }
+}
+
+impl PeerCheckedListener {
+    /// The bound socket, served on the current runtime.
+    pub fn serve(socket: BoundSocket) -> std::io::Result<Self> {
         Ok(PeerCheckedListener {
-            inner,
+            inner: UnixListener::from_std(socket.0)?,
             uid: nix::unistd::geteuid().as_raw(),
         })
     }

@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::client_ip::TrustedProxies;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 
 const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\n\r\nThe request did not arrive in time. Try again.\n";
@@ -86,6 +87,8 @@ pub struct GuardedApp<A> {
     /// Peers exempt from the per-client cap: balancers that name clients per request.
     exempt: TrustedProxies,
     metrics: Arc<Metrics>,
+    /// Once draining, new connections are closed at once.
+    drain: Arc<Drain>,
 }
 
 impl<A> GuardedApp<A> {
@@ -94,6 +97,7 @@ impl<A> GuardedApp<A> {
         limits: ConnectionLimits,
         exempt: TrustedProxies,
         metrics: Arc<Metrics>,
+        drain: Arc<Drain>,
     ) -> Self {
         GuardedApp {
             inner: Arc::new(inner),
@@ -101,6 +105,7 @@ impl<A> GuardedApp<A> {
             open: Arc::new(OpenConnections::default()),
             exempt,
             metrics,
+            drain,
         }
     }
 }
@@ -112,6 +117,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        if self.drain.is_draining() {
+            // Shutting down: the balancer has been told (`/readyz`), the client retries
+            // elsewhere.
+            Shutdown::shutdown(stream.as_mut()).await;
+            return None;
+        }
         // Behind PROXY protocol the socket digest already names the client.
         let client = stream
             .get_socket_digest()

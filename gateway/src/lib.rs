@@ -7,6 +7,7 @@ pub mod admin_allowlist;
 pub mod admission;
 pub mod client_ip;
 pub mod connection;
+pub mod drain;
 pub mod feed;
 pub mod headers;
 pub mod metrics;

@@ -22,6 +22,7 @@ use crate::admin_allowlist::AdminAllowLists;
 use crate::admission::{self, Admission, Outcome, RequestFacts, DEVICE_COOKIE};
 use crate::client_ip::TrustedProxies;
 use crate::connection::GuardedStream;
+use crate::drain::{Drain, InFlight};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::pages;
@@ -53,6 +54,8 @@ pub struct GatewayState {
     pub store: Arc<tokio::sync::OnceCell<certgate_store::Store>>,
     /// The devices whose last-seen time this instance wrote lately.
     pub seen: RecentlySeen,
+    /// Requests in flight, and whether SIGTERM has begun the drain.
+    pub drain: Arc<Drain>,
 }
 
 pub struct Gateway {
@@ -69,6 +72,8 @@ pub struct RequestContext {
     /// The backend of the current attempt, so a failed connect can mark it down and retry.
     backend: Option<(Arc<UpstreamPool>, usize)>,
     attempts: usize,
+    /// Counts the request as in flight until it is logged and dropped.
+    _in_flight: InFlight,
 }
 
 impl RequestContext {
@@ -171,10 +176,15 @@ impl ProxyHttp for Gateway {
             ssl: None,
             backend: None,
             attempts: 0,
+            _in_flight: self.state.drain.request(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if self.state.drain.is_draining() {
+            // Served, but the connection closes after it: the instance is going away.
+            session.set_keepalive(None);
+        }
         ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
         let peer = session
             .client_addr()

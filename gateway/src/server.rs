@@ -4,7 +4,8 @@
 //! `build`, so a bad configuration is reported before anything listens.
 
 use std::future::{Future, IntoFuture};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,14 +21,15 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::Listeners;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::admin::{self, AdminState, PeerCheckedListener};
+use crate::admin::{self, AdminState, BoundSocket, PeerCheckedListener};
 use crate::admin_allowlist::{self, AdminAllowLayers, AdminAllowLists};
 use crate::client_ip::TrustedProxies;
 use crate::connection::{ConnectionLimits, GuardedApp};
+use crate::drain::{Drain, DrainingShutdown};
 use crate::feed;
 use crate::metrics::Metrics;
 use crate::proxy::{unix_now, Gateway, GatewayState};
@@ -56,6 +58,8 @@ pub enum ServeError {
     Database(#[from] certgate_db::DbError),
     #[error("{0}")]
     Setup(String),
+    #[error("cannot listen on {0}")]
+    Listen(String),
 }
 
 type Task = Box<dyn FnOnce(ShutdownWatch) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -78,6 +82,7 @@ pub struct GatewayServer {
     server: Server,
     state: Arc<GatewayState>,
     control: Arc<AdminState>,
+    shutdown_grace: Duration,
 }
 
 impl GatewayServer {
@@ -99,6 +104,11 @@ impl GatewayServer {
 
         std::fs::create_dir_all(&config.data.dir)
             .map_err(|e| ServeError::Setup(format!("{}: {e}", config.data.dir.display())))?;
+        // Pingora binds its listeners later and, when that fails, retries for 30 s and panics
+        // in a thread of its own: find a taken address here, with the reason.
+        for (key, addr) in proxy_listeners(config) {
+            probe_listener(key, addr)?;
+        }
         let credential_key =
             CredentialKey::load_or_create(&config.data.dir.join("credential.key"))?;
         let tokens = Arc::new(CredentialVerifier::new([&credential_key]));
@@ -131,6 +141,7 @@ impl GatewayServer {
             read_timeout: config.server.upstream_read_timeout,
             store: Arc::new(tokio::sync::OnceCell::new()),
             seen: RecentlySeen::default(),
+            drain: Arc::new(Drain::default()),
             access_log: matches!(
                 config.server.access_log,
                 certgate_policies::config::AccessLog::Json
@@ -139,9 +150,9 @@ impl GatewayServer {
 
         let conf = ServerConf {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            // Pingora keeps serving requests in flight for the grace period after SIGTERM (while
-            // /readyz says 503), then gives the runtimes a last second.
-            grace_period_seconds: Some(config.server.shutdown_grace.as_secs().saturating_sub(1)),
+            // certgate waits for the requests in flight itself (see `drain`), so once Pingora
+            // hears of the shutdown nothing is left to wait for.
+            grace_period_seconds: Some(0),
             graceful_shutdown_timeout_seconds: Some(1),
             pid_file: config.data.dir.join("certgate.pid").display().to_string(),
             upgrade_sock: config.data.dir.join("upgrade.sock").display().to_string(),
@@ -198,6 +209,7 @@ impl GatewayServer {
                 TrustedProxies::new(config.server.trusted_proxies.clone())
             },
             Arc::clone(&metrics),
+            Arc::clone(&state.drain),
         );
         let proxy = pingora::services::listening::Service::with_listeners(
             "certgate gateway".into(),
@@ -231,6 +243,7 @@ impl GatewayServer {
             server,
             state,
             control: Arc::clone(&control),
+            shutdown_grace: config.server.shutdown_grace,
         };
         gateway.add_admin(config, control)?;
         gateway.add_reload(policies, resolver, upstreams.clone(), metrics);
@@ -271,7 +284,24 @@ impl GatewayServer {
 
     /// Serves until SIGTERM (graceful, within `shutdown_grace`) or SIGINT; exits the process.
     pub fn run(self) {
-        self.server.run_forever();
+        // A listener Pingora cannot bind (taken since `build` checked it) panics its service
+        // thread and would leave a process that never serves: end it with the reason.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if info.to_string().contains("Failed to build listeners") {
+                fatal("a proxy listener could not be bound (see the message above)");
+            }
+        }));
+        let shutdown = DrainingShutdown {
+            drain: Arc::clone(&self.state.drain),
+            grace: self.shutdown_grace,
+            ready: Arc::clone(&self.control.ready),
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(shutdown),
+        });
+        std::process::exit(0);
     }
 
     fn add_admin(&mut self, config: &Config, state: Arc<AdminState>) -> Result<(), ServeError> {
@@ -281,8 +311,30 @@ impl GatewayServer {
             )),
             None => None,
         };
+        // Bound now, so an instance that cannot be administered never starts: without its
+        // socket nobody could revoke during an incident.
         let socket_path = config.server.admin_socket.clone();
-        let admin_listen = config.server.admin_listen;
+        let socket = BoundSocket::bind(&socket_path).map_err(|e| {
+            ServeError::Listen(format!(
+                "server.admin_socket {}: {}",
+                socket_path.display(),
+                io_reason(&e)
+            ))
+        })?;
+        let admin_tcp = match config.server.admin_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| {
+                        ServeError::Listen(format!("server.admin_listen {addr}: {}", io_reason(&e)))
+                    })?,
+            ),
+            None => None,
+        };
+        let proxy_ports: Vec<u16> = proxy_listeners(config)
+            .into_iter()
+            .map(|(_, addr)| addr.port())
+            .collect();
         let database_url = config.database.url.clone().unwrap_or_default();
         let store_settings = StoreSettings {
             redis_url: config.store.redis_url.clone().unwrap_or_default(),
@@ -294,30 +346,35 @@ impl GatewayServer {
         self.add_task("admin", move |mut shutdown| {
             Box::pin(async move {
                 let ready = Arc::clone(&state.ready);
-                let mut serving = true;
-                match PeerCheckedListener::bind(&socket_path) {
+                match PeerCheckedListener::serve(socket) {
                     Ok(listener) => {
-                        tokio::spawn(axum::serve(listener, admin::socket_router(Arc::clone(&state))).into_future());
+                        tokio::spawn(
+                            axum::serve(listener, admin::socket_router(Arc::clone(&state)))
+                                .into_future(),
+                        );
                     }
-                    Err(e) => {
-                        serving = false;
-                        tracing::error!(socket = %socket_path.display(), error = %e, "cannot open the admin socket");
-                    }
+                    Err(e) => fatal(&format!(
+                        "server.admin_socket {}: {e}",
+                        socket_path.display()
+                    )),
                 }
-                if let Some(addr) = admin_listen {
-                    match tokio::net::TcpListener::bind(addr).await {
+                if let Some(listener) = admin_tcp {
+                    match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => {
                             let router = admin::listener_router(Arc::clone(&state), token)
-                                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                                .into_make_service_with_connect_info::<std::net::SocketAddr>(
+                            );
                             tokio::spawn(axum::serve(listener, router).into_future());
                         }
-                        Err(e) => {
-                            serving = false;
-                            tracing::error!(%addr, error = %e, "cannot open the admin listener");
-                        }
+                        Err(e) => fatal(&format!("server.admin_listen: {e}")),
                     }
                 }
-                ready.store(serving, Ordering::Relaxed);
+                // Ready once Pingora listens on every proxy address (it binds them in a
+                // service of its own); until then /readyz says 503.
+                while !listening_on(&proxy_ports) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ready.store(true, Ordering::Relaxed);
                 // The listeners stay up until the runtime stops, so /readyz answers 503 while
                 // requests in flight finish.
                 let open_database = async {
@@ -464,6 +521,83 @@ impl Reloader {
     }
 }
 
+/// Ends the process with `message`: for what makes the instance unable to serve at start.
+pub fn fatal(message: &str) -> ! {
+    tracing::error!("{message}");
+    eprintln!("certgate: cannot start: {message}");
+    std::process::exit(1);
+}
+
+/// The proxy's listeners, with the configuration key that names each.
+fn proxy_listeners(config: &Config) -> Vec<(&'static str, SocketAddr)> {
+    let mut listeners = vec![("server.https_listen", config.server.https_listen)];
+    if let Some(http) = config.server.http_listen {
+        listeners.push(("server.http_listen", http));
+    }
+    listeners
+}
+
+/// Binds `addr` and lets it go again: whether a listener can be made there now.
+fn probe_listener(key: &str, addr: SocketAddr) -> Result<(), ServeError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| ServeError::Listen(format!("{key} {addr}: {}", io_reason(&e))))
+}
+
+/// An I/O error in words an operator acts on.
+fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("the address is already in use (another program, or certgate already running): {error}")
+        }
+        std::io::ErrorKind::PermissionDenied => format!("permission denied: {error}"),
+        std::io::ErrorKind::NotFound => format!("its directory does not exist: {error}"),
+        _ => error.to_string(),
+    }
+}
+
+/// Whether this process has a listening TCP socket on each of `ports` (Linux: the kernel's
+/// socket tables, matched against this process's own descriptors, so another program on the
+/// same port does not count).
+fn listening_on(ports: &[u16]) -> bool {
+    let ours: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut listening = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is fields[1] ("0100007F:1F90"), st fields[3] (0A: LISTEN), inode
+            // fields[9].
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state != "0A" || !ours.contains(*inode) {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+            {
+                listening.insert(port);
+            }
+        }
+    }
+    ports.iter().all(|port| listening.contains(port))
+}
+
 fn certificate_sources(config: &Config) -> Vec<ServerCertificateSource> {
     config
         .server
@@ -506,7 +640,66 @@ pub fn check_files(config: &Config) -> Vec<String> {
             problems.push(format!("data.dir: {error}"));
         }
     }
+    if let Err(error) = writable_dir(&config.data.dir) {
+        problems.push(format!("data.dir {}: {error}", config.data.dir.display()));
+    }
+    let socket = &config.server.admin_socket;
+    let socket_dir = socket.parent().unwrap_or(Path::new("."));
+    if !socket_dir.is_dir() && socket_dir.starts_with(&config.data.dir) {
+        // Inside the data directory, which `serve` creates: the data directory check covers it.
+    } else if let Err(error) = existing_writable_dir(socket_dir) {
+        problems.push(format!("server.admin_socket {}: {error}", socket.display()));
+    }
+    // A running instance holds the ports; its socket answering says so.
+    if std::os::unix::net::UnixStream::connect(socket).is_err() {
+        let mut listeners = proxy_listeners(config);
+        listeners.extend(
+            config
+                .server
+                .admin_listen
+                .map(|a| ("server.admin_listen", a)),
+        );
+        listeners.push(("portal.listen", config.portal.listen));
+        for (key, addr) in listeners {
+            if let Err(error) = probe_listener(key, addr) {
+                problems.push(error.to_string());
+            }
+        }
+    }
     problems
+}
+
+/// `dir` is a directory `serve` can write in, or can be created (its nearest existing
+/// ancestor is one). Tried with a file made and removed at once.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => return Ok(()),
+        }
+    }
+    existing_writable_dir(existing).map_err(|e| {
+        if existing == dir {
+            e
+        } else {
+            format!("cannot be created in {}: {e}", existing.display())
+        }
+    })
+}
+
+fn existing_writable_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        return Err(format!("{} does not exist", dir.display()));
+    }
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    tempfile::Builder::new()
+        .prefix(".certgate-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("{} is not writable: {e}", dir.display()))
 }
 
 fn random_secret() -> String {

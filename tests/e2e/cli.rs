@@ -19,9 +19,15 @@ fn check_accepts_the_example_configuration_once_its_files_are_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let example = std::fs::read_to_string(repo().join("deploy/examples/certgate.toml")).unwrap();
+    // Free ports, so that check's "can it listen there" finds nothing else on this machine.
+    let ports: Vec<u16> = (0..4).map(|_| certgate_e2e::free_port()).collect();
     let text = example
         .replace("/etc/certgate", &root.join("etc").display().to_string())
-        .replace("/var/lib/certgate", &root.join("var").display().to_string());
+        .replace("/var/lib/certgate", &root.join("var").display().to_string())
+        .replace(":8443\"", &format!(":{}\"", ports[0]))
+        .replace(":8080\"", &format!(":{}\"", ports[1]))
+        .replace(":9100\"", &format!(":{}\"", ports[2]))
+        .replace(":9090\"", &format!(":{}\"", ports[3]));
     let config = root.join("certgate.toml");
     std::fs::write(&config, text).unwrap();
     std::fs::create_dir(root.join("policies")).unwrap();
@@ -70,6 +76,41 @@ fn check_accepts_the_example_configuration_once_its_files_are_in_place() {
     let out = certgate_ok(&["check", "--config", config]);
     assert!(out.starts_with("ok:"), "{out}");
     assert!(out.contains("2 organisation policies"), "{out}");
+
+    // What would stop `serve` at start: a taken port, an admin socket in a directory that is
+    // not there, a data directory that cannot be written.
+    {
+        let squatter = std::net::TcpListener::bind(("0.0.0.0", ports[0])).unwrap();
+        let broken = std::fs::read_to_string(config)
+            .unwrap()
+            .replace(
+                &root.join("var/admin.sock").display().to_string(),
+                &root.join("nowhere/admin.sock").display().to_string(),
+            )
+            .replace(
+                &format!("dir = \"{}\"", root.join("var").display()),
+                "dir = \"/proc/certgate-data\"",
+            );
+        let broken_config = root.join("broken.toml");
+        std::fs::write(&broken_config, broken).unwrap();
+        let out = certgate(&["check", "--config", broken_config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for expected in [
+            "server.https_listen",
+            "already in use",
+            "server.admin_socket",
+            "nowhere",
+            "does not exist",
+            "data.dir /proc/certgate-data",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "missing {expected:?} in:\n{stderr}"
+            );
+        }
+        drop(squatter);
+    }
 
     // A key that does not belong to its certificate is caught too.
     std::fs::remove_file(root.join("etc/tls/gateway.key")).unwrap();

@@ -70,20 +70,8 @@ fn a_revoked_certificate_is_refused_at_once_and_after_a_restart() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a certificate serial"));
 
-    // SIGTERM: the load balancer is told at once (503) while requests in flight finish, and the
-    // process exits within shutdown_grace (2 s here).
-    d.gateway().signal(nix::sys::signal::Signal::SIGTERM);
-    let admin = d.admin;
-    assert!(eventually(Duration::from_millis(800), || matches!(
-        certgate_e2e::http_get(admin, "/readyz"),
-        Some((503, _))
-    )));
-    let stopping = std::time::Instant::now();
+    // A restart (how SIGTERM drains is tested in faults.rs) brings nothing back.
     assert!(d.stop_gateway(Duration::from_secs(5)), "stops on SIGTERM");
-    assert!(
-        stopping.elapsed() < Duration::from_secs(3),
-        "within shutdown_grace"
-    );
     d.start();
     assert_eq!(status(&d, &anna), 401, "still revoked after a restart");
     assert_eq!(status(&d, &bob), 401, "still revoked after a restart");

@@ -162,6 +162,11 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The exit status once the process has ended by itself, or `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGTERM and wait; returns whether it exited within `within`.
     pub fn stop(&mut self, within: Duration) -> bool {
         if let Ok(Some(_)) = self.child.try_wait() {
