@@ -20,7 +20,7 @@ pub enum CertificateError {
     MissingFile { path: PathBuf },
 
     /// Reading or writing a file failed for another reason.
-    #[error("cannot {action} {}: {kind}", path.display())]
+    #[error("cannot {action} {}: {}", path.display(), io_reason(*kind, path))]
     Io {
         action: IoAction,
         path: PathBuf,
@@ -220,6 +220,37 @@ impl CertificateError {
             path: path.into(),
             problem,
         }
+    }
+}
+
+impl CertificateError {
+    /// The same failure, told of `path` (a file written aside under another name first).
+    pub(crate) fn of_path(self, path: &std::path::Path) -> Self {
+        match self {
+            Self::Io { action, kind, .. } => Self::Io {
+                action,
+                path: path.to_owned(),
+                kind,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What an operator does about an I/O failure on `path`, in words ("entity not found" says
+/// nothing about which directory is missing).
+fn io_reason(kind: io::ErrorKind, path: &std::path::Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| ".".to_owned(), |p| p.display().to_string());
+    match kind {
+        io::ErrorKind::NotFound => format!("the directory {dir} does not exist"),
+        io::ErrorKind::PermissionDenied => format!("permission denied (check who may write {dir})"),
+        io::ErrorKind::ReadOnlyFilesystem => format!("{dir} is on a read-only file system"),
+        io::ErrorKind::NotADirectory => format!("{dir} is not a directory"),
+        io::ErrorKind::StorageFull => "the disk is full".to_owned(),
+        other => other.to_string(),
     }
 }
 

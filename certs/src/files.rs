@@ -28,7 +28,7 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String, CertificateError> {
 /// one of them creates it. `false` when the file was there already.
 pub(crate) fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool, CertificateError> {
     let temp = aside(path);
-    write_private(&temp, bytes)?;
+    write_private(&temp, bytes).map_err(|e| e.of_path(path))?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
     match linked {
@@ -42,7 +42,7 @@ pub(crate) fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool, Cer
 /// `path` is as it was and nothing is left aside.
 pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
     let temp = aside(path);
-    write_private(&temp, bytes)?;
+    write_private(&temp, bytes).map_err(|e| e.of_path(path))?;
     fs::rename(&temp, path).map_err(|err| {
         let _ = fs::remove_file(&temp);
         CertificateError::io(IoAction::Create, path, &err)
@@ -80,6 +80,27 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn failures_name_the_file_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nodir/x.key");
+        let error = write_private(&missing, b"k").unwrap_err().to_string();
+        assert!(error.contains("nodir/x.key"), "{error}");
+        assert!(error.contains("nodir does not exist"), "{error}");
+        // Written aside first, but the message names the file meant.
+        let error = create_private_once(&missing, b"k").unwrap_err().to_string();
+        assert!(!error.contains("tmp-"), "{error}");
+        assert!(error.contains("x.key"), "{error}");
+        // Under /proc nobody may create files, root included.
+        let error = create_private_once(Path::new("/proc/certgate-test/credential.key"), b"k")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("credential.key") && !error.contains("tmp-"),
+            "{error}"
+        );
     }
 
     #[test]

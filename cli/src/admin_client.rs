@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 const WAIT_FOR_DATABASE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Sends one request and returns the body of a 2xx answer; anything else becomes a message.
-/// An instance that has just started and not yet opened its database answers 503: that is
-/// retried for a while.
+/// An instance that has just started and not yet opened its database answers 503 with
+/// `Retry-After`: that is retried for a while. A database that went away is said at once.
 pub fn call(
     socket: &Path,
     method: &str,
@@ -22,13 +22,16 @@ pub fn call(
     let started = std::time::Instant::now();
     loop {
         match call_once(socket, method, path, body.clone()) {
-            Err((503, _)) if started.elapsed() < WAIT_FOR_DATABASE => {
+            Err((RETRY, _)) if started.elapsed() < WAIT_FOR_DATABASE => {
                 std::thread::sleep(std::time::Duration::from_millis(250));
             }
             other => return other.map_err(|(_, message)| message),
         }
     }
 }
+
+/// Stands for "503 with Retry-After" among the statuses of [`call_once`].
+const RETRY: u16 = 1503;
 
 fn call_once(
     socket: &Path,
@@ -63,6 +66,8 @@ fn call_once(
             .map_err(|_| (0, "the running instance did not answer within 10 s".to_owned()))?
             .map_err(|e| (0, e.to_string()))?;
         let status = response.status();
+        let retry = status == hyper::StatusCode::SERVICE_UNAVAILABLE
+            && response.headers().contains_key(hyper::header::RETRY_AFTER);
         let bytes = response
             .into_body()
             .collect()
@@ -77,6 +82,6 @@ fn call_once(
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| status.to_string());
-        Err((status.as_u16(), message))
+        Err((if retry { RETRY } else { status.as_u16() }, message))
     })
 }

@@ -34,8 +34,14 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 pub enum DbError {
     #[error("database url is not supported (use postgres://… or leave it empty for SQLite)")]
     UnsupportedUrl,
-    #[error("cannot open the database: {0}")]
-    Open(#[source] sqlx::Error),
+    /// `target` names the database without credentials: `postgres://db.example:5432/certgate`
+    /// or the SQLite file.
+    #[error("cannot open the database {target}: {source}")]
+    Open {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database query failed: {0}")]
@@ -56,6 +62,39 @@ pub enum DbError {
         expected: i64,
         current: i64,
     },
+}
+
+impl DbError {
+    /// The database could not be reached (down, refusing, or every connection busy past the
+    /// timeout), as opposed to a query it refused: nothing was read or written.
+    pub fn is_unreachable(&self) -> bool {
+        let error = match self {
+            DbError::Open { .. } => return true,
+            DbError::Query(error) => error,
+            _ => return false,
+        };
+        matches!(
+            error,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        )
+    }
+}
+
+/// A database URL as it may be shown: scheme, host, port and database, never a user, password
+/// or query parameters.
+fn shown_url(url: &str) -> String {
+    let without_query = url.split('?').next().unwrap_or(url);
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => without_query.to_owned(),
+    }
 }
 
 /// Which SQL dialect the pool speaks; only migrations differ between them.
@@ -90,20 +129,31 @@ impl Database {
         } else {
             return Err(DbError::UnsupportedUrl);
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(DbError::Open)?;
+        let target = shown_url(&url);
+        let open = |source| DbError::Open {
+            target: target.clone(),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(open)?;
         let pool = AnyPoolOptions::new()
             // SQLite serialises writers anyway; one connection avoids "database is locked".
             .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(DbError::Open)?;
+            .map_err(open)?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(DbError::Migrate)?;
         Ok(Database { pool, backend })
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

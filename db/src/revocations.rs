@@ -102,6 +102,24 @@ impl Database {
         revocation_from_row(&row)
     }
 
+    /// The live revocations recorded at or after `since` (unix seconds): what other instances
+    /// may have added lately, for when the shared store's feed is not there to say so.
+    pub async fn recent_revocations(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<Revocation>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, org, kind, subject, reason, revoked_at, drop_after \
+             FROM revocations WHERE revoked_at >= $1 AND drop_after > $2 ORDER BY id",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
     /// Every revocation that can still cover a valid credential at `now`.
     pub async fn live_revocations(&self, now: i64) -> Result<Vec<Revocation>, DbError> {
         let rows = sqlx::query(

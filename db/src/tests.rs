@@ -518,3 +518,27 @@ async fn no_user_name_is_another_accounts_e_mail_address() {
     let own = new("boss@noord.example", Some("boss@noord.example"));
     assert!(db.update_account("noord", "a-1", &own, 2).await.unwrap());
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://certgate:s3cret@127.0.0.1:{port}/certgate?sslmode=disable");
+    let Err(error) = Database::open(&url, std::path::Path::new(".")).await else {
+        panic!("opened a database on a closed port");
+    };
+    assert!(error.is_unreachable());
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("postgres://127.0.0.1:{port}/certgate")),
+        "{message}"
+    );
+    assert!(
+        !message.contains("s3cret") && !message.contains("sslmode"),
+        "{message}"
+    );
+}

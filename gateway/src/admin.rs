@@ -36,6 +36,8 @@ pub struct AdminState {
     pub token_guesses: certgate_store::RateLimit,
     /// Set once the database opens; until then the API answers 503.
     pub database: tokio::sync::OnceCell<Database>,
+    /// Whether the database answered its last probe (every 2 s).
+    pub database_up: AtomicBool,
     /// The shared store, once opened; changes are published on it.
     pub store: Arc<tokio::sync::OnceCell<certgate_store::Store>>,
     /// False until the listeners are up and again once shutdown begins.
@@ -54,7 +56,7 @@ pub struct AdminState {
 
 impl AdminState {
     pub(crate) fn database(&self) -> Result<&Database, AdminError> {
-        self.database.get().ok_or(AdminError::Unavailable)
+        self.database.get().ok_or(AdminError::Starting)
     }
 
     /// The database once it has opened.
@@ -86,8 +88,22 @@ pub enum AdminError {
     Unauthorized,
     /// Too many wrong tokens from the caller's address: wait this long.
     TooManyGuesses(std::time::Duration),
+    /// The database has not opened yet (the instance just started): worth retrying.
+    Starting,
+    /// The database does not answer: nothing was done.
     Unavailable,
     Internal(String),
+}
+
+impl From<certgate_db::DbError> for AdminError {
+    fn from(error: certgate_db::DbError) -> Self {
+        if error.is_unreachable() {
+            tracing::error!(%error, "the database is unreachable");
+            AdminError::Unavailable
+        } else {
+            AdminError::Internal(error.to_string())
+        }
+    }
 }
 
 impl IntoResponse for AdminError {
@@ -118,9 +134,21 @@ impl IntoResponse for AdminError {
                 )
                     .into_response();
             }
+            AdminError::Starting => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    Json(serde_json::json!({
+                        "error": "the instance is still opening its database; try again shortly"
+                    })),
+                )
+                    .into_response();
+            }
             AdminError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the database is not reachable yet; try again shortly".to_owned(),
+                "the database is unreachable, so nothing was changed; try again once it is back \
+                 (the server log names it)"
+                    .to_owned(),
             ),
             AdminError::Internal(detail) => {
                 tracing::error!(%detail, "admin request failed");
@@ -218,17 +246,25 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) && state.portal_serving.load(Ordering::Relaxed) {
-        // A store outage must not drain every instance at once: still ready, but say so.
-        match state.store.get() {
-            Some(store) if !store.is_connected() => (
-                StatusCode::OK,
-                "degraded: the shared store is unreachable; admitting with the last known revocations\n",
-            ),
-            _ => (StatusCode::OK, "ready\n"),
-        }
+    if !(state.ready.load(Ordering::Relaxed) && state.portal_serving.load(Ordering::Relaxed)) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned());
+    }
+    // An outage of what every instance shares must not drain every instance at once: admission
+    // by network and credential goes on, so still ready, but say what does not work.
+    let mut problems = Vec::new();
+    if !state.database_up.load(Ordering::Relaxed) {
+        problems.push("the database is unreachable; sign-ins and admin changes fail");
+    }
+    if state.store.get().is_some_and(|store| !store.is_connected()) {
+        problems.push("the shared store is unreachable; admitting with the last known revocations");
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::OK,
+            format!("degraded: {}\n", problems.join("; ")),
+        )
     }
 }
 
@@ -392,7 +428,7 @@ pub(crate) async fn record_revocation(
         .database()?
         .record_revocation(new)
         .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+        .map_err(AdminError::from)?;
     state.revocations.apply(&record);
     // Other instances learn it from the feed; if publishing fails they reload it from SQL when
     // their feed reconnects, and at the latest within a minute.
@@ -428,10 +464,7 @@ async fn rotate_keys(
             .rotate(&state.keyring_path)
             .map_err(|e| AdminError::Internal(e.to_string()))?;
     }
-    let accounts = db
-        .accounts_with_totp()
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let accounts = db.accounts_with_totp().await.map_err(AdminError::from)?;
     let (mut resealed, mut failed) = (0u64, 0u64);
     for account in accounts {
         let Some(before) = account.totp_secret.as_deref() else {
@@ -453,7 +486,7 @@ async fn rotate_keys(
             {
                 Ok(true) => resealed += 1,
                 Ok(false) => {}
-                Err(e) => return Err(AdminError::Internal(e.to_string())),
+                Err(e) => return Err(AdminError::from(e)),
             },
             Err(error) => {
                 failed += 1;
@@ -474,7 +507,7 @@ async fn list_revocations(
         .database()?
         .live_revocations(crate::proxy::unix_now())
         .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+        .map_err(AdminError::from)?;
     Ok(Json(records.iter().map(RevocationView::from).collect()))
 }
 

@@ -222,6 +222,8 @@ pub enum AllowListSaveError {
     BadActor,
     /// The database has not opened yet.
     Unavailable,
+    /// The database does not answer: nothing was saved.
+    Unreachable,
     /// Logged; not for the user's eyes.
     Internal(String),
 }
@@ -257,9 +259,23 @@ impl std::fmt::Display for AllowListSaveError {
             ),
             Self::BadActor => f.write_str("actor must be 1 to 200 printable characters"),
             Self::Unavailable => {
-                f.write_str("the database is not reachable yet; try again shortly")
+                f.write_str("the instance is still opening its database; try again shortly")
             }
+            Self::Unreachable => f.write_str(
+                "the database is unreachable, so nothing was changed; try again once it is back",
+            ),
             Self::Internal(_) => f.write_str("internal error; see the server log"),
+        }
+    }
+}
+
+impl From<DbError> for AllowListSaveError {
+    fn from(error: DbError) -> Self {
+        if error.is_unreachable() {
+            tracing::error!(%error, "the database is unreachable");
+            AllowListSaveError::Unreachable
+        } else {
+            AllowListSaveError::Internal(error.to_string())
         }
     }
 }
@@ -274,7 +290,8 @@ impl From<AllowListSaveError> for AdminError {
             },
             AllowListSaveError::Stale { .. } => AdminError::Conflict(error.to_string()),
             AllowListSaveError::BadActor => AdminError::BadRequest(error.to_string()),
-            AllowListSaveError::Unavailable => AdminError::Unavailable,
+            AllowListSaveError::Unavailable => AdminError::Starting,
+            AllowListSaveError::Unreachable => AdminError::Unavailable,
             AllowListSaveError::Internal(detail) => AdminError::Internal(detail),
         }
     }
@@ -292,7 +309,7 @@ impl AdminState {
         let list = database
             .admin_allow_list(org)
             .await
-            .map_err(|e| AllowListSaveError::Internal(e.to_string()))?;
+            .map_err(AllowListSaveError::from)?;
         let limits = self.allow_list_limits;
         Ok(AllowListView {
             org: org.to_owned(),
@@ -370,7 +387,7 @@ impl AdminState {
                     expected,
                     current,
                 },
-                other => AllowListSaveError::Internal(other.to_string()),
+                other => AllowListSaveError::from(other),
             })?;
         self.admin_allow.install(
             org,

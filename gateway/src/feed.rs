@@ -2,7 +2,8 @@
 //! every other instance: changes arrive on the store's feed within a second (a revocation
 //! itself; for an allow list, which organisation's to reload from SQL); after every (re)connect,
 //! and once a minute as a safety net for a publish that failed, both are reloaded in full from
-//! SQL (the durable record) and the revocations re-seeded into the store. A store outage never
+//! SQL (the durable record) and the revocations re-seeded into the store. While the store is
+//! unreachable, recent revocations are read from SQL every second instead. A store outage never
 //! touches the request path: the last known state stays in force.
 
 use std::sync::Arc;
@@ -116,8 +117,38 @@ pub async fn follow(
                 if up && seed_pending {
                     seed_pending = !reload(&store, &database, &revocations, &metrics).await;
                 }
+                if !up {
+                    // No feed: what other instances revoke reaches this one from SQL, within
+                    // the second the feed would have taken.
+                    poll_recent(&database, &revocations).await;
+                }
             }
         }
+    }
+}
+
+/// How far back a poll of SQL looks: long enough for clocks of instances that differ a little
+/// and for a poll that was late.
+const POLL_WINDOW_SECS: i64 = 120;
+
+/// Applies the revocations recorded lately that this instance does not have yet.
+async fn poll_recent(database: &Database, revocations: &Revocations) {
+    let now = unix_now();
+    let recent = database.recent_revocations(now - POLL_WINDOW_SECS, now);
+    match tokio::time::timeout(PROBE_EVERY, recent).await {
+        Ok(Ok(records)) => {
+            let applied = revocations.apply_new(&records);
+            if applied > 0 {
+                tracing::info!(
+                    applied,
+                    "revocations read from the database while the shared store is unreachable"
+                );
+            }
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot read recent revocations from the database")
+        }
+        Err(_) => tracing::warn!("reading recent revocations from the database timed out"),
     }
 }
 

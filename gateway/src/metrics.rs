@@ -16,6 +16,8 @@ pub struct Metrics {
     pub revocations: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub ca_not_after: Gauge,
+    /// 1 while the database answers its probe, 0 while it does not.
+    pub database_up: Gauge,
     /// `kind`: which limit answered (the portal's limits and the admin listener's token).
     pub rate_limited: IntCounterVec,
     /// `reason`: which connection limit closed a connection (see `connection::Refusal`).
@@ -99,6 +101,11 @@ impl Metrics {
             "ca_not_after_timestamp_seconds",
             "When the issuing CA expires.",
         )?;
+        let database_up = gauge(
+            "database_up",
+            "Whether the database answered its last probe (every 2 s): 1 or 0.",
+        )?;
+        database_up.set(1.0);
         for result in ["ok", "error"] {
             policy_reloads.with_label_values(&[result]);
         }
@@ -118,6 +125,7 @@ impl Metrics {
             rate_limited,
             connections_refused,
             ca_not_after,
+            database_up,
         })
     }
 

@@ -53,6 +53,22 @@ impl RevocationSet {
         }
     }
 
+    /// Whether `record` is in force here already (applying it would change nothing).
+    pub fn covers(&self, record: &Revocation) -> bool {
+        match record.kind {
+            RevocationKind::Serial => self.serials.contains(&record.subject),
+            RevocationKind::Device => self
+                .devices
+                .get(&record.org)
+                .is_some_and(|d| d.contains(&record.subject)),
+            RevocationKind::Account => self
+                .accounts
+                .get(&record.org)
+                .and_then(|accounts| accounts.get(&record.subject))
+                .is_some_and(|nvb| *nvb >= record.revoked_at),
+        }
+    }
+
     /// Whether a credential with these facts is revoked. `serial` is lowercase hex without
     /// colons; `issued_at` is unix seconds.
     pub fn is_revoked(
@@ -128,6 +144,17 @@ impl Revocations {
         });
     }
 
+    /// Applies those of `records` not yet in force; how many that was.
+    pub fn apply_new(&self, records: &[Revocation]) -> usize {
+        let current = self.load();
+        let new: Vec<&Revocation> = records.iter().filter(|r| !current.covers(r)).collect();
+        drop(current);
+        for record in &new {
+            self.apply(record);
+        }
+        new.len()
+    }
+
     /// Call before reading the SQL snapshot for [`Revocations::replace_since`].
     pub fn reload_mark(&self) -> ReloadMark {
         ReloadMark(self.recent.lock().0)
@@ -171,6 +198,25 @@ mod tests {
         assert!(live
             .load()
             .is_revoked("noord", "anna", "d", Some("0a1b"), 0));
+    }
+
+    #[test]
+    fn only_new_revocations_are_applied_again() {
+        let live = Revocations::default();
+        let records = [
+            record(RevocationKind::Serial, "", "0a1b", 10),
+            record(RevocationKind::Device, "noord", "dev-1", 10),
+            record(RevocationKind::Account, "noord", "anna", 100),
+        ];
+        assert_eq!(live.apply_new(&records), 3);
+        assert_eq!(live.apply_new(&records), 0, "already in force");
+        let later = record(RevocationKind::Account, "noord", "anna", 200);
+        assert_eq!(
+            live.apply_new(&[later]),
+            1,
+            "a later reset of the same account"
+        );
+        assert!(live.load().is_revoked("noord", "anna", "d", None, 150));
     }
 
     fn record(kind: RevocationKind, org: &str, subject: &str, at: i64) -> Revocation {

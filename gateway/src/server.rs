@@ -60,6 +60,8 @@ pub enum ServeError {
     Setup(String),
     #[error("cannot listen on {0}")]
     Listen(String),
+    #[error("data.dir: {0}")]
+    DataDir(certgate_certs::CertificateError),
 }
 
 type Task = Box<dyn FnOnce(ShutdownWatch) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -102,15 +104,16 @@ impl GatewayServer {
         anchors.push(ca.issuing_der().clone());
         let client_verifier = tls::client_verifier(&anchors)?;
 
-        std::fs::create_dir_all(&config.data.dir)
-            .map_err(|e| ServeError::Setup(format!("{}: {e}", config.data.dir.display())))?;
+        std::fs::create_dir_all(&config.data.dir).map_err(|e| {
+            ServeError::Setup(format!("data.dir {}: {e}", config.data.dir.display()))
+        })?;
         // Pingora binds its listeners later and, when that fails, retries for 30 s and panics
         // in a thread of its own: find a taken address here, with the reason.
         for (key, addr) in proxy_listeners(config) {
             probe_listener(key, addr)?;
         }
-        let credential_key =
-            CredentialKey::load_or_create(&config.data.dir.join("credential.key"))?;
+        let credential_key = CredentialKey::load_or_create(&config.data.dir.join("credential.key"))
+            .map_err(ServeError::DataDir)?;
         let tokens = Arc::new(CredentialVerifier::new([&credential_key]));
 
         let durable = load_durable_state(config)?;
@@ -220,7 +223,7 @@ impl GatewayServer {
 
         let ready = Arc::new(AtomicBool::new(false));
         let keyring_path = config.data.dir.join("secrets.key");
-        let keyring = SecretKeyring::load_or_create(&keyring_path)?;
+        let keyring = SecretKeyring::load_or_create(&keyring_path).map_err(ServeError::DataDir)?;
         let control = Arc::new(AdminState {
             keyring: Arc::new(parking_lot::RwLock::new(keyring)),
             keyring_path,
@@ -234,6 +237,8 @@ impl GatewayServer {
                 window: config.limits.password_failures_per_ip.window,
             },
             database: tokio::sync::OnceCell::new(),
+            // Opened (and so reachable) just now, for the revocations.
+            database_up: AtomicBool::new(true),
             store: Arc::clone(&state.store),
             ready: Arc::clone(&ready),
             portal_serving: AtomicBool::new(false),
@@ -393,6 +398,7 @@ impl GatewayServer {
                 };
                 let follow_changes = async {
                     let database = open_database.await;
+                    tokio::spawn(probe_database(database.clone(), Arc::clone(&state)));
                     // Opening fails only for a malformed URL, which `certgate check` reports.
                     match Store::open(&store_settings, Arc::new(SystemClock)).await {
                         Ok(store) => {
@@ -521,6 +527,29 @@ impl Reloader {
     }
 }
 
+/// Keeps `database_up` (for `/readyz`) and `certgate_database_up` current, and logs when the
+/// database goes away and comes back.
+async fn probe_database(database: Database, state: Arc<AdminState>) {
+    loop {
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(2), database.ping()).await,
+            Ok(Ok(()))
+        );
+        let was = state.database_up.swap(up, Ordering::Relaxed);
+        state.metrics.database_up.set(if up { 1.0 } else { 0.0 });
+        if was != up {
+            if up {
+                tracing::info!("the database is reachable again");
+            } else {
+                tracing::error!(
+                    "the database is unreachable; sign-ins and admin changes fail until it is back"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// Ends the process with `message`: for what makes the instance unable to serve at start.
 pub fn fatal(message: &str) -> ! {
     tracing::error!("{message}");
@@ -620,8 +649,19 @@ pub fn check_files(config: &Config) -> Vec<String> {
     if let Err(error) = CertificateAuthority::open(&config.ca.dir) {
         problems.push(format!("ca.dir: {error}"));
     }
-    if let Err(error) = CertificateResolver::new(certificate_sources(config)) {
-        problems.push(format!("server.certificates: {error}"));
+    // Each entry alone, so the message can say where it is written.
+    for (index, (source, entry)) in certificate_sources(config)
+        .into_iter()
+        .zip(&config.server.certificates)
+        .enumerate()
+    {
+        if let Err(error) = CertificateResolver::new(vec![source]) {
+            problems.push(format!(
+                "{}:{}: server.certificates[{index}]: {error}",
+                config.source.display(),
+                entry.line
+            ));
+        }
     }
     if let Some(path) = &config.server.admin_token_file {
         if let Err(error) = admin::read_token_file(path) {

@@ -118,7 +118,7 @@ struct OrgQuery {
 }
 
 pub(crate) fn internal(e: certgate_db::DbError) -> AdminError {
-    AdminError::Internal(e.to_string())
+    AdminError::from(e)
 }
 
 pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {

@@ -78,6 +78,8 @@ pub struct CertificateConfig {
     pub hosts: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The line of `cert` in the configuration file, for messages about the files.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -598,12 +600,16 @@ fn parse_certificate(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<Cer
             .filter_map(|item| item.parsed(parse_certificate_host))
             .collect::<Vec<_>>()
     });
-    let cert = table.required_str("cert").map(|(_, cert)| base.join(cert));
+    let cert = table
+        .required_str("cert")
+        .map(|(field, cert)| (base.join(cert), field.line()));
     let key = table.required_str("key").map(|(_, key)| base.join(key));
+    let (cert, line) = cert?;
     Some(CertificateConfig {
         hosts: hosts?,
-        cert: cert?,
+        cert,
         key: key?,
+        line,
     })
 }
 

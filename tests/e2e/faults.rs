@@ -168,3 +168,80 @@ fn sigterm_lets_requests_in_flight_finish_and_an_idle_instance_exits_at_once() {
     );
     assert!(gateway.exited().unwrap().success());
 }
+
+/// The measured faults: with PostgreSQL refusing, `/readyz` said `ready`, `device revoke` said
+/// "internal error; see the server log" (not that nothing was revoked), and the start-up error
+/// did not name the host and port.
+#[test]
+fn a_database_outage_is_visible_and_says_that_nothing_was_changed() {
+    let url = certgate_e2e::throwaway_postgres_database();
+    let (server, database) = url.rsplit_once('/').unwrap();
+    let port: u16 = server.rsplit_once(':').unwrap().1.parse().unwrap();
+    let relay = certgate_e2e::TcpRelay::start(port);
+    let relayed = format!("postgres://postgres@127.0.0.1:{}/{database}", relay.port);
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    let mut d = Deployment::new(&[noord]);
+    d.extra_sections = format!("[database]\nurl = \"{relayed}\"\n");
+    d.write_config();
+    d.start();
+    let anna = d.issue_client("noord", "anna@noord.test", "1h");
+    assert!(matches!(http_get(d.admin, "/readyz"), Some((200, body)) if body == "ready\n"));
+
+    relay.cut();
+    let admin = d.admin;
+    assert!(
+        eventually(Duration::from_secs(10), || matches!(
+            http_get(admin, "/readyz"),
+            Some((200, body)) if body.contains("degraded") && body.contains("database is unreachable")
+        )),
+        "{:?}",
+        http_get(admin, "/readyz")
+    );
+    assert_eq!(d.metric("certgate_database_up"), 0.0);
+    // Admission goes on.
+    assert_eq!(d.status_with_cert(d.https, HOST, &anna), 200);
+    let out = certgate_e2e::certgate(&[
+        "device",
+        "revoke",
+        "--config",
+        &d.config(),
+        "--serial",
+        &anna.serial,
+    ]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("database is unreachable") && said.contains("nothing was changed"),
+        "{said}"
+    );
+
+    relay.restore();
+    assert!(eventually(Duration::from_secs(10), || matches!(
+        http_get(admin, "/readyz"),
+        Some((200, body)) if body == "ready\n"
+    )));
+    assert_eq!(d.metric("certgate_database_up"), 1.0);
+    assert_eq!(
+        d.status_with_cert(d.https, HOST, &anna),
+        200,
+        "nothing was revoked"
+    );
+    assert!(d.stop_gateway(Duration::from_secs(5)));
+
+    // At start, the error names where the database was expected, never its password.
+    relay.cut();
+    let secret = format!(
+        "postgres://postgres:s3cret@127.0.0.1:{}/{database}",
+        relay.port
+    );
+    d.extra_sections = format!("[database]\nurl = \"{secret}\"\n");
+    d.write_config();
+    let (status, log) = serve_until_it_gives_up(&d);
+    assert!(!status.success());
+    assert!(
+        log.contains(&format!("127.0.0.1:{}/{database}", relay.port)),
+        "{log}"
+    );
+    assert!(!log.contains("s3cret"), "{log}");
+}

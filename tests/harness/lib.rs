@@ -9,6 +9,7 @@ mod browser;
 mod mail;
 mod oidc;
 mod portal;
+mod relay;
 mod sms;
 mod stub_server;
 
@@ -19,6 +20,7 @@ pub use portal::{
     attribute_after, csrf_of, oathtool, openssl_csr, six_digits, throwaway_postgres_database,
     CurlClient, NewUser, PortalWorld, SMS_TOKEN,
 };
+pub use relay::TcpRelay;
 pub use sms::{Sms, SmsReceiver};
 pub use stub_server::{HttpReply, HttpRequest, StubServer};
 

@@ -95,8 +95,12 @@ fn parses_the_architecture_example() {
             hosts: vec!["*.example.org".into()],
             cert: base.join("tls/example.pem"),
             key: base.join("tls/example.key"),
+            line: 15,
         }]
     );
+    assert_eq!(server.request_head_timeout, Duration::from_secs(20));
+    assert_eq!(server.max_request_head, 64 * 1024);
+    assert_eq!(server.max_connections_per_client, 256);
     assert_eq!(config.data.dir, base.join("data"));
     assert_eq!(config.ca.dir, base.join("ca"));
     assert_eq!(config.policies.dir, base.join("policies"));
@@ -435,4 +439,37 @@ fn admin_allow_list_prefix_limits_are_read_and_checked() {
         )),
         ["certgate.toml:6: limits.admin_allowlist_min_prefix_v4: expected an integer, found string"]
     );
+}
+
+#[test]
+fn connection_limits_are_checked() {
+    let text = format!(
+        "[server]\nrequest_head_timeout = \"0s\"\nmax_request_head = 100\nmax_connections_per_client = 0\n{MINIMAL}"
+    );
+    let errors = errors(&text);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("server.request_head_timeout") && e.contains("longer than zero")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("server.max_request_head") && e.contains("4096 to 1048576")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("server.max_connections_per_client") && e.contains("1 to 1000000")),
+        "{errors:?}"
+    );
+    let fine = format!(
+        "[server]\nrequest_head_timeout = \"10s\"\nmax_request_head = 16384\nmax_connections_per_client = 8\n{MINIMAL}"
+    );
+    let config = Config::parse(Path::new("certgate.toml"), &fine).unwrap();
+    assert_eq!(config.server.request_head_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.max_request_head, 16384);
+    assert_eq!(config.server.max_connections_per_client, 8);
 }
