@@ -22,6 +22,16 @@ pub const UPSTREAM_DOWN: &str = r#"<!doctype html>
 </body></html>
 "#;
 
+pub const UPSTREAM_TIMEOUT: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Application too slow</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5">
+<h1>The application did not answer in time</h1>
+<p>It may be busy. Please try again in a minute. If this keeps happening, tell your administrator.</p>
+<p lang="nl">De applicatie gaf niet op tijd antwoord; misschien is het druk. Probeer het over een minuut opnieuw. Blijft dit gebeuren, meld het dan bij uw beheerder.</p>
+</body></html>
+"#;
+
 pub const BAD_REQUEST: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Bad request</title></head>

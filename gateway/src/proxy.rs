@@ -459,15 +459,19 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => 502,
-                pingora::ErrorSource::Downstream => 0,
-                _ => 500,
-            },
+        let code = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => *code,
+            // Connected, but the application did not answer in time: a gateway timeout, not
+            // an unreachable application.
+            (
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+                pingora::ErrorSource::Upstream,
+            ) => 504,
+            (_, pingora::ErrorSource::Upstream) => 502,
+            (_, pingora::ErrorSource::Downstream) => 0,
+            _ => 500,
         };
-        if code == 502 {
+        if code == 502 || code == 504 {
             if let Some(org) = ctx.outcome.as_ref().and_then(Outcome::org) {
                 self.state
                     .metrics
@@ -483,12 +487,17 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         }
-        if code == 502 {
+        if code == 502 || code == 504 {
+            let page = if code == 504 {
+                pages::UPSTREAM_TIMEOUT
+            } else {
+                pages::UPSTREAM_DOWN
+            };
             let _ = Self::respond(
                 session,
-                502,
+                code,
                 &[(CONTENT_TYPE, "text/html; charset=utf-8")],
-                Bytes::from_static(pages::UPSTREAM_DOWN.as_bytes()),
+                Bytes::from_static(page.as_bytes()),
             )
             .await;
         } else if code > 0 {

@@ -255,9 +255,9 @@ impl GatewayServer {
         gateway.add_task("upstream health", move |mut shutdown| {
             Box::pin(async move {
                 loop {
-                    upstreams.check_health(Duration::from_secs(2)).await;
+                    upstreams.check_due(std::time::Instant::now());
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => return,
                     }
                 }

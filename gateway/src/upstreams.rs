@@ -1,14 +1,16 @@
 //! The organisations' upstreams: resolved when the policies load, chosen round-robin among
-//! the healthy ones, and health-checked in the background by a TCP connect.
+//! the healthy ones, and health-checked in the background: by a TCP connect every 5 s, or by
+//! the organisation's `[health_check]` HTTP request, which also finds an application that
+//! accepts connections but no longer answers.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use certgate_policies::{PolicySet, Upstream};
+use certgate_policies::{HealthCheck, PolicySet, Upstream};
 
 /// One upstream server.
 #[derive(Debug)]
@@ -93,7 +95,16 @@ impl Backend {
 pub struct UpstreamPool {
     backends: Vec<Backend>,
     next: AtomicUsize,
+    check: Option<HealthCheck>,
+    /// When the next health check of this pool is due.
+    due: parking_lot::Mutex<Instant>,
+    /// A check of this pool is running (a slow one may outlast the interval).
+    checking: AtomicBool,
 }
+
+/// Without a `[health_check]`: a TCP connect, this often.
+const TCP_CHECK_EVERY: Duration = Duration::from_secs(5);
+const TCP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl UpstreamPool {
     /// The index of the next healthy backend; when none is healthy, the next one anyway (the health check
@@ -160,6 +171,9 @@ impl Upstreams {
                 let pool = UpstreamPool {
                     backends,
                     next: AtomicUsize::new(0),
+                    check: org.health_check.clone(),
+                    due: parking_lot::Mutex::new(Instant::now()),
+                    checking: AtomicBool::new(false),
                 };
                 (org.id.clone(), Arc::new(pool))
             })
@@ -171,25 +185,134 @@ impl Upstreams {
         self.pools.load().get(org).cloned()
     }
 
-    /// One round of health checks: a backend is healthy when a TCP connect succeeds in time.
-    pub async fn check_health(&self, timeout: Duration) {
+    /// Starts the checks of the pools that are due at `now`, each pool on its own task so a
+    /// slow application holds up no other; call it every second or so.
+    pub fn check_due(&self, now: Instant) {
         let pools = self.pools.load_full();
         for pool in pools.values() {
-            for backend in &pool.backends {
-                let healthy = match backend.resolve().await {
-                    Some(addr) => matches!(
-                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+            {
+                let mut due = pool.due.lock();
+                if *due > now || pool.checking.swap(true, Ordering::Relaxed) {
+                    continue;
+                }
+                let every = pool.check.as_ref().map_or(TCP_CHECK_EVERY, |c| c.interval);
+                *due = now + every;
+            }
+            let pool = Arc::clone(pool);
+            tokio::spawn(async move {
+                pool.check_backends().await;
+                pool.checking.store(false, Ordering::Relaxed);
+            });
+        }
+    }
+}
+
+impl UpstreamPool {
+    async fn check_backends(&self) {
+        for backend in &self.backends {
+            let healthy = match backend.resolve().await {
+                Some(addr) => match &self.check {
+                    Some(check) => http_check(backend, addr, check).await,
+                    None => matches!(
+                        tokio::time::timeout(
+                            TCP_CHECK_TIMEOUT,
+                            tokio::net::TcpStream::connect(addr)
+                        )
+                        .await,
                         Ok(Ok(_))
                     ),
-                    None => false,
-                };
-                let was = backend.healthy.swap(healthy, Ordering::Relaxed);
-                if was != healthy {
-                    tracing::warn!(upstream = %backend.url, healthy, "upstream health changed");
-                }
+                },
+                None => false,
+            };
+            let was = backend.healthy.swap(healthy, Ordering::Relaxed);
+            if was != healthy {
+                tracing::warn!(upstream = %backend.url, healthy, "upstream health changed");
             }
         }
     }
+}
+
+/// `GET check.path` on `backend` answered `check.expect_status` within `check.timeout`.
+async fn http_check(backend: &Backend, addr: SocketAddr, check: &HealthCheck) -> bool {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        if backend.tls {
+            let name = rustls_pki_types::ServerName::try_from(backend.sni.clone())
+                .map_err(std::io::Error::other)?;
+            let tls = tokio_rustls::TlsConnector::from(health_tls())
+                .connect(name, tcp)
+                .await?;
+            status_of(tls, backend, check).await
+        } else {
+            status_of(tcp, backend, check).await
+        }
+    };
+    match tokio::time::timeout(check.timeout, exchange).await {
+        Ok(Ok(status)) if status == check.expect_status => true,
+        Ok(Ok(status)) => {
+            tracing::debug!(upstream = %backend.url, status, "health check answered another status");
+            false
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(upstream = %backend.url, %error, "health check failed");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Sends the check's request and reads the status of the answer's first line.
+async fn status_of(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    backend: &Backend,
+    check: &HealthCheck,
+) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = if backend.sni.contains(':') {
+        format!("[{}]", backend.sni)
+    } else {
+        backend.sni.clone()
+    };
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: certgate-health-check\r\nConnection: close\r\n\r\n",
+        check.path
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && head.len() < 256 {
+        if stream.read(&mut byte).await? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    // "HTTP/1.1 200 OK"
+    std::str::from_utf8(&head)
+        .ok()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP status line"))
+}
+
+/// The TLS client of health checks: the system's CAs.
+fn health_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "a system CA certificate could not be read");
+        }
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            tracing::warn!("no system CA certificates: https upstreams fail their health check");
+        }
+        Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -215,6 +338,9 @@ mod tests {
                 Backend::new(&Upstream::parse("http://127.0.0.1:2").unwrap()),
             ],
             next: AtomicUsize::new(0),
+            check: None,
+            due: parking_lot::Mutex::new(Instant::now()),
+            checking: AtomicBool::new(false),
         };
         let picks: Vec<usize> = (0..4).filter_map(|_| pool.choose()).collect();
         assert_eq!(picks, [0, 1, 0, 1]);

@@ -20,8 +20,8 @@ pub use allowlist::{
 pub use duration::{parse_duration, DurationError, MAX_CREDENTIAL_LIFETIME};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
-    Access, ClientSecret, Language, MfaMethod, MfaPolicy, MfaRequirement, Organisation, PolicySet,
-    SsoKind, SsoMfa, SsoProvider, Upstream,
+    Access, ClientSecret, HealthCheck, Language, MfaMethod, MfaPolicy, MfaRequirement,
+    Organisation, PolicySet, SsoKind, SsoMfa, SsoProvider, Upstream,
 };
 pub use public_path::{match_public_path, PublicPath};
 pub use reload::PolicyHandle;

@@ -30,6 +30,9 @@ pub struct Organisation {
     pub access: Access,
     pub mfa: MfaPolicy,
     pub sso: Vec<SsoProvider>,
+    /// `[health_check]`: how the gateway decides its upstreams are up. Without it, a TCP
+    /// connect every 5 s.
+    pub health_check: Option<HealthCheck>,
     /// The policy file, as joined from the directory given to [`PolicySet::load`].
     pub source: PathBuf,
 }
@@ -48,6 +51,18 @@ impl Language {
             Self::En => "en",
         }
     }
+}
+
+/// An HTTP health check of every upstream: `GET path` must answer `expect_status` within
+/// `timeout`, every `interval`. It finds an application that accepts connections but no longer
+/// answers, which a TCP connect does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Starts with `/`; printable ASCII without spaces.
+    pub path: String,
+    pub expect_status: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// An upstream the organisation's traffic is proxied to.

@@ -93,3 +93,68 @@ async fn websocket_echo(d: &Deployment, text: &str) -> String {
     tls.read_exact(&mut echoed).await.unwrap();
     String::from_utf8(echoed).unwrap()
 }
+
+/// An upstream that accepts connections and never answers: frozen, not down.
+fn frozen_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// The measured fault: an upstream that did not answer in time gave the "not reachable" 502.
+#[test]
+fn an_upstream_that_does_not_answer_in_time_gives_a_504_page() {
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    noord.upstreams = vec![format!("http://127.0.0.1:{}", frozen_upstream())];
+    let mut d = Deployment::new(&[noord]);
+    d.extra_server_config = "upstream_read_timeout = \"1s\"".into();
+    d.write_config();
+    d.start();
+    let r = d.curl(HOST, "127.0.0.1", "/", &["--interface", "127.0.0.2"]);
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(r.body.contains("did not answer in time"), "{}", r.body);
+    assert_eq!(
+        d.metric("certgate_upstream_errors_total{org=\"noord\"}"),
+        1.0
+    );
+}
+
+/// A TCP connect finds a frozen application up; an HTTP health check finds it down, and the
+/// requests go to the upstream that answers.
+#[test]
+fn an_http_health_check_takes_a_frozen_upstream_out_of_rotation() {
+    let mut noord = Org::new("noord", HOST);
+    noord.allow_ips = vec!["127.0.0.2"];
+    let mut d = Deployment::new(std::slice::from_ref(&noord));
+    noord.upstreams = vec![
+        format!("http://127.0.0.1:{}", frozen_upstream()),
+        d.app_url(),
+    ];
+    noord.policy_extra =
+        "\n[health_check]\npath = \"/\"\nexpect_status = 200\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+            .into();
+    d.write_policy(&noord);
+    d.extra_server_config = "upstream_read_timeout = \"2s\"".into();
+    d.write_config();
+    d.start();
+    // Once the first round of checks has run, every request is answered by the live one.
+    assert!(certgate_e2e::eventually(Duration::from_secs(10), || {
+        (0..4).all(|_| {
+            d.curl(HOST, "127.0.0.1", "/", &["--interface", "127.0.0.2"])
+                .status
+                == 200
+        })
+    }));
+    for i in 0..8 {
+        let r = d.curl(HOST, "127.0.0.1", "/", &["--interface", "127.0.0.2"]);
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    assert!(d.gateway().log_text().contains("upstream health changed"));
+}

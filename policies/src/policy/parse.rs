@@ -3,15 +3,16 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{
-    Access, ClientSecret, Language, MfaMethod, MfaPolicy, MfaRequirement, Organisation, SsoKind,
-    SsoMfa, SsoProvider, Upstream,
+    Access, ClientSecret, HealthCheck, Language, MfaMethod, MfaPolicy, MfaRequirement,
+    Organisation, SsoKind, SsoMfa, SsoProvider, Upstream,
 };
 use crate::allowlist::{
     not_an_ip_message, parse_ip_or_cidr, read_allow_list_file, AllowEntry, EntrySource, IpAllowList,
 };
-use crate::duration::lifetime_setting;
+use crate::duration::{duration_at_most, lifetime_setting};
 use crate::endpoint::{parse_host_name, parse_http_url, parse_served_host};
 use crate::error::PolicyError;
 use crate::public_path::PublicPath;
@@ -149,6 +150,11 @@ fn parse_organisation(
     let mut table = root.section("mfa");
     let mfa = parse_mfa(&mut table);
     table.finish();
+    let health_check = root.table("health_check").map(|mut table| {
+        let check = parse_health_check(&mut table);
+        table.finish();
+        check
+    });
     let mut sso = Vec::new();
     let mut sso_ids: Vec<(String, usize)> = Vec::new();
     for mut table in root.tables("sso") {
@@ -179,7 +185,58 @@ fn parse_organisation(
         access,
         mfa,
         sso,
+        health_check: health_check.flatten(),
         source: file,
+    })
+}
+
+fn parse_health_check(table: &mut TableWalker<'_, '_>) -> Option<HealthCheck> {
+    let path = table.required_str("path").and_then(|(field, path)| {
+        let fine = path.starts_with('/')
+            && path.len() <= 1024
+            && path.bytes().all(|b| b.is_ascii_graphic());
+        if !fine {
+            field.error(format!(
+                "{path:?} must start with \"/\" and hold no spaces or control characters"
+            ));
+        }
+        fine.then(|| path.to_owned())
+    });
+    let expect_status = match table.field("expect_status") {
+        None => Some(200),
+        Some(field) => {
+            let status = field
+                .integer()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| (100..=599).contains(n));
+            if status.is_none() {
+                field.error("must be an HTTP status from 100 to 599");
+            }
+            status
+        }
+    };
+    let interval = table
+        .parsed("interval", |text| {
+            duration_at_most(text, false, Duration::from_secs(300), "")
+        })
+        .unwrap_or(Duration::from_secs(5));
+    let timeout_field = table.field("timeout");
+    let timeout = timeout_field
+        .as_ref()
+        .and_then(|field| {
+            field.parsed(|text| duration_at_most(text, false, Duration::from_secs(60), ""))
+        })
+        .unwrap_or(Duration::from_secs(2));
+    if timeout >= interval {
+        if let Some(field) = &timeout_field {
+            field.error("must be shorter than interval");
+        }
+    }
+    Some(HealthCheck {
+        path: path?,
+        expect_status: expect_status?,
+        interval,
+        timeout: timeout.min(interval),
     })
 }
 

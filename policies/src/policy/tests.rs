@@ -170,7 +170,44 @@ fn defaults_apply_to_a_minimal_policy() {
     assert_eq!(org.mfa, MfaPolicy::default());
     assert!(org.sso.is_empty());
     assert_eq!(org.logo, None);
+    assert_eq!(org.health_check, None);
     assert_eq!(set.organisations().count(), 1);
+}
+
+#[test]
+fn an_http_health_check_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!("{MINIMAL}\n[health_check]\npath = \"/status?deep=1\"\ninterval = \"10s\"\n"),
+    );
+    let set = PolicySet::load(dir.path()).unwrap();
+    assert_eq!(
+        set.organisation("zuid").unwrap().health_check,
+        Some(HealthCheck {
+            path: "/status?deep=1".into(),
+            expect_status: 200,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+        })
+    );
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!(
+            "{MINIMAL}\n[health_check]\npath = \"status now\"\nexpect_status = 42\ninterval = \"2s\"\ntimeout = \"5s\"\nport = 1\n"
+        ),
+    );
+    let errors = errors_of(dir.path()).join("\n");
+    for expected in [
+        "health_check.path",
+        "health_check.expect_status: must be an HTTP status",
+        "health_check.timeout: must be shorter than interval",
+        "health_check.port",
+    ] {
+        assert!(errors.contains(expected), "{expected:?} in {errors}");
+    }
 }
 
 #[test]
