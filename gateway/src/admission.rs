@@ -110,6 +110,11 @@ pub struct Identity {
     /// `X-Certgate-Mfa`: `yes`, `exempt` or `none`. Browser credentials carry how their holder
     /// signed in; device certificates do not (yet), so they say `none` rather than claim MFA.
     pub mfa: &'static str,
+    /// When the credential was issued (the account-revocation cut-off compares this) and
+    /// when it ends, unix seconds: a connection it upgraded is checked against them while
+    /// open.
+    pub issued_at: i64,
+    pub not_after: i64,
 }
 
 /// Which allow list an entry is in: the policy files' or the organisation admins' layer.
@@ -385,6 +390,8 @@ fn admit_certificate(
             user: claims.user.clone(),
             device: claims.device_id.clone(),
             mfa: "none",
+            issued_at,
+            not_after: claims.not_after.unix_timestamp(),
         }),
         rule: Rule::Certificate {
             serial: certificate.serial_hex.clone(),
@@ -425,6 +432,8 @@ fn admit_browser(
             user: claims.account.clone(),
             device: claims.device_id.clone(),
             mfa: claims.mfa.as_str(),
+            issued_at: claims.issued_at,
+            not_after: claims.not_after,
         }),
         rule: Rule::Browser,
         decision: DecisionLabel::AllowedBrowser,

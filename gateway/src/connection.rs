@@ -32,6 +32,7 @@ use tokio::time::{Instant, Sleep};
 use crate::client_ip::TrustedProxies;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::upgraded::Cut;
 
 const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\n\r\nThe request did not arrive in time. Try again.\n";
 const TOO_LARGE_RESPONSE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 63\r\n\r\nThe request's headers are too large. Clear this site's cookies.\n";
@@ -293,6 +294,8 @@ pub struct GuardedStream {
     deadline: Pin<Box<Sleep>>,
     next_request: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Set when a credential upgraded this connection: cut when it is revoked.
+    cut: std::sync::OnceLock<Arc<Cut>>,
 }
 
 impl GuardedStream {
@@ -308,7 +311,17 @@ impl GuardedStream {
             deadline: Box::pin(tokio::time::sleep(limits.head_timeout)),
             next_request: AtomicBool::new(false),
             metrics,
+            cut: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Closes this connection once `cut` says so (an upgrade whose credential ended).
+    pub fn close_on(&self, cut: Arc<Cut>) {
+        let _ = self.cut.set(cut);
+    }
+
+    fn is_cut(&self) -> bool {
+        self.cut.get().is_some_and(|cut| cut.is_cut())
     }
 
     /// The request on this connection is finished; what is read next is a new request head.
@@ -365,6 +378,12 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(cut) = this.cut.get() {
+            if cut.is_cut() {
+                return Poll::Ready(Err(credential_ended()));
+            }
+            cut.wake_on_cut(cx.waker());
+        }
         if this.next_request.swap(false, Ordering::Relaxed) {
             this.phase = Phase::Head {
                 bytes: 0,
@@ -424,7 +443,11 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.is_cut() {
+            return Poll::Ready(Err(credential_ended()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -514,6 +537,13 @@ impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
     }
+}
+
+fn credential_ended() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the credential that opened this connection was revoked or ran out",
+    )
 }
 
 impl fmt::Debug for GuardedStream {

@@ -18,6 +18,7 @@ pub mod revocation;
 pub mod seen;
 pub mod server;
 pub mod tls;
+pub mod upgraded;
 pub mod upstreams;
 pub mod users;
 

@@ -19,7 +19,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::admin_allowlist::AdminAllowLists;
-use crate::admission::{self, Admission, Outcome, RequestFacts, DEVICE_COOKIE};
+use crate::admission::{self, Admission, Outcome, RequestFacts, Rule, DEVICE_COOKIE};
 use crate::client_ip::TrustedProxies;
 use crate::connection::GuardedStream;
 use crate::drain::{Drain, InFlight};
@@ -29,6 +29,7 @@ use crate::pages;
 use crate::revocation::{RevocationSet, Revocations};
 use crate::seen::RecentlySeen;
 use crate::tls::{CertificateStatus, PresentedCertificate};
+use crate::upgraded::{UpgradedConnections, Validity};
 use crate::upstreams::{UpstreamPool, Upstreams};
 
 /// Everything the proxy phases read; built once, shared by every request.
@@ -56,6 +57,8 @@ pub struct GatewayState {
     pub seen: RecentlySeen,
     /// Requests in flight, and whether SIGTERM has begun the drain.
     pub drain: Arc<Drain>,
+    /// Connections credentials upgraded, closed when the credential ends.
+    pub upgraded: Arc<UpgradedConnections>,
 }
 
 pub struct Gateway {
@@ -118,6 +121,35 @@ impl Gateway {
             .await?;
         session.write_response_body(Some(body), true).await?;
         Ok(())
+    }
+
+    /// A credential upgraded this connection (a WebSocket): it stays open past this request's
+    /// check, so it is watched and closed when the credential is revoked or runs out.
+    fn watch_upgrade(&self, session: &Session, ctx: &RequestContext) {
+        let Some(Outcome::Admit(Admission {
+            identity: Some(identity),
+            org,
+            rule,
+            ..
+        })) = &ctx.outcome
+        else {
+            return;
+        };
+        let Some(guard) = session.stream().and_then(GuardedStream::of) else {
+            return;
+        };
+        let validity = Validity {
+            org: org.id.clone(),
+            account: identity.user.clone(),
+            device: identity.device.clone(),
+            serial: match rule {
+                Rule::Certificate { serial } => Some(serial.clone()),
+                _ => None,
+            },
+            issued_at: identity.issued_at,
+            not_after: identity.not_after,
+        };
+        guard.close_on(self.state.upgraded.watch(validity));
     }
 
     /// Plain HTTP only redirects to HTTPS, and only to a host certgate serves: a redirect to
@@ -389,12 +421,15 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if matches!(ctx.outcome, Some(Outcome::Portal { .. })) {
             return Ok(());
+        }
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.watch_upgrade(session, ctx);
         }
         if let Some(kept) = headers::set_cookies_without_certgate(&upstream_response.headers) {
             upstream_response.remove_header(&SET_COOKIE);

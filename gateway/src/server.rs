@@ -40,6 +40,7 @@ use crate::tls::{
     self, CertificateResolver, ClientCertificateInspector, LenientClientVerifier,
     ServerCertificateSource,
 };
+use crate::upgraded::UpgradedConnections;
 use crate::upstreams::Upstreams;
 use certgate_store::{Store, StoreSettings, SystemClock};
 
@@ -145,6 +146,7 @@ impl GatewayServer {
             store: Arc::new(tokio::sync::OnceCell::new()),
             seen: RecentlySeen::default(),
             drain: Arc::new(Drain::default()),
+            upgraded: Arc::new(UpgradedConnections::default()),
             access_log: matches!(
                 config.server.access_log,
                 certgate_policies::config::AccessLog::Json
@@ -252,6 +254,24 @@ impl GatewayServer {
         };
         gateway.add_admin(config, control)?;
         gateway.add_reload(policies, resolver, upstreams.clone(), metrics);
+        let (upgraded, live) = (
+            Arc::clone(&gateway.state.upgraded),
+            Arc::clone(&gateway.state.revocations),
+        );
+        gateway.add_task("upgraded connections", move |mut shutdown| {
+            Box::pin(async move {
+                loop {
+                    let cut = upgraded.sweep(&live.load(), unix_now());
+                    if cut > 0 {
+                        tracing::info!(cut, "closed upgraded connections whose credential ended");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            })
+        });
         gateway.add_task("upstream health", move |mut shutdown| {
             Box::pin(async move {
                 loop {

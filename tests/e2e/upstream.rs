@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use certgate_e2e::{free_port, tls_connect, Deployment, Org};
+use certgate_e2e::{free_port, tls_connect, ClientCert, Deployment, Org};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST: &str = "noord.test";
@@ -60,7 +60,16 @@ fn websockets_pass_through() {
 /// A minimal WebSocket client: upgrade over TLS from 127.0.0.2, send one masked text frame,
 /// read the echo.
 async fn websocket_echo(d: &Deployment, text: &str) -> String {
-    let mut tls = tls_connect(d, HOST, "127.0.0.2", b"", None).await.unwrap();
+    let mut tls = websocket(d, "127.0.0.2", None).await;
+    echo(&mut tls, text).await
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// An upgraded WebSocket connection from `source`, presenting `client` if given.
+async fn websocket(d: &Deployment, source: &str, client: Option<&ClientCert>) -> Tls {
+    let client = client.map(|c| (c.cert.as_path(), c.key.as_path()));
+    let mut tls = tls_connect(d, HOST, source, b"", client).await.unwrap();
     let upgrade = format!(
         "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -74,7 +83,11 @@ async fn websocket_echo(d: &Deployment, text: &str) -> String {
     }
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tls
+}
 
+/// Sends one masked text frame and reads the echo.
+async fn echo(tls: &mut Tls, text: &str) -> String {
     let mask = [0x12u8, 0x34, 0x56, 0x78];
     let payload = text.as_bytes();
     assert!(payload.len() < 126);
@@ -157,4 +170,38 @@ fn an_http_health_check_takes_a_frozen_upstream_out_of_rotation() {
         assert_eq!(r.status, 200, "request {i}: {r:?}");
     }
     assert!(d.gateway().log_text().contains("upstream health changed"));
+}
+
+/// The measured fault: an open WebSocket stayed open after its credential was revoked
+/// (revocation was checked per request only).
+#[test]
+fn a_websocket_closes_when_its_credential_is_revoked() {
+    let noord = Org::new("noord", HOST);
+    let mut d = Deployment::new(&[noord]);
+    d.start();
+    let anna = d.issue_client("noord", "anna@noord.test", "1h");
+    let bob = d.issue_client("noord", "bob@noord.test", "1h");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut annas = websocket(&d, "127.0.0.3", Some(&anna)).await;
+        let mut bobs = websocket(&d, "127.0.0.3", Some(&bob)).await;
+        assert_eq!(echo(&mut annas, "voor").await, "voor");
+        certgate_e2e::certgate_ok(&[
+            "device",
+            "revoke",
+            "--config",
+            &d.config(),
+            "--serial",
+            &anna.serial,
+        ]);
+        // The gateway closes Anna's connection: the read ends rather than waiting.
+        let mut byte = [0u8; 1];
+        let ended = tokio::time::timeout(Duration::from_secs(10), annas.read(&mut byte)).await;
+        assert!(
+            matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+            "still open after the revocation: {ended:?}"
+        );
+        // Bob's goes on.
+        assert_eq!(echo(&mut bobs, "na").await, "na");
+    });
 }
