@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`.
-.PHONY: demo test bench lint build
+.PHONY: demo test bench lint build fuzz
 
 # The recipes source scripts/lib.sh, which is bash; Make's default shell may be dash.
 SHELL := /bin/bash
@@ -22,3 +22,6 @@ lint:
 
 bench:
 	bash scripts/bench.sh
+
+fuzz:
+	bash scripts/fuzz.sh

@@ -60,6 +60,10 @@ cargo build --workspace --locked --bins
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
 
+# Every fuzz target, a few seconds each from its seeds and past crashes (`make fuzz` runs long).
+echo "== fuzz (smoke run)"
+FUZZ_SMOKE=1 bash scripts/fuzz.sh
+
 # The load benchmark's harness, one short round against certgate and nginx with the debug build:
 # every target must still answer every scenario correctly. It times nothing.
 echo "== load benchmark harness (smoke run)"

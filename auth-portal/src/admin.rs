@@ -1115,93 +1115,36 @@ pub struct ImportRow {
     pub problem: Option<String>,
 }
 
-/// Reads the CSV (header `username,name,email,mobile,kind,roles`; roles separated by `;`):
-/// every row checked, nothing written.
+/// Reads the CSV ([`certgate_db::read_import`]) and looks each account up: every row checked,
+/// nothing written.
 async fn check_import(
     db: &Database,
     org: &str,
     text: &str,
 ) -> Result<Vec<(ImportRow, Option<NewAccount>)>, String> {
-    if text.len() > 1_000_000 {
-        return Err("the file is larger than 1 MB".into());
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("the first line: {e}"))?
-        .clone();
-    let columns = certgate_db::ImportColumns::from_header(&headers)?;
-    let (user_col, name_col) = (columns.username, columns.name);
-    let (email_col, mobile_col, kind_col, roles_col) =
-        (columns.email, columns.mobile, columns.kind, columns.roles);
     let mut rows = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (index, record) in reader.records().enumerate() {
-        if index >= 5_000 {
-            return Err("at most 5 000 accounts a file; split it".into());
-        }
-        let line = index + 2;
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                rows.push((
-                    ImportRow {
-                        line,
-                        username: String::new(),
-                        name: String::new(),
-                        kind: "",
-                        problem: Some(e.to_string()),
-                    },
-                    None,
-                ));
-                continue;
-            }
-        };
-        let field = |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or_default();
-        let roles: Vec<String> = field(roles_col)
-            .split(';')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let kind = Some(field(kind_col)).filter(|k| !k.is_empty());
-        let checked = NewAccount::checked(
-            org,
-            field(Some(user_col)),
-            field(Some(name_col)),
-            Some(field(email_col)).filter(|e| !e.is_empty()),
-            Some(field(mobile_col)).filter(|m| !m.is_empty()),
-            kind,
-            &roles,
-        );
-        let username = field(Some(user_col)).to_lowercase();
-        let problem = match &checked {
+    for line in certgate_db::read_import(org, text)? {
+        let problem = match &line.account {
             Err(message) => Some(message.clone()),
-            Ok(_) if !seen.insert(username.clone()) => {
-                Some("this user name is in the file twice".into())
-            }
             Ok(new) => match db.find_account(org, &new.username).await {
                 Ok(Some(_)) => Some("an account with this user name exists already".into()),
                 Ok(None) => None,
                 Err(_) => Some("the database cannot be reached".into()),
             },
         };
-        let kind = match checked.as_ref().map(|n| n.kind) {
+        let kind = match line.account.as_ref().map(|n| n.kind) {
             Ok(AccountKind::Group) => "group",
             _ => "personal",
         };
         rows.push((
             ImportRow {
-                line,
-                username,
-                name: field(Some(name_col)).to_owned(),
+                line: line.line,
+                username: line.username,
+                name: line.name,
                 kind,
                 problem: problem.clone(),
             },
-            checked.ok().filter(|_| problem.is_none()),
+            line.account.ok().filter(|_| problem.is_none()),
         ));
     }
     Ok(rows)

@@ -5,7 +5,7 @@
 //! another organisation answers 404, as one that does not exist. Every error is
 //! `{"error": code, "error_description": text}`, made in one place ([`ApiError`]).
 
-mod tokens;
+pub(crate) mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -498,7 +498,7 @@ async fn show_account(
 /// surrounding spaces), so the OpenAPI document can say exactly what is accepted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewAccountBody {
+pub(crate) struct NewAccountBody {
     username: String,
     display_name: String,
     #[serde(default)]
@@ -514,7 +514,7 @@ struct NewAccountBody {
 impl NewAccountBody {
     /// The account to create, checked as the OpenAPI document describes, then as every new
     /// account is.
-    fn checked(&self, org: &str) -> Result<NewAccount, String> {
+    pub(crate) fn checked(&self, org: &str) -> Result<NewAccount, String> {
         if !valid_username(&self.username) {
             return Err(
                 "username must be 1 to 64 of the characters A-Z a-z 0-9 . _ @ + -".to_owned(),

@@ -451,7 +451,7 @@ pub(crate) struct CsrBody {
     csr: String,
 }
 
-fn parse_csr(body: &[u8]) -> Result<CertificateRequest, Response> {
+pub(crate) fn parse_csr(body: &[u8]) -> Result<CertificateRequest, Response> {
     let Ok(body) = serde_json::from_slice::<CsrBody>(body) else {
         return Err(api_error(
             StatusCode::BAD_REQUEST,

@@ -9,6 +9,8 @@ mod admin_api;
 pub mod codes;
 mod device;
 mod flow;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod i18n;
 mod issue;
 pub mod mail;

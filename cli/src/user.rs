@@ -238,73 +238,39 @@ fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
     } else {
         std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("{}: the first line: {e}", file.display()))?
-        .clone();
-    let columns = certgate_db::ImportColumns::from_header(&headers)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let optional = |record: &csv::StringRecord, col: Option<usize>| {
-        col.and_then(|c| record.get(c))
-            .map(str::to_owned)
-            .filter(|v| !v.is_empty())
-    };
+    let lines =
+        certgate_db::read_import(&at.org, &text).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut requests = Vec::new();
     let mut problems = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (index, record) in reader.records().enumerate() {
-        let line = index + 2;
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                problems.push(format!("line {line}: {e}"));
+    for line in lines {
+        let new = match line.account {
+            Ok(new) => new,
+            Err(message) => {
+                problems.push(format!("line {}: {message}", line.line));
                 continue;
             }
         };
-        let request = AddUser {
-            org: at.org.clone(),
-            username: record.get(columns.username).unwrap_or_default().to_owned(),
-            display_name: record.get(columns.name).unwrap_or_default().to_owned(),
-            email: optional(&record, columns.email),
-            mobile: optional(&record, columns.mobile),
-            kind: optional(&record, columns.kind),
-            roles: optional(&record, columns.roles)
-                .map(|r| {
-                    r.split(';')
-                        .map(str::trim)
-                        .filter(|r| !r.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        match validate_new_user(&request) {
-            Err(message) => problems.push(format!("line {line}: {message}")),
-            Ok(new) if !seen.insert(new.username.to_lowercase()) => {
-                problems.push(format!(
-                    "line {line}: {:?} is in the file twice",
-                    new.username
-                ));
-            }
-            Ok(new) => {
-                let exists = admin_client::call(
-                    &config.server.admin_socket,
-                    "GET",
-                    &user_path(&at.org, &new.username),
-                    None,
-                );
-                match exists {
-                    Ok(_) => problems.push(format!(
-                        "line {line}: an account {:?} exists already",
-                        new.username
-                    )),
-                    Err(e) if e.starts_with("no account") => requests.push(request),
-                    Err(e) => return Err(e),
-                }
-            }
+        let exists = admin_client::call(
+            &config.server.admin_socket,
+            "GET",
+            &user_path(&at.org, &new.username),
+            None,
+        );
+        match exists {
+            Ok(_) => problems.push(format!(
+                "line {}: an account {:?} exists already",
+                line.line, new.username
+            )),
+            Err(e) if e.starts_with("no account") => requests.push(AddUser {
+                org: new.org,
+                username: new.username,
+                display_name: new.display_name,
+                email: new.email,
+                mobile: new.mobile,
+                kind: Some(new.kind.as_str().to_owned()),
+                roles: new.roles,
+            }),
+            Err(e) => return Err(e),
         }
     }
     if !problems.is_empty() {
@@ -320,8 +286,8 @@ fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
         if let Err(e) = made {
             // The file's rows before this one exist now; say so, so a second run can skip them.
             return Err(format!(
-                "{:?}: {e}
-created {created} of {} accounts (the rows before {:?}); the rest                  were not created",
+                "{:?}: {e}\ncreated {created} of {} accounts (the rows before {:?}); the rest were \
+                 not created",
                 request.username,
                 requests.len(),
                 request.username

@@ -217,6 +217,99 @@ impl ImportColumns {
     }
 }
 
+/// The largest account import file, and the most rows it may hold, everywhere it is taken.
+pub const IMPORT_MAX_BYTES: usize = 1_000_000;
+pub const IMPORT_MAX_ROWS: usize = 5_000;
+
+/// One row of an account import, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLine {
+    /// The line of the file (the header is line 1).
+    pub line: usize,
+    /// As written, lower-cased (what the account would be called).
+    pub username: String,
+    pub name: String,
+    /// The account to create, or why the row cannot be one.
+    pub account: Result<NewAccount, String>,
+}
+
+/// Reads an account import (CSV whose first line names the columns, see [`ImportColumns`];
+/// roles separated by `;`): every row checked as every new account is, and a user name that
+/// is in the file twice refused. Whether the accounts exist already is for the caller, who
+/// writes nothing unless every row is right. `Err` when the file as a whole cannot be read.
+pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, String> {
+    if text.len() > IMPORT_MAX_BYTES {
+        return Err(format!(
+            "the file is larger than {} MB",
+            IMPORT_MAX_BYTES / 1_000_000
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("the first line: {e}"))?
+        .clone();
+    let columns = ImportColumns::from_header(&headers)?;
+    let mut lines = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, record) in reader.records().enumerate() {
+        if index >= IMPORT_MAX_ROWS {
+            return Err(format!(
+                "at most {IMPORT_MAX_ROWS} accounts a file; split it"
+            ));
+        }
+        let line = index + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                lines.push(ImportLine {
+                    line,
+                    username: String::new(),
+                    name: String::new(),
+                    account: Err(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let field = |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or_default();
+        let optional = |col: Option<usize>| Some(field(col)).filter(|v| !v.is_empty());
+        let roles: Vec<String> = field(columns.roles)
+            .split(';')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let username = field(Some(columns.username)).to_lowercase();
+        let account = NewAccount::checked(
+            org,
+            field(Some(columns.username)),
+            field(Some(columns.name)),
+            optional(columns.email),
+            optional(columns.mobile),
+            optional(columns.kind),
+            &roles,
+        )
+        .and_then(|account| {
+            // Sign-in takes user names in any case: two spellings are one account.
+            if seen.insert(account.username.to_lowercase()) {
+                Ok(account)
+            } else {
+                Err("this user name is in the file twice".to_owned())
+            }
+        });
+        lines.push(ImportLine {
+            line,
+            username,
+            name: field(Some(columns.name)).to_owned(),
+            account,
+        });
+    }
+    Ok(lines)
+}
+
 /// An account as stored. Its `Debug` leaves out every secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Account {

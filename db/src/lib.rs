@@ -8,8 +8,8 @@ mod api_tokens;
 mod revocations;
 
 pub use accounts::{
-    Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, ImportColumns, MfaChoice,
-    NewAccount, ADMIN_ROLE,
+    read_import, Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, ImportColumns,
+    ImportLine, MfaChoice, NewAccount, ADMIN_ROLE, IMPORT_MAX_BYTES, IMPORT_MAX_ROWS,
 };
 pub use admin_allowlist::{
     AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,

@@ -542,3 +542,50 @@ async fn an_unreachable_database_is_named_without_its_password() {
         "{message}"
     );
 }
+
+#[test]
+fn one_import_reader_checks_every_row_and_the_whole_file() {
+    let text = "Username,Name,roles\n\
+                anna,Anna de Vries,admin; staff\n\
+                ANNA,Anna again,\n\
+                ,No name,\n\
+                groep,\"Groep, Zon\",\n";
+    let lines = read_import("noord", text).unwrap();
+    let lines: Vec<(usize, &str, Result<&str, &str>)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.line,
+                l.username.as_str(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.username.as_str())
+                    .map_err(String::as_str),
+            )
+        })
+        .collect();
+    assert_eq!(lines[0], (2, "anna", Ok("anna")));
+    assert_eq!(
+        lines[1],
+        (3, "anna", Err("this user name is in the file twice"))
+    );
+    assert_eq!(lines[2].0, 4);
+    assert!(lines[2].2.is_err());
+    assert_eq!(lines[3], (5, "groep", Ok("groep")));
+
+    let roles = read_import("noord", "username,name,roles\nanna,Anna,admin; staff\n").unwrap();
+    assert_eq!(
+        roles[0].account.as_ref().unwrap().roles,
+        ["admin".to_owned(), "staff".to_owned()]
+    );
+    assert!(read_import("noord", "username,e-mail\n").is_err());
+    let huge = format!("username,name\n{}", "a,b\n".repeat(300_000));
+    assert!(read_import("noord", &huge)
+        .unwrap_err()
+        .contains("larger than"));
+    let many = format!(
+        "username,name\n{}",
+        (0..5_001).map(|i| format!("u{i},U\n")).collect::<String>()
+    );
+    assert!(read_import("noord", &many).unwrap_err().contains("at most"));
+}

@@ -188,7 +188,7 @@ pub(super) async fn list(State(state): State<Arc<PortalState>>, headers: HeaderM
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewTokenBody {
+pub(crate) struct NewTokenBody {
     name: String,
     scopes: Vec<String>,
     /// Seconds from now: a whole number, which JSON may write as `3600.0`.
@@ -199,7 +199,7 @@ struct NewTokenBody {
 
 /// A token's request, checked: its scopes and canonical source networks.
 #[derive(Debug, PartialEq, Eq)]
-struct CheckedToken {
+pub(crate) struct CheckedToken {
     scopes: Vec<ApiScope>,
     sources: Vec<String>,
     /// Seconds.
@@ -207,7 +207,7 @@ struct CheckedToken {
 }
 
 impl NewTokenBody {
-    fn checked(&self) -> Result<CheckedToken, String> {
+    pub(crate) fn checked(&self) -> Result<CheckedToken, String> {
         let mut name = self.name.bytes();
         if self.name.len() > 64
             || !name.next().is_some_and(|b| b.is_ascii_alphanumeric())
