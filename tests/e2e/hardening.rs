@@ -88,7 +88,7 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Folded>>) {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
             loop {
                 let mut size = String::new();
                 if reader.read_line(&mut size).unwrap_or(0) == 0 {
@@ -416,4 +416,45 @@ fn one_address_holds_only_so_many_connections() {
         assert!(served, "the closed connection's place was not given back");
     });
     assert!(d.metric("certgate_connections_refused_total{reason=\"client_limit\"}") >= 1.0);
+}
+
+/// The rest of the class: every ambiguous framing a client can send through a public path
+/// either gets 400 or reaches the application as exactly the request the gateway saw.
+#[test]
+fn no_framing_trick_smuggles_a_second_request() {
+    let upstream = FoldingUpstream::start();
+    let d = deployment(&upstream);
+    let smuggled = format!(
+        "GET /admin HTTP/1.1\r\nHost: {HOST}\r\nX-Certgate-User: the-director\r\nContent-Length: 0\r\n\r\n"
+    );
+    let chunked = format!("0\r\n\r\n{smuggled}");
+    let n = chunked.len();
+    for framing in [
+        format!("Content-Length: {n}\r\nContent-Length: 5"),
+        format!("Content-Length: 5\r\nContent-Length: {n}"),
+        format!("Content-Length: {n}, 5"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: chunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: chunked, identity"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: identity, chunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: xchunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding : chunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding:\tchunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: Chunked"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity"),
+        format!("Content-Length: +{n}"),
+        format!("Content-Length: 0{n}"),
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked".to_owned(),
+    ] {
+        let before = upstream.paths().len();
+        let request = format!(
+            "POST /public/form HTTP/1.1\r\nHost: {HOST}\r\n{framing}\r\nConnection: close\r\n\r\n{chunked}"
+        );
+        let answer = send(&d, request.as_bytes());
+        let status = answer.get(9..12).unwrap_or("");
+        let seen: Vec<String> = upstream.paths()[before..].to_vec();
+        assert!(
+            !seen.iter().any(|p| p == "/admin"),
+            "{framing:?} smuggled a request: answer {status}, upstream saw {seen:?}"
+        );
+    }
 }
