@@ -360,6 +360,7 @@ impl GatewayServer {
             .into_iter()
             .map(|(_, addr)| addr.port())
             .collect();
+        let drain = Arc::clone(&self.state.drain);
         let database_url = config.database.url.clone().unwrap_or_default();
         let store_settings = StoreSettings {
             redis_url: config.store.redis_url.clone().unwrap_or_default(),
@@ -399,7 +400,10 @@ impl GatewayServer {
                 while !listening_on(&proxy_ports) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                ready.store(true, Ordering::Relaxed);
+                // Not if SIGTERM came first.
+                if !drain.is_draining() {
+                    ready.store(true, Ordering::Relaxed);
+                }
                 // The listeners stay up until the runtime stops, so /readyz answers 503 while
                 // requests in flight finish.
                 let open_database = async {
