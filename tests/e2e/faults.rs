@@ -245,3 +245,22 @@ fn a_database_outage_is_visible_and_says_that_nothing_was_changed() {
     );
     assert!(!log.contains("s3cret"), "{log}");
 }
+
+/// A data directory that cannot be made or written stops `serve` and names `data.dir` (it said
+/// "certificate authority: cannot create data/credential.tmp-…").
+#[test]
+fn a_data_directory_that_cannot_be_written_stops_serve_and_says_so() {
+    let d = Deployment::new(&[Org::new("noord", HOST)]);
+    // Nobody may create anything under /proc, not even root.
+    d.write_config_for(
+        "certgate.toml",
+        d.https,
+        d.admin,
+        d.portal,
+        "/proc/certgate-data",
+    );
+    let (status, log) = serve_until_it_gives_up(&d);
+    assert!(!status.success());
+    assert!(log.contains("data.dir /proc/certgate-data"), "{log}");
+    assert!(!log.contains("tmp-"), "{log}");
+}
