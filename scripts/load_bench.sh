@@ -116,6 +116,8 @@ admin_listen = "127.0.0.1:$admin"
 admin_socket = "data/admin.sock"
 shutdown_grace = "1s"
 access_log = "off"
+# Every benchmark client connects from this one address.
+max_connections_per_client = 100000
 
 [[server.certificates]]
 hosts = ["ip.bench.test", "big.bench.test", "cert.bench.test"]

@@ -44,9 +44,6 @@ use crate::upgraded::UpgradedConnections;
 use crate::upstreams::Upstreams;
 use certgate_store::{Store, StoreSettings, SystemClock};
 
-/// The read buffer of a client connection: one TLS record.
-const READ_BUFFER: usize = 16 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
@@ -175,12 +172,13 @@ impl GatewayServer {
         settings.enable_h2();
         let mut listeners = Listeners::new();
         // Pingora gives every connection a 64 KiB read buffer (zeroed, so resident from the
-        // first byte): most of an idle keep-alive connection's memory. One TLS record is at most
-        // 16 KiB, and the requests this gateway reads are far smaller.
+        // first byte): most of an idle keep-alive connection's memory. rustls reads the socket
+        // into a buffer of its own, 4 KiB at a time, which it shrinks back when it is empty, so
+        // a second buffer in front of it only holds memory while the connection idles.
         listeners.add_listener(
             ListenerConfig::tcp(config.server.https_listen.to_string())
                 .tls(settings)
-                .l4_buffer(L4BufferSettings::default().read(READ_BUFFER)),
+                .l4_buffer(L4BufferSettings::default().read(0)),
         );
         if let Some(http) = config.server.http_listen {
             listeners.add_tcp(&http.to_string());
