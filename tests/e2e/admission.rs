@@ -175,14 +175,8 @@ fn expired_foreign_other_org_and_revoked_certificates_reach_the_sign_in_page() {
     certgate_e2e::certgate_ok(&["ca", "init", "--dir", foreign_ca.to_str().unwrap()]);
     let foreign = d.issue_client_from(&foreign_ca, "noord", "mallory@noord.test", "1h");
     let revoked = d.issue_client("noord", "lost@noord.test", "1h");
-    certgate_e2e::certgate_ok(&[
-        "device",
-        "revoke",
-        "--config",
-        &d.config(),
-        "--serial",
-        &revoked.serial,
-    ]);
+    let out = d.revoke_serial(&revoked);
+    assert!(out.status.success(), "{out:?}");
     std::thread::sleep(std::time::Duration::from_millis(2100));
 
     for (name, cert) in [
@@ -477,27 +471,8 @@ fn plain_http_redirects_to_https() {
     d.extra_server_config = format!("http_listen = \"127.0.0.1:{http}\"");
     d.write_config();
     d.start();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            "-H",
-            &format!("Host: {HOST}"),
-        ])
-        .arg(format!("http://127.0.0.1:{http}/rooster?week=1"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text,
-        format!("308 https://{HOST}:{}/rooster?week=1", d.https)
-    );
-    // Only to hosts certgate serves: a redirect to whatever `Host` said would send people
-    // anywhere (and poison caches in between).
-    for host in ["evil.test", "noord.test.evil.test", "noord.test@evil.test"] {
+    // Status and redirect of a plain-HTTP request with this `Host` (and extra curl arguments).
+    let plain = |host: &str, path: &str, extra: &[&str]| {
         let out = std::process::Command::new("curl")
             .args([
                 "-sS",
@@ -505,29 +480,25 @@ fn plain_http_redirects_to_https() {
                 "/dev/null",
                 "-w",
                 "%{http_code} %{redirect_url}",
-                "-H",
-                &format!("Host: {host}"),
             ])
-            .arg(format!("http://127.0.0.1:{http}/rooster"))
+            .args(["-H", &format!("Host: {host}")])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{http}{path}"))
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        // 421, or 400 where the HTTP parser already refuses the name.
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        plain(HOST, "/rooster?week=1", &[]),
+        format!("308 https://{HOST}:{}/rooster?week=1", d.https)
+    );
+    // Only to hosts certgate serves: a redirect to whatever `Host` said would send people
+    // anywhere (and poison caches in between). 421, or 400 where the HTTP parser already
+    // refuses the name or the request target.
+    for host in ["evil.test", "noord.test.evil.test", "noord.test@evil.test"] {
+        let text = plain(host, "/rooster", &[]);
         assert!(text == "421 " || text == "400 ", "{host}: {text}");
     }
-    let absolute = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-        ])
-        .args(["--request-target", "http://evil.test/x"])
-        .args(["-H", &format!("Host: {HOST}")])
-        .arg(format!("http://127.0.0.1:{http}/x"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&absolute.stdout);
+    let text = plain(HOST, "/x", &["--request-target", "http://evil.test/x"]);
     assert!(text == "421 " || text == "400 ", "{text}");
 }

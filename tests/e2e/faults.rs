@@ -85,47 +85,23 @@ fn an_admin_socket_that_cannot_be_made_stops_serve_with_the_reason() {
     }
 }
 
-/// An upstream that answers every request after `delay`, and counts what it received.
-fn slow_upstream(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = std::sync::Arc::clone(&received);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let count = std::sync::Arc::clone(&count);
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                std::thread::sleep(delay);
-                let _ = writer.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslept",
-                );
-            });
-        }
-    });
-    (port, received)
-}
-
 /// The measured faults: the grace was one second short (`1s` cut requests at once), and an idle
 /// instance still waited out the whole grace period after SIGTERM.
 #[test]
 fn sigterm_lets_requests_in_flight_finish_and_an_idle_instance_exits_at_once() {
-    let (port, received) = slow_upstream(Duration::from_millis(1500));
+    // An application that takes 1.5 s to answer, longer than the grace minus one second.
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let upstream = certgate_e2e::StubServer::start({
+        let received = std::sync::Arc::clone(&received);
+        move |_| {
+            received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1500));
+            certgate_e2e::HttpReply::new(200, "slept")
+        }
+    });
     let mut noord = Org::new("noord", HOST);
     noord.allow_ips = vec!["127.0.0.2"];
-    noord.upstreams = vec![format!("http://127.0.0.1:{port}")];
+    noord.upstreams = vec![upstream.base_url()];
     // The deployment's shutdown_grace is 2s.
     let mut d = Deployment::new(&[noord]);
     assert!(std::fs::read_to_string(d.path("certgate.toml"))
@@ -201,14 +177,7 @@ fn a_database_outage_is_visible_and_says_that_nothing_was_changed() {
     assert_eq!(d.metric("certgate_database_up"), 0.0);
     // Admission goes on.
     assert_eq!(d.status_with_cert(d.https, HOST, &anna), 200);
-    let out = certgate_e2e::certgate(&[
-        "device",
-        "revoke",
-        "--config",
-        &d.config(),
-        "--serial",
-        &anna.serial,
-    ]);
+    let out = d.revoke_serial(&anna);
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -186,14 +186,8 @@ fn a_websocket_closes_when_its_credential_is_revoked() {
         let mut annas = websocket(&d, "127.0.0.3", Some(&anna)).await;
         let mut bobs = websocket(&d, "127.0.0.3", Some(&bob)).await;
         assert_eq!(echo(&mut annas, "voor").await, "voor");
-        certgate_e2e::certgate_ok(&[
-            "device",
-            "revoke",
-            "--config",
-            &d.config(),
-            "--serial",
-            &anna.serial,
-        ]);
+        let revoked = d.revoke_serial(&anna);
+        assert!(revoked.status.success(), "{revoked:?}");
         // The gateway closes Anna's connection: the read ends rather than waiting.
         let mut byte = [0u8; 1];
         let ended = tokio::time::timeout(Duration::from_secs(10), annas.read(&mut byte)).await;

@@ -519,6 +519,18 @@ listen = "127.0.0.1:{portal}"
         self.gateway.as_ref().expect("gateway running")
     }
 
+    /// `certgate device revoke --serial` of `cert` against the running gateway.
+    pub fn revoke_serial(&self, cert: &ClientCert) -> Output {
+        certgate(&[
+            "device",
+            "revoke",
+            "--config",
+            &self.config(),
+            "--serial",
+            &cert.serial,
+        ])
+    }
+
     /// Issues a client certificate for `org`/`user` with `certgate ca issue-client`.
     pub fn issue_client(&self, org: &str, user: &str, lifetime: &str) -> ClientCert {
         self.issue_client_from(&self.path("ca"), org, user, lifetime)
