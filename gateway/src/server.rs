@@ -609,11 +609,16 @@ fn io_reason(error: &std::io::Error) -> String {
 
 /// Whether this process has a listening TCP socket on each of `ports` (Linux: the kernel's
 /// socket tables, matched against this process's own descriptors, so another program on the
-/// same port does not count).
+/// same port does not count). Where `/proc` cannot be read this cannot be told, and the check
+/// before start and the end of the process on a failed bind are what hold.
 fn listening_on(ports: &[u16]) -> bool {
-    let ours: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
-        .into_iter()
-        .flatten()
+    let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else {
+        return true;
+    };
+    if !std::path::Path::new("/proc/net/tcp").exists() {
+        return true;
+    }
+    let ours: std::collections::HashSet<String> = descriptors
         .flatten()
         .filter_map(|entry| std::fs::read_link(entry.path()).ok())
         .filter_map(|link| {
