@@ -125,10 +125,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             return None;
         }
         // Behind PROXY protocol the socket digest already names the client.
-        let client = stream
+        let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let _slot = match client.filter(|ip| !self.exempt.contains(*ip)) {
+        let _slot = match peer.and_then(|peer| counted_client(&self.exempt, peer)) {
             Some(ip) => match self.open.take(ip, self.limits.per_client) {
                 Some(slot) => Some(slot),
                 None => {
@@ -168,6 +168,13 @@ impl<A> GuardedApp<A> {
             .with_label_values(&[refusal.as_str()])
             .inc();
     }
+}
+
+/// The address a connection from `peer` counts against, or `None` for a trusted proxy (it
+/// carries many clients). An IPv4-mapped address (a dual-stack listener) is the IPv4 address.
+fn counted_client(exempt: &TrustedProxies, peer: IpAddr) -> Option<IpAddr> {
+    let client = crate::client_ip::canonical(peer);
+    (!exempt.contains(client)).then_some(client)
 }
 
 /// Open connections per client address (IPv6: per /64, which one subscriber usually has).
@@ -580,6 +587,22 @@ mod tests {
         assert_eq!(scan.feed(b"GET / HTTP/1.1\r\nHost: a\r"), None);
         assert_eq!(scan.feed(b"\n\r"), None);
         assert_eq!(scan.feed(b"\nrest"), Some(1));
+    }
+
+    #[test]
+    fn trusted_proxies_are_not_counted_however_their_address_is_written() {
+        let exempt = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        for proxy in ["10.1.2.3", "::ffff:10.1.2.3"] {
+            assert_eq!(
+                counted_client(&exempt, proxy.parse().unwrap()),
+                None,
+                "{proxy}"
+            );
+        }
+        assert_eq!(
+            counted_client(&exempt, "::ffff:192.0.2.1".parse().unwrap()),
+            Some("192.0.2.1".parse().unwrap())
+        );
     }
 
     #[test]
