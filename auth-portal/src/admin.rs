@@ -1123,7 +1123,7 @@ async fn check_import(
     text: &str,
 ) -> Result<Vec<(ImportRow, Option<NewAccount>)>, String> {
     let mut rows = Vec::new();
-    for line in certgate_db::read_import(org, text)? {
+    for line in certgate_db::read_import(org, text).map_err(|e| e.to_string())? {
         let problem = match &line.account {
             Err(message) => Some(message.clone()),
             Ok(new) => match db.find_account(org, &new.username).await {

@@ -237,12 +237,9 @@ pub struct ImportLine {
 /// roles separated by `;`): every row checked as every new account is, and a user name that
 /// is in the file twice refused. Whether the accounts exist already is for the caller, who
 /// writes nothing unless every row is right. `Err` when the file as a whole cannot be read.
-pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, String> {
+pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, DbError> {
     if text.len() > IMPORT_MAX_BYTES {
-        return Err(format!(
-            "the file is larger than {} MB",
-            IMPORT_MAX_BYTES / 1_000_000
-        ));
+        return Err(DbError::ImportTooLarge);
     }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -250,16 +247,14 @@ pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, String> {
         .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| format!("the first line: {e}"))?
+        .map_err(|e| DbError::ImportUnreadable(e.to_string()))?
         .clone();
-    let columns = ImportColumns::from_header(&headers)?;
+    let columns = ImportColumns::from_header(&headers).map_err(DbError::ImportColumns)?;
     let mut lines = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, record) in reader.records().enumerate() {
         if index >= IMPORT_MAX_ROWS {
-            return Err(format!(
-                "at most {IMPORT_MAX_ROWS} accounts a file; split it"
-            ));
+            return Err(DbError::ImportTooManyRows);
         }
         let line = index + 2;
         let record = match record {

@@ -48,6 +48,16 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// An account import file as a whole cannot be read (its rows are checked one by one).
+    #[error("the file is larger than {} MB", IMPORT_MAX_BYTES / 1_000_000)]
+    ImportTooLarge,
+    #[error("at most {IMPORT_MAX_ROWS} accounts a file; split it")]
+    ImportTooManyRows,
+    #[error("the first line: {0}")]
+    ImportUnreadable(String),
+    /// The first line does not name the columns as [`ImportColumns`] wants them.
+    #[error("{0}")]
+    ImportColumns(String),
     #[error("{0}")]
     Conflict(String),
     /// An admin allow-list save based on version `expected` while the list is at `current`:

@@ -582,10 +582,14 @@ fn one_import_reader_checks_every_row_and_the_whole_file() {
     let huge = format!("username,name\n{}", "a,b\n".repeat(300_000));
     assert!(read_import("noord", &huge)
         .unwrap_err()
+        .to_string()
         .contains("larger than"));
     let many = format!(
         "username,name\n{}",
         (0..5_001).map(|i| format!("u{i},U\n")).collect::<String>()
     );
-    assert!(read_import("noord", &many).unwrap_err().contains("at most"));
+    assert!(read_import("noord", &many)
+        .unwrap_err()
+        .to_string()
+        .contains("at most"));
 }

@@ -382,12 +382,12 @@ async fn revoke(
             let known = db
                 .device(&new.org, &new.subject)
                 .await
-                .map_err(crate::users::internal)?
+                .map_err(AdminError::from)?
                 .is_some();
             if known {
                 db.revoke_device(&new.org, &new.subject, now)
                     .await
-                    .map_err(crate::users::internal)?;
+                    .map_err(AdminError::from)?;
                 audited = Some("device.revoke");
             }
         }
@@ -397,7 +397,7 @@ async fn revoke(
             let account = db
                 .find_account(&new.org, &new.subject)
                 .await
-                .map_err(crate::users::internal)?;
+                .map_err(AdminError::from)?;
             if let Some(account) = account {
                 if account.username != new.subject {
                     // The name as typed too, which an operator's certificate may carry.
@@ -406,7 +406,7 @@ async fn revoke(
                 }
                 db.refuse_credentials(&new.org, &account.id, now)
                     .await
-                    .map_err(crate::users::internal)?;
+                    .map_err(AdminError::from)?;
                 audited = Some("user.revoke");
             }
         }

@@ -391,7 +391,10 @@ impl AsyncRead for GuardedStream {
             }
             cut.wake_on_cut(cx.waker());
         }
-        if this.next_request.swap(false, Ordering::Relaxed) {
+        // A load first: most reads are not the first of a request, and a swap is a write.
+        if this.next_request.load(Ordering::Relaxed)
+            && this.next_request.swap(false, Ordering::Relaxed)
+        {
             this.phase = Phase::Head {
                 bytes: 0,
                 started: false,

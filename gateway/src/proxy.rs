@@ -152,6 +152,17 @@ impl Gateway {
         guard.close_on(self.state.upgraded.watch(validity));
     }
 
+    /// One of the gateway's own pages (`pages`), as HTML.
+    async fn respond_page(session: &mut Session, status: u16, page: &'static str) -> Result<()> {
+        Self::respond(
+            session,
+            status,
+            &[(CONTENT_TYPE, "text/html; charset=utf-8")],
+            Bytes::from_static(page.as_bytes()),
+        )
+        .await
+    }
+
     /// Plain HTTP only redirects to HTTPS, and only to a host certgate serves: a redirect to
     /// whatever `Host` said would send people (and cache poisoning) anywhere.
     async fn redirect_to_https(&self, session: &mut Session) -> Result<()> {
@@ -164,13 +175,7 @@ impl Gateway {
             .organisations_for_host(host)
             .is_empty()
         {
-            return Self::respond(
-                session,
-                421,
-                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
-                Bytes::from_static(pages::UNKNOWN_HOST.as_bytes()),
-            )
-            .await;
+            return Self::respond_page(session, 421, pages::UNKNOWN_HOST).await;
         }
         let host = strip_port(host).to_ascii_lowercase();
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -239,13 +244,7 @@ impl ProxyHttp for Gateway {
             ctx.outcome = Some(Outcome::BadRequest(refusal.as_str()));
             // The connection may hold more of what the client framed differently.
             session.set_keepalive(None);
-            Self::respond(
-                session,
-                400,
-                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
-                Bytes::from_static(pages::BAD_REQUEST.as_bytes()),
-            )
-            .await?;
+            Self::respond_page(session, 400, pages::BAD_REQUEST).await?;
             return Ok(true);
         }
 
@@ -283,13 +282,7 @@ impl ProxyHttp for Gateway {
         ctx.outcome = Some(outcome);
 
         if unknown_host {
-            Self::respond(
-                session,
-                421,
-                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
-                Bytes::from_static(pages::UNKNOWN_HOST.as_bytes()),
-            )
-            .await?;
+            Self::respond_page(session, 421, pages::UNKNOWN_HOST).await?;
             return Ok(true);
         }
         if let Some((redirect, url)) = login {
@@ -528,13 +521,7 @@ impl ProxyHttp for Gateway {
             } else {
                 pages::UPSTREAM_DOWN
             };
-            let _ = Self::respond(
-                session,
-                code,
-                &[(CONTENT_TYPE, "text/html; charset=utf-8")],
-                Bytes::from_static(page.as_bytes()),
-            )
-            .await;
+            let _ = Self::respond_page(session, code, page).await;
         } else if code > 0 {
             let _ = session.respond_error(code).await;
         }

@@ -736,9 +736,25 @@ pub fn check_files(config: &Config) -> Vec<String> {
     problems
 }
 
+/// Why `serve` could not keep its files in a directory.
+#[derive(Debug, thiserror::Error)]
+enum DirProblem {
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is not writable: {error}", dir.display())]
+    NotWritable { dir: PathBuf, error: std::io::Error },
+    #[error("cannot be created in {}: {problem}", ancestor.display())]
+    CannotCreateIn {
+        ancestor: PathBuf,
+        problem: Box<DirProblem>,
+    },
+}
+
 /// `dir` is a directory `serve` can write in, or can be created (its nearest existing
 /// ancestor is one). Tried with a file made and removed at once.
-fn writable_dir(dir: &Path) -> Result<(), String> {
+fn writable_dir(dir: &Path) -> Result<(), DirProblem> {
     let mut existing = dir;
     while !existing.exists() {
         match existing.parent() {
@@ -746,27 +762,33 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
             _ => return Ok(()),
         }
     }
-    existing_writable_dir(existing).map_err(|e| {
+    existing_writable_dir(existing).map_err(|problem| {
         if existing == dir {
-            e
+            problem
         } else {
-            format!("cannot be created in {}: {e}", existing.display())
+            DirProblem::CannotCreateIn {
+                ancestor: existing.to_owned(),
+                problem: Box::new(problem),
+            }
         }
     })
 }
 
-fn existing_writable_dir(dir: &Path) -> Result<(), String> {
+fn existing_writable_dir(dir: &Path) -> Result<(), DirProblem> {
     if !dir.exists() {
-        return Err(format!("{} does not exist", dir.display()));
+        return Err(DirProblem::Missing(dir.to_owned()));
     }
     if !dir.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
+        return Err(DirProblem::NotADirectory(dir.to_owned()));
     }
     tempfile::Builder::new()
         .prefix(".certgate-check")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+        .map_err(|error| DirProblem::NotWritable {
+            dir: dir.to_owned(),
+            error,
+        })
 }
 
 fn random_secret() -> String {

@@ -117,10 +117,6 @@ struct OrgQuery {
     org: String,
 }
 
-pub(crate) fn internal(e: certgate_db::DbError) -> AdminError {
-    AdminError::from(e)
-}
-
 pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
     match state.policies.current().organisation(org) {
         Some(_) => Ok(()),
@@ -177,7 +173,7 @@ async fn add(
         .await
         .map_err(|e| match e {
             certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
-            other => internal(other),
+            other => AdminError::from(other),
         })?;
     audit(&state, &account.org, "user.add", &account.username).await;
     tell(&state, &account, AccountEvent::Created);
@@ -232,7 +228,7 @@ async fn devices(
         .database()?
         .devices(&org, &account.id)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     if let Some(store) = state.store.get() {
         let keys: Vec<(&str, &str)> = devices
             .iter()
@@ -256,7 +252,7 @@ async fn list(
         .database()?
         .accounts(&query.org)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     Ok(Json(accounts.iter().map(UserView::from).collect()))
 }
 
@@ -266,7 +262,7 @@ async fn find(state: &AdminState, org: &str, login: &str) -> Result<Account, Adm
         .database()?
         .find_account(org, login)
         .await
-        .map_err(internal)?
+        .map_err(AdminError::from)?
         .ok_or_else(|| AdminError::NotFound(format!("no account {login:?} in {org}")))
 }
 
@@ -321,7 +317,7 @@ async fn edit(
         .await
         .map_err(|error| match error {
             certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
-            other => internal(other),
+            other => AdminError::from(other),
         })?;
     after_change(&state, &account, "user.edit", None).await
 }
@@ -338,7 +334,7 @@ async fn remove(
         .database()?
         .delete_account(&org, &account.id)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     audit(&state, &account.org, "user.delete", &account.username).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -385,7 +381,7 @@ async fn after_change(
         .database()?
         .account(&account.org, &account.id)
         .await
-        .map_err(internal)?
+        .map_err(AdminError::from)?
         .ok_or_else(|| AdminError::NotFound(format!("account {:?} is gone", account.username)))?;
     Ok(Json(UserView::from(&stored)))
 }
@@ -398,7 +394,7 @@ async fn disable(
     let db = state.database()?;
     db.set_disabled(&org, &account.id, true, unix_now())
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     after_change(&state, &account, "user.disable", Some("disabled")).await
 }
 
@@ -410,7 +406,7 @@ async fn enable(
     let db = state.database()?;
     db.set_disabled(&org, &account.id, false, unix_now())
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     after_change(&state, &account, "user.enable", None).await
 }
 
@@ -422,7 +418,7 @@ async fn reset_mfa(
     let db = state.database()?;
     db.reset_mfa(&org, &account.id, unix_now())
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     tell(&state, &account, AccountEvent::MfaReset);
     after_change(&state, &account, "user.reset_mfa", Some("mfa_reset")).await
 }
@@ -442,7 +438,7 @@ async fn set_password(
     let db = state.database()?;
     db.set_password_hash(&org, &account.id, &request.password_hash, unix_now())
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     tell(&state, &account, AccountEvent::PasswordChanged);
     // A password that replaces another signs the account out everywhere, as a reset by the
     // user does; the first password of a new account has nothing to sign out.
