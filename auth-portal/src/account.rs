@@ -21,7 +21,6 @@ use certgate_store::Store;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::device::FRESH_SIGN_IN;
 use crate::flow::{backends, create_attempt, load_attempt, Attempt};
 use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
 use crate::session;
@@ -75,7 +74,7 @@ pub(crate) async fn me(
         None if claims.is_some() => create_attempt(visit, store, "/".into()).await?,
         None => return Err(to_login()),
     };
-    let signed_in = attempt.session.signed_in.clone();
+    let signed_in = attempt.session.signed_in().cloned();
     let (org_id, by) = match (&claims, &signed_in) {
         (Some(c), _) => (c.org.clone(), Who::Name(c.account.clone())),
         (None, Some(s)) if visit.org(&s.org).is_some() => {
@@ -113,7 +112,7 @@ pub(crate) async fn me(
     }
     let fresh = signed_in
         .as_ref()
-        .is_some_and(|s| s.account == account.id && now - s.at <= FRESH_SIGN_IN);
+        .is_some_and(|s| s.account == account.id && s.fresh(now));
     Ok(Me {
         org,
         account,
@@ -248,7 +247,7 @@ pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderM
         StatusCode::OK,
         &AccountPage {
             c: &c,
-            csrf: &me.attempt.session.csrf,
+            csrf: me.attempt.session.csrf(),
             name: &me.account.display_name,
             devices: rows,
             fresh: me.fresh,
@@ -547,7 +546,7 @@ pub(crate) async fn turn_on_mfa(
         Ok(b) => b,
         Err(page) => return page,
     };
-    let mut me = match me(&state, &visit, &store, &db, &headers).await {
+    let me = match me(&state, &visit, &store, &db, &headers).await {
         Ok(me) => me,
         Err(response) => return response,
     };
@@ -561,16 +560,24 @@ pub(crate) async fn turn_on_mfa(
     if !me.fresh {
         return to_login();
     }
-    let signed_in_at = me.attempt.session.signed_in.as_ref().map_or(0, |s| s.at);
-    me.attempt.session.restart();
-    me.attempt.session.return_to = "/.certgate/account".into();
-    me.attempt
-        .session
-        .proven(&me.org.id, &me.account.id, signed_in_at);
-    if !crate::flow::save(&store, &me.attempt).await {
-        return crate::flow::unavailable_page(&visit);
-    }
-    Redirect::to("/.certgate/mfa").into_response()
+    let Me {
+        mut attempt,
+        org,
+        account,
+        ..
+    } = me;
+    // Back to the account page when done.
+    attempt.session.set_return_to("/.certgate/account".into());
+    let s = crate::flow::Signing::new(attempt, org, account);
+    crate::flow::first_step_done(
+        &state,
+        &visit,
+        &store,
+        &db,
+        s,
+        crate::signin::Event::AddFactor,
+    )
+    .await
 }
 
 /// `POST /.certgate/account/recovery-codes`: ten new recovery codes (the old ones stop

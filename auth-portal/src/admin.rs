@@ -65,8 +65,10 @@ pub(crate) async fn admin(
         return Err(forbidden(visit, Some(&me.org)));
     }
     let now = state.now();
-    let fresh = me.attempt.session.signed_in.as_ref().is_some_and(|s| {
-        s.account == me.account.id && s.mfa == "yes" && now - s.at <= FRESH_FOR_CHANGES
+    let fresh = me.attempt.session.signed_in().is_some_and(|s| {
+        s.account == me.account.id
+            && s.mfa == certgate_certs::MfaStatus::Yes
+            && now - s.at <= FRESH_FOR_CHANGES
     });
     Ok(Admin { me, fresh })
 }
@@ -262,7 +264,7 @@ fn new_form(
         status,
         &AdminNewPage {
             c: &c,
-            csrf: &admin.me.attempt.session.csrf,
+            csrf: admin.me.attempt.session.csrf(),
             username: &form.username,
             name: &form.name,
             email: &form.email,
@@ -412,7 +414,7 @@ async fn account_view(
         status,
         &AdminAccountPage {
             c: &c,
-            csrf: &admin.me.attempt.session.csrf,
+            csrf: admin.me.attempt.session.csrf(),
             user: user_row(visit, account, rows.iter().filter(|r| r.can_revoke).count()),
             email: account.email.as_deref().unwrap_or_default(),
             mobile: account.mobile.as_deref().unwrap_or_default(),
@@ -652,7 +654,7 @@ pub(crate) async fn act(
                 StatusCode::OK,
                 &AdminConfirmPage {
                     c: &c,
-                    csrf: &admin.me.attempt.session.csrf,
+                    csrf: admin.me.attempt.session.csrf(),
                     action: &format!("/.certgate/admin/accounts/{id}/reset-mfa"),
                     question: &crate::i18n::fill(
                         t.admin_reset_question,
@@ -692,7 +694,7 @@ pub(crate) async fn act(
                 StatusCode::OK,
                 &AdminConfirmPage {
                     c: &c,
-                    csrf: &admin.me.attempt.session.csrf,
+                    csrf: admin.me.attempt.session.csrf(),
                     action: &format!("/.certgate/admin/accounts/{id}/delete"),
                     question: &crate::i18n::fill(
                         t.admin_delete_question,
@@ -1017,7 +1019,7 @@ fn allow_list_view(
         status,
         &pages::AdminAllowListPage {
             c: &c,
-            csrf: &admin.me.attempt.session.csrf,
+            csrf: admin.me.attempt.session.csrf(),
             version,
             text,
             files: form.files.clone(),
@@ -1175,7 +1177,7 @@ fn import_view(
         status,
         &pages::AdminImportPage {
             c: &c,
-            csrf: &admin.me.attempt.session.csrf,
+            csrf: admin.me.attempt.session.csrf(),
             csv,
             rows,
             ready,

@@ -14,7 +14,7 @@ use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use certgate_certs::{CertificateRequest, DeviceId, DeviceSubject};
+use certgate_certs::{CertificateRequest, DeviceId, DeviceSubject, MfaStatus};
 use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
 use certgate_policies::Organisation;
 use certgate_store::{RateLimit, Store};
@@ -27,14 +27,13 @@ use crate::flow::{backends, load_attempt, save, start_attempt};
 use crate::i18n::fill;
 use crate::pages::{self, ApprovePage, DeviceCodePage};
 use crate::session;
+use crate::signin::{LoginSession, SignedIn};
 use crate::{PortalState, Visit};
 
 /// The polling interval clients are told; faster polls get `slow_down`.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// How long an approved device has to send its CSR.
 pub const ENROLMENT_LIFETIME: Duration = Duration::from_secs(300);
-/// A sign-in is fresh enough to approve a device or hand out a key for this long.
-pub const FRESH_SIGN_IN: i64 = 10 * 60;
 /// Consonants only: no words, no 0/O or 1/I look-alikes.
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Requests kept after they expire, to tell `expired_token` from an unknown code.
@@ -142,14 +141,7 @@ impl DeviceRequest {
 
     /// Records the decision of `signed_in`'s user; an approval leaves the device [`PICKUP`] to
     /// collect it.
-    fn decide(
-        &mut self,
-        approve: bool,
-        org: &str,
-        signed_in: &session::SignedIn,
-        trust: bool,
-        now: i64,
-    ) {
+    fn decide(&mut self, approve: bool, org: &str, signed_in: &SignedIn, trust: bool, now: i64) {
         self.status = if approve {
             Status::Approved
         } else {
@@ -157,7 +149,7 @@ impl DeviceRequest {
         };
         self.org = Some(org.to_owned());
         self.account = Some(signed_in.account.clone());
-        self.trust = approve && trust && signed_in.mfa == "yes";
+        self.trust = approve && trust && signed_in.mfa == MfaStatus::Yes;
         self.signed_in_at = signed_in.at;
         if approve {
             self.expires_at = self.expires_at.max(now + PICKUP.as_secs() as i64);
@@ -813,7 +805,7 @@ pub(crate) async fn enter_page(
             Err(page) => return page,
         },
     };
-    let mut response = code_page(&visit, &attempt.session.csrf, None, StatusCode::OK);
+    let mut response = code_page(&visit, attempt.session.csrf(), None, StatusCode::OK);
     session::set_cookie(
         &mut response,
         session::SESSION_COOKIE,
@@ -878,7 +870,7 @@ pub(crate) async fn enter_submit(
             );
             return code_page(
                 &visit,
-                &attempt.session.csrf,
+                attempt.session.csrf(),
                 Some(text),
                 StatusCode::TOO_MANY_REQUESTS,
             );
@@ -908,22 +900,19 @@ pub(crate) async fn enter_submit(
         let text = visit.texts.device_code_unknown.to_owned();
         return code_page(
             &visit,
-            &attempt.session.csrf,
+            attempt.session.csrf(),
             Some(text),
             StatusCode::BAD_REQUEST,
         );
     };
-    attempt.session.device_request = Some(key);
+    attempt.session.set_device_request(Some(key));
     save(&store, &attempt).await;
     Redirect::to("/.certgate/device/approve").into_response()
 }
 
 /// The sign-in approving a device must be this fresh, in this session.
-fn fresh_sign_in(session: &session::LoginSession, now: i64) -> Option<&session::SignedIn> {
-    session
-        .signed_in
-        .as_ref()
-        .filter(|s| now - s.at <= FRESH_SIGN_IN)
+fn fresh_sign_in(session: &LoginSession, now: i64) -> Option<&SignedIn> {
+    session.signed_in().filter(|s| s.fresh(now))
 }
 
 /// `GET /.certgate/device/approve`: who is asking, from where, since when; approve or deny.
@@ -939,7 +928,7 @@ pub(crate) async fn approve_page(
     let Some(attempt) = load_attempt(&store, &headers).await else {
         return Redirect::to("/.certgate/device").into_response();
     };
-    let Some(key) = attempt.session.device_request.clone() else {
+    let Some(key) = attempt.session.device_request().map(str::to_owned) else {
         return Redirect::to("/.certgate/device").into_response();
     };
     let now = state.now();
@@ -973,22 +962,23 @@ pub(crate) async fn approve_page(
         None => false,
     };
     // Days of trust need a second factor, as for a browser.
-    let trust_label = if org.mfa.trust_device_for.is_zero() || is_group || signed_in.mfa != "yes" {
-        String::new()
-    } else {
-        fill(
-            c.t.trust_device,
-            "",
-            &c.t.duration(org.mfa.trust_device_for),
-            "",
-        )
-    };
+    let trust_label =
+        if org.mfa.trust_device_for.is_zero() || is_group || signed_in.mfa != MfaStatus::Yes {
+            String::new()
+        } else {
+            fill(
+                c.t.trust_device,
+                "",
+                &c.t.duration(org.mfa.trust_device_for),
+                "",
+            )
+        };
     let when = offset(request.requested_at);
     pages::html(
         StatusCode::OK,
         &ApprovePage {
             c: &c,
-            csrf: &attempt.session.csrf,
+            csrf: attempt.session.csrf(),
             code: &request.user_code,
             name: &request.name,
             ip: &request.ip,
@@ -1038,7 +1028,7 @@ pub(crate) async fn approve_submit(
     let now = state.now();
     let signed_in = fresh_sign_in(&attempt.session, now).cloned();
     let (Some(key), Some(signed_in), true) = (
-        attempt.session.device_request.clone(),
+        attempt.session.device_request().map(str::to_owned),
         signed_in,
         attempt.session.csrf_ok(&form.csrf),
     ) else {
@@ -1090,7 +1080,7 @@ pub(crate) async fn approve_submit(
     if !put_request(&store, &key, &request, now).await {
         return crate::flow::unavailable_page(&visit);
     }
-    attempt.session.device_request = None;
+    attempt.session.set_device_request(None);
     save(&store, &attempt).await;
     if let Some(db) = state.backend.database() {
         let _ = db
@@ -1161,11 +1151,11 @@ mod tests {
 
     #[test]
     fn an_approval_can_be_collected_for_a_few_polls_and_then_lapses() {
-        let anna = session::SignedIn {
+        let anna = SignedIn {
             org: "noord".into(),
             account: "anna".into(),
             at: 1_000,
-            mfa: "yes".into(),
+            mfa: MfaStatus::Yes,
         };
         // Approved a second before the code expires: the device's next polls still collect it.
         let mut late = pending(2_000);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use certgate_certs::{CredentialClass, MfaStatus};
+use certgate_certs::CredentialClass;
 use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind};
 use certgate_policies::Organisation;
 use certgate_store::{RateLimit, SessionId, Store};
@@ -18,13 +18,17 @@ use serde::Deserialize;
 
 use crate::codes::{self, CodeCheck};
 use crate::i18n::fill;
-use crate::issue::{self, allowed_methods, mfa_need, Need, Proof, Then};
+use crate::issue::{self, Issued};
 use crate::mail::Mail;
 use crate::pages::{
     self, ChoosePage, CodePage, EnrolPage, LoginPage, LogoutPage, MethodOption, RecoveryCodesPage,
 };
 use crate::return_to::safe_return_to;
-use crate::session::{self, LoginSession, SESSION_TTL};
+use crate::session::{self, SESSION_TTL};
+use crate::signin::{
+    self, Audit, Awaiting, Ctx, Effect, Event, Finish, LoginSession, Message, SendProblem, Senders,
+    Step, View,
+};
 use crate::throttle::{self, Blocked, Counted, Source, Throttle};
 use crate::{password, recovery, totp, PortalState, Visit};
 
@@ -218,8 +222,8 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
         &LoginPage {
             c: &c,
             heading,
-            csrf: &view.attempt.session.csrf,
-            return_to: &view.attempt.session.return_to,
+            csrf: view.attempt.session.csrf(),
+            return_to: view.attempt.session.return_to(),
             ask_org,
             org: view.typed_org,
             remember_org: view.remember_org,
@@ -253,8 +257,7 @@ pub(crate) async fn login_page(
         safe_return_to(raw_param(query.as_deref().unwrap_or_default(), "return_to").unwrap_or("/"));
     let attempt = match load_attempt(&store, &headers).await {
         Some(mut attempt) => {
-            attempt.session.restart();
-            attempt.session.return_to = return_to;
+            attempt.session.begin(return_to);
             save(&store, &attempt).await;
             attempt
         }
@@ -343,7 +346,7 @@ pub(crate) async fn login_submit(
     let username: String = form.username.trim().chars().take(256).collect();
     let typed_org: String = form.org.trim().chars().take(64).collect();
     let remember_org = form.remember_org.is_some();
-    let mut attempt = match load_attempt(&store, &headers).await {
+    let attempt = match load_attempt(&store, &headers).await {
         Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
         _ => {
             // An expired page (or a forged post): a fresh form, nothing else happens.
@@ -470,36 +473,8 @@ pub(crate) async fn login_submit(
         .with_label_values(&[org.id.as_str(), "password", "success"])
         .inc();
 
-    attempt.session.restart();
-    attempt.session.proven(&org.id, &account.id, state.now());
-    let mut response = match mfa_need(&org, &account) {
-        Need::Exempt | Need::NotRequired => {
-            let mfa = if mfa_need(&org, &account) == Need::Exempt {
-                MfaStatus::Exempt
-            } else {
-                MfaStatus::None
-            };
-            let proof = Proof {
-                method: "password",
-                mfa,
-                trust: false,
-            };
-            issue::finish(
-                &state,
-                &visit,
-                &store,
-                &db,
-                &attempt.id,
-                attempt.session,
-                &org,
-                &account,
-                proof,
-                Then::Return,
-            )
-            .await
-        }
-        Need::Required => to_second_factor(&state, &visit, &store, attempt, &org, account).await,
-    };
+    let s = Signing::new(attempt, Arc::clone(&org), account);
+    let mut response = first_step_done(&state, &visit, &store, &db, s, Event::PasswordOk).await;
     if sent_browser.is_none() {
         session::set_cookie(
             &mut response,
@@ -539,18 +514,42 @@ pub(crate) fn too_many(state: &PortalState, visit: &Visit, blocked: Blocked) -> 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Second factor
+// Second factor: each handler loads the sign-in, checks what only it can (the form's token, a
+// code against the store), tells the machine (`signin.rs`) what happened, carries out what it
+// answers and renders it.
 
-/// A sign-in past its password: the session, organisation and account.
+/// A sign-in past its first step: the session, organisation and account, and the step as the
+/// account and policy are now.
 pub(crate) struct Signing {
     pub attempt: Attempt,
     pub org: Arc<Organisation>,
     pub account: Account,
+    pub step: Step,
 }
 
-/// Loads the sign-in in progress; without one (expired, or never signed in) the user is sent
-/// back to the sign-in page.
+impl Signing {
+    /// A sign-in whose first step proved `account` on this request.
+    pub fn new(attempt: Attempt, org: Arc<Organisation>, account: Account) -> Self {
+        Signing {
+            step: attempt.session.step().clone(),
+            attempt,
+            org,
+            account,
+        }
+    }
+}
+
+fn senders(state: &PortalState) -> Senders {
+    Senders {
+        sms: state.sms.is_some(),
+        email: state.mailer.is_some(),
+    }
+}
+
+/// Loads the sign-in in progress; without one (expired, never signed in, or void since) the
+/// user is sent back to the sign-in page.
 async fn signing(
+    state: &PortalState,
     visit: &Visit,
     store: &Store,
     db: &Database,
@@ -558,93 +557,328 @@ async fn signing(
 ) -> Result<Signing, Response> {
     let back = || see_other("/.certgate/login");
     let attempt = load_attempt(store, headers).await.ok_or_else(back)?;
-    let (Some(org_id), Some(account_id)) = (&attempt.session.org, &attempt.session.account) else {
-        return Err(back());
-    };
-    let org = visit.org(org_id).cloned().ok_or_else(back)?;
-    // Disabled, or reset (a new password, say) since the password was checked.
-    let account = match db.account(org_id, account_id).await {
-        Ok(Some(account))
-            if !account.disabled && attempt.session.proven_at >= account.not_valid_before =>
-        {
-            account
-        }
-        Ok(_) => return Err(back()),
+    let proven = attempt.session.proven().cloned().ok_or_else(back)?;
+    let org = visit.org(&proven.org).cloned().ok_or_else(back)?;
+    let account = match db.account(&proven.org, &proven.account).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Err(back()),
         Err(error) => {
             tracing::error!(%error, "cannot load the account signing in");
             return Err(unavailable(visit));
         }
     };
+    let ctx = Ctx {
+        org: &org,
+        account: &account,
+        senders: senders(state),
+        now: state.now(),
+    };
+    let step = signin::current(attempt.session.step(), &ctx).ok_or_else(back)?;
     Ok(Signing {
         attempt,
         org,
         account,
+        step,
     })
 }
 
 /// Like [`signing`], for a POST: the CSRF token must match too.
 async fn signing_post(
+    state: &PortalState,
     visit: &Visit,
     store: &Store,
     db: &Database,
     headers: &HeaderMap,
     csrf: &str,
 ) -> Result<Signing, Response> {
-    let signing = signing(visit, store, db, headers).await?;
+    let signing = signing(state, visit, store, db, headers).await?;
     if !signing.attempt.session.csrf_ok(csrf) {
         return Err(see_other("/.certgate/login"));
     }
     Ok(signing)
 }
 
-/// Where the user is in the second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Choose,
-    Enrol,
-    App,
-    Code(MfaChoice),
+/// What carrying out a transition left for the page.
+struct Driven {
+    view: View,
+    /// New recovery codes, shown once.
+    codes: Vec<String>,
+    issued: Option<Issued>,
+    /// The session got a new id: the cookie must follow.
+    rotated: bool,
 }
 
-/// A factor the organisation (or the account's kind) no longer offers is still asked for once,
-/// before another is chosen: a password alone never puts a new factor in its place.
-fn old_factor_step(s: &Signing, allowed: &[MfaChoice]) -> Option<Step> {
-    let old = s.account.mfa_method.filter(|_| s.account.mfa_enrolled)?;
-    if allowed.contains(&old) || s.attempt.session.old_factor_proven {
-        return None;
-    }
-    match old {
-        MfaChoice::Authenticator if s.account.totp_secret.is_some() => Some(Step::App),
-        MfaChoice::Authenticator => None,
-        channel => Some(Step::Code(channel)),
-    }
-}
-
-fn step(s: &Signing) -> Step {
-    let allowed = allowed_methods(&s.org, &s.account);
-    if let Some(old) = old_factor_step(s, &allowed) {
-        return old;
-    }
-    let stored = s
-        .account
-        .mfa_method
-        .filter(|m| s.account.mfa_enrolled && allowed.contains(m));
-    let chosen = s
-        .attempt
-        .session
-        .method
-        .as_deref()
-        .and_then(MfaChoice::from_name)
-        .filter(|m| allowed.contains(m));
-    match stored.or(chosen) {
-        Some(MfaChoice::Authenticator) if s.account.totp_secret.is_some() && stored.is_some() => {
-            Step::App
+/// Tells the machine `event`, carries out the effects it answers (feeding the answers of those
+/// that have one back to it), and saves the session. `Err`: the page to show instead; then
+/// nothing of the transition is saved.
+async fn drive(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    s: &mut Signing,
+    event: Event<'_>,
+) -> Result<Driven, Response> {
+    let now = state.now();
+    let senders = senders(state);
+    let mut next = {
+        let ctx = Ctx {
+            org: &s.org,
+            account: &s.account,
+            senders,
+            now,
+        };
+        signin::transition(&s.step, event, &ctx)
+    };
+    let mut driven = Driven {
+        view: next.view.take().unwrap_or(View::ToMfa),
+        codes: Vec::new(),
+        issued: None,
+        rotated: false,
+    };
+    loop {
+        s.step = next.step.clone();
+        s.attempt.session.enter(next.step);
+        let mut answer = None;
+        for effect in next.effects {
+            if let Some(event) = carry_out(state, visit, store, db, s, effect, &mut driven).await? {
+                answer = Some(event);
+            }
         }
-        Some(MfaChoice::Authenticator) => Step::Enrol,
-        Some(channel) => Step::Code(channel),
-        None if allowed == [MfaChoice::Authenticator] => Step::Enrol,
-        None => Step::Choose,
+        let Some(event) = answer else { break };
+        let ctx = Ctx {
+            org: &s.org,
+            account: &s.account,
+            senders,
+            now,
+        };
+        next = signin::transition(&s.step, event, &ctx);
+        if let Some(view) = next.view.take() {
+            driven.view = view;
+        }
     }
+    if !save(store, &s.attempt).await && driven.issued.is_none() {
+        return Err(unavailable(visit));
+    }
+    Ok(driven)
+}
+
+/// One effect; the event that answers it, for those that have one.
+async fn carry_out(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    db: &Database,
+    s: &mut Signing,
+    effect: Effect,
+    driven: &mut Driven,
+) -> Result<Option<Event<'static>>, Response> {
+    match effect {
+        Effect::RotateSession => {
+            let Ok(Some(id)) = store.rotate_session(&s.attempt.id, SESSION_TTL).await else {
+                return Err(unavailable(visit));
+            };
+            s.attempt.id = id;
+            driven.rotated = true;
+        }
+        Effect::SealNewSecret => match state.seal_secret(&s.account.id, &totp::new_secret()) {
+            Ok(sealed) => return Ok(Some(Event::SecretSealed(sealed))),
+            Err(error) => {
+                tracing::error!(%error, "cannot seal a new authenticator secret");
+                return Err(issue::trouble(visit, &s.org));
+            }
+        },
+        Effect::SendCode { channel, again } => {
+            return Ok(Some(
+                match send_code(state, visit, store, s, channel).await {
+                    Ok(()) => Event::CodeSent { again },
+                    Err(problem) => Event::CodeNotSent { again, problem },
+                },
+            ))
+        }
+        Effect::StoreFactor { factor, secret } => {
+            let hashes: Option<Vec<String>> = (factor == MfaChoice::Authenticator).then(|| {
+                driven.codes = recovery::new_codes();
+                driven
+                    .codes
+                    .iter()
+                    .map(|c| recovery::hash(&s.account.id, c))
+                    .collect()
+            });
+            let stored = db
+                .set_mfa(
+                    &s.org.id,
+                    &s.account.id,
+                    factor,
+                    secret.as_deref(),
+                    hashes.as_deref(),
+                )
+                .await;
+            match stored {
+                Ok(true) => {}
+                // Deleted meanwhile.
+                Ok(false) => return Err(see_other("/.certgate/login")),
+                Err(error) => {
+                    tracing::error!(%error, "cannot store a second factor");
+                    return Err(unavailable(visit));
+                }
+            }
+        }
+        Effect::Audit(entry) => {
+            let (action, detail) = match entry {
+                Audit::Failed(method) => ("sign-in-failed", method.as_str()),
+                Audit::FactorEnrolled(factor) => ("mfa-enrolled", factor.as_str()),
+                Audit::RecoveryCodeUsed => ("recovery-code-used", ""),
+            };
+            audit(state, db, visit, s, action, detail).await;
+        }
+        Effect::NotifyFactorAdded(factor) => {
+            let t = visit.texts;
+            let name = match factor {
+                MfaChoice::Authenticator => t.method_authenticator,
+                MfaChoice::Sms => t.method_sms_plain,
+                MfaChoice::Email => t.method_email_plain,
+            };
+            let body = fill(t.mail_factor_body, &s.org.name, name, "");
+            issue::notify(
+                state,
+                visit,
+                &s.org,
+                &s.account,
+                t.mail_factor_subject,
+                &body,
+            );
+        }
+        Effect::CountLogin { method, success } => {
+            let outcome = if success { "success" } else { "failure" };
+            state
+                .metrics
+                .logins
+                .with_label_values(&[s.org.id.as_str(), method.as_str(), outcome])
+                .inc();
+        }
+        Effect::Issue(proof) => {
+            let issued = issue::credential(state, visit, db, &s.org, &s.account, proof).await?;
+            driven.issued = Some(issued);
+            // A new session id: whatever an attacker planted before sign-in is worth nothing now.
+            if let Ok(Some(id)) = store.rotate_session(&s.attempt.id, SESSION_TTL).await {
+                s.attempt.id = id;
+                driven.rotated = true;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Which page a handler shows its step on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    /// The step's own page (choice, enrolment, code).
+    Step,
+    /// The recovery-code page.
+    Recovery,
+}
+
+/// Renders what the machine answered, with the cookies it needs. `start`: when the request
+/// came, for the failure delay.
+async fn answer(
+    state: &PortalState,
+    visit: &Visit,
+    s: &Signing,
+    driven: Driven,
+    screen: Screen,
+    start: Instant,
+) -> Response {
+    let return_to = s.attempt.session.return_to();
+    let mut response = match driven.view {
+        View::ToLogin => see_other("/.certgate/login"),
+        View::ToMfa => see_other("/.certgate/mfa"),
+        View::Restart => see_other(&format!(
+            "/.certgate/login?return_to={}",
+            percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
+        )),
+        View::Page { message, trust } => {
+            let notes = notes(state, visit, message, trust);
+            screen_page(visit, state, s, screen, notes, StatusCode::OK)
+        }
+        View::Refused { message, trust } => {
+            pace(state, start).await;
+            let notes = notes(state, visit, Some(message), trust);
+            screen_page(visit, state, s, screen, notes, StatusCode::UNAUTHORIZED)
+        }
+        View::Done(Finish::Return) => Redirect::to(return_to).into_response(),
+        View::Done(Finish::RecoveryCodes) => pages::html(
+            StatusCode::OK,
+            &RecoveryCodesPage {
+                c: &visit.chrome(Some(&s.org)),
+                codes: &driven.codes,
+                next: return_to,
+            },
+        ),
+        View::Done(Finish::RecoveryLeft(left)) => {
+            let c = visit.chrome(Some(&s.org));
+            pages::notice(
+                StatusCode::OK,
+                &c,
+                c.t.recovery_heading,
+                &fill(c.t.recovery_left, "", &left.to_string(), ""),
+                false,
+                Some((return_to, c.t.continue_)),
+            )
+        }
+    };
+    if driven.rotated {
+        session::set_cookie(
+            &mut response,
+            session::SESSION_COOKIE,
+            s.attempt.id.as_str(),
+            None,
+        );
+    }
+    if let Some(issued) = &driven.issued {
+        session::set_cookie(
+            &mut response,
+            session::DEVICE_COOKIE,
+            &issued.token,
+            Some(issued.lifetime),
+        );
+    }
+    response
+}
+
+/// The words of a machine's message.
+fn notes(state: &PortalState, visit: &Visit, message: Option<Message>, trust: bool) -> Notes {
+    let t = visit.texts;
+    let (error, info) = match message {
+        None => (None, None),
+        Some(Message::Resent) => (None, Some(t.resent.to_owned())),
+        Some(Message::WrongCode) => (Some(t.wrong_code.to_owned()), None),
+        Some(Message::NoCode) => (Some(t.no_code.to_owned()), None),
+        Some(Message::ChooseOne) => (Some(t.choose_one.to_owned()), None),
+        Some(Message::NotSent(SendProblem::Failed)) => (Some(t.send_failed.to_owned()), None),
+        Some(Message::NotSent(SendProblem::Limited { until })) => {
+            let wait =
+                std::time::Duration::from_secs(until.saturating_sub(state.now()).max(1) as u64);
+            (Some(fill(t.too_many, "", &t.duration(wait), "")), None)
+        }
+    };
+    Notes { error, info, trust }
+}
+
+fn screen_page(
+    visit: &Visit,
+    state: &PortalState,
+    s: &Signing,
+    screen: Screen,
+    notes: Notes,
+    status: StatusCode,
+) -> Response {
+    let mut response = match screen {
+        Screen::Step => step_page(visit, state, s, notes),
+        Screen::Recovery => recovery_page_for(visit, s, notes.error),
+    };
+    *response.status_mut() = status;
+    response
 }
 
 fn trust_label(visit: &Visit, org: &Organisation, account: &Account) -> String {
@@ -692,48 +926,39 @@ struct Notes {
     trust: bool,
 }
 
-fn step_page(
-    visit: &Visit,
-    state: &PortalState,
-    s: &Signing,
-    step: Step,
-    notes: Notes,
-) -> Response {
+/// The page of the sign-in's current step.
+fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> Response {
     let c = visit.chrome(Some(&s.org));
-    let csrf = s.attempt.session.csrf.as_str();
-    match step {
-        Step::Choose => {
-            // A channel the deployment has no sender for is not offered at all.
-            let allowed: Vec<MfaChoice> = allowed_methods(&s.org, &s.account)
-                .into_iter()
-                .filter(|m| match m {
-                    MfaChoice::Sms => state.sms.is_some(),
-                    MfaChoice::Email => state.mailer.is_some(),
-                    MfaChoice::Authenticator => true,
-                })
-                .collect();
-            let mut options: Vec<MethodOption> = allowed
+    let csrf = s.attempt.session.csrf();
+    match &s.step {
+        Step::Choosing { .. } => {
+            let ctx = Ctx {
+                org: &s.org,
+                account: &s.account,
+                senders: senders(state),
+                now: state.now(),
+            };
+            let mut options: Vec<MethodOption> = signin::offered_methods(&ctx)
                 .iter()
                 .map(|m| {
-                    let (label, why_not) = match m {
-                        MfaChoice::Authenticator => (c.t.method_authenticator.to_owned(), None),
+                    let reachable = signin::reachable(&s.account, *m);
+                    let (label, plain, why_not) = match m {
+                        MfaChoice::Authenticator => (c.t.method_authenticator.to_owned(), "", None),
                         MfaChoice::Sms => (
                             fill(c.t.method_sms, "", "", &destination(&s.account, *m)),
-                            s.account.mobile.is_none().then_some(c.t.no_mobile),
+                            c.t.method_sms_plain,
+                            (!reachable).then_some(c.t.no_mobile),
                         ),
                         MfaChoice::Email => (
                             fill(c.t.method_email, "", "", &destination(&s.account, *m)),
-                            s.account.email.is_none().then_some(c.t.no_email),
+                            c.t.method_email_plain,
+                            (!reachable).then_some(c.t.no_email),
                         ),
                     };
                     MethodOption {
                         value: m.as_str(),
-                        label: match (why_not, m) {
-                            (None, _) => label,
-                            (Some(_), MfaChoice::Sms) => c.t.method_sms_plain.to_owned(),
-                            (Some(_), _) => c.t.method_email_plain.to_owned(),
-                        },
-                        enabled: why_not.is_none(),
+                        label: if reachable { label } else { plain.to_owned() },
+                        enabled: reachable,
                         checked: false,
                         why_not,
                     }
@@ -752,11 +977,8 @@ fn step_page(
                 },
             )
         }
-        Step::Enrol => {
-            let secret = s
-                .attempt
-                .session
-                .enrol_secret
+        Step::Enrolling { secret, .. } => {
+            let secret = secret
                 .as_deref()
                 .and_then(|sealed| state.open_secret(&s.account.id, sealed).ok());
             let Some(secret) = secret else {
@@ -778,12 +1000,11 @@ fn step_page(
                 },
             )
         }
-        Step::App | Step::Code(_) => {
-            let lead = match step {
-                Step::Code(channel) => {
-                    fill(c.t.code_sent_to, "", "", &destination(&s.account, channel))
-                }
-                _ => c.t.code_from_app.to_owned(),
+        Step::AwaitingApp { .. } | Step::AwaitingCode { .. } | Step::Reproving { .. } => {
+            let channel = s.step.channel();
+            let lead = match channel {
+                Some(channel) => fill(c.t.code_sent_to, "", "", &destination(&s.account, channel)),
+                None => c.t.code_from_app.to_owned(),
             };
             pages::html(
                 StatusCode::OK,
@@ -797,29 +1018,25 @@ fn step_page(
                     numeric: true,
                     trust_label: trust_label(visit, &s.org, &s.account),
                     trust_checked: notes.trust,
-                    can_resend: matches!(step, Step::Code(_)),
+                    can_resend: channel.is_some(),
                     show_recovery_link: !s.account.recovery_codes.is_empty(),
                     error: notes.error,
                     info: notes.info,
                 },
             )
         }
+        Step::Started | Step::SignedIn(_) => see_other("/.certgate/login"),
     }
 }
 
-/// Why a code could not be sent.
-enum SendError {
-    Limited(Blocked),
-    Failed,
-}
-
+/// Sends this sign-in's code by `channel`, within the account's limit.
 async fn send_code(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     s: &Signing,
     channel: MfaChoice,
-) -> Result<(), SendError> {
+) -> Result<(), SendProblem> {
     let limit = state.limits.codes_sent_per_account;
     let sent = store
         .hit(
@@ -831,31 +1048,39 @@ async fn send_code(
             },
         )
         .await
-        .map_err(|_| SendError::Failed)?;
+        .map_err(|_| SendProblem::Failed)?;
     if !sent.allowed {
-        return Err(SendError::Limited(Blocked::Account(sent.retry_after)));
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&["codes_sent"])
+            .inc();
+        let wait = i64::try_from(sent.retry_after.as_secs()).unwrap_or(i64::MAX);
+        return Err(SendProblem::Limited {
+            until: state.now().saturating_add(wait),
+        });
     }
     let code = codes::new_code();
     codes::remember(store, &code_key(s, channel), &code, state.now() as u64)
         .await
-        .map_err(|_| SendError::Failed)?;
+        .map_err(|_| SendProblem::Failed)?;
     let t = visit.texts;
     match channel {
         MfaChoice::Sms => {
             let (Some(sender), Some(number)) = (&state.sms, &s.account.mobile) else {
-                return Err(SendError::Failed);
+                return Err(SendProblem::Failed);
             };
             if let Err(error) = sender
                 .send(number, &fill(t.sms_code, &s.org.name, &code, ""))
                 .await
             {
                 tracing::warn!(%error, org = %s.org.id, "sign-in code not sent by SMS");
-                return Err(SendError::Failed);
+                return Err(SendProblem::Failed);
             }
         }
         _ => {
             let (Some(mailer), Some(to)) = (&state.mailer, &s.account.email) else {
-                return Err(SendError::Failed);
+                return Err(SendProblem::Failed);
             };
             let mail = Mail {
                 to: to.clone(),
@@ -868,7 +1093,7 @@ async fn send_code(
             };
             if let Err(error) = mailer.send(mail) {
                 tracing::warn!(%error, org = %s.org.id, "sign-in code not queued");
-                return Err(SendError::Failed);
+                return Err(SendProblem::Failed);
             }
         }
     }
@@ -880,86 +1105,49 @@ async fn send_code(
     Ok(())
 }
 
-/// The first step (password or single sign-on) is done and a second factor is needed: a new
-/// session id (an id planted before is worthless), the code of a stored channel sent from this
-/// request (never from a page load), and on to the second-factor page.
-pub(crate) async fn to_second_factor(
+/// The first step (a password, a provider, or a fresh sign-in adding a factor) is done for
+/// `account`: on to what the machine says, a credential or the second factor.
+pub(crate) async fn first_step_done(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
-    mut attempt: Attempt,
-    org: &Arc<Organisation>,
-    account: Account,
+    db: &Database,
+    mut s: Signing,
+    event: Event<'_>,
 ) -> Response {
-    let Ok(Some(next)) = store.rotate_session(&attempt.id, SESSION_TTL).await else {
-        return unavailable(visit);
-    };
-    attempt.id = next;
-    let mut s = Signing {
-        attempt,
-        org: Arc::clone(org),
-        account,
-    };
-    send_stored_channel_code(state, visit, store, &mut s).await;
-    if !save(store, &s.attempt).await {
-        return unavailable(visit);
+    let start = Instant::now();
+    match drive(state, visit, store, db, &mut s, event).await {
+        Ok(driven) => answer(state, visit, &s, driven, Screen::Step, start).await,
+        Err(page) => page,
     }
-    let mut response = see_other("/.certgate/mfa");
-    session::set_cookie(
-        &mut response,
-        session::SESSION_COOKIE,
-        s.attempt.id.as_str(),
-        None,
-    );
-    response
 }
 
-/// When the account's stored method is a channel, sends its code now (from the request that
-/// completed the first step, never from a page load).
-pub(crate) async fn send_stored_channel_code(
+/// Loads the sign-in (checking the form's token for a POST), tells the machine `event` and
+/// answers on `screen`.
+async fn second_factor(
     state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    s: &mut Signing,
-) {
-    if let Step::Code(channel) = step(s) {
-        send_and_note(state, visit, store, s, channel).await;
-    }
-}
-
-/// Sends this sign-in's code; what went wrong is kept for the next page.
-async fn send_and_note(
-    state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    s: &mut Signing,
-    channel: MfaChoice,
-) {
-    match send_code(state, visit, store, s, channel).await {
-        Ok(()) => {
-            s.attempt.session.code_sent = true;
-            s.attempt.session.flash = None;
-        }
-        Err(error) => s.attempt.session.flash = Some(send_error_text(state, visit, error)),
-    }
-}
-
-fn send_error_text(state: &PortalState, visit: &Visit, error: SendError) -> String {
-    match error {
-        SendError::Limited(blocked) => {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["codes_sent"])
-                .inc();
-            fill(
-                visit.texts.too_many,
-                "",
-                &visit.texts.duration(blocked.wait()),
-                "",
-            )
-        }
-        SendError::Failed => visit.texts.send_failed.to_owned(),
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    screen: Screen,
+    event: Event<'_>,
+) -> Response {
+    let start = Instant::now();
+    let visit = Visit::new(state, headers);
+    let (store, db) = match backends(state, &visit) {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let loaded = match csrf {
+        Some(csrf) => signing_post(state, &visit, &store, &db, headers, csrf).await,
+        None => signing(state, &visit, &store, &db, headers).await,
+    };
+    let mut s = match loaded {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    match drive(state, &visit, &store, &db, &mut s, event).await {
+        Ok(driven) => answer(state, &visit, &s, driven, screen, start).await,
+        Err(page) => page,
     }
 }
 
@@ -967,38 +1155,7 @@ pub(crate) async fn mfa_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing(&visit, &store, &db, &headers).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let step = step(&s);
-    let mut notes = Notes::default();
-    match step {
-        Step::Enrol if s.attempt.session.enrol_secret.is_none() => {
-            let secret = totp::new_secret();
-            match state.seal_secret(&s.account.id, &secret) {
-                Ok(sealed) => s.attempt.session.enrol_secret = Some(sealed),
-                Err(error) => {
-                    tracing::error!(%error, "cannot seal a new authenticator secret");
-                    return issue::trouble(&visit, &s.org);
-                }
-            }
-            if !save(&store, &s.attempt).await {
-                return unavailable(&visit);
-            }
-        }
-        _ => {}
-    }
-    if let Some(flash) = s.attempt.session.flash.take() {
-        notes.error = Some(flash);
-        save(&store, &s.attempt).await;
-    }
-    step_page(&visit, &state, &s, step, notes)
+    second_factor(&state, &headers, None, Screen::Step, Event::Show).await
 }
 
 #[derive(Deserialize)]
@@ -1014,44 +1171,44 @@ pub(crate) async fn choose_submit(
     headers: HeaderMap,
     Form(form): Form<ChooseForm>,
 ) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let allowed = allowed_methods(&s.org, &s.account);
-    if old_factor_step(&s, &allowed).is_some() {
-        return see_other("/.certgate/mfa");
-    }
-    let usable = MfaChoice::from_name(&form.method).filter(|m| {
-        allowed.contains(m)
-            && match m {
-                MfaChoice::Authenticator => true,
-                MfaChoice::Sms => s.account.mobile.is_some() && state.sms.is_some(),
-                MfaChoice::Email => s.account.email.is_some() && state.mailer.is_some(),
-            }
-    });
-    let Some(method) = usable else {
-        let notes = Notes {
-            error: Some(visit.texts.choose_one.to_owned()),
-            ..Notes::default()
-        };
-        return step_page(&visit, &state, &s, Step::Choose, notes);
-    };
-    s.attempt.session.method = Some(method.as_str().to_owned());
-    s.attempt.session.enrol_secret = None;
-    s.attempt.session.code_sent = false;
-    if method != MfaChoice::Authenticator {
-        send_and_note(&state, &visit, &store, &mut s, method).await;
-    }
-    if !save(&store, &s.attempt).await {
-        return unavailable(&visit);
-    }
-    see_other("/.certgate/mfa")
+    let event = Event::Chose(&form.method);
+    second_factor(&state, &headers, Some(&form.csrf), Screen::Step, event).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(crate) async fn resend_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    second_factor(
+        &state,
+        &headers,
+        Some(&form.csrf),
+        Screen::Step,
+        Event::Resend,
+    )
+    .await
+}
+
+pub(crate) async fn back_submit(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    second_factor(
+        &state,
+        &headers,
+        Some(&form.csrf),
+        Screen::Step,
+        Event::Back,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -1073,65 +1230,41 @@ fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
     }
 }
 
-/// The name second-factor guesses are counted under.
-fn mfa_key(s: &Signing) -> String {
-    format!("mfa:{}", s.account.id)
-}
-
-/// A wrong code: counted already; paced, and answered with the step's page again.
-#[allow(clippy::too_many_arguments)]
-async fn wrong_code(
-    state: &PortalState,
-    visit: &Visit,
-    s: &Signing,
-    step: Step,
-    method: &'static str,
-    start: Instant,
-    message: &str,
-    trust: bool,
-) -> Response {
-    state
-        .metrics
-        .logins
-        .with_label_values(&[s.org.id.as_str(), method, "failure"])
-        .inc();
-    if let Some(db) = state.backend.database() {
-        audit(state, &db, visit, s, "sign-in-failed", method).await;
-    }
-    pace(state, start).await;
-    let notes = Notes {
-        error: Some(message.to_owned()),
-        info: None,
-        trust,
-    };
-    let mut response = step_page(visit, state, s, step, notes);
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response
-}
-
-/// Counts a second-factor guess before it is checked; the page to show instead when the user
-/// must wait.
+/// Counts a second-factor guess before it is checked (under `mfa:<account id>`); the page to
+/// show instead when the user must wait.
 async fn begin_guess(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     s: &Signing,
     headers: &HeaderMap,
-    blocked_page: impl FnOnce(String) -> Response,
+    screen: Screen,
+    trust: bool,
 ) -> Result<Counted, Response> {
     let source = Source {
         ip: &visit.ip,
         browser: session::cookie(headers, session::BROWSER_COOKIE),
     };
+    let name = format!("mfa:{}", s.account.id);
     match guess_throttle(state, store)
-        .begin(&s.org.id, &mfa_key(s), source)
+        .begin(&s.org.id, &name, source)
         .await
     {
         Ok(Ok(counted)) => Ok(counted),
         Ok(Err(blocked)) => {
-            let mut response = blocked_page(too_many(state, visit, blocked));
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            Err(response)
+            let notes = Notes {
+                error: Some(too_many(state, visit, blocked)),
+                info: None,
+                trust,
+            };
+            Err(screen_page(
+                visit,
+                state,
+                s,
+                screen,
+                notes,
+                StatusCode::TOO_MANY_REQUESTS,
+            ))
         }
         Err(_) => Err(unavailable(visit)),
     }
@@ -1154,7 +1287,8 @@ fn code_key(s: &Signing, channel: MfaChoice) -> String {
     )
 }
 
-pub(crate) async fn enrol_submit(
+/// `POST /.certgate/mfa/code` and `/.certgate/mfa/enrol`: the code the step awaits.
+pub(crate) async fn code_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
@@ -1165,130 +1299,64 @@ pub(crate) async fn enrol_submit(
         Ok(b) => b,
         Err(page) => return page,
     };
-    let s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
+    let mut s = match signing_post(&state, &visit, &store, &db, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(page) => return page,
     };
-    if step(&s) != Step::Enrol {
-        return see_other("/.certgate/mfa");
-    }
-    let Some(sealed) = s.attempt.session.enrol_secret.clone() else {
-        return see_other("/.certgate/mfa");
-    };
-    let Ok(secret) = state.open_secret(&s.account.id, &sealed) else {
+    let trust = form.trust.is_some();
+    // No code awaited (none went out on this sign-in, say): nothing can match.
+    let Some(awaiting) = s.step.awaiting() else {
         return see_other("/.certgate/mfa");
     };
-    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
-        let notes = Notes {
-            error: Some(text),
-            ..Notes::default()
-        };
-        step_page(&visit, &state, &s, Step::Enrol, notes)
-    })
-    .await
+    let counted = match begin_guess(&state, &visit, &store, &s, &headers, Screen::Step, trust).await
     {
         Ok(counted) => counted,
         Err(page) => return page,
     };
-    let accepted = totp::accept(
-        &store,
-        &s.account.id,
-        &secret,
-        &form.code,
-        state.now() as u64,
-    )
-    .await;
-    match accepted {
-        Ok(true) => {}
-        Ok(false) => {
-            return wrong_code(
-                &state,
-                &visit,
-                &s,
-                Step::Enrol,
-                "authenticator",
-                start,
-                visit.texts.wrong_code,
-                false,
-            )
-            .await
+    let now = state.now() as u64;
+    let right = match awaiting {
+        Awaiting::App | Awaiting::Enrolment { .. } => {
+            let sealed = match awaiting {
+                Awaiting::Enrolment { secret } => Some(secret),
+                _ => s.account.totp_secret.as_deref(),
+            };
+            let Some(secret) =
+                sealed.and_then(|sealed| state.open_secret(&s.account.id, sealed).ok())
+            else {
+                tracing::error!(org = %s.org.id, account = %s.account.username, "the authenticator secret cannot be opened");
+                return issue::trouble(&visit, &s.org);
+            };
+            match totp::accept(&store, &s.account.id, &secret, &form.code, now).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(false),
+                Err(error) => {
+                    tracing::error!(%error, "cannot check an authenticator code");
+                    return unavailable(&visit);
+                }
+            }
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot check an authenticator code");
-            return unavailable(&visit);
+        Awaiting::Code(channel) => {
+            let key = code_key(&s, channel);
+            let limit = state.limits.code_failures_per_code;
+            match codes::check(&store, &key, &form.code, limit, now).await {
+                Ok(CodeCheck::Accepted) => Ok(()),
+                Ok(CodeCheck::Wrong { tries_left }) if tries_left > 0 => Err(false),
+                Ok(_) => Err(true),
+                Err(_) => return unavailable(&visit),
+            }
         }
-    }
-    guess_was_right(&state, &store, counted).await;
-    let codes = recovery::new_codes();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| recovery::hash(&s.account.id, c))
-        .collect();
-    match db
-        .set_mfa(
-            &s.org.id,
-            &s.account.id,
-            MfaChoice::Authenticator,
-            Some(&sealed),
-            Some(&hashes),
-        )
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return see_other("/.certgate/login"),
-        Err(error) => {
-            tracing::error!(%error, "cannot store an enrolment");
-            return unavailable(&visit);
-        }
-    }
-    audit(&state, &db, &visit, &s, "mfa-enrolled", "authenticator").await;
-    issue::notify(
-        &state,
-        &visit,
-        &s.org,
-        &s.account,
-        visit.texts.mail_factor_subject,
-        &fill(
-            visit.texts.mail_factor_body,
-            &s.org.name,
-            visit.texts.method_authenticator,
-            "",
-        ),
-    );
-    state
-        .metrics
-        .logins
-        .with_label_values(&[s.org.id.as_str(), "authenticator", "success"])
-        .inc();
-    let chrome = visit.chrome(Some(&s.org));
-    let proof = Proof {
-        method: "authenticator",
-        mfa: MfaStatus::Yes,
-        trust: form.trust.is_some(),
     };
-    let show_codes = Then::Page(Box::new(move |next: &str| {
-        pages::html(
-            StatusCode::OK,
-            &RecoveryCodesPage {
-                c: &chrome,
-                codes: &codes,
-                next,
-            },
-        )
-    }));
-    issue::finish(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &s.attempt.id,
-        s.attempt.session.clone(),
-        &s.org,
-        &s.account,
-        proof,
-        show_codes,
-    )
-    .await
+    let event = match right {
+        Ok(()) => {
+            guess_was_right(&state, &store, counted).await;
+            Event::CodeRight { trust }
+        }
+        Err(gone) => Event::CodeWrong { trust, gone },
+    };
+    match drive(&state, &visit, &store, &db, &mut s, event).await {
+        Ok(driven) => answer(&state, &visit, &s, driven, Screen::Step, start).await,
+        Err(page) => page,
+    }
 }
 
 /// Every sign-in outcome is in the audit log, failures too: under the account's user name, or
@@ -1337,205 +1405,13 @@ async fn audit(
     }
 }
 
-pub(crate) async fn code_submit(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
-    let start = Instant::now();
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let step = step(&s);
-    let trust = form.trust.is_some();
-    let method = match step {
-        Step::App => MfaChoice::Authenticator,
-        Step::Code(channel) => channel,
-        _ => return see_other("/.certgate/mfa"),
-    };
-    if matches!(step, Step::Code(_)) && !s.attempt.session.code_sent {
-        // No code went out on this sign-in: nothing can match.
-        return see_other("/.certgate/mfa");
-    }
-    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
-        let notes = Notes {
-            error: Some(text),
-            trust,
-            ..Notes::default()
-        };
-        step_page(&visit, &state, &s, step, notes)
-    })
-    .await
-    {
-        Ok(counted) => counted,
-        Err(page) => return page,
-    };
-    let now = state.now() as u64;
-    let ok = match method {
-        MfaChoice::Authenticator => {
-            let secret = s
-                .account
-                .totp_secret
-                .as_deref()
-                .and_then(|sealed| state.open_secret(&s.account.id, sealed).ok());
-            let Some(secret) = secret else {
-                tracing::error!(org = %s.org.id, account = %s.account.username, "the authenticator secret cannot be opened");
-                return issue::trouble(&visit, &s.org);
-            };
-            match totp::accept(&store, &s.account.id, &secret, &form.code, now).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(visit.texts.wrong_code),
-                Err(_) => return unavailable(&visit),
-            }
-        }
-        _ => {
-            let check = codes::check(
-                &store,
-                &code_key(&s, method),
-                &form.code,
-                state.limits.code_failures_per_code,
-                now,
-            )
-            .await;
-            match check {
-                Ok(CodeCheck::Accepted) => Ok(()),
-                Ok(CodeCheck::Wrong { tries_left }) if tries_left > 0 => {
-                    Err(visit.texts.wrong_code)
-                }
-                Ok(_) => Err(visit.texts.no_code),
-                Err(_) => return unavailable(&visit),
-            }
-        }
-    };
-    if let Err(message) = ok {
-        return wrong_code(
-            &state,
-            &visit,
-            &s,
-            step,
-            method.as_str(),
-            start,
-            message,
-            trust,
-        )
-        .await;
-    }
-    guess_was_right(&state, &store, counted).await;
-    if !allowed_methods(&s.org, &s.account).contains(&method) {
-        // The old factor is proven; now one the organisation offers.
-        let mut attempt = s.attempt;
-        attempt.session.old_factor_proven = true;
-        attempt.session.method = None;
-        attempt.session.code_sent = false;
-        if !save(&store, &attempt).await {
-            return unavailable(&visit);
-        }
-        return see_other("/.certgate/mfa");
-    }
-    if method != MfaChoice::Authenticator
-        && (!s.account.mfa_enrolled || s.account.mfa_method != Some(method))
-    {
-        // The first code by this channel: the choice is stored, and the user told.
-        if let Err(error) = db
-            .set_mfa(&s.org.id, &s.account.id, method, None, None)
-            .await
-        {
-            tracing::error!(%error, "cannot store the chosen method");
-            return unavailable(&visit);
-        }
-        audit(&state, &db, &visit, &s, "mfa-enrolled", method.as_str()).await;
-        let name = match method {
-            MfaChoice::Sms => visit.texts.method_sms_plain,
-            _ => visit.texts.method_email_plain,
-        };
-        issue::notify(
-            &state,
-            &visit,
-            &s.org,
-            &s.account,
-            visit.texts.mail_factor_subject,
-            &fill(visit.texts.mail_factor_body, &s.org.name, name, ""),
-        );
-    }
-    state
-        .metrics
-        .logins
-        .with_label_values(&[s.org.id.as_str(), method.as_str(), "success"])
-        .inc();
-    let proof = Proof {
-        method: method.as_str(),
-        mfa: MfaStatus::Yes,
-        trust,
-    };
-    issue::finish(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &s.attempt.id,
-        s.attempt.session.clone(),
-        &s.org,
-        &s.account,
-        proof,
-        Then::Return,
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-pub(crate) async fn resend_submit(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let step = step(&s);
-    let Step::Code(channel) = step else {
-        return see_other("/.certgate/mfa");
-    };
-    let mut notes = Notes::default();
-    match send_code(&state, &visit, &store, &s, channel).await {
-        Ok(()) => {
-            s.attempt.session.code_sent = true;
-            save(&store, &s.attempt).await;
-            notes.info = Some(visit.texts.resent.to_owned());
-        }
-        Err(error) => notes.error = Some(send_error_text(&state, &visit, error)),
-    }
-    step_page(&visit, &state, &s, step, notes)
-}
-
-fn recovery_page_for(
-    visit: &Visit,
-    s: &Signing,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
+fn recovery_page_for(visit: &Visit, s: &Signing, error: Option<String>) -> Response {
     let c = visit.chrome(Some(&s.org));
     pages::html(
-        status,
+        StatusCode::OK,
         &CodePage {
             c: &c,
-            csrf: &s.attempt.session.csrf,
+            csrf: s.attempt.session.csrf(),
             heading: c.t.recovery_heading,
             lead: String::new(),
             action: "/.certgate/mfa/recovery",
@@ -1560,10 +1436,8 @@ pub(crate) async fn recovery_page(
         Ok(b) => b,
         Err(page) => return page,
     };
-    match signing(&visit, &store, &db, &headers).await {
-        Ok(s) if !s.account.recovery_codes.is_empty() => {
-            recovery_page_for(&visit, &s, None, StatusCode::OK)
-        }
+    match signing(&state, &visit, &store, &db, &headers).await {
+        Ok(s) if !s.account.recovery_codes.is_empty() => recovery_page_for(&visit, &s, None),
         Ok(_) => see_other("/.certgate/mfa"),
         Err(page) => page,
     }
@@ -1580,115 +1454,44 @@ pub(crate) async fn recovery_submit(
         Ok(b) => b,
         Err(page) => return page,
     };
-    let s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
+    let mut s = match signing_post(&state, &visit, &store, &db, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(page) => return page,
     };
-    let counted = match begin_guess(&state, &visit, &store, &s, &headers, |text| {
-        recovery_page_for(&visit, &s, Some(text), StatusCode::TOO_MANY_REQUESTS)
-    })
+    let counted = match begin_guess(
+        &state,
+        &visit,
+        &store,
+        &s,
+        &headers,
+        Screen::Recovery,
+        false,
+    )
     .await
     {
         Ok(counted) => counted,
         Err(page) => return page,
     };
     let stored = &s.account.recovery_codes;
-    let used = recovery::find(&s.account.id, stored, &form.code);
-    let won = match used {
+    let won = match recovery::find(&s.account.id, stored, &form.code) {
         Some(index) => db
             .use_recovery_code(&s.org.id, &s.account.id, stored, index)
             .await
             .unwrap_or(false),
         None => false,
     };
-    if !won {
-        state
-            .metrics
-            .logins
-            .with_label_values(&[s.org.id.as_str(), "recovery", "failure"])
-            .inc();
-        audit(&state, &db, &visit, &s, "sign-in-failed", "recovery").await;
-        pace(&state, start).await;
-        return recovery_page_for(
-            &visit,
-            &s,
-            Some(visit.texts.wrong_code.to_owned()),
-            StatusCode::UNAUTHORIZED,
-        );
-    }
-    guess_was_right(&state, &store, counted).await;
-    audit(&state, &db, &visit, &s, "recovery-code-used", "").await;
-    state
-        .metrics
-        .logins
-        .with_label_values(&[s.org.id.as_str(), "recovery", "success"])
-        .inc();
-    let left = stored.len() - 1;
-    let chrome = visit.chrome(Some(&s.org));
-    let message = fill(chrome.t.recovery_left, "", &left.to_string(), "");
-    let then = Then::Page(Box::new(move |next: &str| {
-        pages::notice(
-            StatusCode::OK,
-            &chrome,
-            chrome.t.recovery_heading,
-            &message,
-            false,
-            Some((next, chrome.t.continue_)),
-        )
-    }));
-    let proof = Proof {
-        method: "recovery",
-        mfa: MfaStatus::Yes,
-        trust: false,
-    };
-    issue::finish(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &s.attempt.id,
-        s.attempt.session.clone(),
-        &s.org,
-        &s.account,
-        proof,
-        then,
-    )
-    .await
-}
-
-pub(crate) async fn back_submit(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing_post(&visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let stored = s.account.mfa_enrolled && s.account.mfa_method.is_some();
-    let to = if s.attempt.session.method.is_some() && !stored {
-        // Back from a method not yet confirmed: choose again.
-        s.attempt.session.method = None;
-        s.attempt.session.enrol_secret = None;
-        s.attempt.session.code_sent = false;
-        "/.certgate/mfa".to_owned()
+    let event = if won {
+        guess_was_right(&state, &store, counted).await;
+        Event::RecoveryRight {
+            left: stored.len() - 1,
+        }
     } else {
-        s.attempt.session.restart();
-        format!(
-            "/.certgate/login?return_to={}",
-            percent_encoding::utf8_percent_encode(
-                &s.attempt.session.return_to,
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        )
+        Event::RecoveryWrong
     };
-    save(&store, &s.attempt).await;
-    see_other(&to)
+    match drive(&state, &visit, &store, &db, &mut s, event).await {
+        Ok(driven) => answer(&state, &visit, &s, driven, Screen::Recovery, start).await,
+        Err(page) => page,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1721,7 +1524,7 @@ pub(crate) async fn logout_page(
         StatusCode::OK,
         &LogoutPage {
             c: &c,
-            csrf: &attempt.session.csrf,
+            csrf: attempt.session.csrf(),
             group: claims.is_some_and(|c| c.class == CredentialClass::Group),
         },
     );

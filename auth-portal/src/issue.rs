@@ -1,96 +1,36 @@
-//! The end of a sign-in: which second factor applies, the browser credential with its lifetime,
-//! the device row, the audit entry, and the mails that tell the user.
+//! The end of a sign-in: the browser credential with its lifetime, the device row, the audit
+//! entry, and the mails that tell the user.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use certgate_certs::{CredentialClaims, CredentialClass, MfaStatus};
-use certgate_db::{
-    Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust, MfaChoice,
-};
-use certgate_policies::{MfaMethod, MfaRequirement, Organisation};
-use certgate_store::{SessionId, Store};
+use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
+use certgate_policies::Organisation;
 
 use crate::i18n::{fill, Texts};
 use crate::mail::Mail;
-use crate::session::{self, LoginSession, SESSION_TTL};
+use crate::signin::Proof;
 use crate::{PortalState, Visit};
 
-/// Whether an account needs a second factor at this organisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// A role in `exempt_roles`: password only, `X-Certgate-Mfa: exempt`.
-    Exempt,
-    /// `required = "enrolled"` and the user has not enrolled.
-    NotRequired,
-    Required,
+/// The credential a sign-in earned, for its cookie.
+pub struct Issued {
+    pub token: String,
+    pub lifetime: Duration,
 }
 
-pub fn mfa_need(org: &Organisation, account: &Account) -> Need {
-    if account.kind == AccountKind::Group {
-        return Need::Required;
-    }
-    if account
-        .roles
-        .iter()
-        .any(|role| org.mfa.exempt_roles.iter().any(|e| e == role))
-    {
-        return Need::Exempt;
-    }
-    match org.mfa.required {
-        MfaRequirement::All => Need::Required,
-        MfaRequirement::Enrolled if account.mfa_enrolled => Need::Required,
-        MfaRequirement::Enrolled => Need::NotRequired,
-    }
-}
-
-/// The methods this account may use here: group accounts use one authenticator.
-pub fn allowed_methods(org: &Organisation, account: &Account) -> Vec<MfaChoice> {
-    if account.kind == AccountKind::Group {
-        return vec![MfaChoice::Authenticator];
-    }
-    org.mfa
-        .methods
-        .iter()
-        .map(|m| match m {
-            MfaMethod::Authenticator => MfaChoice::Authenticator,
-            MfaMethod::Sms => MfaChoice::Sms,
-            MfaMethod::Email => MfaChoice::Email,
-        })
-        .collect()
-}
-
-/// How the user proved who they are, for the audit log and the metric.
-pub struct Proof {
-    pub method: &'static str,
-    pub mfa: MfaStatus,
-    /// "Trust this device" was ticked (ignored for group accounts and when hidden).
-    pub trust: bool,
-}
-
-/// What the caller shows once the credential is set: go to `return_to`, or a page first (the
-/// recovery codes; how many recovery codes are left).
-pub enum Then {
-    Return,
-    Page(Box<dyn FnOnce(&str) -> Response + Send>),
-}
-
-/// Issues the credential and ends the sign-in: the session id is rotated, the cookie set, the
-/// device row, audit entry and last login written.
-#[allow(clippy::too_many_arguments)]
-pub async fn finish(
+/// Issues the browser credential of a completed sign-in: its class and lifetime, the device
+/// row, the audit entry, the last login and, for a trusted device, the mail that tells the
+/// user. `Err`: the page to show instead (nothing was issued).
+pub async fn credential(
     state: &PortalState,
     visit: &Visit,
-    store: &Store,
     db: &Database,
-    session_id: &SessionId,
-    mut session: LoginSession,
     org: &Organisation,
     account: &Account,
     proof: Proof,
-    then: Then,
-) -> Response {
+) -> Result<Issued, Response> {
     let now = state.now();
     let (class, lifetime, trust) = if account.kind == AccountKind::Group {
         (
@@ -126,7 +66,7 @@ pub async fn finish(
         Ok(token) => token,
         Err(error) => {
             tracing::error!(%error, "cannot sign a credential");
-            return trouble(visit, org);
+            return Err(trouble(visit, org));
         }
     };
     let device = Device {
@@ -143,7 +83,7 @@ pub async fn finish(
     };
     if let Err(error) = db.record_device(&device).await {
         tracing::error!(%error, "cannot record the new device");
-        return trouble(visit, org);
+        return Err(trouble(visit, org));
     }
     let _ = db.record_login(&org.id, &account.id, now).await;
     let _ = db
@@ -154,7 +94,7 @@ pub async fn finish(
             action: "sign-in".into(),
             subject: device_id.clone(),
             ip: visit.ip.clone(),
-            detail: format!("method={} trust={}", proof.method, class.as_str()),
+            detail: format!("method={} trust={}", proof.method.as_str(), class.as_str()),
         })
         .await;
     state
@@ -178,40 +118,7 @@ pub async fn finish(
             ),
         );
     }
-
-    // A new session id: whatever an attacker planted before sign-in is worth nothing now.
-    let rotated = store
-        .rotate_session(session_id, SESSION_TTL)
-        .await
-        .ok()
-        .flatten();
-    let return_to = session.return_to.clone();
-    session.restart();
-    session.renew_csrf();
-    session.device = Some(device_id);
-    session.signed_in = Some(session::SignedIn {
-        org: org.id.clone(),
-        account: account.id.clone(),
-        at: now,
-        mfa: proof.mfa.as_str().to_owned(),
-    });
-    let mut response = match then {
-        Then::Return => Redirect::to(&return_to).into_response(),
-        Then::Page(page) => page(&return_to),
-    };
-    if let Some(next) = rotated {
-        if let Ok(data) = serde_json::to_vec(&session) {
-            let _ = store.update_session(&next, &data, SESSION_TTL).await;
-        }
-        session::set_cookie(&mut response, session::SESSION_COOKIE, next.as_str(), None);
-    }
-    session::set_cookie(
-        &mut response,
-        session::DEVICE_COOKIE,
-        &token,
-        Some(lifetime),
-    );
-    response
+    Ok(Issued { token, lifetime })
 }
 
 /// Queues a security notice to the account's e-mail address, if it has one.

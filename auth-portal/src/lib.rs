@@ -21,6 +21,7 @@ pub mod recovery;
 mod reset;
 pub mod return_to;
 pub mod session;
+pub mod signin;
 pub mod sms;
 mod sso;
 pub mod throttle;
@@ -273,7 +274,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         )
         .route(
             "/.certgate/mfa/enrol",
-            axum::routing::post(flow::enrol_submit),
+            axum::routing::post(flow::code_submit),
         )
         .route(
             "/.certgate/mfa/code",

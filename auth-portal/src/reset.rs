@@ -60,7 +60,7 @@ fn forgot_view(
         status,
         &ForgotPage {
             c: &c,
-            csrf: &attempt.session.csrf,
+            csrf: attempt.session.csrf(),
             ask_org: visit.orgs.len() > 1,
             org: "",
             info,
@@ -308,7 +308,7 @@ fn reset_view(
         status,
         &ResetPage {
             c: &c,
-            csrf: &attempt.session.csrf,
+            csrf: attempt.session.csrf(),
             token,
             error,
         },

@@ -14,7 +14,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
-use certgate_certs::MfaStatus;
 use certgate_db::{Account, AccountKind, Database, NewAccount};
 use certgate_policies::{ClientSecret, Organisation, SsoKind, SsoMfa, SsoProvider};
 use openidconnect::core::{
@@ -30,9 +29,9 @@ use subtle::ConstantTimeEq;
 
 use crate::flow::{create_attempt, load_attempt};
 use crate::i18n::fill;
-use crate::issue::{self, mfa_need, Need, Proof, Then};
 use crate::pages;
 use crate::session;
+use crate::signin::{Event, ProviderMfa};
 use crate::{PortalState, Visit};
 
 /// How long a started sign-in at a provider may take.
@@ -290,7 +289,7 @@ pub(crate) async fn start(
         .set_pkce_challenge(challenge)
         .url();
     let return_to = match load_attempt(&store, &headers).await {
-        Some(attempt) => attempt.session.return_to,
+        Some(attempt) => attempt.session.return_to().to_owned(),
         None => "/".into(),
     };
     let binding = hex::encode(rand::random::<[u8; 24]>());
@@ -690,11 +689,6 @@ pub(crate) async fn callback(
         Err(Refusal::Unknown) => return fail(t.sso_no_account, named, "no such account").await,
         Err(Refusal::Disabled) => return fail(t.sso_no_account, named, "account disabled").await,
     };
-    state
-        .metrics
-        .logins
-        .with_label_values(&[org.id.as_str(), "sso", "success"])
-        .inc();
     let mut attempt = match load_attempt(&store, &headers).await {
         Some(attempt) => attempt,
         // Not counted again: the round trip was counted when it started.
@@ -703,41 +697,16 @@ pub(crate) async fn callback(
             Err(_) => return fail(t.trouble, named, "the store is unavailable").await,
         },
     };
-    attempt.session.restart();
-    attempt.session.return_to = pending.return_to.clone();
-    attempt.session.proven(&org.id, &account.id, state.now());
-    let need = mfa_need(&org, &account);
-    let mut response = match (provider.mfa, need) {
-        (_, Need::Exempt) | (SsoMfa::Provider, _) | (SsoMfa::Certgate, Need::NotRequired) => {
-            let mfa = match need {
-                Need::Exempt => MfaStatus::Exempt,
-                _ if provider.mfa == SsoMfa::Provider && identity.provider_mfa => MfaStatus::Yes,
-                _ => MfaStatus::None,
-            };
-            let proof = Proof {
-                method: "sso",
-                mfa,
-                trust: false,
-            };
-            issue::finish(
-                &state,
-                &visit,
-                &store,
-                &db,
-                &attempt.id,
-                attempt.session,
-                &org,
-                &account,
-                proof,
-                Then::Return,
-            )
-            .await
-        }
-        // As after a password: certgate's own second factor.
-        (SsoMfa::Certgate, Need::Required) => {
-            crate::flow::to_second_factor(&state, &visit, &store, attempt, &org, account).await
-        }
+    attempt.session.begin(pending.return_to.clone());
+    let mfa = match provider.mfa {
+        SsoMfa::Certgate => ProviderMfa::Certgate,
+        SsoMfa::Provider => ProviderMfa::Provider {
+            vouched: identity.provider_mfa,
+        },
     };
+    let s = crate::flow::Signing::new(attempt, org, account);
+    let event = Event::ProviderVouched(mfa);
+    let mut response = crate::flow::first_step_done(&state, &visit, &store, &db, s, event).await;
     session::clear_cookie(&mut response, SSO_COOKIE);
     response
 }

@@ -91,7 +91,8 @@ impl CredentialClass {
 }
 
 /// How the holder of a credential signed in, as the upstream learns it from `X-Certgate-Mfa`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MfaStatus {
     /// A second factor was passed.
     Yes,

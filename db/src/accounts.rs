@@ -33,7 +33,8 @@ impl AccountKind {
 }
 
 /// The second factor an account chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MfaChoice {
     Authenticator,
     Sms,

@@ -172,7 +172,7 @@ pub(super) async fn list(State(state): State<Arc<PortalState>>, headers: HeaderM
             listed.push(token_json(t, &maker(&db, t).await, now));
         }
         let mut response = ok(&json!({
-            "csrf": admin.me.attempt.session.csrf,
+            "csrf": admin.me.attempt.session.csrf(),
             "tokens": listed,
         }));
         session::set_cookie(

@@ -1,0 +1,1085 @@
+//! Every transition of the sign-in on a fixed clock: the flows users know, then every pair of
+//! step and event, with each pair the machine refuses named.
+#![allow(clippy::unwrap_used)]
+
+use certgate_policies::{Access, Language, MfaPolicy};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+const SENDERS: Senders = Senders {
+    sms: true,
+    email: true,
+};
+
+fn org(methods: &[MfaMethod], required: MfaRequirement) -> Organisation {
+    Organisation {
+        id: "noord".into(),
+        name: "Zorggroep Noord".into(),
+        hosts: vec!["noord.test".into()],
+        upstreams: Vec::new(),
+        logo: None,
+        colour: None,
+        default_language: Language::Nl,
+        access: Access::default(),
+        mfa: MfaPolicy {
+            methods: methods.to_vec(),
+            required,
+            exempt_roles: vec!["it".into()],
+            ..MfaPolicy::default()
+        },
+        sso: Vec::new(),
+        health_check: None,
+        source: "noord.toml".into(),
+    }
+}
+
+fn all_methods() -> Organisation {
+    org(&MfaMethod::ALL, MfaRequirement::All)
+}
+
+/// Hanna: a personal account with a mobile number and an address, nothing enrolled, last reset
+/// an hour ago.
+fn hanna() -> Account {
+    Account {
+        id: "a1".into(),
+        org: "noord".into(),
+        username: "hanna".into(),
+        display_name: "Hanna".into(),
+        email: Some("hanna@noord.test".into()),
+        mobile: Some("+31612345678".into()),
+        kind: AccountKind::Personal,
+        roles: Vec::new(),
+        password_hash: None,
+        mfa_method: None,
+        totp_secret: None,
+        recovery_codes: Vec::new(),
+        mfa_enrolled: false,
+        last_login: None,
+        disabled: false,
+        not_valid_before: NOW - 3600,
+        created_at: NOW - 86_400,
+    }
+}
+
+fn enrolled(factor: MfaChoice) -> Account {
+    Account {
+        mfa_method: Some(factor),
+        mfa_enrolled: true,
+        totp_secret: (factor == MfaChoice::Authenticator).then(|| "sealed-old".into()),
+        recovery_codes: vec!["hash".into()],
+        ..hanna()
+    }
+}
+
+fn ctx<'a>(org: &'a Organisation, account: &'a Account) -> Ctx<'a> {
+    Ctx {
+        org,
+        account,
+        senders: SENDERS,
+        now: NOW,
+    }
+}
+
+/// Proven by a password a minute ago.
+fn proven() -> Proven {
+    Proven {
+        org: "noord".into(),
+        account: "a1".into(),
+        at: NOW - 60,
+        reproved: false,
+    }
+}
+
+fn signed_in(mfa: MfaStatus) -> SignedIn {
+    SignedIn {
+        org: "noord".into(),
+        account: "a1".into(),
+        at: NOW,
+        mfa,
+    }
+}
+
+fn issued(method: Method, mfa: MfaStatus, trust: bool) -> Effect {
+    Effect::Issue(Proof { method, mfa, trust })
+}
+
+fn counted(method: Method, success: bool) -> Effect {
+    Effect::CountLogin { method, success }
+}
+
+const SMS: MfaChoice = MfaChoice::Sms;
+const EMAIL: MfaChoice = MfaChoice::Email;
+const APP: MfaChoice = MfaChoice::Authenticator;
+
+// ---------------------------------------------------------------------------------------------
+// After the password
+
+#[test]
+fn an_exempt_role_is_signed_in_by_its_password_alone() {
+    let org = all_methods();
+    let it = Account {
+        roles: vec!["it".into()],
+        ..hanna()
+    };
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &it));
+    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::Exempt)));
+    assert_eq!(
+        next.effects,
+        vec![
+            counted(Method::Password, true),
+            issued(Method::Password, MfaStatus::Exempt, false)
+        ]
+    );
+    assert_eq!(next.view, Some(View::Done(Finish::Return)));
+}
+
+#[test]
+fn where_only_the_enrolled_need_a_second_factor_the_others_sign_in_with_mfa_none() {
+    let org = org(&MfaMethod::ALL, MfaRequirement::Enrolled);
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &hanna()));
+    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::None)));
+    assert!(next
+        .effects
+        .contains(&issued(Method::Password, MfaStatus::None, false)));
+
+    // Once enrolled, the factor is asked for.
+    let enrolled = enrolled(APP);
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &enrolled));
+    assert!(matches!(next.step, Step::AwaitingApp { .. }), "{next:?}");
+}
+
+#[test]
+fn the_second_factor_starts_on_a_new_session_id_and_sends_a_stored_channels_code_at_once() {
+    let org = all_methods();
+    let account = enrolled(SMS);
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &account));
+    assert_eq!(
+        next.step,
+        Step::AwaitingCode {
+            proven: Proven {
+                at: NOW,
+                ..proven()
+            },
+            channel: SMS,
+            chosen: false,
+            sent: Sent::No,
+        }
+    );
+    assert_eq!(
+        next.effects,
+        vec![
+            counted(Method::Password, true),
+            Effect::RotateSession,
+            Effect::SendCode {
+                channel: SMS,
+                again: false
+            }
+        ]
+    );
+    assert_eq!(next.view, Some(View::ToMfa));
+}
+
+#[test]
+fn without_a_factor_the_person_chooses_and_a_group_enrols_the_authenticator() {
+    let org = all_methods();
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &hanna()));
+    assert!(matches!(next.step, Step::Choosing { .. }), "{next:?}");
+
+    // A group tablet's account uses one authenticator, whatever the organisation offers.
+    let group = Account {
+        kind: AccountKind::Group,
+        roles: vec!["it".into()],
+        ..hanna()
+    };
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &group));
+    assert!(
+        matches!(
+            next.step,
+            Step::Enrolling {
+                chosen: false,
+                secret: None,
+                ..
+            }
+        ),
+        "a group account is never exempt: {next:?}"
+    );
+    // An organisation offering only the authenticator has nothing to choose either.
+    let org = org_only(&[MfaMethod::Authenticator]);
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &hanna()));
+    assert!(
+        matches!(next.step, Step::Enrolling { chosen: false, .. }),
+        "{next:?}"
+    );
+}
+
+fn org_only(methods: &[MfaMethod]) -> Organisation {
+    org(methods, MfaRequirement::All)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single sign-on
+
+#[test]
+fn a_provider_trusted_for_mfa_signs_in_with_mfa_yes_only_when_its_amr_says_so() {
+    let org = all_methods();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    let with_amr = transition(
+        &Step::Started,
+        Event::ProviderVouched(ProviderMfa::Provider { vouched: true }),
+        &c,
+    );
+    assert_eq!(with_amr.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        with_amr.effects,
+        vec![
+            counted(Method::Sso, true),
+            issued(Method::Sso, MfaStatus::Yes, false)
+        ]
+    );
+    let without = transition(
+        &Step::Started,
+        Event::ProviderVouched(ProviderMfa::Provider { vouched: false }),
+        &c,
+    );
+    assert_eq!(without.step, Step::SignedIn(signed_in(MfaStatus::None)));
+}
+
+#[test]
+fn a_provider_without_mfa_is_followed_by_certgates_own_second_factor() {
+    let org = all_methods();
+    let account = enrolled(APP);
+    let next = transition(
+        &Step::Started,
+        Event::ProviderVouched(ProviderMfa::Certgate),
+        &ctx(&org, &account),
+    );
+    assert!(matches!(next.step, Step::AwaitingApp { .. }), "{next:?}");
+    assert_eq!(
+        next.effects,
+        vec![counted(Method::Sso, true), Effect::RotateSession]
+    );
+    // An exempt role is exempt after a provider too.
+    let it = Account {
+        roles: vec!["it".into()],
+        ..hanna()
+    };
+    let next = transition(
+        &Step::Started,
+        Event::ProviderVouched(ProviderMfa::Certgate),
+        &ctx(&org, &it),
+    );
+    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::Exempt)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing and enrolling
+
+#[test]
+fn a_first_choice_of_channel_sends_its_code_and_its_first_right_code_stores_it() {
+    let org = all_methods();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    let choosing = Step::Choosing { proven: proven() };
+    let chose = transition(&choosing, Event::Chose("sms"), &c);
+    let waiting = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: true,
+        sent: Sent::No,
+    };
+    assert_eq!(chose.step, waiting);
+    assert_eq!(
+        chose.effects,
+        vec![Effect::SendCode {
+            channel: SMS,
+            again: false
+        }]
+    );
+    assert_eq!(chose.view, Some(View::ToMfa));
+
+    let sent = transition(&chose.step, Event::CodeSent { again: false }, &c);
+    assert_eq!(sent.step, waiting.clone().with_sent(Sent::Yes));
+    assert_eq!(sent.view, None, "the choice's redirect stands");
+    assert_eq!(sent.step.awaiting(), Some(Awaiting::Code(SMS)));
+
+    let right = transition(&sent.step, Event::CodeRight { trust: true }, &c);
+    assert_eq!(right.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        right.effects,
+        vec![
+            Effect::StoreFactor {
+                factor: SMS,
+                secret: None
+            },
+            Effect::Audit(Audit::FactorEnrolled(SMS)),
+            Effect::NotifyFactorAdded(SMS),
+            counted(Method::Factor(SMS), true),
+            issued(Method::Factor(SMS), MfaStatus::Yes, true),
+        ]
+    );
+    assert_eq!(right.view, Some(View::Done(Finish::Return)));
+}
+
+#[test]
+fn a_choice_made_on_this_visit_can_be_changed_but_a_stored_factor_cannot() {
+    let org = all_methods();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    // The browser's back button to the choice page, and another method picked.
+    let waiting = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: true,
+        sent: Sent::Yes,
+    };
+    let next = transition(&waiting, Event::Chose("authenticator"), &c);
+    assert!(
+        matches!(next.step, Step::Enrolling { chosen: true, .. }),
+        "{next:?}"
+    );
+    let stored = enrolled(SMS);
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: false,
+        sent: Sent::Yes,
+    };
+    let next = transition(&step, Event::Chose("email"), &ctx(&org, &stored));
+    assert_eq!(next.step, step);
+    assert!(next.effects.is_empty());
+}
+
+#[test]
+fn a_stored_channels_right_code_stores_nothing_again() {
+    let org = all_methods();
+    let account = enrolled(EMAIL);
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: EMAIL,
+        chosen: false,
+        sent: Sent::Yes,
+    };
+    let next = transition(
+        &step,
+        Event::CodeRight { trust: false },
+        &ctx(&org, &account),
+    );
+    assert_eq!(
+        next.effects,
+        vec![
+            counted(Method::Factor(EMAIL), true),
+            issued(Method::Factor(EMAIL), MfaStatus::Yes, false),
+        ]
+    );
+}
+
+#[test]
+fn only_channels_with_a_sender_and_a_number_or_address_can_be_chosen() {
+    let org = all_methods();
+    let no_mobile = Account {
+        mobile: None,
+        ..hanna()
+    };
+    let choosing = Step::Choosing { proven: proven() };
+    for (name, account, senders) in [
+        ("sms", &no_mobile, SENDERS),
+        (
+            "email",
+            &hanna(),
+            Senders {
+                sms: true,
+                email: false,
+            },
+        ),
+        ("carrier-pigeon", &hanna(), SENDERS),
+        ("", &hanna(), SENDERS),
+    ] {
+        let c = Ctx {
+            senders,
+            ..ctx(&org, account)
+        };
+        let next = transition(&choosing, Event::Chose(name), &c);
+        assert_eq!(next.step, choosing, "{name}");
+        assert!(next.effects.is_empty(), "{name}");
+        assert_eq!(
+            next.view,
+            Some(View::Page {
+                message: Some(Message::ChooseOne),
+                trust: false
+            }),
+            "{name}"
+        );
+    }
+    // A method the organisation does not offer cannot be posted either.
+    let org = org_only(&[MfaMethod::Authenticator, MfaMethod::Email]);
+    let next = transition(&choosing, Event::Chose("sms"), &ctx(&org, &hanna()));
+    assert_eq!(next.step, choosing);
+}
+
+#[test]
+fn enrolling_seals_a_secret_on_the_first_page_load_and_a_first_code_stores_it_with_recovery_codes()
+{
+    let org = all_methods();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    let chose = transition(
+        &Step::Choosing { proven: proven() },
+        Event::Chose("authenticator"),
+        &c,
+    );
+    assert!(chose.effects.is_empty(), "nothing is sent for an app");
+    let shown = transition(&chose.step, Event::Show, &c);
+    assert_eq!(shown.effects, vec![Effect::SealNewSecret]);
+    let sealed = transition(&shown.step, Event::SecretSealed("sealed-new".into()), &c);
+    assert_eq!(sealed.view, None);
+    assert_eq!(
+        sealed.step.awaiting(),
+        Some(Awaiting::Enrolment {
+            secret: "sealed-new"
+        })
+    );
+    // Loading the page again keeps the secret the QR code showed.
+    let again = transition(&sealed.step, Event::Show, &c);
+    assert_eq!(again.step, sealed.step);
+    assert!(again.effects.is_empty());
+
+    let right = transition(&sealed.step, Event::CodeRight { trust: false }, &c);
+    assert_eq!(
+        right.effects,
+        vec![
+            Effect::StoreFactor {
+                factor: APP,
+                secret: Some("sealed-new".into())
+            },
+            Effect::Audit(Audit::FactorEnrolled(APP)),
+            Effect::NotifyFactorAdded(APP),
+            counted(Method::Factor(APP), true),
+            issued(Method::Factor(APP), MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(right.view, Some(View::Done(Finish::RecoveryCodes)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codes
+
+#[test]
+fn a_wrong_code_is_counted_audited_and_refused_and_an_expired_one_says_so() {
+    let org = all_methods();
+    let account = enrolled(SMS);
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: false,
+        sent: Sent::Yes,
+    };
+    let c = ctx(&org, &account);
+    let wrong = transition(
+        &step,
+        Event::CodeWrong {
+            trust: true,
+            gone: false,
+        },
+        &c,
+    );
+    assert_eq!(wrong.step, step);
+    assert_eq!(
+        wrong.effects,
+        vec![
+            counted(Method::Factor(SMS), false),
+            Effect::Audit(Audit::Failed(Method::Factor(SMS)))
+        ]
+    );
+    assert_eq!(
+        wrong.view,
+        Some(View::Refused {
+            message: Message::WrongCode,
+            trust: true
+        })
+    );
+    let gone = transition(
+        &step,
+        Event::CodeWrong {
+            trust: false,
+            gone: true,
+        },
+        &c,
+    );
+    assert_eq!(
+        gone.view,
+        Some(View::Refused {
+            message: Message::NoCode,
+            trust: false
+        })
+    );
+}
+
+#[test]
+fn a_code_that_could_not_be_sent_matches_nothing_and_says_why_until_one_goes_out() {
+    let org = all_methods();
+    let account = enrolled(EMAIL);
+    let c = ctx(&org, &account);
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: EMAIL,
+        chosen: false,
+        sent: Sent::No,
+    };
+    let limited = SendProblem::Limited { until: NOW + 600 };
+    let failed = transition(
+        &step,
+        Event::CodeNotSent {
+            again: false,
+            problem: limited,
+        },
+        &c,
+    );
+    assert_eq!(failed.step.awaiting(), None, "no code can match");
+    let shown = transition(&failed.step, Event::Show, &c);
+    assert_eq!(
+        shown.view,
+        Some(View::Page {
+            message: Some(Message::NotSent(limited)),
+            trust: false
+        })
+    );
+    let resend = transition(&failed.step, Event::Resend, &c);
+    assert_eq!(
+        resend.effects,
+        vec![Effect::SendCode {
+            channel: EMAIL,
+            again: true
+        }]
+    );
+    let sent = transition(&resend.step, Event::CodeSent { again: true }, &c);
+    assert_eq!(
+        sent.view,
+        Some(View::Page {
+            message: Some(Message::Resent),
+            trust: false
+        })
+    );
+    assert_eq!(sent.step.awaiting(), Some(Awaiting::Code(EMAIL)));
+
+    // A resend that fails leaves the code sent before good.
+    let failed_again = transition(
+        &sent.step,
+        Event::CodeNotSent {
+            again: true,
+            problem: SendProblem::Failed,
+        },
+        &c,
+    );
+    assert_eq!(failed_again.step.awaiting(), Some(Awaiting::Code(EMAIL)));
+    assert_eq!(
+        failed_again.view,
+        Some(View::Page {
+            message: Some(Message::NotSent(SendProblem::Failed)),
+            trust: false
+        })
+    );
+}
+
+#[test]
+fn a_recovery_code_stands_in_for_any_factor() {
+    let org = all_methods();
+    let account = enrolled(APP);
+    let c = ctx(&org, &account);
+    let right = transition(
+        &Step::AwaitingApp { proven: proven() },
+        Event::RecoveryRight { left: 9 },
+        &c,
+    );
+    assert_eq!(right.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        right.effects,
+        vec![
+            Effect::Audit(Audit::RecoveryCodeUsed),
+            counted(Method::Recovery, true),
+            issued(Method::Recovery, MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(right.view, Some(View::Done(Finish::RecoveryLeft(9))));
+    let wrong = transition(
+        &Step::AwaitingApp { proven: proven() },
+        Event::RecoveryWrong,
+        &c,
+    );
+    assert_eq!(
+        wrong.effects,
+        vec![
+            counted(Method::Recovery, false),
+            Effect::Audit(Audit::Failed(Method::Recovery))
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy and account changes half way
+
+#[test]
+fn a_factor_the_organisation_no_longer_offers_is_proven_once_before_another_is_chosen() {
+    // Enrolled by SMS; the organisation now offers the authenticator and e-mail.
+    let org = org_only(&[MfaMethod::Authenticator, MfaMethod::Email]);
+    let account = enrolled(SMS);
+    let c = ctx(&org, &account);
+    let next = transition(&Step::Started, Event::PasswordOk, &c);
+    assert!(
+        matches!(
+            &next.step,
+            Step::Reproving {
+                factor: SMS,
+                sent: Sent::No,
+                ..
+            }
+        ),
+        "{next:?}"
+    );
+    assert!(next.effects.contains(&Effect::SendCode {
+        channel: SMS,
+        again: false
+    }));
+    // Choosing before the old factor is proven changes nothing.
+    let choose = transition(&next.step, Event::Chose("email"), &c);
+    assert_eq!(choose.step, next.step);
+    assert_eq!(choose.view, Some(View::ToMfa));
+
+    let sent = transition(&next.step, Event::CodeSent { again: false }, &c);
+    let right = transition(&sent.step, Event::CodeRight { trust: false }, &c);
+    assert!(
+        matches!(&right.step, Step::Choosing { proven } if proven.reproved),
+        "{right:?}"
+    );
+    assert!(right.effects.is_empty(), "no credential for the old factor");
+    let chose = transition(&right.step, Event::Chose("email"), &c);
+    assert!(
+        matches!(
+            &chose.step,
+            Step::AwaitingCode {
+                channel: EMAIL,
+                chosen: true,
+                ..
+            }
+        ),
+        "{chose:?}"
+    );
+}
+
+#[test]
+fn an_enrolled_authenticator_no_longer_offered_is_asked_for_as_an_app_code() {
+    let org = org_only(&[MfaMethod::Sms]);
+    let account = enrolled(APP);
+    let next = transition(&Step::Started, Event::PasswordOk, &ctx(&org, &account));
+    assert_eq!(next.step.awaiting(), Some(Awaiting::App));
+    assert_eq!(next.effects.len(), 2, "nothing sent: {next:?}");
+}
+
+#[test]
+fn a_channel_the_organisation_stops_offering_half_way_is_chosen_again() {
+    let account = hanna();
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: true,
+        sent: Sent::Yes,
+    };
+    let org = org_only(&[MfaMethod::Authenticator, MfaMethod::Email]);
+    let next = transition(&step, Event::Show, &ctx(&org, &account));
+    assert_eq!(next.step, Step::Choosing { proven: proven() });
+    // And its code is no longer taken.
+    let code = transition(
+        &step,
+        Event::CodeRight { trust: false },
+        &ctx(&org, &account),
+    );
+    assert_eq!(code.step, Step::Choosing { proven: proven() });
+    assert_eq!(code.view, Some(View::ToMfa));
+    assert!(code.effects.is_empty());
+}
+
+#[test]
+fn a_reset_or_disable_half_way_voids_the_sign_in_whatever_comes_next() {
+    let org = all_methods();
+    let reset = Account {
+        not_valid_before: NOW - 30,
+        ..enrolled(APP)
+    };
+    let disabled = Account {
+        disabled: true,
+        ..enrolled(APP)
+    };
+    let step = Step::AwaitingApp { proven: proven() };
+    for account in [&reset, &disabled] {
+        for event in [
+            Event::Show,
+            Event::CodeRight { trust: false },
+            Event::RecoveryRight { left: 3 },
+            Event::Back,
+        ] {
+            let next = transition(&step, event.clone(), &ctx(&org, account));
+            assert_eq!(next.step, Step::Started, "{event:?}");
+            assert!(next.effects.is_empty(), "{event:?}");
+            assert_eq!(next.view, Some(View::ToLogin), "{event:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Back
+
+#[test]
+fn back_from_a_method_chosen_on_this_visit_goes_to_the_choice_and_otherwise_to_the_start() {
+    let org = all_methods();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    for step in [
+        Step::AwaitingCode {
+            proven: proven(),
+            channel: EMAIL,
+            chosen: true,
+            sent: Sent::Yes,
+        },
+        Step::Enrolling {
+            proven: proven(),
+            chosen: true,
+            secret: Some("s".into()),
+        },
+    ] {
+        let next = transition(&step, Event::Back, &c);
+        assert_eq!(next.step, Step::Choosing { proven: proven() });
+        assert_eq!(next.view, Some(View::ToMfa));
+    }
+    let next = transition(&Step::Choosing { proven: proven() }, Event::Back, &c);
+    assert_eq!(next.step, Step::Started);
+    assert_eq!(next.view, Some(View::Restart));
+    let stored = enrolled(SMS);
+    let step = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: false,
+        sent: Sent::Yes,
+    };
+    let next = transition(&step, Event::Back, &ctx(&org, &stored));
+    assert_eq!(next.view, Some(View::Restart));
+}
+
+// ---------------------------------------------------------------------------------------------
+// After the sign-in
+
+#[test]
+fn a_sign_in_is_fresh_for_ten_minutes_and_turning_on_mfa_needs_a_fresh_one() {
+    let org = org(&MfaMethod::ALL, MfaRequirement::Enrolled);
+    let account = hanna();
+    let done = SignedIn {
+        at: NOW - FRESH_SIGN_IN,
+        ..signed_in(MfaStatus::None)
+    };
+    assert!(done.fresh(NOW));
+    assert!(!done.fresh(NOW + 1));
+    let step = Step::SignedIn(done.clone());
+    let next = transition(&step, Event::AddFactor, &ctx(&org, &account));
+    assert_eq!(
+        next.step,
+        Step::Choosing {
+            proven: Proven {
+                at: done.at,
+                ..proven()
+            }
+        }
+    );
+    let stale = Ctx {
+        now: NOW + 1,
+        ..ctx(&org, &account)
+    };
+    let next = transition(&step, Event::AddFactor, &stale);
+    assert_eq!(next.step, step);
+    assert_eq!(next.view, Some(View::ToLogin));
+}
+
+#[test]
+fn a_session_completes_with_a_new_form_token_and_keeps_its_device_request() {
+    let mut session = LoginSession::new("/rooster".into());
+    session.set_device_request(Some("dev".into()));
+    let before = session.csrf().to_owned();
+    session.enter(Step::Choosing { proven: proven() });
+    assert_eq!(session.csrf(), before);
+    session.enter(Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_ne!(session.csrf(), before);
+    assert!(session.csrf_ok(session.csrf()));
+    assert!(!session.csrf_ok(&before));
+    assert!(!session.csrf_ok(""));
+    assert_eq!(session.signed_in(), Some(&signed_in(MfaStatus::Yes)));
+    session.begin("/".into());
+    assert_eq!(session.signed_in(), None);
+    assert_eq!(session.device_request(), Some("dev"));
+    assert_eq!(session.return_to(), "/");
+}
+
+#[test]
+fn every_step_survives_the_store_and_a_damaged_session_is_refused() {
+    let steps = [
+        Step::Started,
+        Step::Reproving {
+            proven: proven(),
+            factor: SMS,
+            sent: Sent::Not(SendProblem::Limited { until: NOW }),
+        },
+        Step::Choosing { proven: proven() },
+        Step::Enrolling {
+            proven: proven(),
+            chosen: true,
+            secret: Some("s".into()),
+        },
+        Step::AwaitingApp { proven: proven() },
+        Step::AwaitingCode {
+            proven: proven(),
+            channel: EMAIL,
+            chosen: false,
+            sent: Sent::Yes,
+        },
+        Step::SignedIn(signed_in(MfaStatus::Exempt)),
+    ];
+    for step in steps {
+        let mut session = LoginSession::new("/".into());
+        session.enter(step.clone());
+        let json = serde_json::to_vec(&session).unwrap();
+        let back: LoginSession = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.step(), &step);
+        assert_eq!(back.csrf(), session.csrf());
+    }
+    for damaged in [
+        r#"{"csrf":"x","return_to":"/","step":{"step":"signed_in"}}"#,
+        r#"{"csrf":"x","return_to":"/","step":{"step":"awaiting_code","proven":{"org":"o","account":"a","at":1},"channel":"pigeon","chosen":false,"sent":"yes"}}"#,
+        r#"{"csrf":"x","return_to":"/"}"#,
+    ] {
+        assert!(
+            serde_json::from_str::<LoginSession>(damaged).is_err(),
+            "{damaged}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every pair
+
+/// A step with an account and a policy it is consistent with (so settling keeps it).
+fn every_step() -> Vec<(&'static str, Step, Account, Organisation)> {
+    let offers_no_sms = org_only(&[MfaMethod::Authenticator, MfaMethod::Email]);
+    vec![
+        ("started", Step::Started, hanna(), all_methods()),
+        (
+            "reproving",
+            Step::Reproving {
+                proven: proven(),
+                factor: SMS,
+                sent: Sent::Yes,
+            },
+            enrolled(SMS),
+            offers_no_sms,
+        ),
+        (
+            "choosing",
+            Step::Choosing { proven: proven() },
+            hanna(),
+            all_methods(),
+        ),
+        (
+            "enrolling",
+            Step::Enrolling {
+                proven: proven(),
+                chosen: true,
+                secret: Some("s".into()),
+            },
+            hanna(),
+            all_methods(),
+        ),
+        (
+            "awaiting_app",
+            Step::AwaitingApp { proven: proven() },
+            enrolled(APP),
+            all_methods(),
+        ),
+        (
+            "awaiting_code",
+            Step::AwaitingCode {
+                proven: proven(),
+                channel: EMAIL,
+                chosen: false,
+                sent: Sent::Yes,
+            },
+            enrolled(EMAIL),
+            all_methods(),
+        ),
+        (
+            "signed_in",
+            Step::SignedIn(signed_in(MfaStatus::Yes)),
+            hanna(),
+            all_methods(),
+        ),
+    ]
+}
+
+fn every_event() -> Vec<(&'static str, Event<'static>)> {
+    vec![
+        ("password_ok", Event::PasswordOk),
+        (
+            "provider_vouched",
+            Event::ProviderVouched(ProviderMfa::Certgate),
+        ),
+        ("add_factor", Event::AddFactor),
+        ("show", Event::Show),
+        ("secret_sealed", Event::SecretSealed("new".into())),
+        ("chose", Event::Chose("email")),
+        ("resend", Event::Resend),
+        ("code_sent", Event::CodeSent { again: false }),
+        (
+            "code_not_sent",
+            Event::CodeNotSent {
+                again: false,
+                problem: SendProblem::Failed,
+            },
+        ),
+        ("code_right", Event::CodeRight { trust: false }),
+        (
+            "code_wrong",
+            Event::CodeWrong {
+                trust: false,
+                gone: false,
+            },
+        ),
+        ("recovery_right", Event::RecoveryRight { left: 1 }),
+        ("recovery_wrong", Event::RecoveryWrong),
+        ("back", Event::Back),
+    ]
+}
+
+/// The pairs the machine refuses: the step stays, nothing is carried out, and the visitor is
+/// sent to this page (`None`: an effect's answer that no longer applies, ignored).
+const REFUSED: &[(&str, &str, Option<View>)] = &[
+    // Nothing under way: every second-factor event goes to the sign-in page.
+    ("started", "add_factor", Some(View::ToLogin)),
+    ("started", "show", Some(View::ToLogin)),
+    ("started", "secret_sealed", Some(View::ToLogin)),
+    ("started", "chose", Some(View::ToLogin)),
+    ("started", "resend", Some(View::ToLogin)),
+    ("started", "code_sent", Some(View::ToLogin)),
+    ("started", "code_not_sent", Some(View::ToLogin)),
+    ("started", "code_right", Some(View::ToLogin)),
+    ("started", "code_wrong", Some(View::ToLogin)),
+    ("started", "recovery_right", Some(View::ToLogin)),
+    ("started", "recovery_wrong", Some(View::ToLogin)),
+    ("started", "back", Some(View::ToLogin)),
+    // A second factor is added only from a completed sign-in; the old factor first, no choice.
+    ("reproving", "add_factor", Some(View::ToLogin)),
+    ("reproving", "secret_sealed", None),
+    ("reproving", "chose", Some(View::ToMfa)),
+    // A send confirmed again, or one failing after a code went out, keeps that code.
+    ("reproving", "code_sent", None),
+    ("reproving", "code_not_sent", None),
+    // Choosing: there is no code to resend or check.
+    ("choosing", "add_factor", Some(View::ToLogin)),
+    ("choosing", "secret_sealed", None),
+    ("choosing", "resend", Some(View::ToMfa)),
+    ("choosing", "code_sent", None),
+    ("choosing", "code_not_sent", None),
+    ("choosing", "code_right", Some(View::ToMfa)),
+    ("choosing", "code_wrong", Some(View::ToMfa)),
+    // Enrolling: the secret is kept once sealed; nothing to send.
+    ("enrolling", "add_factor", Some(View::ToLogin)),
+    ("enrolling", "secret_sealed", None),
+    ("enrolling", "resend", Some(View::ToMfa)),
+    ("enrolling", "code_sent", None),
+    ("enrolling", "code_not_sent", None),
+    // An app code is not sent.
+    ("awaiting_app", "add_factor", Some(View::ToLogin)),
+    ("awaiting_app", "secret_sealed", None),
+    ("awaiting_app", "chose", Some(View::ToMfa)),
+    ("awaiting_app", "resend", Some(View::ToMfa)),
+    ("awaiting_app", "code_sent", None),
+    ("awaiting_app", "code_not_sent", None),
+    ("awaiting_code", "add_factor", Some(View::ToLogin)),
+    ("awaiting_code", "secret_sealed", None),
+    // A stored channel is not changed by a choice.
+    ("awaiting_code", "chose", Some(View::ToMfa)),
+    ("awaiting_code", "code_sent", None),
+    ("awaiting_code", "code_not_sent", None),
+    // Signed in: the second-factor pages are over; a new sign-in starts at the sign-in page.
+    ("signed_in", "show", Some(View::ToLogin)),
+    ("signed_in", "secret_sealed", Some(View::ToLogin)),
+    ("signed_in", "chose", Some(View::ToLogin)),
+    ("signed_in", "resend", Some(View::ToLogin)),
+    ("signed_in", "code_sent", Some(View::ToLogin)),
+    ("signed_in", "code_not_sent", Some(View::ToLogin)),
+    ("signed_in", "code_right", Some(View::ToLogin)),
+    ("signed_in", "code_wrong", Some(View::ToLogin)),
+    ("signed_in", "recovery_right", Some(View::ToLogin)),
+    ("signed_in", "recovery_wrong", Some(View::ToLogin)),
+    ("signed_in", "back", Some(View::ToLogin)),
+];
+
+#[test]
+fn every_pair_of_step_and_event_is_taken_or_named_as_refused() {
+    let mut refused_seen = 0;
+    for (step_name, step, account, org) in every_step() {
+        let c = ctx(&org, &account);
+        // Settling a consistent step keeps it.
+        if let Some(proven) = step.proven() {
+            assert_eq!(settle(&step, proven.clone(), &c), step, "{step_name}");
+        }
+        for (event_name, event) in every_event() {
+            let next = transition(&step, event, &c);
+            let listed = REFUSED
+                .iter()
+                .find(|(s, e, _)| *s == step_name && *e == event_name);
+            let pair = format!("{step_name} + {event_name}: {next:?}");
+            match listed {
+                Some((_, _, view)) => {
+                    refused_seen += 1;
+                    assert_eq!(next.step, step, "{pair}");
+                    assert!(next.effects.is_empty(), "{pair}");
+                    assert_eq!(next.view, *view, "{pair}");
+                }
+                None => assert!(
+                    next.step != step || !next.effects.is_empty() || next.view.is_some(),
+                    "{pair} does nothing but is not named as refused"
+                ),
+            }
+            // Whatever happens, a credential is issued only on the way to signed in, with the
+            // account of the context.
+            if next.effects.iter().any(|e| matches!(e, Effect::Issue(_))) {
+                assert!(
+                    matches!(&next.step, Step::SignedIn(s) if s.account == account.id && s.at == NOW),
+                    "{pair}"
+                );
+                assert!(matches!(next.view, Some(View::Done(_))), "{pair}");
+            }
+        }
+    }
+    assert_eq!(refused_seen, REFUSED.len(), "every refusal listed happens");
+}
+
+#[test]
+fn a_credential_is_issued_only_after_a_right_answer() {
+    // Of every pair, those that issue one: the first step, a right code, a right recovery code.
+    for (step_name, step, account, org) in every_step() {
+        let c = ctx(&org, &account);
+        for (event_name, event) in every_event() {
+            let issues = transition(&step, event.clone(), &c)
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::Issue(_)));
+            let answer = matches!(
+                event,
+                Event::PasswordOk
+                    | Event::ProviderVouched(_)
+                    | Event::CodeRight { .. }
+                    | Event::RecoveryRight { .. }
+            );
+            if issues {
+                assert!(answer, "{step_name} + {event_name}");
+            }
+        }
+    }
+}
