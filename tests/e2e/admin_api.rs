@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use certgate_e2e::{eventually, CurlClient, NewUser, Org, PortalWorld, Response};
+use certgate_e2e::{settles, CurlClient, NewUser, Org, PortalWorld, Response};
 use serde_json::{json, Value};
 
 const NOORD: &str = "noord.test";
@@ -330,7 +330,7 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
         with_token("POST", &format!("accounts/{lisa_id}/reset-mfa"), &token).send(&w, NOORD);
     assert_eq!(reset.status, 200, "{}", reset.body);
     assert_eq!(reset.json()["mfa_method"], Value::Null);
-    assert!(eventually(Duration::from_secs(1), || lisa.api("/").status == 401));
+    assert!(settles(|| lisa.api("/").status == 401));
     assert!(w
         .mail_about("lisa@noord.test", "second factor")
         .body_text
@@ -350,13 +350,13 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
 
     // A certificate an operator issued her for 200 days stays refused as long as it lives.
     // (After the second of her MFA reset, which refused what was issued until then.)
-    std::thread::sleep(Duration::from_millis(1100));
+    certgate_e2e::next_second();
     let operators = w.d.issue_client("noord", "lisa@noord.test", "200d");
     assert_eq!(w.d.status_with_cert(w.d.https, NOORD, &operators), 200);
     let disabled =
         with_token("POST", &format!("accounts/{lisa_id}/disable"), &token).send(&w, NOORD);
     assert_eq!(disabled.json()["disabled"], true, "{}", disabled.body);
-    assert!(eventually(Duration::from_secs(1), || w
+    assert!(settles(|| w
         .d
         .status_with_cert(w.d.https, NOORD, &operators)
         == 401));
@@ -564,10 +564,7 @@ fn tokens_expire_keep_to_their_scopes_and_to_their_source_networks() {
     );
     let page = beheer.get("/.certgate/account");
     assert_eq!(page.status, 303, "signed out of the portal: {}", page.body);
-    assert!(eventually(Duration::from_secs(1), || beheer
-        .api("/")
-        .status
-        == 401));
+    assert!(settles(|| beheer.api("/").status == 401));
 
     // Guesses add up per address: two above and two here (a known token, even one no longer
     // valid, never counts); then that address waits, and another does not.

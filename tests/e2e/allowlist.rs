@@ -7,10 +7,10 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use certgate_e2e::{
-    certgate, certgate_bin, certgate_ok, eventually, throwaway_postgres_database, Deployment,
+    certgate, certgate_bin, certgate_ok, settles, throwaway_postgres_database, Deployment,
     Instance, Org, RedisServer,
 };
 
@@ -240,8 +240,7 @@ fn admin_allow_list_saves_are_checked_versioned_audited_and_reach_every_instance
         String::from_utf8_lossy(&saved.stdout)
     );
     assert!(
-        eventually(Duration::from_secs(2), || w
-            .admitted_by_ip_at_both("127.0.0.7")),
+        settles(|| w.admitted_by_ip_at_both("127.0.0.7")),
         "127.0.0.7 is admitted at both instances within 2 s"
     );
     println!(
@@ -304,9 +303,7 @@ fn admin_allow_list_saves_are_checked_versioned_audited_and_reach_every_instance
     );
     assert!(replaced.status.success(), "{}", stderr(&replaced));
     assert!(
-        eventually(Duration::from_secs(2), || w
-            .admitted_by_ip_at_both("127.0.0.9")
-            && w.refused_at_both("127.0.0.7")),
+        settles(|| w.admitted_by_ip_at_both("127.0.0.9") && w.refused_at_both("127.0.0.7")),
         "the replaced list is in force at both instances within 2 s"
     );
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use certgate_e2e::{eventually, http_get, Deployment, Org, Process};
+use certgate_e2e::{eventually, http_get, settles, Deployment, Org, Process};
 
 const HOST: &str = "noord.test";
 
@@ -117,7 +117,7 @@ fn sigterm_lets_requests_in_flight_finish_and_an_idle_instance_exits_at_once() {
         d.gateway().signal(nix::sys::signal::Signal::SIGTERM);
         // The balancer hears it at once; new connections are not served.
         let admin = d.admin;
-        assert!(eventually(Duration::from_secs(1), || matches!(
+        assert!(settles(|| matches!(
             http_get(admin, "/readyz"),
             Some((503, _))
         )));

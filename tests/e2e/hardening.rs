@@ -171,7 +171,7 @@ fn framing_headers_spelled_with_underscores_cannot_smuggle_a_request() {
     let answer = send(&d, plain.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        certgate_e2e::eventually(Duration::from_secs(5), || !upstream.paths().is_empty()),
+        certgate_e2e::settles(|| !upstream.paths().is_empty()),
         "the upstream never saw the control request"
     );
     assert_eq!(upstream.paths(), ["/public/form"], "nothing was smuggled");

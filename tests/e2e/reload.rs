@@ -2,9 +2,7 @@
 //! two seconds, SIGHUP reloads, and a broken file keeps the previous set and says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
-use certgate_e2e::{certgate_ok, eventually, served_certificate_serial, Deployment, Org};
+use certgate_e2e::{certgate_ok, served_certificate_serial, settles, Deployment, Org};
 
 const HOST: &str = "noord.test";
 
@@ -33,10 +31,7 @@ fn an_address_added_to_an_allow_list_file_is_admitted_within_two_seconds() {
         "# office\n127.0.0.2\n127.0.0.3  # new wing\n",
     )
     .unwrap();
-    assert!(eventually(Duration::from_secs(2), || status_from(
-        &d,
-        "127.0.0.3"
-    ) == 200));
+    assert!(settles(|| status_from(&d, "127.0.0.3") == 200));
     let explain = certgate_ok(&[
         "policy",
         "explain",
@@ -59,7 +54,7 @@ fn an_address_added_to_an_allow_list_file_is_admitted_within_two_seconds() {
         "127.0.0.2\n10.0.0.300\n",
     )
     .unwrap();
-    assert!(eventually(Duration::from_secs(3), || {
+    assert!(settles(|| {
         d.metric("certgate_policy_reloads_total{result=\"error\"}") > errors_before
     }));
     assert_eq!(
@@ -79,7 +74,7 @@ fn sighup_reloads() {
     d.start();
     let ok_before = d.metric("certgate_policy_reloads_total{result=\"ok\"}");
     d.gateway().signal(nix::sys::signal::Signal::SIGHUP);
-    assert!(eventually(Duration::from_secs(2), || {
+    assert!(settles(|| {
         d.metric("certgate_policy_reloads_total{result=\"ok\"}") > ok_before
     }));
     assert_eq!(
@@ -147,9 +142,10 @@ fn server_certificates_are_chosen_by_sni_and_replaced_without_a_restart() {
     std::fs::rename(d.path("tls/zuid-next.pem"), d.path("tls/zuid.pem")).unwrap();
     let normalise = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
     assert!(
-        eventually(Duration::from_secs(3), || normalise(
-            &served_certificate_serial(d.https, "zuid.test")
-        ) == normalise(&new_serial)),
+        settles(
+            || normalise(&served_certificate_serial(d.https, "zuid.test"))
+                == normalise(&new_serial)
+        ),
         "the replaced certificate is served without a restart"
     );
     assert_eq!(served_certificate_serial(d.https, HOST), noord_serial);

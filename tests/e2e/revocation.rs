@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use certgate_e2e::{certgate, certgate_ok, eventually, Deployment, Org};
+use certgate_e2e::{certgate, certgate_ok, settles, Deployment, Org};
 
 const HOST: &str = "noord.test";
 
@@ -42,7 +42,7 @@ fn a_revoked_certificate_is_refused_at_once_and_after_a_restart() {
         "lost laptop",
     ]);
     assert!(out.contains("revoked serial"), "{out}");
-    assert!(eventually(Duration::from_secs(1), || status(&d, &anna) == 401));
+    assert!(settles(|| status(&d, &anna) == 401));
     assert_eq!(status(&d, &bob), 200, "other devices are unaffected");
 
     // A whole account: every credential issued until now.
@@ -56,7 +56,7 @@ fn a_revoked_certificate_is_refused_at_once_and_after_a_restart() {
         "--user",
         "bob@noord.test",
     ]);
-    assert!(eventually(Duration::from_secs(1), || status(&d, &bob) == 401));
+    assert!(settles(|| status(&d, &bob) == 401));
 
     // Bad input is refused with a clear message and changes nothing.
     let bad = certgate(&[

@@ -3,10 +3,11 @@
 //! comes back empty.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use certgate_e2e::{
-    certgate_ok, eventually, http_get, metric_at, ClientCert, Deployment, Instance, Org,
+    certgate_ok, eventually, http_get, metric_at, settles, ClientCert, Deployment, Instance, Org,
     RedisServer,
 };
 
@@ -58,7 +59,7 @@ fn revoke_serial(config: &str, cert: &ClientCert) {
 }
 
 #[test]
-fn a_revocation_at_one_instance_reaches_the_other_within_a_second() {
+fn a_revocation_at_one_instance_reaches_the_other() {
     let redis = RedisServer::start();
     let (d, second) = two_instances(&redis);
     let anna = d.issue_client("noord", "anna@noord.test", "1h");
@@ -66,9 +67,9 @@ fn a_revocation_at_one_instance_reaches_the_other_within_a_second() {
     assert_eq!(status(&d, second.https, &anna), 200);
 
     revoke_serial(&d.config(), &anna);
-    let latency = until_both_refuse(&d, &second, &anna, Duration::from_secs(1));
+    let latency = until_both_refuse(&d, &second, &anna, certgate_e2e::SETTLE);
     println!("revocation seen by both instances after {latency:?}");
-    assert!(latency.is_some(), "both instances refuse within 1 s");
+    assert!(latency.is_some(), "both instances refuse");
 }
 
 #[test]
@@ -79,26 +80,31 @@ fn a_redis_outage_keeps_admitting_and_nothing_is_lost_when_it_returns_empty() {
     let bob = d.issue_client("noord", "bob@noord.test", "1h");
     let carol = d.issue_client("noord", "carol@noord.test", "1h");
     revoke_serial(&d.config(), &bob);
-    assert!(until_both_refuse(&d, &second, &bob, Duration::from_secs(1)).is_some());
+    assert!(until_both_refuse(&d, &second, &bob, certgate_e2e::SETTLE).is_some());
 
-    // Traffic flows while Redis dies.
+    // Traffic flows while Redis dies: some before, twenty after.
+    let sent = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let traffic = std::thread::scope(|scope| {
         let worker = scope.spawn(|| {
             let mut failed = 0;
-            let mut sent = 0;
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::SeqCst) {
                 for https in [d.https, second.https] {
-                    sent += 1;
+                    sent.fetch_add(1, Ordering::SeqCst);
                     if status(&d, https, &anna) != 200 {
                         failed += 1;
                     }
                 }
             }
-            (sent, failed)
+            (sent.load(Ordering::SeqCst), failed)
         });
-        std::thread::sleep(Duration::from_millis(500));
+        assert!(certgate_e2e::settles(|| sent.load(Ordering::SeqCst) >= 10));
         redis.kill();
+        let at_kill = sent.load(Ordering::SeqCst);
+        assert!(certgate_e2e::settles(
+            || sent.load(Ordering::SeqCst) >= at_kill + 20
+        ));
+        stop.store(true, Ordering::SeqCst);
         worker.join().unwrap()
     });
     println!(
@@ -114,12 +120,15 @@ fn a_redis_outage_keeps_admitting_and_nothing_is_lost_when_it_returns_empty() {
     for admin in [d.admin, second.admin] {
         assert!(
             eventually(
-                Duration::from_secs(3),
+                certgate_e2e::SETTLE,
                 || matches!(http_get(admin, "/readyz"), Some((200, body)) if body.contains("degraded"))
             ),
             "/readyz stays 200 and says degraded"
         );
-        assert!(metric_at(admin, "certgate_store_errors_total{backend=\"redis\"}") > 0.0);
+        assert!(settles(|| metric_at(
+            admin,
+            "certgate_store_errors_total{backend=\"redis\"}"
+        ) > 0.0));
     }
     assert_eq!(
         status(&d, second.https, &bob),
@@ -133,15 +142,14 @@ fn a_redis_outage_keeps_admitting_and_nothing_is_lost_when_it_returns_empty() {
     revoke_serial(&d.config(), &carol);
     assert_eq!(status(&d, d.https, &carol), 401);
     assert!(
-        until_both_refuse(&d, &second, &carol, Duration::from_secs(5)).is_some(),
+        until_both_refuse(&d, &second, &carol, certgate_e2e::SETTLE).is_some(),
         "the revocation made during the outage reaches the other instance without the feed"
     );
     // Nothing is lost when Redis comes back empty.
     redis.restart();
     let started = Instant::now();
     assert!(
-        eventually(Duration::from_secs(5), || status(&d, second.https, &carol)
-            == 401),
+        settles(|| status(&d, second.https, &carol) == 401),
         "the revocation made during the outage stays in force after the reconnect"
     );
     println!("reconnect and resync after {:?}", started.elapsed());
@@ -153,7 +161,7 @@ fn a_redis_outage_keeps_admitting_and_nothing_is_lost_when_it_returns_empty() {
     assert_eq!(status(&d, second.https, &anna), 200);
     for admin in [d.admin, second.admin] {
         assert!(eventually(
-            Duration::from_secs(3),
+            certgate_e2e::SETTLE,
             || matches!(http_get(admin, "/readyz"), Some((200, body)) if body.starts_with("ready"))
         ));
     }
@@ -162,5 +170,5 @@ fn a_redis_outage_keeps_admitting_and_nothing_is_lost_when_it_returns_empty() {
     let dave = d.issue_client("noord", "dave@noord.test", "1h");
     assert_eq!(status(&d, second.https, &dave), 200);
     revoke_serial(&d.config(), &dave);
-    assert!(until_both_refuse(&d, &second, &dave, Duration::from_secs(1)).is_some());
+    assert!(until_both_refuse(&d, &second, &dave, certgate_e2e::SETTLE).is_some());
 }

@@ -4,10 +4,9 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use certgate_e2e::{
-    certgate, certgate_bin, certgate_ok, eventually, throwaway_postgres_database, Deployment, Org,
+    certgate, certgate_bin, certgate_ok, settles, throwaway_postgres_database, Deployment, Org,
 };
 
 const HOST: &str = "noord.test";
@@ -128,7 +127,7 @@ fn administer_accounts(sections: &str) {
         "user", "disable", "--config", &config, "--org", "noord", "--user", "bob",
     ]);
     assert!(disabled.contains("DISABLED"), "{disabled}");
-    assert!(eventually(Duration::from_secs(1), || status(&bob) == 401));
+    assert!(settles(|| status(&bob) == 401));
     certgate_ok(&[
         "user", "enable", "--config", &config, "--org", "noord", "--user", "bob",
     ]);
@@ -137,7 +136,7 @@ fn administer_accounts(sections: &str) {
         401,
         "credentials issued before the disable stay refused"
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    certgate_e2e::next_second();
     let bob_again = d.issue_client("noord", "bob", "1h");
     assert_eq!(
         status(&bob_again),

@@ -194,6 +194,45 @@ impl Drop for Process {
     }
 }
 
+/// How long a test waits for something that happens in the background (a revocation reaching
+/// the gateway, a reload, a process starting): generous, so that a loaded two-core machine does
+/// not fail a test that is only slow. Tests poll for the condition; they do not time it.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
+/// Waits until `f` returns true, polling every 50 ms, at most [`SETTLE`]; false if it never does.
+pub fn settles(f: impl FnMut() -> bool) -> bool {
+    eventually(SETTLE, f)
+}
+
+/// Waits until the wall clock's unix second has moved on: certgate keeps times in whole seconds,
+/// and a credential issued in the second of an account reset counts as issued after it.
+pub fn next_second() {
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let now = second();
+    while second() == now {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the wall clock has passed `unix` (seconds): for a lifetime to run out.
+pub fn wait_until_unix(unix: i64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if now > unix as f64 {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs_f64(
+            (unix as f64 - now).clamp(0.02, 1.0),
+        ));
+    }
+}
+
 /// Waits until `f` returns true, polling; false on timeout.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
