@@ -12,10 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::{
     generate_password, pkcs12_bundle_as, CredentialClass, DeviceId, DeviceSubject, Pkcs12Format,
 };
-use certgate_db::{
-    Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust, NewRevocation,
-    RevocationKind,
-};
+use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
 use certgate_policies::Organisation;
 use certgate_store::Store;
 use serde::Deserialize;
@@ -152,28 +149,6 @@ fn trust_name(visit: &Visit, trust: DeviceTrust) -> &'static str {
     }
 }
 
-/// A device's revocation, kept until the longest credential of the device could have expired
-/// (renewed group credentials: the idle timeout from now).
-pub(crate) fn device_revocation(
-    org: &Organisation,
-    device: &Device,
-    now: i64,
-    reason: &str,
-) -> NewRevocation {
-    let until = match device.trust {
-        DeviceTrust::Group => now.saturating_add(org.mfa.group_idle_timeout.as_secs() as i64),
-        _ => device.expires_at.max(now),
-    } + 300;
-    NewRevocation {
-        org: org.id.clone(),
-        kind: RevocationKind::Device,
-        subject: device.id.clone(),
-        reason: reason.to_owned(),
-        revoked_at: now,
-        drop_after: until,
-    }
-}
-
 /// When each device was last used: the store's time (the gateway's, reported once a minute)
 /// when it is newer than SQL's, read for the whole list in one round trip.
 pub(crate) async fn last_seen_of(store: &Store, devices: &[Device]) -> Vec<Option<i64>> {
@@ -298,7 +273,8 @@ pub(crate) async fn revoke(
         _ => return Redirect::to("/.certgate/account").into_response(),
     };
     let now = state.now();
-    let revocation = device_revocation(&me.org, &device, now, "revoked by the user");
+    let revocation =
+        certgate_accounts::device_revocation(&me.org, &device, "revoked by the user", now);
     if let Err(error) = state.backend.revoke(&revocation, "user").await {
         tracing::error!(%error, "a device could not be revoked");
         return crate::flow::unavailable_page(&visit);

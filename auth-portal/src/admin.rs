@@ -10,9 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use certgate_db::{
-    Account, AccountKind, AuditEntry, Database, NewAccount, NewRevocation, RevocationKind,
-};
+use certgate_db::{Account, AccountKind, AuditAction, AuditEntry, Database, NewAccount};
 use certgate_store::Store;
 use serde::Deserialize;
 
@@ -22,7 +20,8 @@ use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
     AdminSettingsPage, AuditRow, UserRow,
 };
-use crate::{AccountNotice, PortalState, Visit};
+use crate::{PortalState, Visit};
+use certgate_accounts::{AccountError, Actor};
 
 /// The role that opens these pages.
 pub use certgate_db::ADMIN_ROLE;
@@ -339,26 +338,26 @@ pub(crate) async fn create(
             )
         }
     };
-    let now = state.now();
-    let id = hex::encode(rand::random::<[u8; 16]>());
-    let account = match db.create_account(&new, &id, now).await {
+    let actor = Actor::Admin {
+        account: &admin.me.account,
+        ip: &visit.ip,
+    };
+    let account = match state.accounts(&db).create(actor, &admin.me.org, &new).await {
         Ok(account) => account,
-        Err(certgate_db::DbError::Conflict(message)) => {
+        Err(AccountError::Conflict(message)) => {
             return new_form(&visit, &admin, &form, Some(message), StatusCode::CONFLICT)
+        }
+        Err(AccountError::Invalid(message) | AccountError::NotAllowed(message)) => {
+            return new_form(
+                &visit,
+                &admin,
+                &form,
+                Some(message),
+                StatusCode::BAD_REQUEST,
+            )
         }
         Err(_) => return crate::flow::unavailable_page(&visit),
     };
-    audit(
-        &db,
-        &admin,
-        &visit,
-        now,
-        "admin.user.add",
-        &account.username,
-        String::new(),
-    )
-    .await;
-    state.account_notice(&account, AccountNotice::Welcome);
     Redirect::to(&format!("/.certgate/admin/accounts/{}", account.id)).into_response()
 }
 
@@ -490,51 +489,34 @@ pub(crate) async fn edit(
             .await
         }
     };
-    match db
-        .update_account(&admin.me.org.id, &account.id, &new, state.now())
-        .await
-    {
-        Ok(_) => {}
-        Err(certgate_db::DbError::Conflict(message)) => {
-            return account_view(
-                &state,
-                &visit,
-                &store,
-                &db,
-                &admin,
-                &account,
-                Some(message),
-                StatusCode::CONFLICT,
-            )
-            .await
+    let actor = Actor::Admin {
+        account: &admin.me.account,
+        ip: &visit.ip,
+    };
+    let edited = state
+        .accounts(&db)
+        .edit(actor, &admin.me.org, &account, &new)
+        .await;
+    let (message, status) = match edited {
+        Ok(_) => return Redirect::to(&back).into_response(),
+        Err(AccountError::Conflict(message)) => (message, StatusCode::CONFLICT),
+        Err(AccountError::Invalid(message) | AccountError::NotAllowed(message)) => {
+            (message, StatusCode::BAD_REQUEST)
         }
+        Err(AccountError::Gone) => return not_found(&visit, &admin),
         Err(_) => return crate::flow::unavailable_page(&visit),
-    }
-    // Old and new, so a changed address (a way into "forgot password") is on the record.
-    let detail = format!(
-        "name {:?} -> {:?}; email {:?} -> {:?}; mobile {:?} -> {:?}; roles {} -> {}; kind {} -> {}",
-        account.display_name,
-        new.display_name,
-        account.email.as_deref().unwrap_or(""),
-        new.email.as_deref().unwrap_or(""),
-        account.mobile.as_deref().unwrap_or(""),
-        new.mobile.as_deref().unwrap_or(""),
-        account.roles.join(","),
-        new.roles.join(","),
-        account.kind.as_str(),
-        new.kind.as_str()
-    );
-    audit(
+    };
+    account_view(
+        &state,
+        &visit,
+        &store,
         &db,
         &admin,
-        &visit,
-        state.now(),
-        "admin.user.edit",
-        &account.username,
-        detail,
+        &account,
+        Some(message),
+        status,
     )
-    .await;
-    Redirect::to(&back).into_response()
+    .await
 }
 
 #[derive(Deserialize)]
@@ -547,18 +529,8 @@ pub(crate) struct ActionForm {
     confirm: String,
 }
 
-/// Every credential of `account` issued until now is refused, everywhere.
-pub(crate) async fn revoke_account(
-    state: &PortalState,
-    org: &certgate_policies::Organisation,
-    account: &Account,
-    now: i64,
-    reason: &str,
-) -> Result<(), String> {
-    revoke_account_counted(state, org, account, now, reason, "admin").await
-}
-
-/// [`revoke_account`], counted in `certgate_revocations_total` under `label`.
+/// Every credential of `account` issued until now is refused, everywhere; counted in
+/// `certgate_revocations_total` under `label`.
 pub(crate) async fn revoke_account_counted(
     state: &PortalState,
     org: &certgate_policies::Organisation,
@@ -567,23 +539,8 @@ pub(crate) async fn revoke_account_counted(
     reason: &str,
     label: &'static str,
 ) -> Result<(), String> {
-    // As long as any credential of the account can live: an operator's certificate
-    // (`ca issue-client`) outlives every portal-issued one.
-    let keep = certgate_policies::MAX_CREDENTIAL_LIFETIME.as_secs();
-    state
-        .backend
-        .revoke(
-            &NewRevocation {
-                org: org.id.clone(),
-                kind: RevocationKind::Account,
-                subject: account.username.clone(),
-                reason: reason.to_owned(),
-                revoked_at: now,
-                drop_after: now.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
-            },
-            label,
-        )
-        .await
+    let revocation = certgate_accounts::account_revocation(&org.id, &account.username, reason, now);
+    state.backend.revoke(&revocation, label).await
 }
 
 /// `POST /.certgate/admin/accounts/{id}/{action}`: disable, enable, reset-mfa (confirmed),
@@ -608,127 +565,56 @@ pub(crate) async fn act(
         return not_found(&visit, &admin);
     };
     let org = Arc::clone(&admin.me.org);
-    let now = state.now();
     let t = visit.texts;
+    let confirm = |path: &str, question: &str, consequences: &str, button: &str| {
+        let c = visit.chrome(Some(&org));
+        pages::html(
+            StatusCode::OK,
+            &AdminConfirmPage {
+                c: &c,
+                csrf: admin.me.attempt.session.csrf(),
+                action: &format!("/.certgate/admin/accounts/{id}/{path}"),
+                question: &crate::i18n::fill(
+                    question,
+                    &account.display_name,
+                    &account.username,
+                    "",
+                ),
+                consequences,
+                button,
+                back: &back,
+            },
+        )
+    };
+    let service = state.accounts(&db);
+    let actor = Actor::Admin {
+        account: &admin.me.account,
+        ip: &visit.ip,
+    };
     let done = match action.as_str() {
-        "disable" => {
-            let ok = db
-                .set_disabled(&org.id, &account.id, true, now)
-                .await
-                .is_ok()
-                && revoke_account(&state, &org, &account, now, "disabled")
-                    .await
-                    .is_ok();
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.user.disable",
-                &account.username,
-                String::new(),
-            )
-            .await;
-            ok
-        }
-        "enable" => {
-            let ok = db
-                .set_disabled(&org.id, &account.id, false, now)
-                .await
-                .is_ok();
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.user.enable",
-                &account.username,
-                String::new(),
-            )
-            .await;
-            ok
-        }
+        "disable" => service.disable(actor, &org, &account).await.map(|_| ()),
+        "enable" => service.enable(actor, &org, &account).await.map(|_| ()),
         "reset-mfa" if form.confirm != "yes" => {
-            let c = visit.chrome(Some(&org));
-            return pages::html(
-                StatusCode::OK,
-                &AdminConfirmPage {
-                    c: &c,
-                    csrf: admin.me.attempt.session.csrf(),
-                    action: &format!("/.certgate/admin/accounts/{id}/reset-mfa"),
-                    question: &crate::i18n::fill(
-                        t.admin_reset_question,
-                        &account.display_name,
-                        &account.username,
-                        "",
-                    ),
-                    consequences: t.admin_reset_consequences,
-                    button: t.admin_reset_mfa,
-                    back: &back,
-                },
-            );
-        }
-        "reset-mfa" => {
-            let ok = db.reset_mfa(&org.id, &account.id, now).await.is_ok()
-                && revoke_account(&state, &org, &account, now, "mfa_reset")
-                    .await
-                    .is_ok();
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.user.reset_mfa",
-                &account.username,
-                String::new(),
+            return confirm(
+                "reset-mfa",
+                t.admin_reset_question,
+                t.admin_reset_consequences,
+                t.admin_reset_mfa,
             )
-            .await;
-            if ok {
-                state.account_notice(&account, AccountNotice::MfaReset);
-            }
-            ok
         }
+        "reset-mfa" => service.reset_mfa(actor, &org, &account).await.map(|_| ()),
         "delete" if form.confirm != "yes" => {
-            let c = visit.chrome(Some(&org));
-            return pages::html(
-                StatusCode::OK,
-                &AdminConfirmPage {
-                    c: &c,
-                    csrf: admin.me.attempt.session.csrf(),
-                    action: &format!("/.certgate/admin/accounts/{id}/delete"),
-                    question: &crate::i18n::fill(
-                        t.admin_delete_question,
-                        &account.display_name,
-                        &account.username,
-                        "",
-                    ),
-                    consequences: t.admin_delete_consequences,
-                    button: t.admin_delete,
-                    back: &back,
-                },
-            );
-        }
-        "delete" => {
-            // Signed out everywhere first, then gone; the audit log keeps the trail.
-            let ok = revoke_account(&state, &org, &account, now, "deleted")
-                .await
-                .is_ok()
-                && db.delete_account(&org.id, &account.id).await.is_ok();
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.user.delete",
-                &account.username,
-                String::new(),
+            return confirm(
+                "delete",
+                t.admin_delete_question,
+                t.admin_delete_consequences,
+                t.admin_delete,
             )
-            .await;
-            if !ok {
-                return crate::flow::unavailable_page(&visit);
-            }
-            return Redirect::to("/.certgate/admin").into_response();
         }
+        "delete" => match service.delete(actor, &org, &account).await {
+            Ok(()) => return Redirect::to("/.certgate/admin").into_response(),
+            Err(_) => return crate::flow::unavailable_page(&visit),
+        },
         "revoke-device" => {
             let Some(device) = db
                 .device(&org.id, &form.device)
@@ -739,53 +625,16 @@ pub(crate) async fn act(
             else {
                 return not_found(&visit, &admin);
             };
-            let revocation = crate::account::device_revocation(
-                &org,
-                &device,
-                now,
-                "revoked by an administrator",
-            );
-            let ok = state.backend.revoke(&revocation, "admin").await.is_ok()
-                && db.revoke_device(&org.id, &device.id, now).await.is_ok();
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.device.revoke",
-                &account.username,
-                format!("device={}", device.id),
-            )
-            .await;
-            ok
+            service.revoke_device(actor, &org, &account, &device).await
         }
-        "revoke-all" => {
-            let ok = revoke_account(&state, &org, &account, now, "admin")
-                .await
-                .is_ok();
-            if let Ok(devices) = db.devices(&org.id, &account.id).await {
-                for d in devices.iter().filter(|d| d.revoked_at.is_none()) {
-                    let _ = db.revoke_device(&org.id, &d.id, now).await;
-                }
-            }
-            audit(
-                &db,
-                &admin,
-                &visit,
-                now,
-                "admin.device.revoke_all",
-                &account.username,
-                String::new(),
-            )
-            .await;
-            ok
-        }
+        "revoke-all" => service.revoke_all_devices(actor, &org, &account).await,
         _ => return not_found(&visit, &admin),
     };
-    if !done {
-        return crate::flow::unavailable_page(&visit);
+    match done {
+        Ok(()) => Redirect::to(&back).into_response(),
+        Err(AccountError::Gone) => not_found(&visit, &admin),
+        Err(_) => crate::flow::unavailable_page(&visit),
     }
-    Redirect::to(&back).into_response()
 }
 
 #[derive(Deserialize)]
@@ -1261,25 +1110,16 @@ pub(crate) async fn import(
         return import_view(&visit, &admin, &form.csv, rows, None, status);
     }
     let now = state.now();
+    let service = state.accounts(&db);
+    let actor = Actor::Admin {
+        account: &admin.me.account,
+        ip: &visit.ip,
+    };
     let mut created = 0;
     for (_, new) in &checked {
         let Some(new) = new else { continue };
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        match db.create_account(new, &id, now).await {
-            Ok(account) => {
-                created += 1;
-                audit(
-                    &db,
-                    &admin,
-                    &visit,
-                    now,
-                    "admin.user.add",
-                    &account.username,
-                    "import".into(),
-                )
-                .await;
-                state.account_notice(&account, AccountNotice::Welcome);
-            }
+        match service.create(actor, &admin.me.org, new).await {
+            Ok(_) => created += 1,
             Err(error) => {
                 tracing::warn!(%error, username = %new.username, "an imported account was not created")
             }
@@ -1290,7 +1130,7 @@ pub(crate) async fn import(
         &admin,
         &visit,
         now,
-        "admin.user.import",
+        AuditAction::AccountsImported.as_str(),
         &format!("{created} accounts"),
         String::new(),
     )

@@ -18,15 +18,16 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use certgate_db::{Account, ApiScope, ApiToken, AuditEntry, Database, Device, NewAccount};
+use certgate_db::{Account, ApiScope, ApiToken, Database, Device, NewAccount};
 use certgate_policies::Organisation;
 use certgate_store::Store;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::admin::{revoke_account, ADMIN_ROLE};
-use crate::{AccountNotice, PortalState, Visit};
+use crate::admin::ADMIN_ROLE;
+use crate::{PortalState, Visit};
+use certgate_accounts::{AccountError, Actor};
 
 /// The OpenAPI document, written by hand beside this file.
 const OPENAPI: &str = include_str!("admin_api/openapi.json");
@@ -379,19 +380,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Caller {
-    /// Writes the audit entry of a change, naming the token.
-    async fn audit(&self, now: i64, action: &str, subject: &str, detail: String) {
-        let entry = AuditEntry {
-            org: self.org.id.clone(),
-            at: now,
-            actor: format!("token:{}", self.token.name),
-            action: action.to_owned(),
-            subject: subject.to_owned(),
-            ip: self.ip.clone(),
-            detail,
-        };
-        if let Err(error) = self.db.append_audit(&entry).await {
-            tracing::warn!(%error, "API audit entry not written");
+    /// The token, as the account service knows its callers.
+    fn actor(&self) -> Actor<'_> {
+        Actor::Token {
+            name: &self.token.name,
+            created_by: &self.token.created_by,
+            ip: &self.ip,
         }
     }
 
@@ -615,30 +609,18 @@ async fn create_account(
         let caller = caller(&state, &headers, ApiScope::AccountsWrite).await?;
         let body: NewAccountBody = json_body(body)?;
         let new = body.checked(&caller.org.id).map_err(ApiError::BadRequest)?;
-        // A token does not make administrators, or accounts exempt from the second factor.
-        if let Some(role) = new
-            .roles
-            .iter()
-            .find(|r| *r == ADMIN_ROLE || caller.org.mfa.exempt_roles.contains(r))
-        {
-            return Err(ApiError::BadRequest(format!(
-                "role {role:?} is given on the admin pages, not with a token"
-            )));
-        }
-        let now = state.now();
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let account = match caller.db.create_account(&new, &id, now).await {
-            Ok(account) => account,
-            Err(certgate_db::DbError::Conflict(message)) => {
-                return Err(ApiError::Conflict(message))
-            }
-            Err(_) => return Err(ApiError::Unavailable),
-        };
-        caller
-            .audit(now, "admin.user.add", &account.username, String::new())
-            .await;
-        state.account_notice(&account, AccountNotice::Welcome);
-        Ok(json_response(StatusCode::CREATED, &account_json(&account)))
+        let account = state
+            .accounts(&caller.db)
+            .create(caller.actor(), &caller.org, &new)
+            .await
+            .map_err(|error| match error {
+                AccountError::Conflict(message) => ApiError::Conflict(message),
+                AccountError::Invalid(message) | AccountError::NotAllowed(message) => {
+                    ApiError::BadRequest(message)
+                }
+                _ => ApiError::Unavailable,
+            })?;
+        Ok::<_, ApiError>(json_response(StatusCode::CREATED, &account_json(&account)))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -661,59 +643,20 @@ async fn change_account(
 ) -> Result<Response, ApiError> {
     let caller = caller(state, headers, ApiScope::AccountsWrite).await?;
     let account = caller.account(&path_id(path)?).await?;
-    if account.roles.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(ApiError::Conflict(
-            "administrators' accounts are changed on the admin pages, not with a token".to_owned(),
-        ));
+    let service = state.accounts(&caller.db);
+    let (actor, org) = (caller.actor(), &caller.org);
+    let after = match change {
+        AccountChange::Disable => service.disable(actor, org, &account).await,
+        AccountChange::Enable => service.enable(actor, org, &account).await,
+        AccountChange::ResetMfa => service.reset_mfa(actor, org, &account).await,
     }
-    if matches!(change, AccountChange::Disable) && account.id == caller.token.created_by {
-        // It would lock out the administrator and, with them, every token they made.
-        return Err(ApiError::Conflict(
-            "a token cannot disable the administrator who made it; use the admin pages or \
-             another administrator's token"
-                .to_owned(),
-        ));
-    }
-    let now = state.now();
-    let org = &caller.org;
-    let (done, action) = match change {
-        AccountChange::Disable => (
-            caller
-                .db
-                .set_disabled(&org.id, &account.id, true, now)
-                .await
-                .is_ok()
-                && revoke_account(state, org, &account, now, "disabled")
-                    .await
-                    .is_ok(),
-            "admin.user.disable",
-        ),
-        AccountChange::Enable => (
-            caller
-                .db
-                .set_disabled(&org.id, &account.id, false, now)
-                .await
-                .is_ok(),
-            "admin.user.enable",
-        ),
-        AccountChange::ResetMfa => {
-            let done = caller.db.reset_mfa(&org.id, &account.id, now).await.is_ok()
-                && revoke_account(state, org, &account, now, "mfa_reset")
-                    .await
-                    .is_ok();
-            if done {
-                state.account_notice(&account, AccountNotice::MfaReset);
-            }
-            (done, "admin.user.reset_mfa")
+    .map_err(|error| match error {
+        AccountError::Conflict(message) | AccountError::NotAllowed(message) => {
+            ApiError::Conflict(message)
         }
-    };
-    caller
-        .audit(now, action, &account.username, String::new())
-        .await;
-    if !done {
-        return Err(ApiError::Unavailable);
-    }
-    let after = caller.account(&account.id).await?;
+        AccountError::Gone => ApiError::NotFound,
+        _ => ApiError::Unavailable,
+    })?;
     Ok(ok(&account_json(&after)))
 }
 
@@ -800,42 +743,22 @@ async fn revoke_device(
             .db
             .account(&caller.org.id, &device.account_id)
             .await
-            .map_err(|_| ApiError::Unavailable)?;
-        // As for their accounts: a token could otherwise lock every administrator out.
-        if owner
-            .as_ref()
-            .is_some_and(|a| a.roles.iter().any(|r| r == ADMIN_ROLE))
-        {
-            return Err(ApiError::Conflict(
-                "administrators' devices are revoked on the admin pages, not with a token"
-                    .to_owned(),
-            ));
-        }
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or(ApiError::NotFound)?;
+        state
+            .accounts(&caller.db)
+            .revoke_device(caller.actor(), &caller.org, &owner, &device)
+            .await
+            .map_err(|error| match error {
+                // As for their accounts: a token could otherwise lock every administrator out.
+                AccountError::NotAllowed(_) => ApiError::Conflict(
+                    "administrators' devices are revoked on the admin pages, not with a token"
+                        .to_owned(),
+                ),
+                AccountError::Gone => ApiError::NotFound,
+                _ => ApiError::Unavailable,
+            })?;
         let now = state.now();
-        let revocation = crate::account::device_revocation(
-            &caller.org,
-            &device,
-            now,
-            "revoked with an API token",
-        );
-        let done = state.backend.revoke(&revocation, "admin").await.is_ok()
-            && caller
-                .db
-                .revoke_device(&caller.org.id, &device.id, now)
-                .await
-                .is_ok();
-        let owner = owner.map_or_else(|| device.account_id.clone(), |a| a.username);
-        caller
-            .audit(
-                now,
-                "admin.device.revoke",
-                &owner,
-                format!("device={}", device.id),
-            )
-            .await;
-        if !done {
-            return Err(ApiError::Unavailable);
-        }
         let after = caller
             .db
             .device(&caller.org.id, &id)

@@ -78,6 +78,36 @@ pub trait Backend: Send + Sync + 'static {
     async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String>;
 }
 
+#[async_trait::async_trait]
+impl certgate_accounts::Revoke for PortalState {
+    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String> {
+        self.backend.revoke(revocation, label).await
+    }
+}
+
+impl certgate_accounts::AccountEvents for PortalState {
+    fn changed(&self, account: &certgate_db::Account, event: certgate_accounts::AccountEvent) {
+        let notice = match event {
+            certgate_accounts::AccountEvent::Created => AccountNotice::Welcome,
+            certgate_accounts::AccountEvent::MfaReset => AccountNotice::MfaReset,
+            certgate_accounts::AccountEvent::PasswordChanged => AccountNotice::PasswordChanged,
+        };
+        self.account_notice(account, notice);
+    }
+}
+
+impl PortalState {
+    /// The account service, for one request.
+    pub(crate) fn accounts<'a>(&'a self, db: &'a Database) -> certgate_accounts::Accounts<'a> {
+        certgate_accounts::Accounts {
+            db,
+            revoke: self,
+            events: Some(self),
+            now: self.now(),
+        }
+    }
+}
+
 /// An admin allow list as its editing page shows it.
 pub struct AllowListForm {
     pub version: i64,

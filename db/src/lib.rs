@@ -5,6 +5,7 @@
 mod accounts;
 mod admin_allowlist;
 mod api_tokens;
+mod audit;
 mod revocations;
 
 pub use accounts::{
@@ -16,6 +17,7 @@ pub use admin_allowlist::{
     ALLOW_LIST_AUDIT_ACTION,
 };
 pub use api_tokens::{ApiScope, ApiToken, NewApiToken};
+pub use audit::AuditAction;
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
 use std::path::Path;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use certgate_certs::Serial;
-use certgate_db::{Database, NewRevocation, Revocation, RevocationKind};
+use certgate_db::{AuditAction, Database, NewRevocation, Revocation, RevocationKind};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
@@ -48,7 +48,7 @@ pub struct AdminState {
     pub keyring: Arc<parking_lot::RwLock<certgate_certs::SecretKeyring>>,
     pub keyring_path: std::path::PathBuf,
     /// Told about account changes (to send the user a notice); set when the portal starts.
-    pub events: std::sync::OnceLock<Arc<dyn crate::users::AccountEvents>>,
+    pub events: std::sync::OnceLock<Arc<dyn certgate_accounts::AccountEvents>>,
     /// Set by the portal beside the gateway once it listens (and `events` is set); `/readyz`
     /// says 503 until then.
     pub portal_serving: AtomicBool,
@@ -71,6 +71,13 @@ impl AdminState {
             .await
             .map(|_| ())
             .map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[async_trait::async_trait]
+impl certgate_accounts::Revoke for AdminState {
+    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String> {
+        AdminState::revoke(self, revocation, label).await
     }
 }
 
@@ -388,7 +395,7 @@ async fn revoke(
                 db.revoke_device(&new.org, &new.subject, now)
                     .await
                     .map_err(AdminError::from)?;
-                audited = Some("device.revoke");
+                audited = Some(AuditAction::DeviceRevoked);
             }
         }
         RevocationKind::Account => {
@@ -407,7 +414,7 @@ async fn revoke(
                 db.refuse_credentials(&new.org, &account.id, now)
                     .await
                     .map_err(AdminError::from)?;
-                audited = Some("user.revoke");
+                audited = Some(AuditAction::AccountRevoked);
             }
         }
     }

@@ -8,9 +8,7 @@ use arc_swap::ArcSwap;
 use certgate_db::{Revocation, RevocationKind};
 use parking_lot::Mutex;
 
-/// How long a revocation is kept: as long as any credential certgate issues can live.
-pub const REVOCATION_RETENTION_SECS: i64 =
-    certgate_policies::MAX_CREDENTIAL_LIFETIME.as_secs() as i64;
+pub use certgate_accounts::REVOCATION_RETENTION_SECS;
 
 /// Revoked serials, devices and per-account "not valid before" times.
 /// Keyed by organisation first so a lookup borrows the request's strings and allocates nothing.

@@ -8,30 +8,40 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use certgate_db::{Account, AuditEntry, NewAccount, NewRevocation, RevocationKind};
+use certgate_accounts::{AccountError, Accounts, Actor};
+use certgate_db::{Account, AuditAction, AuditEntry, NewAccount};
+use certgate_policies::Organisation;
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{record_revocation, AdminError, AdminState};
+use crate::admin::{AdminError, AdminState};
 use crate::proxy::unix_now;
-use crate::revocation::REVOCATION_RETENTION_SECS;
 
-/// An account change the user should hear about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountEvent {
-    /// A welcome e-mail (no activation link: the user sets a password through "forgot").
-    Created,
-    MfaReset,
-    PasswordChanged,
+pub use certgate_accounts::{new_account_id, AccountEvent, AccountEvents};
+
+/// The account service, for this request.
+fn service(state: &AdminState) -> Result<Accounts<'_>, AdminError> {
+    Ok(Accounts {
+        db: state.database()?,
+        revoke: state,
+        events: state
+            .events
+            .get()
+            .map(|events| &**events as &dyn AccountEvents),
+        now: unix_now(),
+    })
 }
 
-/// Sends the notices (the portal, which has the mail settings and the words).
-pub trait AccountEvents: Send + Sync {
-    fn changed(&self, account: &Account, event: AccountEvent);
-}
-
-fn tell(state: &AdminState, account: &Account, event: AccountEvent) {
-    if let Some(events) = state.events.get() {
-        events.changed(account, event);
+impl From<AccountError> for AdminError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid(message) => AdminError::BadRequest(message),
+            AccountError::Conflict(message) | AccountError::NotAllowed(message) => {
+                AdminError::Conflict(message)
+            }
+            AccountError::Gone => AdminError::NotFound("no such account".into()),
+            AccountError::Unavailable => AdminError::Unavailable,
+            AccountError::NotRevoked(message) => AdminError::Internal(message),
+        }
     }
 }
 
@@ -117,9 +127,9 @@ struct OrgQuery {
     org: String,
 }
 
-pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<(), AdminError> {
+pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<Arc<Organisation>, AdminError> {
     match state.policies.current().organisation(org) {
-        Some(_) => Ok(()),
+        Some(org) => Ok(Arc::clone(org)),
         None => Err(AdminError::NotFound(format!(
             "no organisation {org:?} in the policies"
         ))),
@@ -139,24 +149,19 @@ pub fn validate_new_user(request: &AddUser) -> Result<NewAccount, String> {
     )
 }
 
-/// A new account id: 128 random bits.
-pub fn new_account_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
-pub(crate) async fn audit(state: &AdminState, org: &str, action: &str, subject: &str) {
+pub(crate) async fn audit(state: &AdminState, org: &str, action: AuditAction, subject: &str) {
     let entry = AuditEntry {
         org: org.to_owned(),
         at: unix_now(),
-        actor: "operator (admin API)".into(),
-        action: action.into(),
+        actor: Actor::Operator.audit_name(),
+        action: action.as_str().into(),
         subject: subject.into(),
         ip: String::new(),
         detail: String::new(),
     };
     if let Ok(db) = state.database() {
         if let Err(error) = db.append_audit(&entry).await {
-            tracing::error!(%error, action, "cannot write the audit log");
+            tracing::error!(%error, action = action.as_str(), "cannot write the audit log");
         }
     }
 }
@@ -165,18 +170,9 @@ async fn add(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<AddUser>,
 ) -> Result<Json<UserView>, AdminError> {
-    known_org(&state, &request.org)?;
+    let org = known_org(&state, &request.org)?;
     let new = validate_new_user(&request).map_err(AdminError::BadRequest)?;
-    let account = state
-        .database()?
-        .create_account(&new, &new_account_id(), unix_now())
-        .await
-        .map_err(|e| match e {
-            certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
-            other => AdminError::from(other),
-        })?;
-    audit(&state, &account.org, "user.add", &account.username).await;
-    tell(&state, &account, AccountEvent::Created);
+    let account = service(&state)?.create(Actor::Operator, &org, &new).await?;
     Ok(Json(UserView::from(&account)))
 }
 
@@ -223,7 +219,7 @@ async fn devices(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<Vec<DeviceView>>, AdminError> {
-    let account = find(&state, &org, &login).await?;
+    let (_, account) = find(&state, &org, &login).await?;
     let mut devices = state
         .database()?
         .devices(&org, &account.id)
@@ -256,14 +252,20 @@ async fn list(
     Ok(Json(accounts.iter().map(UserView::from).collect()))
 }
 
-async fn find(state: &AdminState, org: &str, login: &str) -> Result<Account, AdminError> {
-    known_org(state, org)?;
-    state
+/// The organisation and the account named by its user name or e-mail address.
+async fn find(
+    state: &AdminState,
+    org: &str,
+    login: &str,
+) -> Result<(Arc<Organisation>, Account), AdminError> {
+    let organisation = known_org(state, org)?;
+    let account = state
         .database()?
         .find_account(org, login)
         .await
         .map_err(AdminError::from)?
-        .ok_or_else(|| AdminError::NotFound(format!("no account {login:?} in {org}")))
+        .ok_or_else(|| AdminError::NotFound(format!("no account {login:?} in {org}")))?;
+    Ok((organisation, account))
 }
 
 /// `PATCH /api/v1/users/{org}/{login}`: what an administrator may change; absent fields stay.
@@ -290,7 +292,7 @@ async fn edit(
     Path((org, login)): Path<(String, String)>,
     Json(request): Json<EditUser>,
 ) -> Result<Json<UserView>, AdminError> {
-    let account = find(&state, &org, &login).await?;
+    let (org, account) = find(&state, &org, &login).await?;
     let keep = |new: Option<String>, old: Option<String>| match new {
         Some(text) if text.trim().is_empty() => None,
         Some(text) => Some(text),
@@ -299,7 +301,7 @@ async fn edit(
     let email = keep(request.email, account.email.clone());
     let mobile = keep(request.mobile, account.mobile.clone());
     let changes = NewAccount::checked(
-        &org,
+        &org.id,
         &account.username,
         request
             .display_name
@@ -311,15 +313,10 @@ async fn edit(
         request.roles.as_deref().unwrap_or(&account.roles),
     )
     .map_err(AdminError::BadRequest)?;
-    state
-        .database()?
-        .update_account(&org, &account.id, &changes, unix_now())
-        .await
-        .map_err(|error| match error {
-            certgate_db::DbError::Conflict(message) => AdminError::Conflict(message),
-            other => AdminError::from(other),
-        })?;
-    after_change(&state, &account, "user.edit", None).await
+    let stored = service(&state)?
+        .edit(Actor::Operator, &org, &account, &changes)
+        .await?;
+    Ok(Json(UserView::from(&stored)))
 }
 
 /// `DELETE /api/v1/users/{org}/{login}`: a leaver. Every credential is refused first; the
@@ -328,14 +325,10 @@ async fn remove(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
-    let account = find(&state, &org, &login).await?;
-    revoke_account(&state, &account, "deleted").await?;
-    state
-        .database()?
-        .delete_account(&org, &account.id)
-        .await
-        .map_err(AdminError::from)?;
-    audit(&state, &account.org, "user.delete", &account.username).await;
+    let (org, account) = find(&state, &org, &login).await?;
+    service(&state)?
+        .delete(Actor::Operator, &org, &account)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -343,84 +336,41 @@ async fn show(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, AdminError> {
-    let account = find(&state, &org, &login).await?;
+    let (_, account) = find(&state, &org, &login).await?;
     Ok(Json(UserView::from(&account)))
-}
-
-/// Refuses every credential of the account issued until now, on every instance.
-async fn revoke_account(
-    state: &AdminState,
-    account: &Account,
-    reason: &str,
-) -> Result<(), AdminError> {
-    let now = unix_now();
-    let new = NewRevocation {
-        org: account.org.clone(),
-        kind: RevocationKind::Account,
-        subject: account.username.clone(),
-        reason: reason.to_owned(),
-        revoked_at: now,
-        drop_after: now + REVOCATION_RETENTION_SECS,
-    };
-    record_revocation(state, &new, reason).await.map(|_| ())
-}
-
-/// After a change to `account`: refuse its credentials when asked, write the audit log, and
-/// answer with the account as it is stored now.
-async fn after_change(
-    state: &AdminState,
-    account: &Account,
-    action: &str,
-    revoke_reason: Option<&str>,
-) -> Result<Json<UserView>, AdminError> {
-    if let Some(reason) = revoke_reason {
-        revoke_account(state, account, reason).await?;
-    }
-    audit(state, &account.org, action, &account.username).await;
-    let stored = state
-        .database()?
-        .account(&account.org, &account.id)
-        .await
-        .map_err(AdminError::from)?
-        .ok_or_else(|| AdminError::NotFound(format!("account {:?} is gone", account.username)))?;
-    Ok(Json(UserView::from(&stored)))
 }
 
 async fn disable(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, AdminError> {
-    let account = find(&state, &org, &login).await?;
-    let db = state.database()?;
-    db.set_disabled(&org, &account.id, true, unix_now())
-        .await
-        .map_err(AdminError::from)?;
-    after_change(&state, &account, "user.disable", Some("disabled")).await
+    let (org, account) = find(&state, &org, &login).await?;
+    let stored = service(&state)?
+        .disable(Actor::Operator, &org, &account)
+        .await?;
+    Ok(Json(UserView::from(&stored)))
 }
 
 async fn enable(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, AdminError> {
-    let account = find(&state, &org, &login).await?;
-    let db = state.database()?;
-    db.set_disabled(&org, &account.id, false, unix_now())
-        .await
-        .map_err(AdminError::from)?;
-    after_change(&state, &account, "user.enable", None).await
+    let (org, account) = find(&state, &org, &login).await?;
+    let stored = service(&state)?
+        .enable(Actor::Operator, &org, &account)
+        .await?;
+    Ok(Json(UserView::from(&stored)))
 }
 
 async fn reset_mfa(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, AdminError> {
-    let account = find(&state, &org, &login).await?;
-    let db = state.database()?;
-    db.reset_mfa(&org, &account.id, unix_now())
-        .await
-        .map_err(AdminError::from)?;
-    tell(&state, &account, AccountEvent::MfaReset);
-    after_change(&state, &account, "user.reset_mfa", Some("mfa_reset")).await
+    let (org, account) = find(&state, &org, &login).await?;
+    let stored = service(&state)?
+        .reset_mfa(Actor::Operator, &org, &account)
+        .await?;
+    Ok(Json(UserView::from(&stored)))
 }
 
 async fn set_password(
@@ -428,22 +378,11 @@ async fn set_password(
     Path((org, login)): Path<(String, String)>,
     Json(request): Json<SetPassword>,
 ) -> Result<Json<UserView>, AdminError> {
-    // Only hashes in certgate's own format are stored.
-    if !request.password_hash.starts_with("$argon2id$v=19$") || request.password_hash.len() > 256 {
-        return Err(AdminError::BadRequest(
-            "password_hash must be an argon2id PHC string".into(),
-        ));
-    }
-    let account = find(&state, &org, &login).await?;
-    let db = state.database()?;
-    db.set_password_hash(&org, &account.id, &request.password_hash, unix_now())
-        .await
-        .map_err(AdminError::from)?;
-    tell(&state, &account, AccountEvent::PasswordChanged);
-    // A password that replaces another signs the account out everywhere, as a reset by the
-    // user does; the first password of a new account has nothing to sign out.
-    let replaced = account.password_hash.is_some().then_some("password_reset");
-    after_change(&state, &account, "user.set_password", replaced).await
+    let (org, account) = find(&state, &org, &login).await?;
+    let stored = service(&state)?
+        .set_password(Actor::Operator, &org, &account, &request.password_hash)
+        .await?;
+    Ok(Json(UserView::from(&stored)))
 }
 
 #[cfg(test)]

@@ -1,0 +1,492 @@
+//! The one account service. Every change to an account, whoever makes it, goes through here: an
+//! operator (`certgate user …` through the admin socket or listener), an organisation admin on
+//! the admin pages, or an admin API token. Each operation checks the same things, writes the
+//! same audit action ([`AuditAction`]), refuses credentials by the same rule
+//! ([`account_revocation`]) and tells the user the same way ([`AccountEvent`]).
+//!
+//! What a caller may do differs only by [`Actor`], and only here: a token neither makes
+//! administrators or exempt roles nor changes an administrator's account, nor disables the
+//! administrator who made it.
+
+use certgate_db::{
+    Account, AuditAction, AuditEntry, Database, DbError, Device, DeviceTrust, NewAccount,
+    NewRevocation, RevocationKind, ADMIN_ROLE,
+};
+use certgate_policies::{Organisation, MAX_CREDENTIAL_LIFETIME};
+
+#[cfg(test)]
+mod tests;
+
+/// How long a revocation is kept: as long as any credential could live. An operator's
+/// certificate (`ca issue-client`) can outlive every portal-issued credential.
+pub const REVOCATION_RETENTION_SECS: i64 = MAX_CREDENTIAL_LIFETIME.as_secs() as i64;
+
+/// Who makes a change, for the rules and the audit log.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// An operator, through the admin socket or listener (or the CLI before the first start).
+    Operator,
+    /// An organisation admin on the admin pages, from `ip`.
+    Admin { account: &'a Account, ip: &'a str },
+    /// An admin API token, made by the account `created_by` (its id), used from `ip`.
+    Token {
+        name: &'a str,
+        created_by: &'a str,
+        ip: &'a str,
+    },
+}
+
+impl Actor<'_> {
+    /// The audit log's `actor`.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Actor::Operator => "operator (admin API)".to_owned(),
+            Actor::Admin { account, .. } => account.username.clone(),
+            Actor::Token { name, .. } => format!("token:{name}"),
+        }
+    }
+
+    fn ip(&self) -> &str {
+        match self {
+            Actor::Operator => "",
+            Actor::Admin { ip, .. } | Actor::Token { ip, .. } => ip,
+        }
+    }
+}
+
+/// An account change the user hears about by e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// A welcome e-mail (no activation link: the user sets a password through "forgot").
+    Created,
+    MfaReset,
+    PasswordChanged,
+}
+
+/// Sends the notices (the portal, which has the mail settings and the words).
+pub trait AccountEvents: Send + Sync {
+    fn changed(&self, account: &Account, event: AccountEvent);
+}
+
+/// Makes every gateway refuse what a revocation names.
+#[async_trait::async_trait]
+pub trait Revoke: Send + Sync {
+    /// Records `revocation` durably, then applies it on every instance; `label` is the
+    /// `certgate_revocations_total` reason.
+    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String>;
+}
+
+/// Why an account change was not made. Nothing was changed, except where said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// What the caller gave is not valid; the message says what.
+    #[error("{0}")]
+    Invalid(String),
+    /// The name is taken, or the change conflicts with the account's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// This caller may not make this change.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The account is gone.
+    #[error("no such account")]
+    Gone,
+    /// The database does not answer.
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// The change is stored but its revocation could not be made (the store and the database
+    /// refused it); retrying makes it.
+    #[error("the change is saved but its credentials could not be refused: {0}")]
+    NotRevoked(String),
+}
+
+impl From<DbError> for AccountError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Conflict(message) => AccountError::Conflict(message),
+            error => {
+                tracing::error!(%error, "account change failed in the database");
+                AccountError::Unavailable
+            }
+        }
+    }
+}
+
+/// The revocation that refuses every credential of `username` issued until `now`.
+pub fn account_revocation(org: &str, username: &str, reason: &str, now: i64) -> NewRevocation {
+    NewRevocation {
+        org: org.to_owned(),
+        kind: RevocationKind::Account,
+        subject: username.to_owned(),
+        reason: reason.to_owned(),
+        revoked_at: now,
+        drop_after: now.saturating_add(REVOCATION_RETENTION_SECS),
+    }
+}
+
+/// The revocation of one device: kept until its longest credential could have expired (a group
+/// tablet's is renewed on use, so: the idle timeout from now), plus five minutes of clock skew.
+pub fn device_revocation(
+    org: &Organisation,
+    device: &Device,
+    reason: &str,
+    now: i64,
+) -> NewRevocation {
+    let idle = i64::try_from(org.mfa.group_idle_timeout.as_secs()).unwrap_or(i64::MAX);
+    let until = match device.trust {
+        DeviceTrust::Group => now.saturating_add(idle),
+        _ => device.expires_at.max(now),
+    };
+    NewRevocation {
+        org: org.id.clone(),
+        kind: RevocationKind::Device,
+        subject: device.id.clone(),
+        reason: reason.to_owned(),
+        revoked_at: now,
+        drop_after: until.saturating_add(300),
+    }
+}
+
+/// A new account id: 128 random bits.
+pub fn new_account_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// An argon2id PHC string, the only password hash certgate stores.
+pub fn is_password_hash(text: &str) -> bool {
+    text.starts_with("$argon2id$v=19$") && text.len() <= 256
+}
+
+/// The service, for one request: the database, how to revoke, who hears about changes, and the
+/// time.
+pub struct Accounts<'a> {
+    pub db: &'a Database,
+    pub revoke: &'a dyn Revoke,
+    pub events: Option<&'a dyn AccountEvents>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+impl Accounts<'_> {
+    /// A new account in `org`, and its welcome e-mail.
+    pub async fn create(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        new: &NewAccount,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &new.org)?;
+        roles_allowed(actor, org, &new.roles)?;
+        let account = self
+            .db
+            .create_account(new, &new_account_id(), self.now)
+            .await?;
+        self.audit(actor, &account, AuditAction::AccountCreated, String::new())
+            .await;
+        self.tell(&account, AccountEvent::Created);
+        Ok(account)
+    }
+
+    /// New details for `account` (its user name stays); the audit entry holds old and new, so
+    /// a changed address (a way into "forgot password") is on the record.
+    pub async fn edit(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        changes: &NewAccount,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &account.org)?;
+        same_org(org, &changes.org)?;
+        may_change(actor, account, false)?;
+        let granted: Vec<String> = changes
+            .roles
+            .iter()
+            .filter(|r| !account.roles.contains(r))
+            .cloned()
+            .collect();
+        roles_allowed(actor, org, &granted)?;
+        if !self
+            .db
+            .update_account(&org.id, &account.id, changes, self.now)
+            .await?
+        {
+            return Err(AccountError::Gone);
+        }
+        let detail = format!(
+            "name {:?} -> {:?}; email {:?} -> {:?}; mobile {:?} -> {:?}; roles {} -> {}; kind {} -> {}",
+            account.display_name,
+            changes.display_name,
+            account.email.as_deref().unwrap_or(""),
+            changes.email.as_deref().unwrap_or(""),
+            account.mobile.as_deref().unwrap_or(""),
+            changes.mobile.as_deref().unwrap_or(""),
+            account.roles.join(","),
+            changes.roles.join(","),
+            account.kind.as_str(),
+            changes.kind.as_str()
+        );
+        self.audit(actor, account, AuditAction::AccountEdited, detail)
+            .await;
+        self.reread(account).await
+    }
+
+    /// Disabled, and every credential issued until now refused.
+    pub async fn disable(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, true)?;
+        self.changed(
+            self.db
+                .set_disabled(&org.id, &account.id, true, self.now)
+                .await?,
+        )?;
+        self.audit(actor, account, AuditAction::AccountDisabled, String::new())
+            .await;
+        self.refuse(account, "disabled").await?;
+        self.reread(account).await
+    }
+
+    pub async fn enable(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, false)?;
+        self.changed(
+            self.db
+                .set_disabled(&org.id, &account.id, false, self.now)
+                .await?,
+        )?;
+        self.audit(actor, account, AuditAction::AccountEnabled, String::new())
+            .await;
+        self.reread(account).await
+    }
+
+    /// A lost phone: the second factor and recovery codes are gone, every credential issued
+    /// until now is refused, and the user chooses a factor again at the next sign-in.
+    pub async fn reset_mfa(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, false)?;
+        self.changed(self.db.reset_mfa(&org.id, &account.id, self.now).await?)?;
+        self.audit(actor, account, AuditAction::MfaReset, String::new())
+            .await;
+        self.tell(account, AccountEvent::MfaReset);
+        self.refuse(account, "mfa_reset").await?;
+        self.reread(account).await
+    }
+
+    /// A new password (hashed by the caller: a password never crosses the admin socket). One
+    /// that replaces another signs the account out everywhere; the first has nothing to end.
+    pub async fn set_password(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        hash: &str,
+    ) -> Result<Account, AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, false)?;
+        if !is_password_hash(hash) {
+            return Err(AccountError::Invalid(
+                "password_hash must be an argon2id PHC string".into(),
+            ));
+        }
+        self.changed(
+            self.db
+                .set_password_hash(&org.id, &account.id, hash, self.now)
+                .await?,
+        )?;
+        self.audit(actor, account, AuditAction::PasswordSet, String::new())
+            .await;
+        self.tell(account, AccountEvent::PasswordChanged);
+        if account.password_hash.is_some() {
+            self.refuse(account, "password_reset").await?;
+        }
+        self.reread(account).await
+    }
+
+    /// A leaver: every credential refused first, then the account, its devices and single
+    /// sign-on links go; the audit log keeps the trail.
+    pub async fn delete(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+    ) -> Result<(), AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, true)?;
+        self.refuse(account, "deleted").await?;
+        self.changed(self.db.delete_account(&org.id, &account.id).await?)?;
+        self.audit(actor, account, AuditAction::AccountDeleted, String::new())
+            .await;
+        Ok(())
+    }
+
+    /// One device of `account` ended, everywhere.
+    pub async fn revoke_device(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        device: &Device,
+    ) -> Result<(), AccountError> {
+        same_org(org, &account.org)?;
+        if device.account_id != account.id || device.org != org.id {
+            return Err(AccountError::Gone);
+        }
+        may_change(actor, account, false)?;
+        let reason = match actor {
+            Actor::Operator => "revoked by an operator",
+            Actor::Admin { .. } => "revoked by an administrator",
+            Actor::Token { .. } => "revoked with an API token",
+        };
+        let revocation = device_revocation(org, device, reason, self.now);
+        self.revoke
+            .revoke(&revocation, "admin")
+            .await
+            .map_err(AccountError::NotRevoked)?;
+        self.db.revoke_device(&org.id, &device.id, self.now).await?;
+        let detail = format!("device={}", device.id);
+        self.audit(actor, account, AuditAction::DeviceRevoked, detail)
+            .await;
+        Ok(())
+    }
+
+    /// Every device of `account` ended, everywhere (and every credential issued until now).
+    pub async fn revoke_all_devices(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+    ) -> Result<(), AccountError> {
+        same_org(org, &account.org)?;
+        may_change(actor, account, false)?;
+        self.refuse(account, "admin").await?;
+        for device in self.db.devices(&org.id, &account.id).await? {
+            if device.revoked_at.is_none() {
+                self.db.revoke_device(&org.id, &device.id, self.now).await?;
+            }
+        }
+        self.audit(
+            actor,
+            account,
+            AuditAction::AllDevicesRevoked,
+            String::new(),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Refuses every credential of `account` issued until now, on every instance; `reason` is
+    /// the revocation's and its metric label.
+    async fn refuse(&self, account: &Account, reason: &'static str) -> Result<(), AccountError> {
+        let revocation = account_revocation(&account.org, &account.username, reason, self.now);
+        self.revoke
+            .revoke(&revocation, reason)
+            .await
+            .map_err(AccountError::NotRevoked)
+    }
+
+    fn changed(&self, found: bool) -> Result<(), AccountError> {
+        if found {
+            Ok(())
+        } else {
+            Err(AccountError::Gone)
+        }
+    }
+
+    async fn reread(&self, account: &Account) -> Result<Account, AccountError> {
+        self.db
+            .account(&account.org, &account.id)
+            .await?
+            .ok_or(AccountError::Gone)
+    }
+
+    fn tell(&self, account: &Account, event: AccountEvent) {
+        if let Some(events) = self.events {
+            events.changed(account, event);
+        }
+    }
+
+    async fn audit(
+        &self,
+        actor: Actor<'_>,
+        account: &Account,
+        action: AuditAction,
+        detail: String,
+    ) {
+        let entry = AuditEntry {
+            org: account.org.clone(),
+            at: self.now,
+            actor: actor.audit_name(),
+            action: action.as_str().to_owned(),
+            subject: account.username.clone(),
+            ip: actor.ip().to_owned(),
+            detail,
+        };
+        if let Err(error) = self.db.append_audit(&entry).await {
+            tracing::error!(%error, action = action.as_str(), "audit entry not written");
+        }
+    }
+}
+
+fn same_org(org: &Organisation, named: &str) -> Result<(), AccountError> {
+    if org.id == named {
+        Ok(())
+    } else {
+        Err(AccountError::Gone)
+    }
+}
+
+/// A token does not make administrators, or accounts exempt from the second factor.
+fn roles_allowed(
+    actor: Actor<'_>,
+    org: &Organisation,
+    roles: &[String],
+) -> Result<(), AccountError> {
+    if !matches!(actor, Actor::Token { .. }) {
+        return Ok(());
+    }
+    match roles
+        .iter()
+        .find(|r| r.as_str() == ADMIN_ROLE || org.mfa.exempt_roles.contains(r))
+    {
+        Some(role) => Err(AccountError::NotAllowed(format!(
+            "role {role:?} is given on the admin pages, not with a token"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A token leaves administrators' accounts to the admin pages, and does not disable (or delete)
+/// the administrator who made it: that would lock them out, and with them every token they made.
+fn may_change(actor: Actor<'_>, account: &Account, ends_access: bool) -> Result<(), AccountError> {
+    let Actor::Token { created_by, .. } = actor else {
+        return Ok(());
+    };
+    if account.roles.iter().any(|r| r == ADMIN_ROLE) {
+        return Err(AccountError::NotAllowed(
+            "administrators' accounts are changed on the admin pages, not with a token".to_owned(),
+        ));
+    }
+    if ends_access && account.id == created_by {
+        return Err(AccountError::NotAllowed(
+            "a token cannot disable the administrator who made it; use the admin pages or \
+             another administrator's token"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}

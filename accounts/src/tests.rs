@@ -1,0 +1,361 @@
+//! The account service against a real SQLite database; revocations are recorded in it as the
+//! gateway records them first.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Mutex;
+
+use certgate_db::{AccountKind, DeviceKind, Revocation};
+use certgate_policies::{Access, Language, MfaPolicy};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+
+/// Revokes as the gateway does first: the durable record in SQL.
+struct Sql<'a>(&'a Database);
+
+#[async_trait::async_trait]
+impl Revoke for Sql<'_> {
+    async fn revoke(&self, revocation: &NewRevocation, _label: &'static str) -> Result<(), String> {
+        self.0
+            .record_revocation(revocation)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Default)]
+struct Told(Mutex<Vec<(String, AccountEvent)>>);
+
+impl AccountEvents for Told {
+    fn changed(&self, account: &Account, event: AccountEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((account.username.clone(), event));
+    }
+}
+
+fn org() -> Organisation {
+    Organisation {
+        id: "noord".into(),
+        name: "Zorggroep Noord".into(),
+        hosts: vec!["noord.test".into()],
+        upstreams: Vec::new(),
+        logo: None,
+        colour: None,
+        default_language: Language::Nl,
+        access: Access::default(),
+        mfa: MfaPolicy {
+            exempt_roles: vec!["ouder".into()],
+            ..MfaPolicy::default()
+        },
+        sso: Vec::new(),
+        health_check: None,
+        source: "noord.toml".into(),
+    }
+}
+
+fn new(username: &str, roles: &[&str]) -> NewAccount {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    NewAccount::checked(
+        "noord",
+        username,
+        "Hanna de Vries",
+        Some(&format!("{username}@noord.test")),
+        None,
+        None,
+        &roles,
+    )
+    .unwrap()
+}
+
+async fn database(dir: &std::path::Path) -> Database {
+    Database::open("", dir).await.unwrap()
+}
+
+async fn actions(db: &Database) -> Vec<(String, String, String)> {
+    db.audit_entries("noord", 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.actor, e.action, e.subject))
+        .collect()
+}
+
+/// The reasons of the live account revocations.
+async fn reasons(db: &Database) -> Vec<String> {
+    live(db)
+        .await
+        .into_iter()
+        .filter(|r| r.kind == RevocationKind::Account)
+        .map(|r| r.reason)
+        .collect()
+}
+
+async fn live(db: &Database) -> Vec<Revocation> {
+    db.live_revocations(NOW).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_caller_gets_the_same_checks_audit_actions_and_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let told = Told::default();
+    let sql = Sql(&db);
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: Some(&told),
+        now: NOW,
+    };
+    let org = org();
+    let admin = service
+        .create(Actor::Operator, &org, &new("lisa", &["admin"]))
+        .await
+        .unwrap();
+    let hanna = service
+        .create(
+            Actor::Admin {
+                account: &admin,
+                ip: "192.0.2.7",
+            },
+            &org,
+            &new("hanna", &[]),
+        )
+        .await
+        .unwrap();
+    let token = Actor::Token {
+        name: "hr-sync",
+        created_by: &admin.id,
+        ip: "192.0.2.8",
+    };
+    let disabled = service.disable(token, &org, &hanna).await.unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(reasons(&db).await, ["disabled"]);
+    let enabled = service.enable(Actor::Operator, &org, &hanna).await.unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(
+        reasons(&db).await,
+        ["disabled"],
+        "enabling refuses nothing more"
+    );
+    service.reset_mfa(token, &org, &hanna).await.unwrap();
+
+    assert_eq!(
+        actions(&db).await,
+        vec![
+            (
+                "operator (admin API)".into(),
+                "admin.user.add".into(),
+                "lisa".into()
+            ),
+            ("lisa".into(), "admin.user.add".into(), "hanna".into()),
+            (
+                "token:hr-sync".into(),
+                "admin.user.disable".into(),
+                "hanna".into()
+            ),
+            (
+                "operator (admin API)".into(),
+                "admin.user.enable".into(),
+                "hanna".into()
+            ),
+            (
+                "token:hr-sync".into(),
+                "admin.user.reset_mfa".into(),
+                "hanna".into()
+            ),
+        ]
+    );
+    // Resetting refuses what was issued until then too (one record an account, moved on),
+    // kept as long as any credential can live.
+    assert_eq!(reasons(&db).await, ["mfa_reset"]);
+    for r in live(&db).await {
+        assert_eq!(r.kind, RevocationKind::Account);
+        assert_eq!(r.subject, "hanna");
+        assert_eq!(r.drop_after, NOW + REVOCATION_RETENTION_SECS);
+    }
+    assert_eq!(
+        told.0.lock().unwrap().as_slice(),
+        [
+            ("lisa".to_owned(), AccountEvent::Created),
+            ("hanna".to_owned(), AccountEvent::Created),
+            ("hanna".to_owned(), AccountEvent::MfaReset),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_token_makes_no_administrators_and_leaves_their_accounts_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let sql = Sql(&db);
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: None,
+        now: NOW,
+    };
+    let org = org();
+    let lisa = service
+        .create(Actor::Operator, &org, &new("lisa", &["admin"]))
+        .await
+        .unwrap();
+    let hanna = service
+        .create(Actor::Operator, &org, &new("hanna", &[]))
+        .await
+        .unwrap();
+    let token = Actor::Token {
+        name: "hr-sync",
+        created_by: &lisa.id,
+        ip: "192.0.2.8",
+    };
+    for roles in [&["admin"][..], &["ouder"], &["team", "admin"]] {
+        let refused = service.create(token, &org, &new("eva", roles)).await;
+        assert!(
+            matches!(refused, Err(AccountError::NotAllowed(_))),
+            "{roles:?}: {refused:?}"
+        );
+        let changes = new("hanna", roles);
+        let refused = service.edit(token, &org, &hanna, &changes).await;
+        assert!(
+            matches!(refused, Err(AccountError::NotAllowed(_))),
+            "{roles:?}: {refused:?}"
+        );
+    }
+    for result in [
+        service.disable(token, &org, &lisa).await.map(|_| ()),
+        service.reset_mfa(token, &org, &lisa).await.map(|_| ()),
+        service.delete(token, &org, &lisa).await,
+    ] {
+        assert!(
+            matches!(result, Err(AccountError::NotAllowed(_))),
+            "{result:?}"
+        );
+    }
+    // Nothing of it was written.
+    assert!(db.find_account("noord", "eva").await.unwrap().is_none());
+    let lisa_now = db.account("noord", &lisa.id).await.unwrap().unwrap();
+    assert!(!lisa_now.disabled);
+    assert!(live(&db).await.is_empty());
+    assert_eq!(actions(&db).await.len(), 2, "only the two creations");
+    // The admin pages may.
+    let admin = Actor::Admin {
+        account: &lisa,
+        ip: "192.0.2.7",
+    };
+    service
+        .create(admin, &org, &new("eva", &["admin"]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn another_organisations_account_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let sql = Sql(&db);
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: None,
+        now: NOW,
+    };
+    let hanna = service
+        .create(Actor::Operator, &org(), &new("hanna", &[]))
+        .await
+        .unwrap();
+    let zuid = Organisation {
+        id: "zuid".into(),
+        ..org()
+    };
+    assert_eq!(
+        service.disable(Actor::Operator, &zuid, &hanna).await,
+        Err(AccountError::Gone)
+    );
+    assert_eq!(
+        service
+            .create(Actor::Operator, &zuid, &new("eva", &[]))
+            .await,
+        Err(AccountError::Gone)
+    );
+    assert!(live(&db).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_password_signs_out_everywhere_and_a_leaver_is_refused_before_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let told = Told::default();
+    let sql = Sql(&db);
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: Some(&told),
+        now: NOW,
+    };
+    let org = org();
+    let hanna = service
+        .create(Actor::Operator, &org, &new("hanna", &[]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        service
+            .set_password(Actor::Operator, &org, &hanna, "hunter2")
+            .await,
+        Err(AccountError::Invalid(_))
+    ));
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let first = service
+        .set_password(Actor::Operator, &org, &hanna, hash)
+        .await
+        .unwrap();
+    assert!(live(&db).await.is_empty(), "a first password ends nothing");
+    service
+        .set_password(Actor::Operator, &org, &first, hash)
+        .await
+        .unwrap();
+    assert_eq!(
+        reasons(&db).await,
+        ["password_reset"],
+        "a replaced password signs out"
+    );
+
+    let device = Device {
+        org: "noord".into(),
+        id: "d1".into(),
+        account_id: hanna.id.clone(),
+        kind: DeviceKind::Browser,
+        trust: DeviceTrust::Group,
+        created_at: NOW,
+        expires_at: NOW + 60,
+        last_seen: None,
+        revoked_at: None,
+        ip: "192.0.2.9".into(),
+    };
+    db.record_device(&device).await.unwrap();
+    service
+        .revoke_device(Actor::Operator, &org, &hanna, &device)
+        .await
+        .unwrap();
+    let ended = live(&db).await;
+    let by_device = ended
+        .iter()
+        .find(|r| r.kind == RevocationKind::Device)
+        .unwrap();
+    let idle = org.mfa.group_idle_timeout.as_secs() as i64;
+    assert_eq!(by_device.drop_after, NOW + idle + 300, "a group tablet's");
+
+    service.delete(Actor::Operator, &org, &first).await.unwrap();
+    assert!(db.account("noord", &hanna.id).await.unwrap().is_none());
+    assert_eq!(reasons(&db).await, ["deleted"]);
+    let last = actions(&db).await.pop().unwrap();
+    assert_eq!(last.1, AuditAction::AccountDeleted.as_str());
+    assert_eq!(
+        service.delete(Actor::Operator, &org, &first).await,
+        Err(AccountError::Gone)
+    );
+    assert_eq!(AccountKind::Personal, first.kind);
+}

@@ -1,0 +1,111 @@
+//! The actions of the audit log, one spelling each. The README lists them.
+
+/// What an audit entry records. `AuditEntry::action` holds [`AuditAction::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    // Sign-in, by the person themselves.
+    SignIn,
+    SignInFailed,
+    SignOut,
+    MfaEnrolled,
+    RecoveryCodeUsed,
+    RecoveryCodesRenewed,
+    PasswordReset,
+    /// A person ended one of their own devices on the account page.
+    DeviceEnded,
+    DeviceApproved,
+    DeviceDenied,
+    DeviceEnrolled,
+    DeviceRenewed,
+    // Account administration, by an operator, an organisation admin or an API token.
+    AccountCreated,
+    AccountEdited,
+    AccountDisabled,
+    AccountEnabled,
+    MfaReset,
+    PasswordSet,
+    AccountDeleted,
+    AccountsImported,
+    /// Every credential of an account issued until then refused (`certgate device revoke --user`).
+    AccountRevoked,
+    DeviceRevoked,
+    AllDevicesRevoked,
+    TokenCreated,
+    TokenRevoked,
+    AllowListSaved,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 26] = [
+        AuditAction::SignIn,
+        AuditAction::SignInFailed,
+        AuditAction::SignOut,
+        AuditAction::MfaEnrolled,
+        AuditAction::RecoveryCodeUsed,
+        AuditAction::RecoveryCodesRenewed,
+        AuditAction::PasswordReset,
+        AuditAction::DeviceEnded,
+        AuditAction::DeviceApproved,
+        AuditAction::DeviceDenied,
+        AuditAction::DeviceEnrolled,
+        AuditAction::DeviceRenewed,
+        AuditAction::AccountCreated,
+        AuditAction::AccountEdited,
+        AuditAction::AccountDisabled,
+        AuditAction::AccountEnabled,
+        AuditAction::MfaReset,
+        AuditAction::PasswordSet,
+        AuditAction::AccountDeleted,
+        AuditAction::AccountsImported,
+        AuditAction::AccountRevoked,
+        AuditAction::DeviceRevoked,
+        AuditAction::AllDevicesRevoked,
+        AuditAction::TokenCreated,
+        AuditAction::TokenRevoked,
+        AuditAction::AllowListSaved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::SignIn => "sign-in",
+            AuditAction::SignInFailed => "sign-in-failed",
+            AuditAction::SignOut => "sign-out",
+            AuditAction::MfaEnrolled => "mfa-enrolled",
+            AuditAction::RecoveryCodeUsed => "recovery-code-used",
+            AuditAction::RecoveryCodesRenewed => "recovery-codes-renewed",
+            AuditAction::PasswordReset => "password-reset",
+            AuditAction::DeviceEnded => "device-revoked",
+            AuditAction::DeviceApproved => "device-approved",
+            AuditAction::DeviceDenied => "device-denied",
+            AuditAction::DeviceEnrolled => "device-enrolled",
+            AuditAction::DeviceRenewed => "device-renewed",
+            AuditAction::AccountCreated => "admin.user.add",
+            AuditAction::AccountEdited => "admin.user.edit",
+            AuditAction::AccountDisabled => "admin.user.disable",
+            AuditAction::AccountEnabled => "admin.user.enable",
+            AuditAction::MfaReset => "admin.user.reset_mfa",
+            AuditAction::PasswordSet => "admin.user.set_password",
+            AuditAction::AccountDeleted => "admin.user.delete",
+            AuditAction::AccountsImported => "admin.user.import",
+            AuditAction::AccountRevoked => "admin.user.revoke",
+            AuditAction::DeviceRevoked => "admin.device.revoke",
+            AuditAction::AllDevicesRevoked => "admin.device.revoke_all",
+            AuditAction::TokenCreated => "admin.token.create",
+            AuditAction::TokenRevoked => "admin.token.revoke",
+            AuditAction::AllowListSaved => crate::ALLOW_LIST_AUDIT_ACTION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_its_own_spelling() {
+        let mut seen = std::collections::HashSet::new();
+        for action in AuditAction::ALL {
+            assert!(seen.insert(action.as_str()), "{action:?} spelled twice");
+        }
+    }
+}
