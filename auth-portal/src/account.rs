@@ -285,7 +285,7 @@ pub(crate) async fn revoke(
             org: me.org.id.clone(),
             at: now,
             actor: me.account.username.clone(),
-            action: "device-revoked".into(),
+            action: certgate_db::AuditAction::DeviceEnded.as_str().into(),
             subject: device.id.clone(),
             ip: visit.ip.clone(),
             detail: String::new(),
@@ -603,7 +603,9 @@ pub(crate) async fn renew_recovery_codes(
             org: me.org.id.clone(),
             at: state.now(),
             actor: me.account.username.clone(),
-            action: "recovery-codes-renewed".into(),
+            action: certgate_db::AuditAction::RecoveryCodesRenewed
+                .as_str()
+                .into(),
             subject: me.account.username.clone(),
             ip: visit.ip.clone(),
             detail: String::new(),

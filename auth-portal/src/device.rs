@@ -610,7 +610,7 @@ pub(crate) async fn certificate(
             org: org.id.clone(),
             at: now,
             actor: account.username.clone(),
-            action: "device-enrolled".into(),
+            action: certgate_db::AuditAction::DeviceEnrolled.as_str().into(),
             subject: device_id.clone(),
             ip: visit.ip.clone(),
             detail: format!("name={} trust={}", enrolment.name, trust_label(trust)),
@@ -755,7 +755,7 @@ pub(crate) async fn renew(
             org: org.id.clone(),
             at: now,
             actor: account.username.clone(),
-            action: "device-renewed".into(),
+            action: certgate_db::AuditAction::DeviceRenewed.as_str().into(),
             subject: device.id.clone(),
             ip: String::new(),
             detail: format!("not_after={not_after}"),
@@ -1089,10 +1089,11 @@ pub(crate) async fn approve_submit(
                 at: now,
                 actor: signed_in.account.clone(),
                 action: if approve {
-                    "device-approved"
+                    certgate_db::AuditAction::DeviceApproved
                 } else {
-                    "device-denied"
+                    certgate_db::AuditAction::DeviceDenied
                 }
+                .as_str()
                 .into(),
                 subject: request.name.clone(),
                 ip: visit.ip.clone(),

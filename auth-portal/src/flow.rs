@@ -726,9 +726,11 @@ async fn carry_out(
         }
         Effect::Audit(entry) => {
             let (action, detail) = match entry {
-                Audit::Failed(method) => ("sign-in-failed", method.as_str()),
-                Audit::FactorEnrolled(factor) => ("mfa-enrolled", factor.as_str()),
-                Audit::RecoveryCodeUsed => ("recovery-code-used", ""),
+                Audit::Failed(method) => (certgate_db::AuditAction::SignInFailed, method.as_str()),
+                Audit::FactorEnrolled(factor) => {
+                    (certgate_db::AuditAction::MfaEnrolled, factor.as_str())
+                }
+                Audit::RecoveryCodeUsed => (certgate_db::AuditAction::RecoveryCodeUsed, ""),
             };
             audit(state, db, visit, s, action, detail).await;
         }
@@ -1373,7 +1375,7 @@ pub(crate) async fn audit_failed_sign_in(
         org: org.to_owned(),
         at: state.now(),
         actor: name.to_owned(),
-        action: "sign-in-failed".into(),
+        action: certgate_db::AuditAction::SignInFailed.as_str().into(),
         subject: name.to_owned(),
         ip: ip.to_owned(),
         detail: detail.to_owned(),
@@ -1388,14 +1390,14 @@ async fn audit(
     db: &Database,
     visit: &Visit,
     s: &Signing,
-    action: &str,
+    action: certgate_db::AuditAction,
     detail: &str,
 ) {
     let entry = certgate_db::AuditEntry {
         org: s.org.id.clone(),
         at: state.now(),
         actor: s.account.username.clone(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         subject: s.account.username.clone(),
         ip: visit.ip.clone(),
         detail: detail.to_owned(),
@@ -1603,7 +1605,7 @@ pub(crate) async fn logout_submit(
                 org: claims.org.clone(),
                 at: now,
                 actor: claims.account.clone(),
-                action: "sign-out".into(),
+                action: certgate_db::AuditAction::SignOut.as_str().into(),
                 subject: claims.device_id.clone(),
                 ip: visit.ip.clone(),
                 detail: String::new(),

@@ -91,7 +91,7 @@ pub async fn credential(
             org: org.id.clone(),
             at: now,
             actor: account.username.clone(),
-            action: "sign-in".into(),
+            action: certgate_db::AuditAction::SignIn.as_str().into(),
             subject: device_id.clone(),
             ip: visit.ip.clone(),
             detail: format!("method={} trust={}", proof.method.as_str(), class.as_str()),

@@ -428,7 +428,7 @@ pub(crate) async fn reset_submit(
             org: org_id.to_owned(),
             at: now,
             actor: account.username.clone(),
-            action: "password-reset".into(),
+            action: certgate_db::AuditAction::PasswordReset.as_str().into(),
             subject: account.username.clone(),
             ip: visit.ip.clone(),
             detail: String::new(),

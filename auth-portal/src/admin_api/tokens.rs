@@ -296,7 +296,15 @@ pub(super) async fn create(
             }
             Err(_) => return Err(ApiError::Unavailable),
         };
-        audit(&db, &admin, &visit, now, "admin.token.create", &token).await;
+        audit(
+            &db,
+            &admin,
+            &visit,
+            now,
+            certgate_db::AuditAction::TokenCreated.as_str(),
+            &token,
+        )
+        .await;
         let mut shown = token_json(&token, &admin.me.account.username, now);
         shown["token"] = Value::String(secret);
         Ok(json_response(StatusCode::CREATED, &shown))
@@ -329,7 +337,15 @@ pub(super) async fn revoke(
                 "the token is revoked already".to_owned(),
             ));
         }
-        audit(&db, &admin, &visit, now, "admin.token.revoke", &token).await;
+        audit(
+            &db,
+            &admin,
+            &visit,
+            now,
+            certgate_db::AuditAction::TokenRevoked.as_str(),
+            &token,
+        )
+        .await;
         Ok(ok(&token_json(&token, &maker(&db, &token).await, now)))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
