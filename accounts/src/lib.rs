@@ -72,8 +72,12 @@ pub trait AccountEvents: Send + Sync {
 #[async_trait::async_trait]
 pub trait Revoke: Send + Sync {
     /// Records `revocation` durably, then applies it on every instance; `label` is the
-    /// `certgate_revocations_total` reason.
-    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String>;
+    /// `certgate_revocations_total` reason. Fails with [`AccountError::NotRevoked`].
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        label: &'static str,
+    ) -> Result<(), AccountError>;
 }
 
 /// Why an account change was not made. Nothing was changed, except where said.
@@ -353,10 +357,7 @@ impl Accounts<'_> {
             Actor::Token { .. } => "revoked with an API token",
         };
         let revocation = device_revocation(org, device, reason, self.now);
-        self.revoke
-            .revoke(&revocation, "admin")
-            .await
-            .map_err(AccountError::NotRevoked)?;
+        self.revoke.revoke(&revocation, "admin").await?;
         self.db.revoke_device(&org.id, &device.id, self.now).await?;
         let detail = format!("device={}", device.id);
         self.audit(actor, account, AuditAction::DeviceRevoked, detail)
@@ -393,10 +394,7 @@ impl Accounts<'_> {
     /// the revocation's and its metric label.
     async fn refuse(&self, account: &Account, reason: &'static str) -> Result<(), AccountError> {
         let revocation = account_revocation(&account.org, &account.username, reason, self.now);
-        self.revoke
-            .revoke(&revocation, reason)
-            .await
-            .map_err(AccountError::NotRevoked)
+        self.revoke.revoke(&revocation, reason).await
     }
 
     fn changed(&self, found: bool) -> Result<(), AccountError> {

@@ -16,12 +16,16 @@ struct Sql<'a>(&'a Database);
 
 #[async_trait::async_trait]
 impl Revoke for Sql<'_> {
-    async fn revoke(&self, revocation: &NewRevocation, _label: &'static str) -> Result<(), String> {
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        _label: &'static str,
+    ) -> Result<(), AccountError> {
         self.0
             .record_revocation(revocation)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| AccountError::NotRevoked(e.to_string()))
     }
 }
 

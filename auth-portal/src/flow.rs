@@ -518,24 +518,26 @@ pub(crate) fn too_many(state: &PortalState, visit: &Visit, blocked: Blocked) -> 
 // code against the store), tells the machine (`signin.rs`) what happened, carries out what it
 // answers and renders it.
 
-/// A sign-in past its first step: the session, organisation and account, and the step as the
-/// account and policy are now.
+/// A sign-in past its first step: the session (its step settled for the account and policy as
+/// they are now), organisation and account.
 pub(crate) struct Signing {
     pub attempt: Attempt,
     pub org: Arc<Organisation>,
     pub account: Account,
-    pub step: Step,
 }
 
 impl Signing {
     /// A sign-in whose first step proved `account` on this request.
     pub fn new(attempt: Attempt, org: Arc<Organisation>, account: Account) -> Self {
         Signing {
-            step: attempt.session.step().clone(),
             attempt,
             org,
             account,
         }
+    }
+
+    fn step(&self) -> &Step {
+        self.attempt.session.step()
     }
 }
 
@@ -574,11 +576,12 @@ async fn signing(
         now: state.now(),
     };
     let step = signin::current(attempt.session.step(), &ctx).ok_or_else(back)?;
+    let mut attempt = attempt;
+    attempt.session.enter(step);
     Ok(Signing {
         attempt,
         org,
         account,
-        step,
     })
 }
 
@@ -628,7 +631,7 @@ async fn drive(
             senders,
             now,
         };
-        signin::transition(&s.step, event, &ctx)
+        signin::transition(s.step(), event, &ctx)
     };
     let mut driven = Driven {
         view: next.view.take().unwrap_or(View::ToMfa),
@@ -637,7 +640,6 @@ async fn drive(
         rotated: false,
     };
     loop {
-        s.step = next.step.clone();
         s.attempt.session.enter(next.step);
         let mut answer = None;
         for effect in next.effects {
@@ -652,7 +654,7 @@ async fn drive(
             senders,
             now,
         };
-        next = signin::transition(&s.step, event, &ctx);
+        next = signin::transition(s.step(), event, &ctx);
         if let Some(view) = next.view.take() {
             driven.view = view;
         }
@@ -932,7 +934,7 @@ struct Notes {
 fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> Response {
     let c = visit.chrome(Some(&s.org));
     let csrf = s.attempt.session.csrf();
-    match &s.step {
+    match s.step() {
         Step::Choosing { .. } => {
             let ctx = Ctx {
                 org: &s.org,
@@ -1003,7 +1005,7 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
             )
         }
         Step::AwaitingApp { .. } | Step::AwaitingCode { .. } | Step::Reproving { .. } => {
-            let channel = s.step.channel();
+            let channel = s.step().channel();
             let lead = match channel {
                 Some(channel) => fill(c.t.code_sent_to, "", "", &destination(&s.account, channel)),
                 None => c.t.code_from_app.to_owned(),
@@ -1124,6 +1126,22 @@ pub(crate) async fn first_step_done(
     }
 }
 
+/// The visit, the backends and the sign-in in progress (for a POST, `csrf` must be its form
+/// token); else the page to show.
+async fn load(
+    state: &PortalState,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+) -> Result<(Visit, Store, Database, Signing), Response> {
+    let visit = Visit::new(state, headers);
+    let (store, db) = backends(state, &visit)?;
+    let s = match csrf {
+        Some(csrf) => signing_post(state, &visit, &store, &db, headers, csrf).await?,
+        None => signing(state, &visit, &store, &db, headers).await?,
+    };
+    Ok((visit, store, db, s))
+}
+
 /// Loads the sign-in (checking the form's token for a POST), tells the machine `event` and
 /// answers on `screen`.
 async fn second_factor(
@@ -1134,17 +1152,8 @@ async fn second_factor(
     event: Event<'_>,
 ) -> Response {
     let start = Instant::now();
-    let visit = Visit::new(state, headers);
-    let (store, db) = match backends(state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let loaded = match csrf {
-        Some(csrf) => signing_post(state, &visit, &store, &db, headers, csrf).await,
-        None => signing(state, &visit, &store, &db, headers).await,
-    };
-    let mut s = match loaded {
-        Ok(s) => s,
+    let (visit, store, db, mut s) = match load(state, headers, csrf).await {
+        Ok(loaded) => loaded,
         Err(page) => return page,
     };
     match drive(state, &visit, &store, &db, &mut s, event).await {
@@ -1296,18 +1305,13 @@ pub(crate) async fn code_submit(
     Form(form): Form<CodeForm>,
 ) -> Response {
     let start = Instant::now();
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing_post(&state, &visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let (visit, store, db, mut s) = match load(&state, &headers, Some(&form.csrf)).await {
+        Ok(loaded) => loaded,
         Err(page) => return page,
     };
     let trust = form.trust.is_some();
     // No code awaited (none went out on this sign-in, say): nothing can match.
-    let Some(awaiting) = s.step.awaiting() else {
+    let Some(awaiting) = s.step().awaiting() else {
         return see_other("/.certgate/mfa");
     };
     let counted = match begin_guess(&state, &visit, &store, &s, &headers, Screen::Step, trust).await
@@ -1433,13 +1437,10 @@ pub(crate) async fn recovery_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    match signing(&state, &visit, &store, &db, &headers).await {
-        Ok(s) if !s.account.recovery_codes.is_empty() => recovery_page_for(&visit, &s, None),
+    match load(&state, &headers, None).await {
+        Ok((visit, _, _, s)) if !s.account.recovery_codes.is_empty() => {
+            recovery_page_for(&visit, &s, None)
+        }
         Ok(_) => see_other("/.certgate/mfa"),
         Err(page) => page,
     }
@@ -1451,13 +1452,8 @@ pub(crate) async fn recovery_submit(
     Form(form): Form<CodeForm>,
 ) -> Response {
     let start = Instant::now();
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let mut s = match signing_post(&state, &visit, &store, &db, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let (visit, store, db, mut s) = match load(&state, &headers, Some(&form.csrf)).await {
+        Ok(loaded) => loaded,
         Err(page) => return page,
     };
     let counted = match begin_guess(

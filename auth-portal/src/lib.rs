@@ -80,8 +80,15 @@ pub trait Backend: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl certgate_accounts::Revoke for PortalState {
-    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String> {
-        self.backend.revoke(revocation, label).await
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        label: &'static str,
+    ) -> Result<(), certgate_accounts::AccountError> {
+        self.backend
+            .revoke(revocation, label)
+            .await
+            .map_err(certgate_accounts::AccountError::NotRevoked)
     }
 }
 

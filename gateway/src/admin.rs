@@ -76,8 +76,14 @@ impl AdminState {
 
 #[async_trait::async_trait]
 impl certgate_accounts::Revoke for AdminState {
-    async fn revoke(&self, revocation: &NewRevocation, label: &'static str) -> Result<(), String> {
-        AdminState::revoke(self, revocation, label).await
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        label: &'static str,
+    ) -> Result<(), certgate_accounts::AccountError> {
+        AdminState::revoke(self, revocation, label)
+            .await
+            .map_err(certgate_accounts::AccountError::NotRevoked)
     }
 }
 
