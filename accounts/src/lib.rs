@@ -9,8 +9,8 @@
 //! administrator who made it.
 
 use certgate_db::{
-    Account, AuditAction, AuditEntry, Database, DbError, Device, DeviceTrust, NewAccount,
-    NewRevocation, RevocationKind, ADMIN_ROLE,
+    Account, AccountKind, AuditAction, AuditEntry, Database, DbError, Device, DeviceTrust,
+    NewAccount, NewRevocation, RevocationKind, ADMIN_ROLE, IMPORT_MAX_BYTES,
 };
 use certgate_policies::{Organisation, MAX_CREDENTIAL_LIFETIME};
 
@@ -80,6 +80,25 @@ pub trait Revoke: Send + Sync {
     ) -> Result<(), AccountError>;
 }
 
+/// Revokes by recording only, for changes made while no instance runs (`certgate user …
+/// --offline`): every instance reads the live revocations from the database when it starts.
+pub struct RecordOnly<'a>(pub &'a Database);
+
+#[async_trait::async_trait]
+impl Revoke for RecordOnly<'_> {
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        _label: &'static str,
+    ) -> Result<(), AccountError> {
+        self.0
+            .record_revocation(revocation)
+            .await
+            .map(|_| ())
+            .map_err(|error| AccountError::NotRevoked(error.to_string()))
+    }
+}
+
 /// Why an account change was not made. Nothing was changed, except where said.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -113,6 +132,12 @@ impl From<DbError> for AccountError {
                 AccountError::Unavailable
             }
         }
+    }
+}
+
+impl From<certgate_db::InvalidAccount> for AccountError {
+    fn from(certgate_db::InvalidAccount(message): certgate_db::InvalidAccount) -> Self {
+        AccountError::Invalid(message)
     }
 }
 
@@ -159,6 +184,47 @@ pub fn new_account_id() -> String {
 /// An argon2id PHC string, the only password hash certgate stores.
 pub fn is_password_hash(text: &str) -> bool {
     text.starts_with("$argon2id$v=19$") && text.len() <= 256
+}
+
+/// The most bytes of an account import a transport accepts: the file's limit
+/// ([`IMPORT_MAX_BYTES`]) and room for a form's percent-encoding of it, so that a file just too
+/// large still reaches [`Accounts::check_import`] and gets its clear message.
+pub const IMPORT_BODY_LIMIT: usize = 3 * IMPORT_MAX_BYTES + 4_096;
+
+/// One row of an account import, as checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    /// The line of the file (the header is line 1).
+    pub line: usize,
+    pub username: String,
+    pub name: String,
+    pub kind: AccountKind,
+    /// Why this row cannot be created; `None` when it can.
+    pub problem: Option<String>,
+    account: Option<NewAccount>,
+}
+
+/// What an import did: every row as checked, and how many accounts it created (none unless
+/// every row was right).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub rows: Vec<ImportRow>,
+    pub created: usize,
+}
+
+impl Imported {
+    /// Every row is right (and there is one).
+    pub fn ready(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.problem.is_none())
+    }
+
+    /// `line N: why` for every refused row.
+    pub fn problems(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter_map(|r| r.problem.as_ref().map(|p| format!("line {}: {p}", r.line)))
+            .collect()
+    }
 }
 
 /// The service, for one request: the database, how to revoke, who hears about changes, and the
@@ -390,6 +456,80 @@ impl Accounts<'_> {
         Ok(())
     }
 
+    /// Reads an account import (CSV, see [`certgate_db::read_import`]) and checks every row as
+    /// [`Accounts::create`] would, and whether its name is taken; writes nothing. A file that
+    /// cannot be read as a whole is [`AccountError::Invalid`].
+    pub async fn check_import(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        text: &str,
+    ) -> Result<Imported, AccountError> {
+        let lines = certgate_db::read_import(&org.id, text)
+            .map_err(|error| AccountError::Invalid(error.to_string()))?;
+        let mut rows = Vec::with_capacity(lines.len());
+        for line in lines {
+            let kind = line
+                .account
+                .as_ref()
+                .map_or(AccountKind::Personal, |new| new.kind);
+            let problem = match &line.account {
+                Err(message) => Some(message.clone()),
+                Ok(new) => match roles_allowed(actor, org, &new.roles) {
+                    Err(refused) => Some(refused.to_string()),
+                    // Sign-in takes a user name or an e-mail address: either may be taken.
+                    Ok(()) => self
+                        .db
+                        .find_account(&org.id, &new.username)
+                        .await?
+                        .map(|_| "an account with this user name exists already".into()),
+                },
+            };
+            rows.push(ImportRow {
+                line: line.line,
+                username: line.username,
+                name: line.name,
+                kind,
+                account: line.account.ok().filter(|_| problem.is_none()),
+                problem,
+            });
+        }
+        Ok(Imported { rows, created: 0 })
+    }
+
+    /// Creates every account of an import, or none when any row is wrong (the rows say why).
+    /// One that fails while they are made (a name taken meanwhile) is logged and left out; the
+    /// count says how many were made.
+    pub async fn import(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        text: &str,
+    ) -> Result<Imported, AccountError> {
+        let mut imported = self.check_import(actor, org, text).await?;
+        if !imported.ready() {
+            return Ok(imported);
+        }
+        for row in &imported.rows {
+            let Some(new) = &row.account else { continue };
+            match self.create(actor, org, new).await {
+                Ok(_) => imported.created += 1,
+                Err(error) => {
+                    tracing::warn!(%error, username = %new.username, "an imported account was not created")
+                }
+            }
+        }
+        self.write_audit(
+            actor,
+            &org.id,
+            "",
+            AuditAction::AccountsImported,
+            format!("{} accounts", imported.created),
+        )
+        .await;
+        Ok(imported)
+    }
+
     /// Refuses every credential of `account` issued until now, on every instance; `reason` is
     /// the revocation's and its metric label.
     async fn refuse(&self, account: &Account, reason: &'static str) -> Result<(), AccountError> {
@@ -425,12 +565,24 @@ impl Accounts<'_> {
         action: AuditAction,
         detail: String,
     ) {
+        self.write_audit(actor, &account.org, &account.username, action, detail)
+            .await;
+    }
+
+    async fn write_audit(
+        &self,
+        actor: Actor<'_>,
+        org: &str,
+        subject: &str,
+        action: AuditAction,
+        detail: String,
+    ) {
         let entry = AuditEntry {
-            org: account.org.clone(),
+            org: org.to_owned(),
             at: self.now,
             actor: actor.audit_name(),
             action: action.as_str().to_owned(),
-            subject: account.username.clone(),
+            subject: subject.to_owned(),
             ip: actor.ip().to_owned(),
             detail,
         };

@@ -1,5 +1,5 @@
-//! The account service against a real SQLite database; revocations are recorded in it as the
-//! gateway records them first.
+//! The account service against a real SQLite database; revocations are recorded in it
+//! ([`RecordOnly`]), as the gateway records them first.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Mutex;
@@ -10,24 +10,6 @@ use certgate_policies::{Access, Language, MfaPolicy};
 use super::*;
 
 const NOW: i64 = 1_800_000_000;
-
-/// Revokes as the gateway does first: the durable record in SQL.
-struct Sql<'a>(&'a Database);
-
-#[async_trait::async_trait]
-impl Revoke for Sql<'_> {
-    async fn revoke(
-        &self,
-        revocation: &NewRevocation,
-        _label: &'static str,
-    ) -> Result<(), AccountError> {
-        self.0
-            .record_revocation(revocation)
-            .await
-            .map(|_| ())
-            .map_err(|e| AccountError::NotRevoked(e.to_string()))
-    }
-}
 
 #[derive(Default)]
 struct Told(Mutex<Vec<(String, AccountEvent)>>);
@@ -63,16 +45,15 @@ fn org() -> Organisation {
 
 fn new(username: &str, roles: &[&str]) -> NewAccount {
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-    NewAccount::checked(
-        "noord",
+    let email = format!("{username}@noord.test");
+    let input = certgate_db::AccountInput {
         username,
-        "Hanna de Vries",
-        Some(&format!("{username}@noord.test")),
-        None,
-        None,
-        &roles,
-    )
-    .unwrap()
+        display_name: "Hanna de Vries",
+        email: Some(&email),
+        roles: &roles,
+        ..Default::default()
+    };
+    NewAccount::checked("noord", &input, certgate_db::Given::Typed).unwrap()
 }
 
 async fn database(dir: &std::path::Path) -> Database {
@@ -107,7 +88,7 @@ async fn every_caller_gets_the_same_checks_audit_actions_and_revocations() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
     let told = Told::default();
-    let sql = Sql(&db);
+    let sql = RecordOnly(&db);
     let service = Accounts {
         db: &db,
         revoke: &sql,
@@ -195,7 +176,7 @@ async fn every_caller_gets_the_same_checks_audit_actions_and_revocations() {
 async fn a_token_makes_no_administrators_and_leaves_their_accounts_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
-    let sql = Sql(&db);
+    let sql = RecordOnly(&db);
     let service = Accounts {
         db: &db,
         revoke: &sql,
@@ -260,7 +241,7 @@ async fn a_token_makes_no_administrators_and_leaves_their_accounts_alone() {
 async fn another_organisations_account_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
-    let sql = Sql(&db);
+    let sql = RecordOnly(&db);
     let service = Accounts {
         db: &db,
         revoke: &sql,
@@ -293,7 +274,7 @@ async fn a_second_password_signs_out_everywhere_and_a_leaver_is_refused_before_g
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
     let told = Told::default();
-    let sql = Sql(&db);
+    let sql = RecordOnly(&db);
     let service = Accounts {
         db: &db,
         revoke: &sql,
@@ -362,4 +343,70 @@ async fn a_second_password_signs_out_everywhere_and_a_leaver_is_refused_before_g
         Err(AccountError::Gone)
     );
     assert_eq!(AccountKind::Personal, first.kind);
+}
+
+#[tokio::test]
+async fn an_import_creates_every_account_or_none_and_a_token_imports_no_administrators() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let sql = RecordOnly(&db);
+    let told = Told::default();
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: Some(&told),
+        now: NOW,
+    };
+    let org = org();
+    let admin = service
+        .create(Actor::Operator, &org, &new("lisa", &["admin"]))
+        .await
+        .unwrap();
+    let token = Actor::Token {
+        name: "hr-sync",
+        created_by: &admin.id,
+        ip: "192.0.2.8",
+    };
+    let file = "username,name,kind,roles\n\
+                ria,Ria,personal,\n\
+                LISA,Lisa again,,\n\
+                sem,Sem,robot,\n\
+                boss,Boss,,admin\n";
+    let checked = service.import(token, &org, file).await.unwrap();
+    assert_eq!(checked.created, 0);
+    assert!(!checked.ready());
+    let problems = checked.problems();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("line 3: ") && problems[0].contains("exists already"));
+    assert!(problems[1].starts_with("line 4: ") && problems[1].contains("robot"));
+    assert!(problems[2].starts_with("line 5: ") && problems[2].contains("not with a token"));
+    assert!(db.find_account("noord", "ria").await.unwrap().is_none());
+
+    let good = "username,name,kind\nria,Ria,personal\ngroep-zon,Groep Zon,group\n";
+    let preview = service.check_import(token, &org, good).await.unwrap();
+    assert!(preview.ready());
+    assert!(db.find_account("noord", "ria").await.unwrap().is_none());
+    let imported = service.import(token, &org, good).await.unwrap();
+    assert_eq!(imported.created, 2);
+    let zon = db
+        .find_account("noord", "groep-zon")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(zon.kind, AccountKind::Group);
+    let audit = actions(&db).await;
+    assert_eq!(
+        audit.last().unwrap(),
+        &(
+            "token:hr-sync".to_owned(),
+            "admin.user.import".to_owned(),
+            String::new()
+        )
+    );
+    // A file as a whole unreadable, or too large, is said so and changes nothing.
+    let huge = format!("username,name\n{}", "a,b\n".repeat(300_000));
+    assert!(matches!(
+        service.import(token, &org, &huge).await,
+        Err(AccountError::Invalid(message)) if message.contains("larger than")
+    ));
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use certgate_db::{Account, AccountKind, AuditAction, AuditEntry, Database, NewAccount};
+use certgate_db::{
+    Account, AccountInput, AccountKind, AuditEntry, Database, Given, InvalidAccount, NewAccount,
+};
 use certgate_store::Store;
 use serde::Deserialize;
 
@@ -21,7 +23,7 @@ use crate::pages::{
     AdminSettingsPage, AuditRow, UserRow,
 };
 use crate::{PortalState, Visit};
-use certgate_accounts::{AccountError, Actor};
+use certgate_accounts::{AccountError, Actor, Imported};
 
 /// The role that opens these pages.
 pub use certgate_db::ADMIN_ROLE;
@@ -95,29 +97,6 @@ async fn changing(
         return Err(Redirect::to(&to).into_response());
     }
     Ok(admin)
-}
-
-async fn audit(
-    db: &Database,
-    admin: &Admin,
-    visit: &Visit,
-    now: i64,
-    action: &str,
-    subject: &str,
-    detail: String,
-) {
-    let entry = AuditEntry {
-        org: admin.me.org.id.clone(),
-        at: now,
-        actor: admin.me.account.username.clone(),
-        action: action.to_owned(),
-        subject: subject.to_owned(),
-        ip: visit.ip.clone(),
-        detail,
-    };
-    if let Err(error) = db.append_audit(&entry).await {
-        tracing::warn!(%error, "admin audit entry not written");
-    }
 }
 
 /// An account of the admin's own organisation by id; anything else is "not found".
@@ -284,8 +263,24 @@ fn roles_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn optional(text: &str) -> Option<&str> {
-    Some(text.trim()).filter(|t| !t.is_empty())
+/// The account form's fields, as typed; the kind is a radio button, so anything but `group` is
+/// a personal account.
+fn typed<'a>(
+    username: &'a str,
+    name: &'a str,
+    email: &'a str,
+    mobile: &'a str,
+    kind: &str,
+    roles: &'a [String],
+) -> AccountInput<'a> {
+    AccountInput {
+        username,
+        display_name: name,
+        email: Some(email),
+        mobile: Some(mobile),
+        kind: Some(if kind == "group" { "group" } else { "personal" }),
+        roles,
+    }
 }
 
 /// `POST /.certgate/admin/accounts/new`: a new account, and its welcome e-mail.
@@ -313,22 +308,22 @@ pub(crate) async fn create(
         Ok(admin) => admin,
         Err(response) => return response,
     };
+    let roles = roles_of(&form.roles);
     let new = NewAccount::checked(
         &admin.me.org.id,
-        &form.username,
-        &form.name,
-        optional(&form.email),
-        optional(&form.mobile),
-        Some(if form.kind == "group" {
-            "group"
-        } else {
-            "personal"
-        }),
-        &roles_of(&form.roles),
+        &typed(
+            &form.username,
+            &form.name,
+            &form.email,
+            &form.mobile,
+            &form.kind,
+            &roles,
+        ),
+        Given::Typed,
     );
     let new = match new {
         Ok(new) => new,
-        Err(message) => {
+        Err(InvalidAccount(message)) => {
             return new_form(
                 &visit,
                 &admin,
@@ -460,22 +455,22 @@ pub(crate) async fn edit(
     let Some(account) = their_account(&db, &admin, &id).await else {
         return not_found(&visit, &admin);
     };
-    let checked = NewAccount::checked(
-        &admin.me.org.id,
-        &account.username,
-        &form.name,
-        optional(&form.email),
-        optional(&form.mobile),
-        Some(if form.kind == "group" {
-            "group"
-        } else {
-            "personal"
-        }),
-        &roles_of(&form.roles),
+    let roles = roles_of(&form.roles);
+    let checked = NewAccount::changed(
+        &account,
+        &typed(
+            "",
+            &form.name,
+            &form.email,
+            &form.mobile,
+            &form.kind,
+            &roles,
+        ),
+        Given::Typed,
     );
     let new = match checked {
         Ok(new) => new,
-        Err(message) => {
+        Err(InvalidAccount(message)) => {
             return account_view(
                 &state,
                 &visit,
@@ -957,50 +952,6 @@ pub(crate) async fn save_allow_list(
     }
 }
 
-/// One row of an import, as checked.
-pub struct ImportRow {
-    pub line: usize,
-    pub username: String,
-    pub name: String,
-    pub kind: &'static str,
-    pub problem: Option<String>,
-}
-
-/// Reads the CSV ([`certgate_db::read_import`]) and looks each account up: every row checked,
-/// nothing written.
-async fn check_import(
-    db: &Database,
-    org: &str,
-    text: &str,
-) -> Result<Vec<(ImportRow, Option<NewAccount>)>, String> {
-    let mut rows = Vec::new();
-    for line in certgate_db::read_import(org, text).map_err(|e| e.to_string())? {
-        let problem = match &line.account {
-            Err(message) => Some(message.clone()),
-            Ok(new) => match db.find_account(org, &new.username).await {
-                Ok(Some(_)) => Some("an account with this user name exists already".into()),
-                Ok(None) => None,
-                Err(_) => Some("the database cannot be reached".into()),
-            },
-        };
-        let kind = match line.account.as_ref().map(|n| n.kind) {
-            Ok(AccountKind::Group) => "group",
-            _ => "personal",
-        };
-        rows.push((
-            ImportRow {
-                line: line.line,
-                username: line.username,
-                name: line.name,
-                kind,
-                problem: problem.clone(),
-            },
-            line.account.ok().filter(|_| problem.is_none()),
-        ));
-    }
-    Ok(rows)
-}
-
 #[derive(Deserialize, Default)]
 pub(crate) struct ImportForm {
     #[serde(default)]
@@ -1016,12 +967,15 @@ fn import_view(
     visit: &Visit,
     admin: &Admin,
     csv: &str,
-    rows: Vec<ImportRow>,
-    error: Option<String>,
+    checked: Result<Imported, String>,
     status: StatusCode,
 ) -> Response {
     let c = visit.chrome(Some(&admin.me.org));
-    let ready = !rows.is_empty() && rows.iter().all(|r| r.problem.is_none()) && error.is_none();
+    let ready = checked.as_ref().is_ok_and(Imported::ready);
+    let (rows, error) = match checked {
+        Ok(imported) => (imported.rows, None),
+        Err(message) => (Vec::new(), Some(message)),
+    };
     pages::html(
         status,
         &pages::AdminImportPage {
@@ -1051,8 +1005,10 @@ pub(crate) async fn import_page(
             &visit,
             &admin,
             "username,name,email,mobile,kind,roles\n",
-            Vec::new(),
-            None,
+            Ok(Imported {
+                rows: Vec::new(),
+                created: 0,
+            }),
             StatusCode::OK,
         ),
         Err(response) => response,
@@ -1085,57 +1041,35 @@ pub(crate) async fn import(
         Ok(admin) => admin,
         Err(response) => return response,
     };
-    let org = admin.me.org.id.clone();
-    let checked = match check_import(&db, &org, &form.csv).await {
-        Ok(rows) => rows,
-        Err(message) => {
-            return import_view(
-                &visit,
-                &admin,
-                &form.csv,
-                Vec::new(),
-                Some(message),
-                StatusCode::BAD_REQUEST,
-            )
-        }
-    };
-    let bad = checked.iter().any(|(row, _)| row.problem.is_some());
-    if form.step != "import" || bad || checked.is_empty() {
-        let status = if bad {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        let rows = checked.into_iter().map(|(row, _)| row).collect();
-        return import_view(&visit, &admin, &form.csv, rows, None, status);
-    }
-    let now = state.now();
     let service = state.accounts(&db);
     let actor = Actor::Admin {
         account: &admin.me.account,
         ip: &visit.ip,
     };
-    let mut created = 0;
-    for (_, new) in &checked {
-        let Some(new) = new else { continue };
-        match service.create(actor, &admin.me.org, new).await {
-            Ok(_) => created += 1,
-            Err(error) => {
-                tracing::warn!(%error, username = %new.username, "an imported account was not created")
-            }
+    let checked = if form.step == "import" {
+        service.import(actor, &admin.me.org, &form.csv).await
+    } else {
+        service.check_import(actor, &admin.me.org, &form.csv).await
+    };
+    match checked {
+        Ok(imported) if imported.created > 0 => Redirect::to("/.certgate/admin").into_response(),
+        Ok(imported) => {
+            let status = if imported.problems().is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            import_view(&visit, &admin, &form.csv, Ok(imported), status)
         }
+        Err(AccountError::Invalid(message)) => import_view(
+            &visit,
+            &admin,
+            &form.csv,
+            Err(message),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(_) => crate::flow::unavailable_page(&visit),
     }
-    audit(
-        &db,
-        &admin,
-        &visit,
-        now,
-        AuditAction::AccountsImported.as_str(),
-        &format!("{created} accounts"),
-        String::new(),
-    )
-    .await;
-    Redirect::to("/.certgate/admin").into_response()
 }
 
 /// `GET /.certgate/admin/devices`: every device of the organisation, newest first, with whose

@@ -18,7 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use certgate_db::{Account, ApiScope, ApiToken, Database, Device, NewAccount};
+use certgate_db::{
+    Account, AccountInput, ApiScope, ApiToken, Database, Device, Given, InvalidAccount, NewAccount,
+};
 use certgate_policies::Organisation;
 use certgate_store::Store;
 use serde::Deserialize;
@@ -38,8 +40,6 @@ const AUDIT_LIMIT_MAX: i64 = 10_000;
 const AUDIT_LIMIT_DEFAULT: i64 = 1_000;
 /// Without `since`, the audit log of the last week.
 const AUDIT_DEFAULT_WINDOW: i64 = 7 * 86_400;
-/// A new account may have this many roles.
-const MAX_ROLES: usize = 20;
 /// Ids in paths longer than this are no id of ours.
 const MAX_ID_LEN: usize = 64;
 
@@ -111,6 +111,19 @@ pub(crate) enum ApiError {
     TooManyGuesses(Duration),
     /// The store or the database cannot be reached.
     Unavailable,
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid(message) => ApiError::BadRequest(message),
+            AccountError::Conflict(message) | AccountError::NotAllowed(message) => {
+                ApiError::Conflict(message)
+            }
+            AccountError::Gone => ApiError::NotFound,
+            AccountError::Unavailable | AccountError::NotRevoked(_) => ApiError::Unavailable,
+        }
+    }
 }
 
 impl ApiError {
@@ -506,97 +519,19 @@ pub(crate) struct NewAccountBody {
 }
 
 impl NewAccountBody {
-    /// The account to create, checked as the OpenAPI document describes, then as every new
-    /// account is.
-    pub(crate) fn checked(&self, org: &str) -> Result<NewAccount, String> {
-        if !valid_username(&self.username) {
-            return Err(
-                "username must be 1 to 64 of the characters A-Z a-z 0-9 . _ @ + -".to_owned(),
-            );
-        }
-        if !valid_display_name(&self.display_name) {
-            return Err(
-                "display_name must be 1 to 100 characters, without control characters \
-                        or spaces at either end"
-                    .to_owned(),
-            );
-        }
-        if let Some(email) = &self.email {
-            if !valid_email(email) {
-                return Err(format!("{email:?} is not an e-mail address"));
-            }
-        }
-        if let Some(mobile) = &self.mobile {
-            if !valid_mobile(mobile) {
-                return Err(format!(
-                    "{mobile:?} is not a mobile number in international form (+31612345678)"
-                ));
-            }
-        }
-        if let Some(kind) = &self.kind {
-            if certgate_db::AccountKind::from_name(kind).is_none() {
-                return Err(format!("kind {kind:?} is not personal or group"));
-            }
-        }
-        if self.roles.len() > MAX_ROLES {
-            return Err(format!("at most {MAX_ROLES} roles"));
-        }
-        if let Some(role) = self.roles.iter().find(|r| !valid_role(r)) {
-            return Err(format!(
-                "role {role:?} must be 1 to 64 letters, digits, - and _"
-            ));
-        }
-        NewAccount::checked(
-            org,
-            &self.username,
-            &self.display_name,
-            self.email.as_deref(),
-            self.mobile.as_deref(),
-            self.kind.as_deref(),
-            &self.roles,
-        )
+    /// The account to create, checked as every new account is ([`NewAccount::checked`]),
+    /// exactly as sent: the OpenAPI document states the same rules.
+    pub(crate) fn checked(&self, org: &str) -> Result<NewAccount, InvalidAccount> {
+        let input = AccountInput {
+            username: &self.username,
+            display_name: &self.display_name,
+            email: self.email.as_deref(),
+            mobile: self.mobile.as_deref(),
+            kind: self.kind.as_deref(),
+            roles: &self.roles,
+        };
+        NewAccount::checked(org, &input, Given::Exact)
     }
-}
-
-fn valid_username(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
-}
-
-fn valid_display_name(text: &str) -> bool {
-    let count = text.chars().count();
-    (1..=100).contains(&count)
-        && !text.chars().any(char::is_control)
-        && !text.starts_with(char::is_whitespace)
-        && !text.ends_with(char::is_whitespace)
-}
-
-/// Printable ASCII without spaces, one `@`, and a domain with a dot that does not start with one.
-fn valid_email(text: &str) -> bool {
-    let Some((local, domain)) = text.split_once('@') else {
-        return false;
-    };
-    text.len() <= 254
-        && text.bytes().all(|b| b.is_ascii_graphic())
-        && !local.is_empty()
-        && !domain.contains('@')
-        && domain.get(1..).is_some_and(|rest| rest.contains('.'))
-        && !domain.starts_with('.')
-}
-
-fn valid_mobile(text: &str) -> bool {
-    text.strip_prefix('+').is_some_and(|digits| {
-        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
-fn valid_role(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `POST accounts` (`accounts:write`): a new account, and its welcome e-mail.
@@ -608,17 +543,17 @@ async fn create_account(
     let result = async {
         let caller = caller(&state, &headers, ApiScope::AccountsWrite).await?;
         let body: NewAccountBody = json_body(body)?;
-        let new = body.checked(&caller.org.id).map_err(ApiError::BadRequest)?;
+        let new = body
+            .checked(&caller.org.id)
+            .map_err(|InvalidAccount(message)| ApiError::BadRequest(message))?;
         let account = state
             .accounts(&caller.db)
             .create(caller.actor(), &caller.org, &new)
             .await
             .map_err(|error| match error {
-                AccountError::Conflict(message) => ApiError::Conflict(message),
-                AccountError::Invalid(message) | AccountError::NotAllowed(message) => {
-                    ApiError::BadRequest(message)
-                }
-                _ => ApiError::Unavailable,
+                // What a token may not grant is a bad request, as the document says.
+                AccountError::NotAllowed(message) => ApiError::BadRequest(message),
+                error => ApiError::from(error),
             })?;
         Ok::<_, ApiError>(json_response(StatusCode::CREATED, &account_json(&account)))
     };
@@ -649,14 +584,7 @@ async fn change_account(
         AccountChange::Disable => service.disable(actor, org, &account).await,
         AccountChange::Enable => service.enable(actor, org, &account).await,
         AccountChange::ResetMfa => service.reset_mfa(actor, org, &account).await,
-    }
-    .map_err(|error| match error {
-        AccountError::Conflict(message) | AccountError::NotAllowed(message) => {
-            ApiError::Conflict(message)
-        }
-        AccountError::Gone => ApiError::NotFound,
-        _ => ApiError::Unavailable,
-    })?;
+    }?;
     Ok(ok(&account_json(&after)))
 }
 
@@ -755,8 +683,7 @@ async fn revoke_device(
                     "administrators' devices are revoked on the admin pages, not with a token"
                         .to_owned(),
                 ),
-                AccountError::Gone => ApiError::NotFound,
-                _ => ApiError::Unavailable,
+                error => ApiError::from(error),
             })?;
         let now = state.now();
         let after = caller

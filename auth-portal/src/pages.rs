@@ -309,7 +309,7 @@ pub struct AdminImportPage<'a> {
     pub c: &'a Chrome,
     pub csrf: &'a str,
     pub csv: &'a str,
-    pub rows: Vec<crate::admin::ImportRow>,
+    pub rows: Vec<certgate_accounts::ImportRow>,
     /// Every row is fine: the import button is shown.
     pub ready: bool,
     pub error: Option<String>,

@@ -526,17 +526,15 @@ async fn account_for(
             let account = match existing {
                 Some(account) => account,
                 None if provider.create_accounts => {
-                    let new = NewAccount::checked(
-                        &org.id,
-                        &email,
-                        id.name.as_deref().unwrap_or(&email),
-                        Some(&email),
-                        None,
-                        Some("personal"),
-                        &[],
-                    )
-                    .map_err(|_| Refusal::Unknown)?;
-                    let account_id = hex::encode(rand::random::<[u8; 16]>());
+                    let input = certgate_db::AccountInput {
+                        username: &email,
+                        display_name: id.name.as_deref().unwrap_or(&email),
+                        email: Some(&email),
+                        ..Default::default()
+                    };
+                    let new = NewAccount::checked(&org.id, &input, certgate_db::Given::Typed)
+                        .map_err(|_| Refusal::Unknown)?;
+                    let account_id = certgate_accounts::new_account_id();
                     db.create_account(&new, &account_id, now)
                         .await
                         .map_err(|_| Refusal::Unknown)?

@@ -80,8 +80,19 @@ fn call_once(
         }
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .and_then(|v| error_message(&v))
             .unwrap_or_else(|| status.to_string());
         Err((if retry { RETRY } else { status.as_u16() }, message))
     })
+}
+
+/// The API's `error`, with each of its `errors` (every bad line or row) on a line of its own.
+fn error_message(answer: &serde_json::Value) -> Option<String> {
+    let mut message = answer.get("error")?.as_str()?.to_owned();
+    let each = answer.get("errors").and_then(|e| e.as_array());
+    for error in each.into_iter().flatten().filter_map(|e| e.as_str()) {
+        message.push('\n');
+        message.push_str(error);
+    }
+    Some(message)
 }

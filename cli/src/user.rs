@@ -3,9 +3,12 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use certgate_gateway::users::{new_account_id, validate_new_user, AddUser, SetPassword, UserView};
+use certgate_accounts::{AccountError, Accounts, Actor, RecordOnly};
+use certgate_gateway::users::{AddUser, Imported, SetPassword, UserView};
 use certgate_policies::config::Config;
+use certgate_policies::Organisation;
 use clap::{Args, Subcommand};
 
 use crate::admin_client;
@@ -226,76 +229,47 @@ fn action(args: UserArgs, method: &str, suffix: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks every row of a CSV file (fields, names taken or repeated) and creates the accounts
-/// only when all are right.
+/// Sends a CSV file to the instance, which checks every row (fields, names taken or repeated)
+/// and creates the accounts only when all are right.
 fn import(at: &OrgArgs, file: &Path) -> Result<(), String> {
     let config = crate::load_config(&at.config)?;
-    let text = if file == Path::new("-") {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| format!("standard input: {e}"))?;
-        text
+    let text = read_limited(file, certgate_db::IMPORT_MAX_BYTES)?;
+    let path = format!("/api/v1/users/import?org={}", encode(&at.org));
+    let answer = admin_client::call(
+        &config.server.admin_socket,
+        "POST",
+        &path,
+        Some(text.into_bytes()),
+    )
+    .map_err(|e| format!("{}: {e}", file.display()))?;
+    let imported: Imported = serde_json::from_slice(&answer)
+        .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
+    println!("created {} accounts in {}", imported.created, at.org);
+    Ok(())
+}
+
+/// A file (or `-`, standard input) of at most `limit` bytes.
+fn read_limited(file: &Path, limit: usize) -> Result<String, String> {
+    use std::io::Read;
+    let name = file.display();
+    let mut source: Box<dyn Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
     } else {
-        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+        Box::new(std::fs::File::open(file).map_err(|e| format!("{name}: {e}"))?)
     };
-    let lines =
-        certgate_db::read_import(&at.org, &text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut requests = Vec::new();
-    let mut problems = Vec::new();
-    for line in lines {
-        let new = match line.account {
-            Ok(new) => new,
-            Err(message) => {
-                problems.push(format!("line {}: {message}", line.line));
-                continue;
-            }
-        };
-        let exists = admin_client::call(
-            &config.server.admin_socket,
-            "GET",
-            &user_path(&at.org, &new.username),
-            None,
-        );
-        match exists {
-            Ok(_) => problems.push(format!(
-                "line {}: an account {:?} exists already",
-                line.line, new.username
-            )),
-            Err(e) if e.starts_with("no account") => requests.push(AddUser {
-                org: new.org,
-                username: new.username,
-                display_name: new.display_name,
-                email: new.email,
-                mobile: new.mobile,
-                kind: Some(new.kind.as_str().to_owned()),
-                roles: new.roles,
-            }),
-            Err(e) => return Err(e),
-        }
-    }
-    if !problems.is_empty() {
+    let mut bytes = Vec::new();
+    source
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if bytes.len() > limit {
         return Err(format!(
-            "nothing was created: {} problem{}\n{}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems.join("\n")
+            "{name}: the file is larger than {} MB; split it",
+            limit / 1_000_000
         ));
     }
-    for (created, request) in requests.iter().enumerate() {
-        let made: Result<UserView, String> = call(&config, "POST", "/api/v1/users", Some(request));
-        if let Err(e) = made {
-            // The file's rows before this one exist now; say so, so a second run can skip them.
-            return Err(format!(
-                "{:?}: {e}\ncreated {created} of {} accounts (the rows before {:?}); the rest were \
-                 not created",
-                request.username,
-                requests.len(),
-                request.username
-            ));
-        }
-    }
-    println!("created {} accounts in {}", requests.len(), at.org);
-    Ok(())
+    String::from_utf8(bytes).map_err(|_| format!("{name}: the file is not UTF-8 text"))
 }
 
 fn user_path(org: &str, login: &str) -> String {
@@ -365,17 +339,17 @@ fn refuse_if_running(config: &Config) -> Result<(), String> {
 fn with_database<T>(
     config: &Config,
     org: &str,
-    work: impl AsyncFnOnce(certgate_db::Database) -> Result<T, String>,
+    work: impl AsyncFnOnce(certgate_db::Database, Arc<Organisation>) -> Result<T, String>,
 ) -> Result<T, String> {
     refuse_if_running(config)?;
     let policies =
         certgate_policies::PolicySet::load(&config.policies.dir).map_err(|e| e.to_string())?;
-    if policies.organisation(org).is_none() {
+    let Some(org) = policies.organisation(org).cloned() else {
         return Err(format!(
             "no organisation {org:?} in {}",
             config.policies.dir.display()
         ));
-    }
+    };
     std::fs::create_dir_all(&config.data.dir)
         .map_err(|e| format!("{}: {e}", config.data.dir.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -389,7 +363,7 @@ fn with_database<T>(
         )
         .await
         .map_err(|e| e.to_string())?;
-        let result = work(db.clone()).await;
+        let result = work(db.clone(), org).await;
         db.close().await;
         result
     })
@@ -399,27 +373,46 @@ fn data_dir(config: &Config) -> &Path {
     &config.data.dir
 }
 
+/// The account service on the database itself: revocations are recorded for the instances to
+/// read when they start.
+async fn offline<T>(
+    db: &certgate_db::Database,
+    work: impl AsyncFnOnce(&Accounts<'_>) -> Result<T, AccountError>,
+) -> Result<T, String> {
+    let revoke = RecordOnly(db);
+    let service = Accounts {
+        db,
+        revoke: &revoke,
+        events: None,
+        now: unix_now(),
+    };
+    work(&service).await.map_err(|e| e.to_string())
+}
+
 fn add_offline(config: &Config, request: &AddUser) -> Result<UserView, String> {
-    let new = validate_new_user(request)?;
-    with_database(config, &request.org, async |db| {
-        let account = db
-            .create_account(&new, &new_account_id(), unix_now())
-            .await
-            .map_err(|e| e.to_string())?;
+    let new = request.checked().map_err(|e| e.to_string())?;
+    with_database(config, &request.org, async |db, org| {
+        let account = offline(&db, async |service| {
+            service.create(Actor::Operator, &org, &new).await
+        })
+        .await?;
         Ok(UserView::from(&account))
     })
 }
 
 fn set_password_offline(config: &Config, org: &str, login: &str, hash: &str) -> Result<(), String> {
-    with_database(config, org, async |db| {
+    with_database(config, org, async |db, org| {
         let account = db
-            .find_account(org, login)
+            .find_account(&org.id, login)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account {login:?} in {org}"))?;
-        db.set_password_hash(org, &account.id, hash, unix_now())
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| format!("no account {login:?} in {}", org.id))?;
+        offline(&db, async |service| {
+            service
+                .set_password(Actor::Operator, &org, &account, hash)
+                .await
+        })
+        .await?;
         Ok(())
     })
 }

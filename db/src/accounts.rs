@@ -75,78 +75,111 @@ pub struct NewAccount {
     pub roles: Vec<String>,
 }
 
+/// The most roles one account holds.
+pub const MAX_ROLES: usize = 20;
+
+/// An account's fields as a person or a program gave them, before they are checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountInput<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub email: Option<&'a str>,
+    pub mobile: Option<&'a str>,
+    /// `personal` (when not given) or `group`.
+    pub kind: Option<&'a str>,
+    pub roles: &'a [String],
+}
+
+/// How the fields came: typed by a person (the admin pages, a CSV file, the CLI), where spaces
+/// around a field are dropped and an empty e-mail or mobile means none; or sent exactly by a
+/// program (the admin API), whose schema refuses both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    Typed,
+    Exact,
+}
+
+/// Why account fields were refused; the message names the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidAccount(pub String);
+
 impl NewAccount {
-    /// A new account from what an administrator typed, checked: user name 1–64 characters
-    /// without spaces, display name 1–100, a plausible e-mail address, a mobile number in
-    /// international form, kind `personal` (default) or `group`, roles of letters, digits, `-`
-    /// and `_`. The message says what is wrong.
+    /// A new account, checked by the one rule every way of making one shares:
+    ///
+    /// - user name: 1–64 of `A-Z a-z 0-9 . _ @ + -` (it becomes a certificate's common name and
+    ///   the `X-Certgate-User` header the application reads);
+    /// - display name: 1–100 characters, none that rewrites a screen (control characters, bidi
+    ///   overrides, zero-width ones): names are shown on admin pages and printed by the CLI;
+    /// - e-mail: printable ASCII, one `@`, a domain with a dot; mobile: `+` and 8–15 digits;
+    /// - kind `personal` or `group`; at most [`MAX_ROLES`] roles of 1–64 letters, digits, `-`, `_`.
     pub fn checked(
         org: &str,
-        username: &str,
-        display_name: &str,
-        email: Option<&str>,
-        mobile: Option<&str>,
-        kind: Option<&str>,
-        roles: &[String],
-    ) -> Result<NewAccount, String> {
-        let username = username.trim();
-        if username.is_empty()
-            || username.chars().count() > 64
-            || username
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err("the user name must be 1 to 64 characters without spaces".into());
-        }
-        let display_name = display_name.trim();
-        if display_name.is_empty() || display_name.chars().count() > 100 {
-            return Err("the display name must be 1 to 100 characters".into());
-        }
-        // Names are shown on admin pages and printed by the CLI: no control characters
-        // (terminal escapes) or invisible formatting ones (bidirectional overrides).
-        if display_name.chars().any(is_control_or_format) {
-            return Err("the display name may not hold control characters".into());
-        }
-        let email = email.map(str::trim).filter(|e| !e.is_empty());
-        if let Some(email) = email {
-            let valid = email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !email.contains(char::is_whitespace)
-                    && !email.contains(is_control_or_format)
-            });
-            if !valid || email.len() > 254 {
-                return Err(format!("{email:?} is not an e-mail address"));
-            }
-        }
-        let mobile = mobile.map(str::trim).filter(|m| !m.is_empty());
-        if let Some(mobile) = mobile {
-            let digits = mobile.strip_prefix('+').unwrap_or(mobile);
-            if !mobile.starts_with('+')
-                || digits.len() < 8
-                || digits.len() > 15
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(format!(
-                    "{mobile:?} is not a mobile number in international form (+31612345678)"
-                ));
-            }
-        }
-        let kind = match kind.unwrap_or("personal") {
-            "personal" => AccountKind::Personal,
-            "group" => AccountKind::Group,
-            other => return Err(format!("kind {other:?} is not personal or group")),
-        };
-        if let Some(role) = roles.iter().find(|r| {
-            r.is_empty()
-                || !r
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        }) {
-            return Err(format!(
-                "role {role:?} may hold only letters, digits, - and _"
+        input: &AccountInput<'_>,
+        given: Given,
+    ) -> Result<NewAccount, InvalidAccount> {
+        let username = field(input.username, given, "user name")?;
+        if !valid_username(username) {
+            return Err(InvalidAccount(
+                "the user name must be 1 to 64 of the characters A-Z a-z 0-9 . _ @ + -".into(),
             ));
+        }
+        Self::fields(org, username, input, given)
+    }
+
+    /// New details for `account`, checked as [`NewAccount::checked`] checks them; the user name
+    /// is the account's and is not checked again (older accounts may predate today's rule).
+    pub fn changed(
+        account: &Account,
+        input: &AccountInput<'_>,
+        given: Given,
+    ) -> Result<NewAccount, InvalidAccount> {
+        Self::fields(&account.org, &account.username, input, given)
+    }
+
+    fn fields(
+        org: &str,
+        username: &str,
+        input: &AccountInput<'_>,
+        given: Given,
+    ) -> Result<NewAccount, InvalidAccount> {
+        let display_name = field(input.display_name, given, "display name")?;
+        if display_name.is_empty()
+            || display_name.chars().count() > 100
+            || display_name.chars().any(is_control_or_format)
+        {
+            return Err(InvalidAccount(
+                "the display name must be 1 to 100 characters, without control characters".into(),
+            ));
+        }
+        let email = optional(input.email, given, "e-mail address")?;
+        if let Some(email) = email {
+            if !valid_email(email) {
+                return Err(InvalidAccount(format!(
+                    "{email:?} is not an e-mail address"
+                )));
+            }
+        }
+        let mobile = optional(input.mobile, given, "mobile number")?;
+        if let Some(mobile) = mobile {
+            if !valid_mobile(mobile) {
+                return Err(InvalidAccount(format!(
+                    "{mobile:?} is not a mobile number in international form (+31612345678)"
+                )));
+            }
+        }
+        let kind = match input.kind {
+            None => AccountKind::Personal,
+            Some(kind) => AccountKind::from_name(field(kind, given, "kind")?)
+                .ok_or_else(|| InvalidAccount(format!("kind {kind:?} is not personal or group")))?,
+        };
+        if input.roles.len() > MAX_ROLES {
+            return Err(InvalidAccount(format!("at most {MAX_ROLES} roles")));
+        }
+        if let Some(role) = input.roles.iter().find(|r| !valid_role(r)) {
+            return Err(InvalidAccount(format!(
+                "role {role:?} must be 1 to 64 letters, digits, - and _"
+            )));
         }
         Ok(NewAccount {
             org: org.to_owned(),
@@ -157,9 +190,72 @@ impl NewAccount {
             kind,
             // As stored: whoever checks the roles of a new account (a token may not make
             // administrators) sees what the account will hold.
-            roles: normalised_roles(roles),
+            roles: normalised_roles(input.roles),
         })
     }
+}
+
+/// A field as given: typed ones lose surrounding spaces, exact ones may not have them.
+fn field<'a>(text: &'a str, given: Given, name: &str) -> Result<&'a str, InvalidAccount> {
+    let trimmed = text.trim();
+    if given == Given::Exact && trimmed.len() != text.len() {
+        return Err(InvalidAccount(format!(
+            "the {name} may not begin or end with spaces"
+        )));
+    }
+    Ok(trimmed)
+}
+
+/// An optional field: typed empty means none; sent exactly, it must be left out instead.
+fn optional<'a>(
+    text: Option<&'a str>,
+    given: Given,
+    name: &str,
+) -> Result<Option<&'a str>, InvalidAccount> {
+    match text {
+        None => Ok(None),
+        Some(text) => {
+            let text = field(text, given, name)?;
+            if text.is_empty() && given == Given::Typed {
+                Ok(None)
+            } else {
+                Ok(Some(text))
+            }
+        }
+    }
+}
+
+fn valid_username(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
+/// Printable ASCII without spaces, one `@`, and a domain with a dot that does not start with one.
+fn valid_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254
+        && text.bytes().all(|b| b.is_ascii_graphic())
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.get(1..).is_some_and(|rest| rest.contains('.'))
+        && !domain.starts_with('.')
+}
+
+fn valid_mobile(text: &str) -> bool {
+    text.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+fn valid_role(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Where the fields stand in an account import file (CSV, as `certgate user import` and the
@@ -279,23 +375,24 @@ pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, DbError> {
             .map(str::to_owned)
             .collect();
         let username = field(Some(columns.username)).to_lowercase();
-        let account = NewAccount::checked(
-            org,
-            field(Some(columns.username)),
-            field(Some(columns.name)),
-            optional(columns.email),
-            optional(columns.mobile),
-            optional(columns.kind),
-            &roles,
-        )
-        .and_then(|account| {
-            // Sign-in takes user names in any case: two spellings are one account.
-            if seen.insert(account.username.to_lowercase()) {
-                Ok(account)
-            } else {
-                Err("this user name is in the file twice".to_owned())
-            }
-        });
+        let input = AccountInput {
+            username: field(Some(columns.username)),
+            display_name: field(Some(columns.name)),
+            email: optional(columns.email),
+            mobile: optional(columns.mobile),
+            kind: optional(columns.kind),
+            roles: &roles,
+        };
+        let account = NewAccount::checked(org, &input, Given::Typed)
+            .map_err(|InvalidAccount(message)| message)
+            .and_then(|account| {
+                // Sign-in takes user names in any case: two spellings are one account.
+                if seen.insert(account.username.to_lowercase()) {
+                    Ok(account)
+                } else {
+                    Err("this user name is in the file twice".to_owned())
+                }
+            });
         lines.push(ImportLine {
             line,
             username,

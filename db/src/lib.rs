@@ -9,8 +9,9 @@ mod audit;
 mod revocations;
 
 pub use accounts::{
-    read_import, Account, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust, ImportColumns,
-    ImportLine, MfaChoice, NewAccount, ADMIN_ROLE, IMPORT_MAX_BYTES, IMPORT_MAX_ROWS,
+    read_import, Account, AccountInput, AccountKind, AuditEntry, Device, DeviceKind, DeviceTrust,
+    Given, ImportColumns, ImportLine, InvalidAccount, MfaChoice, NewAccount, ADMIN_ROLE,
+    IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, MAX_ROLES,
 };
 pub use admin_allowlist::{
     AdminAllowList, AdminAllowRecord, AllowListEditor, NewAdminAllowEntry, SavedAdminAllowList,

@@ -435,7 +435,14 @@ async fn unsupported_url_is_refused() {
 fn new_accounts_hold_nothing_that_rewrites_a_screen_and_roles_as_stored() {
     let checked = |name: &str, email: Option<&str>, roles: &[&str]| {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        NewAccount::checked("noord", "eva", name, email, None, None, &roles)
+        let input = AccountInput {
+            username: "eva",
+            display_name: name,
+            email,
+            roles: &roles,
+            ..AccountInput::default()
+        };
+        NewAccount::checked("noord", &input, Given::Typed)
     };
     // Names are shown on admin pages and printed by `certgate user list`.
     for name in ["\u{1b}]52;c;aGk=\u{7}Eva", "Eva\u{202e}reoB", "Eva\u{200b}"] {
@@ -445,6 +452,47 @@ fn new_accounts_hold_nothing_that_rewrites_a_screen_and_roles_as_stored() {
     let made = checked(" Eva de Boer ", None, &["Planner", "admin", "ADMIN"]).unwrap();
     assert_eq!(made.display_name, "Eva de Boer");
     assert_eq!(made.roles, ["admin", "planner"]);
+}
+
+#[test]
+fn one_rule_for_account_fields_typed_ones_trimmed_exact_ones_refused_with_spaces() {
+    let input = |username, email| AccountInput {
+        username,
+        display_name: "Eva de Boer",
+        email,
+        ..AccountInput::default()
+    };
+    // The user name becomes a certificate's common name and a header the application reads.
+    let long = "e".repeat(65);
+    for bad in ["", "eva boer", "évá", "eva\u{0}", &long] {
+        let refused = NewAccount::checked("noord", &input(bad, None), Given::Typed).unwrap_err();
+        assert!(refused.0.contains("user name"), "{bad:?}: {refused}");
+    }
+    let typed = NewAccount::checked("noord", &input(" eva ", Some(" ")), Given::Typed).unwrap();
+    assert_eq!((typed.username.as_str(), typed.email), ("eva", None));
+    // A program sends exactly what it means: spaces and empty fields are mistakes.
+    assert!(NewAccount::checked("noord", &input(" eva", None), Given::Exact).is_err());
+    assert!(NewAccount::checked("noord", &input("eva", Some("")), Given::Exact).is_err());
+    for email in ["e@x.", "a!#$%&'*+/=?^_`{|}~@b.c"] {
+        assert!(NewAccount::checked("noord", &input("eva", Some(email)), Given::Exact).is_ok());
+    }
+    for email in [
+        "eva@localhost",
+        "eva@.example",
+        "eva@a@b.example",
+        "évá@noord.example",
+    ] {
+        assert!(NewAccount::checked("noord", &input("eva", Some(email)), Given::Typed).is_err());
+    }
+    let roles = vec!["r".to_owned(); MAX_ROLES + 1];
+    let many = AccountInput {
+        roles: &roles,
+        ..input("eva", None)
+    };
+    assert!(NewAccount::checked("noord", &many, Given::Typed)
+        .unwrap_err()
+        .0
+        .contains("roles"));
 }
 
 #[test]

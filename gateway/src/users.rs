@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use certgate_accounts::{AccountError, Accounts, Actor};
-use certgate_db::{Account, AuditAction, AuditEntry, NewAccount};
+use certgate_accounts::{AccountError, Accounts, Actor, IMPORT_BODY_LIMIT};
+use certgate_db::{
+    Account, AccountInput, AuditAction, AuditEntry, Given, InvalidAccount, NewAccount,
+};
 use certgate_policies::Organisation;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,10 @@ impl From<AccountError> for AdminError {
 pub(crate) fn router() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/api/v1/users", post(add).get(list))
+        .route(
+            "/api/v1/users/import",
+            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
         .route(
             "/api/v1/users/{org}/{login}",
             get(show).patch(edit).delete(remove),
@@ -136,17 +142,19 @@ pub(crate) fn known_org(state: &AdminState, org: &str) -> Result<Arc<Organisatio
     }
 }
 
-/// Checks what an operator typed before anything is written.
-pub fn validate_new_user(request: &AddUser) -> Result<NewAccount, String> {
-    NewAccount::checked(
-        &request.org,
-        &request.username,
-        &request.display_name,
-        request.email.as_deref(),
-        request.mobile.as_deref(),
-        request.kind.as_deref(),
-        &request.roles,
-    )
+impl AddUser {
+    /// What an operator typed, checked as every new account is.
+    pub fn checked(&self) -> Result<NewAccount, InvalidAccount> {
+        let input = AccountInput {
+            username: &self.username,
+            display_name: &self.display_name,
+            email: self.email.as_deref(),
+            mobile: self.mobile.as_deref(),
+            kind: self.kind.as_deref(),
+            roles: &self.roles,
+        };
+        NewAccount::checked(&self.org, &input, Given::Typed)
+    }
 }
 
 pub(crate) async fn audit(state: &AdminState, org: &str, action: AuditAction, subject: &str) {
@@ -171,9 +179,43 @@ async fn add(
     Json(request): Json<AddUser>,
 ) -> Result<Json<UserView>, AdminError> {
     let org = known_org(&state, &request.org)?;
-    let new = validate_new_user(&request).map_err(AdminError::BadRequest)?;
+    let new = request.checked().map_err(AccountError::from)?;
     let account = service(&state)?.create(Actor::Operator, &org, &new).await?;
     Ok(Json(UserView::from(&account)))
+}
+
+/// `POST /api/v1/users/import?org=…`: a CSV file as the body; every account created, or none
+/// with every bad row named.
+async fn import(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<OrgQuery>,
+    body: String,
+) -> Result<Json<Imported>, AdminError> {
+    let org = known_org(&state, &query.org)?;
+    let imported = service(&state)?
+        .import(Actor::Operator, &org, &body)
+        .await?;
+    let problems = imported.problems();
+    if problems.is_empty() {
+        Ok(Json(Imported {
+            created: imported.created,
+        }))
+    } else {
+        Err(AdminError::Invalid {
+            message: format!(
+                "nothing was created: {} row{} cannot be imported",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            ),
+            errors: problems,
+        })
+    }
+}
+
+/// What `POST /api/v1/users/import` made.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Imported {
+    pub created: usize,
 }
 
 /// A credential issued to one of an account's devices.
@@ -300,19 +342,19 @@ async fn edit(
     };
     let email = keep(request.email, account.email.clone());
     let mobile = keep(request.mobile, account.mobile.clone());
-    let changes = NewAccount::checked(
-        &org.id,
-        &account.username,
-        request
+    let input = AccountInput {
+        username: &account.username,
+        display_name: request
             .display_name
             .as_deref()
             .unwrap_or(&account.display_name),
-        email.as_deref(),
-        mobile.as_deref(),
-        Some(request.kind.as_deref().unwrap_or(account.kind.as_str())),
-        request.roles.as_deref().unwrap_or(&account.roles),
-    )
-    .map_err(AdminError::BadRequest)?;
+        email: email.as_deref(),
+        mobile: mobile.as_deref(),
+        kind: Some(request.kind.as_deref().unwrap_or(account.kind.as_str())),
+        roles: request.roles.as_deref().unwrap_or(&account.roles),
+    };
+    let changes =
+        NewAccount::changed(&account, &input, Given::Typed).map_err(AccountError::from)?;
     let stored = service(&state)?
         .edit(Actor::Operator, &org, &account, &changes)
         .await?;
@@ -383,38 +425,4 @@ async fn set_password(
         .set_password(Actor::Operator, &org, &account, &request.password_hash)
         .await?;
     Ok(Json(UserView::from(&stored)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(username: &str, email: Option<&str>, mobile: Option<&str>) -> AddUser {
-        AddUser {
-            org: "noord".into(),
-            username: username.into(),
-            display_name: "Anna".into(),
-            email: email.map(Into::into),
-            mobile: mobile.map(Into::into),
-            kind: None,
-            roles: vec!["admin".into()],
-        }
-    }
-
-    #[test]
-    fn new_users_are_checked_before_anything_is_written() {
-        assert!(validate_new_user(&request(
-            "anna@noord.example",
-            Some("anna@noord.example"),
-            Some("+31612345678")
-        ))
-        .is_ok());
-        assert!(validate_new_user(&request("", None, None)).is_err());
-        assert!(validate_new_user(&request("an na", None, None)).is_err());
-        assert!(validate_new_user(&request("anna", Some("not-an-address"), None)).is_err());
-        assert!(validate_new_user(&request("anna", None, Some("0612345678"))).is_err());
-        let mut group = request("tablet-1", None, None);
-        group.kind = Some("kiosk".into());
-        assert!(validate_new_user(&group).is_err());
-    }
 }

@@ -129,16 +129,14 @@ async fn exercise(db: &Database) {
 
     // An administrator who loses the role loses the tokens they made, for good: giving the role
     // back does not bring them back.
-    let admin = NewAccount::checked(
-        &noord,
-        "beheer",
-        "Beheer",
-        None,
-        None,
-        None,
-        &["Admin".to_owned()],
-    )
-    .unwrap();
+    let roles = ["Admin".to_owned()];
+    let input = crate::AccountInput {
+        username: "beheer",
+        display_name: "Beheer",
+        roles: &roles,
+        ..Default::default()
+    };
+    let admin = NewAccount::checked(&noord, &input, crate::Given::Typed).unwrap();
     let admin_id = format!("{noord}-admin");
     db.create_account(&admin, &admin_id, 1_000).await.unwrap();
     let edited = |roles: &[&str]| NewAccount {
