@@ -1,9 +1,9 @@
 //! Single sign-on: OpenID Connect authorization code flow with PKCE (the `openidconnect` crate)
 //! for each `[[sso]]` entry of an organisation: Microsoft (one tenant per entry, the tenant's own
-//! issuer), Google, or any issuer. `state` and `nonce` are single-use, live 10 minutes in the
-//! store, and are bound to this browser by a short pre-login cookie. Accounts are linked by
-//! (issuer, subject) — `oid` for Microsoft — and only the first sign-in may link by e-mail, when
-//! the provider vouches for the address.
+//! issuer and `tid`), Google, or any issuer. `state` and `nonce` are single-use, live 10 minutes
+//! in the store, and are bound to this browser by a short pre-login cookie. Accounts are linked
+//! by (issuer, subject) — `oid` for Microsoft — and only the first sign-in may link by e-mail,
+//! when the provider vouches for the address.
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
@@ -45,16 +45,11 @@ const REFETCH_KEYS: Duration = Duration::from_secs(10);
 /// Allowed clock difference for `iat`.
 const SKEW: i64 = 120;
 
-/// The issuer a provider entry stands for.
+/// The issuer a provider entry stands for: the tenant's own for Microsoft
+/// (`{authority}/{tenant}/v2.0`), Google's unless the policy names a stand-in, and an OIDC
+/// entry's as written (issuers are compared as strings, trailing slash and all: Auth0 has one).
 pub fn issuer_of(provider: &SsoProvider) -> String {
-    match &provider.kind {
-        SsoKind::Microsoft { tenant } => {
-            format!("https://login.microsoftonline.com/{tenant}/v2.0")
-        }
-        SsoKind::Google => "https://accounts.google.com".to_owned(),
-        // As written: issuers are compared as strings, trailing slash and all (Auth0 has one).
-        SsoKind::Oidc { issuer } => issuer.clone(),
-    }
+    provider.kind.issuer()
 }
 
 /// What discovery found for one provider, and when its keys were last fetched.
@@ -439,9 +434,20 @@ async fn identity(
             return Err("the ID token was issued to another client (azp)".into());
         }
     }
-    let subject = match provider.kind {
-        // Entra ID's `sub` differs per application; `oid` is the user in the tenant.
-        SsoKind::Microsoft { .. } => text("oid").ok_or("no oid claim from Microsoft")?,
+    let subject = match &provider.kind {
+        SsoKind::Microsoft { tenant, .. } => {
+            // The issuer names the tenant, but Entra signs every tenant's tokens with the same
+            // keys: the token must also say, in `tid`, that it is this tenant's.
+            match text("tid") {
+                Some(tid) if tid.eq_ignore_ascii_case(tenant) => {}
+                Some(tid) => return Err(format!("the ID token is another tenant's (tid {tid})")),
+                None => return Err("no tid claim from Microsoft".into()),
+            }
+            // Entra ID's `sub` differs per application; `oid` is the user in the tenant.
+            text("oid")
+                .filter(|oid| !oid.is_empty())
+                .ok_or("no oid claim from Microsoft")?
+        }
         _ => claims.subject().as_str().to_owned(),
     };
     Ok(Identity {
@@ -487,7 +493,7 @@ fn provider_vouches<'a>(provider: &SsoProvider, id: &'a Identity) -> Option<&'a 
             id.microsoft_verified && !provider.allowed_email_domains.is_empty()
         }
         // A Workspace account names its domain in `hd`; a consumer account is not vouched for.
-        SsoKind::Google => id.email_verified && id.hd.as_deref() == Some(domain),
+        SsoKind::Google { .. } => id.email_verified && id.hd.as_deref() == Some(domain),
         SsoKind::Oidc { .. } => id.email_verified,
     };
     vouched.then_some(email)
@@ -741,22 +747,44 @@ mod tests {
         }
     }
 
+    fn microsoft(tenant: &str, domains: &[&str]) -> SsoProvider {
+        provider(
+            SsoKind::Microsoft {
+                tenant: tenant.into(),
+                authority: SsoKind::MICROSOFT_AUTHORITY.into(),
+            },
+            domains,
+        )
+    }
+
+    fn google() -> SsoProvider {
+        provider(
+            SsoKind::Google {
+                issuer: SsoKind::GOOGLE_ISSUER.into(),
+            },
+            &[],
+        )
+    }
+
     #[test]
     fn microsoft_is_pinned_to_its_tenant_and_google_to_accounts_google_com() {
-        let ms = provider(
+        assert_eq!(
+            issuer_of(&microsoft("0000-1111", &[])),
+            "https://login.microsoftonline.com/0000-1111/v2.0"
+        );
+        let us = provider(
             SsoKind::Microsoft {
                 tenant: "0000-1111".into(),
+                authority: "https://login.microsoftonline.us".into(),
             },
             &[],
         );
         assert_eq!(
-            issuer_of(&ms),
-            "https://login.microsoftonline.com/0000-1111/v2.0"
+            issuer_of(&us),
+            "https://login.microsoftonline.us/0000-1111/v2.0",
+            "a national cloud: still the tenant's own issuer"
         );
-        assert_eq!(
-            issuer_of(&provider(SsoKind::Google, &[])),
-            "https://accounts.google.com"
-        );
+        assert_eq!(issuer_of(&google()), "https://accounts.google.com");
         let oidc = provider(
             SsoKind::Oidc {
                 issuer: "https://tenant.auth0.example/".into(),
@@ -790,10 +818,7 @@ mod tests {
             vouched_email(&oidc, &identity("anna@evil.example", true, None)),
             None
         );
-        let ms = provider(
-            SsoKind::Microsoft { tenant: "t".into() },
-            &["noord.example"],
-        );
+        let ms = microsoft("t", &["noord.example"]);
         let mut member = identity("anna@noord.example", false, None);
         assert_eq!(
             vouched_email(&ms, &member),
@@ -802,13 +827,13 @@ mod tests {
         );
         member.microsoft_verified = true;
         assert!(vouched_email(&ms, &member).is_some());
-        let open_ms = provider(SsoKind::Microsoft { tenant: "t".into() }, &[]);
+        let open_ms = microsoft("t", &[]);
         assert_eq!(
             vouched_email(&open_ms, &member),
             None,
             "Entra needs allowed domains"
         );
-        let google = provider(SsoKind::Google, &[]);
+        let google = google();
         assert_eq!(
             vouched_email(&google, &identity("anna@gmail.com", true, None)),
             None

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use certgate_gateway::admin_allowlist::{AllowListView, SaveAllowList, SavedView};
+use certgate_control::allowlist::{AllowListView, SaveAllowList, SavedView};
 use certgate_policies::config::Config;
 use clap::Subcommand;
 
@@ -178,7 +178,7 @@ fn when(unix: i64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use certgate_gateway::admin_allowlist::{AdminEntryView, FileEntryView, LimitsView};
+    use certgate_control::allowlist::{AdminEntryView, FileEntryView, LimitsView};
     use certgate_policies::{parse_admin_allow_list, AdminAllowListLimits};
 
     #[test]

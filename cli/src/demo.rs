@@ -145,8 +145,8 @@ fn ensure_demo_accounts(config: &certgate_policies::config::Config) -> Result<()
                 kind: demo.kind,
                 roles: demo.roles.iter().map(|r| (*r).to_owned()).collect(),
             };
-            let id = certgate_gateway::users::new_account_id();
-            let now = certgate_gateway::proxy::unix_now();
+            let id = certgate_accounts::new_account_id();
+            let now = certgate_store::Clock::unix_secs(&certgate_store::SystemClock);
             let account = db
                 .create_account(&new, &id, now)
                 .await

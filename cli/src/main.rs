@@ -221,9 +221,11 @@ fn start(
     demo_upstream: Option<SocketAddr>,
     outbox: Option<PathBuf>,
 ) -> Result<(), String> {
-    let mut server = GatewayServer::build(config).map_err(|e| e.to_string())?;
-    let setup = portal::setup(config, &server, outbox)?;
-    let control = server.control();
+    let clock: Arc<dyn certgate_store::Clock> = Arc::new(certgate_store::SystemClock);
+    let mut server = GatewayServer::build(config, Arc::clone(&clock)).map_err(|e| e.to_string())?;
+    let control = certgate_control::attach(&mut server, config, Arc::clone(&clock))
+        .map_err(|e| e.to_string())?;
+    let setup = portal::setup(config, &server, &control, outbox, clock)?;
     let portal_listen = config.portal.listen;
     // Bound before anything serves: a portal that cannot listen must stop `serve`, not leave an
     // instance that never becomes ready without saying why.
@@ -282,6 +284,7 @@ fn check(config_path: &std::path::Path, files: bool) -> Result<(), String> {
     let mut problems = Vec::new();
     if files {
         problems.extend(certgate_gateway::server::check_files(&config));
+        problems.extend(certgate_control::check_files(&config));
         problems.extend(portal::check_files(&config));
     }
     if !problems.is_empty() {
@@ -360,7 +363,7 @@ fn device(command: DeviceCommand) -> Result<(), String> {
                 percent_encoding::utf8_percent_encode(&user, percent_encoding::NON_ALPHANUMERIC)
             );
             let answer = admin_client::call(&config.server.admin_socket, "GET", &path, None)?;
-            let devices: Vec<certgate_gateway::users::DeviceView> = serde_json::from_slice(&answer)
+            let devices: Vec<certgate_control::users::DeviceView> = serde_json::from_slice(&answer)
                 .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
             if json {
                 println!("{}", String::from_utf8_lossy(&answer));
@@ -394,7 +397,7 @@ fn device(command: DeviceCommand) -> Result<(), String> {
             reason,
         } => {
             let config = load_config(&config)?;
-            let request = certgate_gateway::admin::RevokeRequest {
+            let request = certgate_control::admin::RevokeRequest {
                 serial,
                 device,
                 user,
@@ -408,7 +411,7 @@ fn device(command: DeviceCommand) -> Result<(), String> {
                 "/api/v1/revocations",
                 Some(body),
             )?;
-            let view: certgate_gateway::admin::RevocationView = serde_json::from_slice(&answer)
+            let view: certgate_control::admin::RevocationView = serde_json::from_slice(&answer)
                 .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
             println!(
                 "revoked {} {}{} (effective now on the running instance, recorded durably)",
@@ -430,7 +433,7 @@ fn device(command: DeviceCommand) -> Result<(), String> {
                 "/api/v1/revocations",
                 None,
             )?;
-            let views: Vec<certgate_gateway::admin::RevocationView> =
+            let views: Vec<certgate_control::admin::RevocationView> =
                 serde_json::from_slice(&answer)
                     .map_err(|e| format!("unexpected answer from the instance: {e}"))?;
             for v in views {

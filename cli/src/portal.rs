@@ -4,17 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use certgate_accounts::{AccountEvent, AccountEvents};
 use certgate_certs::{CertificateAuthority, CredentialKey};
+use certgate_control::allowlist::AllowListSaveError;
+use certgate_control::AdminState;
 use certgate_db::{Database, NewRevocation};
-use certgate_gateway::admin::AdminState;
-use certgate_gateway::admin_allowlist::AllowListSaveError;
-use certgate_gateway::users::{AccountEvent, AccountEvents};
 use certgate_policies::config::{Config, SmsConfig};
 use certgate_portal::sms::SmsSender;
 use certgate_portal::{
     AccountNotice, AllowListForm, AllowListProblem, Backend, MailSetup, PortalSetup,
 };
-use certgate_store::{Store, SystemClock};
+use certgate_store::{Clock, Store};
 
 /// How long the SMS provider may take before the user is told it failed.
 const SMS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,9 +150,10 @@ pub fn check_files(config: &Config) -> Vec<String> {
 pub fn setup(
     config: &Config,
     gateway: &certgate_gateway::GatewayServer,
+    control: &Arc<AdminState>,
     outbox: Option<std::path::PathBuf>,
+    clock: Arc<dyn Clock>,
 ) -> Result<PortalSetup, String> {
-    let control = gateway.control();
     let credential_key =
         CredentialKey::load(&config.data.dir.join("credential.key")).map_err(|e| e.to_string())?;
     let ca = CertificateAuthority::open(&config.ca.dir).map_err(|e| e.to_string())?;
@@ -181,7 +182,7 @@ pub fn setup(
         policies: Arc::clone(&control.policies),
         registry: control.metrics.registry.clone(),
         rate_limited: control.metrics.rate_limited.clone(),
-        backend: Arc::new(GatewayBackend(Arc::clone(&control))),
+        backend: Arc::new(GatewayBackend(Arc::clone(control))),
         credential_key,
         ca: Arc::new(ca),
         keyring: Arc::clone(&control.keyring),
@@ -189,7 +190,7 @@ pub fn setup(
         mail,
         sms,
         limits: config.limits.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         failure_delay: FAILURE_DELAY,
         audit_retention: config.database.audit_retention,
     })

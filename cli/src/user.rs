@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use certgate_accounts::{AccountError, Accounts, Actor, RecordOnly};
-use certgate_gateway::users::{AddUser, Imported, SetPassword, UserView};
+use certgate_control::users::{AddUser, Imported, SetPassword, UserView};
 use certgate_policies::config::Config;
 use certgate_policies::Organisation;
 use clap::{Args, Subcommand};
@@ -174,7 +174,7 @@ pub fn run(command: UserCommand) -> Result<(), String> {
             role,
         } => {
             let config = crate::load_config(&user.at.config)?;
-            let request = certgate_gateway::users::EditUser {
+            let request = certgate_control::users::EditUser {
                 display_name: name,
                 email,
                 mobile,
@@ -418,5 +418,5 @@ fn set_password_offline(config: &Config, org: &str, login: &str, hash: &str) -> 
 }
 
 fn unix_now() -> i64 {
-    certgate_gateway::proxy::unix_now()
+    certgate_store::Clock::unix_secs(&certgate_store::SystemClock)
 }

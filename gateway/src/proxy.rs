@@ -34,6 +34,9 @@ use crate::upstreams::{UpstreamPool, Upstreams};
 
 /// Everything the proxy phases read; built once, shared by every request.
 pub struct GatewayState {
+    /// The time, as a value: admission, renewal and the sweep of upgraded connections read it
+    /// here.
+    pub clock: Arc<dyn certgate_store::Clock>,
     pub policies: Arc<PolicyHandle>,
     /// The organisation admins' allow-list layers, merged with the policies' lists.
     pub admin_allow: Arc<AdminAllowLists>,
@@ -59,6 +62,13 @@ pub struct GatewayState {
     pub drain: Arc<Drain>,
     /// Connections credentials upgraded, closed when the credential ends.
     pub upgraded: Arc<UpgradedConnections>,
+}
+
+impl GatewayState {
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.unix_secs()
+    }
 }
 
 pub struct Gateway {
@@ -272,7 +282,7 @@ impl ProxyHttp for Gateway {
             &revocations,
             &self.state.tokens,
             &facts,
-            unix_now(),
+            self.state.now(),
         );
         let login = match &outcome {
             Outcome::Login { redirect, .. } => Some((*redirect, admission::login_url(path))),
@@ -373,7 +383,7 @@ impl ProxyHttp for Gateway {
                     .insert_header("x-certgate-gateway-secret", &self.state.gateway_secret)?;
                 if let Some(cert) = ctx.presented_certificate() {
                     let revocations = self.state.revocations.load();
-                    let value = client_cert_header(&revocations, cert, unix_now());
+                    let value = client_cert_header(&revocations, cert, self.state.now());
                     upstream_request.insert_header("x-certgate-client-cert", value)?;
                 }
             }
@@ -545,7 +555,7 @@ impl ProxyHttp for Gateway {
             if let Some(identity) = admission.identity.as_ref().filter(|identity| {
                 self.state
                     .seen
-                    .due(&admission.org.id, &identity.device, unix_now())
+                    .due(&admission.org.id, &identity.device, self.state.now())
             }) {
                 // Off the request path; the store writes it at most once a minute per device.
                 let (store, device, metrics) = (
@@ -649,12 +659,6 @@ const HEADER_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b',')
     .add(b';')
     .add(b'=');
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,13 @@
 //! Builds the Pingora server from the configuration: the HTTPS (and optional plain HTTP)
-//! listener, the admin listener and socket, hot reload of policies and certificates, upstream
-//! health checks, and any tasks the caller adds (the portal). Everything fallible happens in
+//! listener, hot reload of policies and certificates, upstream health checks, and any tasks the
+//! caller adds (the control plane, the portal). Everything fallible happens in
 //! `build`, so a bad configuration is reported before anything listens.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,14 +25,12 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::admin::{self, AdminState, BoundSocket, PeerCheckedListener};
 use crate::admin_allowlist::{self, AdminAllowLayers, AdminAllowLists};
 use crate::client_ip::TrustedProxies;
 use crate::connection::{ConnectionLimits, GuardedApp};
 use crate::drain::{Drain, DrainingShutdown};
-use crate::feed;
 use crate::metrics::Metrics;
-use crate::proxy::{unix_now, Gateway, GatewayState};
+use crate::proxy::{Gateway, GatewayState};
 use crate::proxy_protocol::ProxyProtocol;
 use crate::revocation::{RevocationSet, Revocations};
 use crate::seen::RecentlySeen;
@@ -42,7 +40,7 @@ use crate::tls::{
 };
 use crate::upgraded::UpgradedConnections;
 use crate::upstreams::Upstreams;
-use certgate_store::{Store, StoreSettings, SystemClock};
+use certgate_store::{Clock, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -81,17 +79,38 @@ impl BackgroundService for TaskService {
 pub struct GatewayServer {
     server: Server,
     state: Arc<GatewayState>,
-    control: Arc<AdminState>,
+    /// False until the listeners are up and again once shutdown begins (`/readyz`).
+    ready: Arc<AtomicBool>,
+    proxy_ports: Vec<u16>,
     shutdown_grace: Duration,
 }
 
+/// The gateway's live state that the control plane changes and reports on: the revocations and
+/// admin allow lists every request consults, the metrics, the shared store once it opens, the
+/// policies, readiness and drain.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub revocations: Arc<Revocations>,
+    pub admin_allow: Arc<AdminAllowLists>,
+    /// Set by whoever opens the store (the control plane); the proxy reads it.
+    pub store: Arc<tokio::sync::OnceCell<Store>>,
+    pub policies: Arc<PolicyHandle>,
+    /// False until the listeners are up and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+    pub drain: Arc<Drain>,
+    /// The proxy's ports, to tell when Pingora listens on all of them.
+    pub proxy_ports: Vec<u16>,
+}
+
 impl GatewayServer {
-    pub fn build(config: &Config) -> Result<Self, ServeError> {
+    /// Everything fallible happens here; `clock` is the time every part reads.
+    pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ServeError> {
         // One process-wide TLS provider for the listener, upstreams and `rediss://`.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Setup(e.to_string()))?);
         let policies = Arc::new(PolicyHandle::new(&config.policies.dir)?);
-        metrics.policy_last_reload.set(unix_now() as f64);
+        metrics.policy_last_reload.set(clock.unix_secs() as f64);
 
         let ca = CertificateAuthority::open(&config.ca.dir)?;
         metrics
@@ -114,13 +133,14 @@ impl GatewayServer {
             .map_err(ServeError::DataDir)?;
         let tokens = Arc::new(CredentialVerifier::new([&credential_key]));
 
-        let durable = load_durable_state(config)?;
+        let durable = load_durable_state(config, clock.unix_secs())?;
         let revocations = Arc::new(Revocations::new(durable.revocations));
         let admin_allow = Arc::new(AdminAllowLists::new(durable.admin_allow));
         let resolver = Arc::new(CertificateResolver::new(certificate_sources(config))?);
         let upstreams = Arc::new(Upstreams::new(&policies.current()));
 
         let state = Arc::new(GatewayState {
+            clock: Arc::clone(&clock),
             policies: Arc::clone(&policies),
             admin_allow: Arc::clone(&admin_allow),
             revocations: Arc::clone(&revocations),
@@ -221,45 +241,26 @@ impl GatewayServer {
         );
         server.add_service(proxy);
 
-        let ready = Arc::new(AtomicBool::new(false));
-        let keyring_path = config.data.dir.join("secrets.key");
-        let keyring = SecretKeyring::load_or_create(&keyring_path).map_err(ServeError::DataDir)?;
-        let control = Arc::new(AdminState {
-            keyring: Arc::new(parking_lot::RwLock::new(keyring)),
-            keyring_path,
-            events: std::sync::OnceLock::new(),
-            metrics: Arc::clone(&metrics),
-            revocations,
-            admin_allow,
-            allow_list_limits: config.limits.admin_allow_list(),
-            token_guesses: certgate_store::RateLimit {
-                limit: config.limits.password_failures_per_ip.count,
-                window: config.limits.password_failures_per_ip.window,
-            },
-            database: tokio::sync::OnceCell::new(),
-            // Opened (and so reachable) just now, for the revocations.
-            database_up: AtomicBool::new(true),
-            store: Arc::clone(&state.store),
-            ready: Arc::clone(&ready),
-            portal_serving: AtomicBool::new(false),
-            policies: Arc::clone(&state.policies),
-        });
         let mut gateway = GatewayServer {
             server,
             state,
-            control: Arc::clone(&control),
+            ready: Arc::new(AtomicBool::new(false)),
+            proxy_ports: proxy_listeners(config)
+                .into_iter()
+                .map(|(_, addr)| addr.port())
+                .collect(),
             shutdown_grace: config.server.shutdown_grace,
         };
-        gateway.add_admin(config, control)?;
-        gateway.add_reload(policies, resolver, upstreams.clone(), metrics);
-        let (upgraded, live) = (
+        gateway.add_reload(policies, resolver, upstreams.clone(), metrics, clock);
+        let (upgraded, live, time) = (
             Arc::clone(&gateway.state.upgraded),
             Arc::clone(&gateway.state.revocations),
+            Arc::clone(&gateway.state.clock),
         );
         gateway.add_task("upgraded connections", move |mut shutdown| {
             Box::pin(async move {
                 loop {
-                    let cut = upgraded.sweep(&live.load(), unix_now());
+                    let cut = upgraded.sweep(&live.load(), time.unix_secs());
                     if cut > 0 {
                         tracing::info!(cut, "closed upgraded connections whose credential ended");
                     }
@@ -289,10 +290,18 @@ impl GatewayServer {
         &self.state.gateway_secret
     }
 
-    /// What the portal shares with the gateway: policies, database and store (set once they
-    /// open), metrics, and the revocation path.
-    pub fn control(&self) -> Arc<AdminState> {
-        Arc::clone(&self.control)
+    /// What the control plane (`certgate-control`) and the portal work on.
+    pub fn shared(&self) -> Shared {
+        Shared {
+            metrics: Arc::clone(&self.state.metrics),
+            revocations: Arc::clone(&self.state.revocations),
+            admin_allow: Arc::clone(&self.state.admin_allow),
+            store: Arc::clone(&self.state.store),
+            policies: Arc::clone(&self.state.policies),
+            ready: Arc::clone(&self.ready),
+            drain: Arc::clone(&self.state.drain),
+            proxy_ports: self.proxy_ports.clone(),
+        }
     }
 
     /// Runs `task` beside the proxy; it should return once `shutdown` changes.
@@ -319,133 +328,12 @@ impl GatewayServer {
         let shutdown = DrainingShutdown {
             drain: Arc::clone(&self.state.drain),
             grace: self.shutdown_grace,
-            ready: Arc::clone(&self.control.ready),
+            ready: Arc::clone(&self.ready),
         };
         self.server.run(RunArgs {
             shutdown_signal: Box::new(shutdown),
         });
         std::process::exit(0);
-    }
-
-    fn add_admin(&mut self, config: &Config, state: Arc<AdminState>) -> Result<(), ServeError> {
-        let token = match &config.server.admin_token_file {
-            Some(path) => Some(Arc::new(
-                admin::read_token_file(path).map_err(ServeError::Setup)?,
-            )),
-            None => None,
-        };
-        // Bound now, so an instance that cannot be administered never starts: without its
-        // socket nobody could revoke during an incident.
-        let socket_path = config.server.admin_socket.clone();
-        let socket = BoundSocket::bind(&socket_path).map_err(|e| {
-            ServeError::Listen(format!(
-                "server.admin_socket {}: {}",
-                socket_path.display(),
-                io_reason(&e)
-            ))
-        })?;
-        let admin_tcp = match config.server.admin_listen {
-            Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .map_err(|e| {
-                        ServeError::Listen(format!("server.admin_listen {addr}: {}", io_reason(&e)))
-                    })?,
-            ),
-            None => None,
-        };
-        let proxy_ports: Vec<u16> = proxy_listeners(config)
-            .into_iter()
-            .map(|(_, addr)| addr.port())
-            .collect();
-        let drain = Arc::clone(&self.state.drain);
-        let database_url = config.database.url.clone().unwrap_or_default();
-        let store_settings = StoreSettings {
-            redis_url: config.store.redis_url.clone().unwrap_or_default(),
-            key_prefix: config.store.key_prefix.clone(),
-            sentinel_master: config.store.sentinel_master.clone(),
-            ..StoreSettings::default()
-        };
-        let data_dir = config.data.dir.clone();
-        self.add_task("admin", move |mut shutdown| {
-            Box::pin(async move {
-                let ready = Arc::clone(&state.ready);
-                match PeerCheckedListener::serve(socket) {
-                    Ok(listener) => {
-                        tokio::spawn(
-                            axum::serve(listener, admin::socket_router(Arc::clone(&state)))
-                                .into_future(),
-                        );
-                    }
-                    Err(e) => fatal(&format!(
-                        "server.admin_socket {}: {e}",
-                        socket_path.display()
-                    )),
-                }
-                if let Some(listener) = admin_tcp {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            let router = admin::listener_router(Arc::clone(&state), token)
-                                .into_make_service_with_connect_info::<std::net::SocketAddr>(
-                            );
-                            tokio::spawn(axum::serve(listener, router).into_future());
-                        }
-                        Err(e) => fatal(&format!("server.admin_listen: {e}")),
-                    }
-                }
-                // Ready once Pingora listens on every proxy address (it binds them in a
-                // service of its own); until then /readyz says 503.
-                while !listening_on(&proxy_ports) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                // Not if SIGTERM came first.
-                if !drain.is_draining() {
-                    ready.store(true, Ordering::Relaxed);
-                }
-                // The listeners stay up until the runtime stops, so /readyz answers 503 while
-                // requests in flight finish.
-                let open_database = async {
-                    loop {
-                        match Database::open(&database_url, &data_dir).await {
-                            Ok(db) => {
-                                let _ = state.database.set(db.clone());
-                                return db;
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "admin API waits for the database");
-                                tokio::time::sleep(Duration::from_secs(5)).await;
-                            }
-                        }
-                    }
-                };
-                let follow_changes = async {
-                    let database = open_database.await;
-                    tokio::spawn(probe_database(database.clone(), Arc::clone(&state)));
-                    // Opening fails only for a malformed URL, which `certgate check` reports.
-                    match Store::open(&store_settings, Arc::new(SystemClock)).await {
-                        Ok(store) => {
-                            let _ = state.store.set(store.clone());
-                            feed::follow(
-                                store,
-                                database,
-                                Arc::clone(&state.revocations),
-                                Arc::clone(&state.admin_allow),
-                                Arc::clone(&state.metrics),
-                            )
-                            .await;
-                        }
-                        Err(error) => tracing::error!(%error, "cannot open the shared store"),
-                    }
-                    std::future::pending::<()>().await;
-                };
-                tokio::select! {
-                    _ = follow_changes => {}
-                    _ = shutdown.changed() => {}
-                }
-                ready.store(false, Ordering::Relaxed);
-            })
-        });
-        Ok(())
     }
 
     fn add_reload(
@@ -454,8 +342,10 @@ impl GatewayServer {
         resolver: Arc<CertificateResolver>,
         upstreams: Arc<Upstreams>,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) {
         let reloader = Arc::new(Reloader {
+            clock,
             running: Mutex::new(()),
             policies,
             resolver,
@@ -509,6 +399,7 @@ struct Reloader {
     resolver: Arc<CertificateResolver>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Reloader {
@@ -524,7 +415,9 @@ impl Reloader {
         match self.policies.reload() {
             Ok(set) => {
                 self.upstreams.rebuild(&set);
-                self.metrics.policy_last_reload.set(unix_now() as f64);
+                self.metrics
+                    .policy_last_reload
+                    .set(self.clock.unix_secs() as f64);
                 tracing::info!(
                     organisations = set.organisations().count(),
                     "policies reloaded"
@@ -546,29 +439,6 @@ impl Reloader {
             .policy_reloads
             .with_label_values(&[result])
             .inc();
-    }
-}
-
-/// Keeps `database_up` (for `/readyz`) and `certgate_database_up` current, and logs when the
-/// database goes away and comes back.
-async fn probe_database(database: Database, state: Arc<AdminState>) {
-    loop {
-        let up = matches!(
-            tokio::time::timeout(Duration::from_secs(2), database.ping()).await,
-            Ok(Ok(()))
-        );
-        let was = state.database_up.swap(up, Ordering::Relaxed);
-        state.metrics.database_up.set(if up { 1.0 } else { 0.0 });
-        if was != up {
-            if up {
-                tracing::info!("the database is reachable again");
-            } else {
-                tracing::error!(
-                    "the database is unreachable; sign-ins and admin changes fail until it is back"
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
@@ -596,7 +466,7 @@ fn probe_listener(key: &str, addr: SocketAddr) -> Result<(), ServeError> {
 }
 
 /// An I/O error in words an operator acts on.
-fn io_reason(error: &std::io::Error) -> String {
+pub fn io_reason(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::AddrInUse => {
             format!("the address is already in use (another program, or certgate already running): {error}")
@@ -611,7 +481,7 @@ fn io_reason(error: &std::io::Error) -> String {
 /// socket tables, matched against this process's own descriptors, so another program on the
 /// same port does not count). Where `/proc` cannot be read this cannot be told, and the check
 /// before start and the end of the process on a failed bind are what hold.
-fn listening_on(ports: &[u16]) -> bool {
+pub fn listening_on(ports: &[u16]) -> bool {
     let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else {
         return true;
     };
@@ -668,9 +538,9 @@ fn certificate_sources(config: &Config) -> Vec<ServerCertificateSource> {
 }
 
 /// `certgate check`: the files [`GatewayServer::build`] reads before it listens, read the same
-/// way and changing nothing: the CA, the server certificates and keys, the admin token file,
-/// and the data directory's keys where they exist (a first start creates them). Every problem,
-/// one message each.
+/// way and changing nothing: the CA, the server certificates and keys, and the data
+/// directory's keys where they exist (a first start creates them). Every problem, one message
+/// each. (The admin token file is the control plane's: `certgate_control::check_files`.)
 pub fn check_files(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(error) = CertificateAuthority::open(&config.ca.dir) {
@@ -688,11 +558,6 @@ pub fn check_files(config: &Config) -> Vec<String> {
                 config.source.display(),
                 entry.line
             ));
-        }
-    }
-    if let Some(path) = &config.server.admin_token_file {
-        if let Err(error) = admin::read_token_file(path) {
-            problems.push(format!("server.admin_token_file: {error}"));
         }
     }
     let credential_key = config.data.dir.join("credential.key");
@@ -803,9 +668,9 @@ struct DurableState {
 }
 
 /// The durable revocation record and the admins' allow lists, read before anything listens.
-fn load_durable_state(config: &Config) -> Result<DurableState, ServeError> {
+fn load_durable_state(config: &Config, now: i64) -> Result<DurableState, ServeError> {
     with_database(config, async |db| {
-        let records = db.live_revocations(unix_now()).await?;
+        let records = db.live_revocations(now).await?;
         let admin_allow = admin_allowlist::load_layers(db).await?;
         Ok(DurableState {
             revocations: RevocationSet::from_records(&records),

@@ -230,23 +230,44 @@ pub struct SsoProvider {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SsoKind {
-    /// `tenant` is a GUID or a verified domain, never a multi-tenant alias.
+    /// Entra ID, one tenant: the issuer is `{authority}/{tenant}/v2.0`.
     Microsoft {
+        /// A tenant id (GUID, lowercased), never a multi-tenant alias.
         tenant: String,
+        /// Where Entra ID lives: [`SsoKind::MICROSOFT_AUTHORITY`] unless the policy names a
+        /// national cloud's (or a stand-in's). Scheme, host and port only, lowercased, without a
+        /// trailing `/`; `https://` (`http://` only on loopback).
+        authority: String,
     },
-    Google,
-    /// `issuer` is an `https://` URL (`http://` only on loopback), as written.
-    Oidc {
+    /// Google: [`SsoKind::GOOGLE_ISSUER`] unless the policy names a stand-in.
+    Google {
+        /// As [`SsoKind::Oidc`]'s.
         issuer: String,
     },
+    /// `issuer` is an `https://` URL (`http://` only on loopback), as written.
+    Oidc { issuer: String },
 }
 
 impl SsoKind {
+    /// Entra ID's global authority; national clouds have their own.
+    pub const MICROSOFT_AUTHORITY: &'static str = "https://login.microsoftonline.com";
+    /// Google's issuer.
+    pub const GOOGLE_ISSUER: &'static str = "https://accounts.google.com";
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Microsoft { .. } => "microsoft",
-            Self::Google => "google",
+            Self::Google { .. } => "google",
             Self::Oidc { .. } => "oidc",
+        }
+    }
+
+    /// The issuer ID tokens must name, compared with their `iss` byte for byte: the tenant's
+    /// own for Microsoft, never the shared `common` or `organizations` endpoints.
+    pub fn issuer(&self) -> String {
+        match self {
+            Self::Microsoft { tenant, authority } => format!("{authority}/{tenant}/v2.0"),
+            Self::Google { issuer } | Self::Oidc { issuer } => issuer.clone(),
         }
     }
 }

@@ -36,6 +36,13 @@ pub trait Clock: Send + Sync + 'static {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     }
+
+    /// Unix seconds, as the database and credentials count time.
+    fn unix_secs(&self) -> i64 {
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The real clock.

@@ -1,6 +1,7 @@
 //! The OpenID Connect providers the single sign-on tests stand on, checked with curl alone:
 //! discovery and an authorization code flow with PKCE against each; the real provider's sign-in
-//! page, `amr`, and key rotation; the forge's checks and its one-token spec.
+//! page, `amr`, key rotation and its tenant issuers (`<issuer>/<tenant>/v2.0`, as Entra ID's);
+//! the forge's checks and its one-token spec.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -171,6 +172,74 @@ fn real_provider_requires_pkce_rejects_unknown_names_and_cancels_with_access_den
     assert_eq!(claims["sub"], "bob");
     assert_eq!(claims["email_verified"], false);
     assert!(claims.get("amr").is_none(), "{claims}");
+}
+
+#[test]
+fn real_provider_serves_a_tenant_issuer_under_its_path_beside_the_root_one() {
+    let op = OidcProvider::start();
+    op.add_client(CLIENT, SECRET, REDIRECT_URI);
+    op.set_account(
+        "dana",
+        json!({
+            "sub": "dana-pairwise",
+            "oid": "5b1e7c2a-0000-4000-8000-00000000d4a4",
+            "tid": "0f2a6c1e-1234-4a5b-9c8d-00112233aabb",
+            "email": "dana@example.com",
+            "xms_edov": true,
+        }),
+    );
+    let tenant = format!("{}/0f2a6c1e-1234-4a5b-9c8d-00112233aabb/v2.0", op.issuer());
+    let discovery = get_json(&format!("{tenant}/.well-known/openid-configuration"));
+    assert_eq!(discovery["issuer"], tenant.as_str());
+    for endpoint in ["authorization_endpoint", "token_endpoint", "jwks_uri"] {
+        assert!(
+            discovery[endpoint]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{tenant}/")),
+            "{endpoint} under the tenant: {discovery}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("cookies");
+    let pkce = Pkce::new();
+    let first = authorize(&jar, &discovery, "state-t", "nonce-t", Some(&pkce));
+    assert_eq!(first.status, 303, "{first:?}\n{}", op.log_text());
+    let page = first.header("location").unwrap();
+    assert!(
+        page.starts_with("/0f2a6c1e-1234-4a5b-9c8d-00112233aabb/v2.0/interaction/"),
+        "the sign-in page under the tenant: {first:?}"
+    );
+    // Locations and the form's action are paths from the host's root.
+    let callback = follow_to_client(&jar, &op.issuer(), first, "dana");
+    assert_eq!(callback.get("iss"), Some(&tenant));
+    let tokens = exchange(
+        &discovery,
+        &callback["code"],
+        &pkce.verifier,
+        ClientAuth::Basic,
+    );
+    assert_eq!(tokens.status, 200, "{tokens:?}\n{}", op.log_text());
+    let id_token = IdToken::decode(tokens.json()["id_token"].as_str().unwrap());
+    let claims = &id_token.claims;
+    assert_eq!(claims["iss"], tenant.as_str());
+    assert_eq!(claims["sub"], "dana-pairwise");
+    assert_eq!(claims["oid"], "5b1e7c2a-0000-4000-8000-00000000d4a4");
+    assert_eq!(claims["tid"], "0f2a6c1e-1234-4a5b-9c8d-00112233aabb");
+    assert_eq!(claims["xms_edov"], true);
+    assert_eq!(claims["nonce"], "nonce-t");
+    assert!(
+        id_token.verifies_with(&get_json(discovery["jwks_uri"].as_str().unwrap())),
+        "{id_token:?}"
+    );
+
+    // The root issuer is still there, and another tenant has its own.
+    let root = get_json(&format!("{}/.well-known/openid-configuration", op.issuer()));
+    assert_eq!(root["issuer"], op.issuer());
+    let other = format!("{}/7d9e0b1c-5678-4c3d-8e9f-445566778899/v2.0", op.issuer());
+    let discovery = get_json(&format!("{other}/.well-known/openid-configuration"));
+    assert_eq!(discovery["issuer"], other.as_str());
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Single sign-on against real OpenID Connect providers: panva's `oidc-provider` driven through
 //! headless Chromium, and a forging provider (tokens the test shapes itself) driven with curl.
+//! Microsoft and Google entries reach `oidc-provider` through their documented overrides
+//! (`authority`, `issuer`), which issues their claim shapes, so their claim rules are tested as
+//! they run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -66,6 +69,25 @@ fn app_user(b: &Browser) -> (String, String) {
     };
     (value("x-certgate-user"), value("x-certgate-mfa"))
 }
+
+/// A `kind = "microsoft"` entry for `TENANT` at `authority` (the test provider standing in for
+/// login.microsoftonline.com, which serves `<authority>/<tenant>/v2.0`).
+fn microsoft_entry(id: &str, authority: &str, extra: &str) -> String {
+    format!(
+        "\n[[sso]]\nid = \"{id}\"\nkind = \"microsoft\"\ntenant = \"{TENANT}\"\nauthority = \"{authority}\"\nclient_id = \"certgate-{id}\"\nclient_secret_file = \"sso-secret\"\n{extra}"
+    )
+}
+
+/// A `kind = "google"` entry whose `issuer` is the test provider standing in for Google.
+fn google_entry(id: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "\n[[sso]]\nid = \"{id}\"\nkind = \"google\"\nissuer = \"{issuer}\"\nclient_id = \"certgate-{id}\"\nclient_secret_file = \"sso-secret\"\n{extra}"
+    )
+}
+
+/// The organisation's Entra ID tenant, and someone else's.
+const TENANT: &str = "0f2a6c1e-1234-4a5b-9c8d-00112233aabb";
+const OTHER_TENANT: &str = "7d9e0b1c-5678-4c3d-8e9f-445566778899";
 
 /// Opens the app, picks the provider's button, and signs in at the provider as `login`.
 fn sign_in_at_provider(b: &Browser, w: &PortalWorld, button: &str, login: &str) {
@@ -201,6 +223,191 @@ fn certgate_mfa_follows_the_provider_sign_in_and_key_rotation_keeps_working() {
     b.fill("code", &w.mailed_code("bart@noord.test"));
     b.click_button("Verify");
     assert_eq!(app_user(&b), ("bart@noord.test".into(), "yes".into()));
+}
+
+/// A fresh browser session (no certgate cookies, no provider session) signs in at the provider
+/// as `login`; the page it ends on.
+fn sign_in_afresh(b: &Browser, w: &PortalWorld, idp: &OidcProvider, button: &str, login: &str) {
+    b.delete_cookies();
+    idp.sign_out_everyone();
+    sign_in_at_provider(b, w, button, login);
+}
+
+/// Asserts the page says `says` and no credential was issued.
+fn refused_in_browser(b: &Browser, says: &str) {
+    let text = b.page_text();
+    assert!(text.contains(says), "{says:?} not in: {text}");
+    assert!(
+        b.cookie("__Host-certgate-device").is_none(),
+        "no credential: {text}"
+    );
+}
+
+#[test]
+fn microsoft_signs_in_by_oid_within_its_tenant_and_links_only_a_verified_member_address() {
+    let idp = OidcProvider::start();
+    let w = world(&[org_with(&microsoft_entry(
+        "entra",
+        &idp.issuer(),
+        "mfa = \"provider\"\nallowed_email_domains = [\"noord.test\"]\n",
+    ))]);
+    idp.add_client("certgate-entra", SECRET, &callback(&w, "entra"));
+    for user in ["anna@noord.test", "bart@noord.test", "cor@noord.test"] {
+        w.add_user(&NewUser::personal("noord", user, PASSWORD));
+    }
+    const ANNA: &str = "3c8f1a2b-0000-4000-8000-0000000a0a0a";
+    const BART: &str = "3c8f1a2b-0000-4000-8000-0000000b0b0b";
+    const COR: &str = "3c8f1a2b-0000-4000-8000-0000000c0c0c";
+    let b = Browser::start("en");
+    let button = "Sign in with Microsoft";
+
+    // A member whose address the tenant verified (xms_edov) is linked by it.
+    idp.set_account(
+        "anna",
+        json!({"sub": "anna-for-this-app", "oid": ANNA, "tid": TENANT, "email": "anna@noord.test",
+               "xms_edov": true, "name": "Anna de Vries"}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+    assert!(b.cookie("__Host-certgate-device").is_some());
+
+    // Entra's `sub` differs per application (a new app registration, say) and her address
+    // changes to one nobody vouches for: the link is by oid, and holds.
+    idp.set_account(
+        "anna",
+        json!({"sub": "anna-for-another-app", "oid": ANNA, "tid": TENANT,
+               "email": "a.devries@elders.example", "xms_edov": false}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+
+    // Someone else who now has Anna's first `sub` is not Anna; and `email_verified`, which any
+    // Entra user administrator can make true, does not vouch for bart@noord.test.
+    idp.set_account(
+        "bart",
+        json!({"sub": "anna-for-this-app", "oid": BART, "tid": TENANT, "email": "bart@noord.test",
+               "email_verified": true}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "bart");
+    refused_in_browser(&b, "cannot be used here");
+    shot(&b, "microsoft-not-vouched");
+
+    // A guest from another organisation (`idp` names their home) is not vouched for either,
+    // whatever xms_edov says.
+    idp.set_account(
+        "cor",
+        json!({"sub": "cor-guest", "oid": COR, "tid": TENANT, "email": "cor@noord.test",
+               "xms_edov": true, "idp": format!("https://sts.windows.net/{OTHER_TENANT}/")}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "cor");
+    refused_in_browser(&b, "cannot be used here");
+
+    // Once the tenant verified Bart's address, he is linked, to his own account.
+    idp.set_account(
+        "bart",
+        json!({"sub": "bart-for-this-app", "oid": BART, "tid": TENANT, "email": "bart@noord.test",
+               "xms_edov": true}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "bart");
+    assert_eq!(app_user(&b), ("bart@noord.test".into(), "none".into()));
+
+    // A token from another tenant is refused, even for an oid linked here and a verified
+    // address; so is one that does not say its tenant, or names no oid.
+    for (login, claims) in [
+        (
+            "anna-elsewhere",
+            json!({"sub": "anna-elsewhere", "oid": ANNA, "tid": OTHER_TENANT,
+                   "email": "anna@noord.test", "xms_edov": true}),
+        ),
+        (
+            "no-tenant",
+            json!({"sub": "no-tenant", "oid": ANNA, "email": "anna@noord.test", "xms_edov": true}),
+        ),
+        (
+            "no-oid",
+            json!({"sub": "no-oid", "tid": TENANT, "email": "cor@noord.test", "xms_edov": true}),
+        ),
+    ] {
+        idp.set_account(login, claims);
+        sign_in_afresh(&b, &w, &idp, button, login);
+        refused_in_browser(
+            &b,
+            "The answer from Microsoft could not be checked, so you are not signed in.",
+        );
+        if login == "anna-elsewhere" {
+            shot(&b, "microsoft-other-tenant");
+        }
+    }
+    // Refused, nothing was linked: Cor, whose address no refused token could vouch for, is
+    // still unlinked, and Anna still signs in as herself.
+    sign_in_afresh(&b, &w, &idp, button, "cor");
+    refused_in_browser(&b, "cannot be used here");
+    sign_in_afresh(&b, &w, &idp, button, "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+}
+
+#[test]
+fn google_links_only_a_workspace_address_of_its_own_domain_and_then_by_sub() {
+    let idp = OidcProvider::start();
+    let w = world(&[org_with(&google_entry(
+        "google",
+        &idp.issuer(),
+        "mfa = \"provider\"\n",
+    ))]);
+    idp.add_client("certgate-google", SECRET, &callback(&w, "google"));
+    for user in ["anna@noord.test", "bart@noord.test", "cor@noord.test"] {
+        w.add_user(&NewUser::personal("noord", user, PASSWORD));
+    }
+    let b = Browser::start("en");
+    let button = "Sign in with Google";
+
+    // A Workspace account of the address's own domain: hd vouches, linked.
+    idp.set_account(
+        "anna",
+        json!({"sub": "111000000000000000001", "email": "anna@noord.test", "email_verified": true,
+               "hd": "noord.test", "name": "Anna de Vries"}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+    assert!(b.cookie("__Host-certgate-device").is_some());
+
+    // A consumer Google account made with a work address (no hd) is not linked by it, however
+    // verified the address.
+    idp.set_account(
+        "bart",
+        json!({"sub": "111000000000000000002", "email": "bart@noord.test", "email_verified": true}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "bart");
+    refused_in_browser(&b, "cannot be used here");
+    shot(&b, "google-consumer-account");
+
+    // Another Workspace's account, and an unverified address in the right Workspace: neither.
+    for claims in [
+        json!({"sub": "111000000000000000003", "email": "cor@noord.test", "email_verified": true,
+               "hd": "elders.example"}),
+        json!({"sub": "111000000000000000003", "email": "cor@noord.test", "email_verified": false,
+               "hd": "noord.test"}),
+    ] {
+        idp.set_account("cor", claims);
+        sign_in_afresh(&b, &w, &idp, button, "cor");
+        refused_in_browser(&b, "cannot be used here");
+    }
+
+    // Linked by sub: Anna's account at Google now shows a private address, and she is still
+    // Anna; the consumer account showing her work address is still nobody here.
+    idp.set_account(
+        "anna",
+        json!({"sub": "111000000000000000001", "email": "anna.devries@gmail.example",
+               "email_verified": true}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "anna");
+    assert_eq!(app_user(&b), ("anna@noord.test".into(), "none".into()));
+    idp.set_account(
+        "bart",
+        json!({"sub": "111000000000000000002", "email": "anna@noord.test", "email_verified": true}),
+    );
+    sign_in_afresh(&b, &w, &idp, button, "bart");
+    refused_in_browser(&b, "cannot be used here");
 }
 
 /// Starts a sign-in at the forge from `client`: the provider's answer (the callback URL) is

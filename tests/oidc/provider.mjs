@@ -4,6 +4,13 @@
 //
 // Usage: node provider.mjs CONFIG.json PORT
 //
+// The issuer is http://127.0.0.1:PORT. Like Entra ID's login.microsoftonline.com, which serves
+// every tenant at https://login.microsoftonline.com/<tenant>/v2.0, the same port also serves the
+// issuer http://127.0.0.1:PORT/<tenant>/v2.0 for any <tenant> (letters, digits, '.' and '-'):
+// oidc-provider mounted under that path, with its own discovery document, endpoints and `iss`, and
+// the same clients, accounts, signing key and sessions. A test that wants a Microsoft tenant's
+// issuer names one; nothing changes for a test that uses the root issuer.
+//
 // CONFIG.json is re-read on every request, so a test can change it while the provider runs:
 //   { "clients":  [{ "client_id": "…", "client_secret": "…", "redirect_uris": ["…"] }],
 //     "accounts": { "<login name>": { "sub": "…", "email": "…", "email_verified": true,
@@ -23,7 +30,10 @@ if (!configPath || !Number.isInteger(port) || port <= 0) {
   console.error('usage: node provider.mjs CONFIG.json PORT');
   process.exit(2);
 }
-const issuer = `http://127.0.0.1:${port}`;
+const origin = `http://127.0.0.1:${port}`;
+
+// `/<tenant>/v2.0` at the start of a request target, followed by `/`, `?` or nothing.
+const TENANT_MOUNT = /^\/[A-Za-z0-9][A-Za-z0-9.-]*\/v2\.0(?=[/?]|$)/;
 
 // Claims with a fixed scope; every other account key is served under `openid`.
 const SCOPED_CLAIMS = { email: ['email', 'email_verified'], profile: ['name'] };
@@ -120,8 +130,9 @@ function newSigningKey() {
 // Cookies stay valid across Provider instances.
 const cookieKeys = [crypto.randomBytes(32).toString('base64url')];
 
-function buildProvider(signingKey, extraClaims) {
-  const provider = new Provider(issuer, {
+// `mount` is '' for the root issuer, or `/<tenant>/v2.0`.
+function buildProvider(mount, signingKey, extraClaims) {
+  const provider = new Provider(`${origin}${mount}`, {
     adapter: TestAdapter,
     jwks: { keys: [signingKey] },
     cookies: { keys: cookieKeys },
@@ -140,7 +151,7 @@ function buildProvider(signingKey, extraClaims) {
     ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 3600, IdToken: 300, Interaction: 600, Session: 3600 },
     pkce: { required: () => true },
     features: { devInteractions: { enabled: false } },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${mount}/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
       const found = accountBySub(sub);
       if (!found) {
@@ -169,8 +180,19 @@ function buildProvider(signingKey, extraClaims) {
 
 let signingKey = newSigningKey();
 let extraClaims = [];
-let provider = buildProvider(signingKey, extraClaims);
-let handle = provider.callback();
+// One Provider per mount ('' or `/<tenant>/v2.0`), made on its first request and made again
+// with every new key or claim name.
+const providers = new Map();
+
+function providerAt(mount) {
+  let found = providers.get(mount);
+  if (!found) {
+    const provider = buildProvider(mount, signingKey, extraClaims);
+    found = { provider, handle: provider.callback() };
+    providers.set(mount, found);
+  }
+  return found;
+}
 
 // A claim name the config introduces needs a Provider that knows it.
 function refreshClaims() {
@@ -181,21 +203,19 @@ function refreshClaims() {
   const sorted = [...names].sort();
   if (sorted.join(' ') !== extraClaims.join(' ')) {
     extraClaims = sorted;
-    provider = buildProvider(signingKey, extraClaims);
-    handle = provider.callback();
+    providers.clear();
   }
 }
 
 function rotate() {
   signingKey = newSigningKey();
-  provider = buildProvider(signingKey, extraClaims);
-  handle = provider.callback();
+  providers.clear();
   return signingKey.kid;
 }
 
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function signInPage(uid, clientId, { login = '', error } = {}) {
+function signInPage(mount, uid, clientId, { login = '', error } = {}) {
   return `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Sign in to the test provider</title></head>
@@ -203,10 +223,10 @@ function signInPage(uid, clientId, { login = '', error } = {}) {
   <h1>Sign in</h1>
   <p>to continue to <span id="client">${escape(clientId)}</span></p>
   ${error ? `<p id="error" role="alert">${escape(error)}</p>` : ''}
-  <form method="post" action="/interaction/${escape(uid)}/login">
+  <form method="post" action="${escape(mount)}/interaction/${escape(uid)}/login">
     <label>Login name <input type="text" name="login" value="${escape(login)}" autofocus required></label>
     <button type="submit">Sign in</button>
-    <button type="submit" formaction="/interaction/${escape(uid)}/abort" formnovalidate>Cancel</button>
+    <button type="submit" formaction="${escape(mount)}/interaction/${escape(uid)}/abort" formnovalidate>Cancel</button>
   </form>
 </body>
 </html>
@@ -228,7 +248,7 @@ function send(res, status, type, body) {
 
 // GET /interaction/UID: the sign-in page. POST …/login: sign in as that login name.
 // POST …/abort: back to the client with error=access_denied.
-async function interaction(req, res, uid, step) {
+async function interaction(provider, mount, req, res, uid, step) {
   const details = await provider.interactionDetails(req, res);
   if (details.uid !== uid) {
     send(res, 400, 'text/plain', 'interaction mismatch\n');
@@ -236,12 +256,12 @@ async function interaction(req, res, uid, step) {
   }
   const clientId = details.params.client_id;
   if (req.method === 'GET' && step === undefined) {
-    send(res, 200, 'text/html; charset=utf-8', signInPage(uid, clientId));
+    send(res, 200, 'text/html; charset=utf-8', signInPage(mount, uid, clientId));
   } else if (req.method === 'POST' && step === 'login') {
     const login = (await readForm(req)).get('login') ?? '';
     const account = readConfig().accounts[login];
     if (!account) {
-      const page = signInPage(uid, clientId, { login, error: `Unknown login name “${login}”.` });
+      const page = signInPage(mount, uid, clientId, { login, error: `Unknown login name “${login}”.` });
       send(res, 200, 'text/html; charset=utf-8', page);
       return;
     }
@@ -277,16 +297,26 @@ function testControl(req, res, pathname) {
 
 const server = http.createServer(async (req, res) => {
   try {
-    const { pathname } = new URL(req.url, issuer);
+    const { pathname } = new URL(req.url, origin);
     if (pathname.startsWith('/__test/')) {
       testControl(req, res, pathname);
       return;
     }
     refreshClaims();
-    const step = pathname.match(/^\/interaction\/([^/]+)(?:\/(login|abort))?$/);
+    // A tenant's issuer: the rest of the target goes to its Provider, which learns where it is
+    // mounted as it does under Express (`originalUrl`, `baseUrl`), for the URLs it hands out.
+    const mount = req.url.match(TENANT_MOUNT)?.[0] ?? '';
+    const { provider, handle } = providerAt(mount);
+    const rest = pathname.slice(mount.length) || '/';
+    const step = rest.match(/^\/interaction\/([^/]+)(?:\/(login|abort))?$/);
     if (step) {
-      await interaction(req, res, step[1], step[2]);
+      await interaction(provider, mount, req, res, step[1], step[2]);
       return;
+    }
+    if (mount) {
+      req.originalUrl = req.url;
+      req.baseUrl = mount;
+      req.url = req.url.slice(mount.length).replace(/^(?!\/)/, '/');
     }
     handle(req, res);
   } catch (error) {
@@ -297,7 +327,7 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
-server.listen(port, '127.0.0.1', () => console.log(`oidc-provider listening on ${issuer}`));
+server.listen(port, '127.0.0.1', () => console.log(`oidc-provider listening on ${origin}`));
 
 // The harness holds our stdin: when the test process goes, however it goes, so do we.
 process.stdin.on('end', () => process.exit(0));

@@ -383,6 +383,7 @@ fn parse_sso(
         })
     });
     let tenant = table.non_empty_str("tenant");
+    let authority = table.non_empty_str("authority");
     let issuer = table.non_empty_str("issuer");
     let label = table
         .str("label")
@@ -439,8 +440,16 @@ fn parse_sso(
     let kind = match kind_name? {
         KindName::Microsoft => {
             if let Some((field, _)) = &issuer {
-                field.error("only used with kind = \"oidc\"");
+                field.error(
+                    "not used with kind = \"microsoft\": its issuer is \
+                     <authority>/<tenant>/v2.0 (set authority for a national cloud)",
+                );
             }
+            // Parsed here so that a bad authority is reported even without a tenant.
+            let authority = match authority {
+                Some((field, text)) => field.parsed(|_| parse_authority(text)),
+                None => Some(SsoKind::MICROSOFT_AUTHORITY.to_owned()),
+            };
             if require_provider_mfa {
                 table.doc().error(
                     table.header_offset(),
@@ -452,7 +461,8 @@ fn parse_sso(
             match tenant {
                 Some((field, text)) => field
                     .parsed(|_| parse_tenant(text))
-                    .map(|tenant| SsoKind::Microsoft { tenant }),
+                    .zip(authority)
+                    .map(|(tenant, authority)| SsoKind::Microsoft { tenant, authority }),
                 None => {
                     table.doc().error(
                         table.header_offset(),
@@ -464,8 +474,8 @@ fn parse_sso(
             }
         }
         KindName::Google => {
-            for (field, _) in [&tenant, &issuer].into_iter().flatten() {
-                field.error("not used with kind = \"google\"");
+            for (field, _) in [&tenant, &authority].into_iter().flatten() {
+                field.error("only used with kind = \"microsoft\"");
             }
             if require_provider_mfa {
                 table.doc().error(
@@ -475,10 +485,19 @@ fn parse_sso(
                      never be met; use mfa = \"certgate\" to have certgate ask for a code",
                 );
             }
-            Some(SsoKind::Google)
+            // Google's own unless the policy names a stand-in (a test provider): the claim
+            // rules (`hd`, `email_verified`) are Google's either way.
+            match issuer {
+                Some((field, text)) => field
+                    .parsed(|_| parse_issuer(text))
+                    .map(|issuer| SsoKind::Google { issuer }),
+                None => Some(SsoKind::Google {
+                    issuer: SsoKind::GOOGLE_ISSUER.to_owned(),
+                }),
+            }
         }
         KindName::Oidc => {
-            if let Some((field, _)) = &tenant {
+            for (field, _) in [&tenant, &authority].into_iter().flatten() {
                 field.error("only used with kind = \"microsoft\"");
             }
             match issuer {
@@ -500,7 +519,7 @@ fn parse_sso(
     let kind = kind?;
     let label = label.map(str::to_owned).unwrap_or_else(|| match &kind {
         SsoKind::Microsoft { .. } => "Microsoft".to_owned(),
-        SsoKind::Google => "Google".to_owned(),
+        SsoKind::Google { .. } => "Google".to_owned(),
         SsoKind::Oidc { .. } => id.clone(),
     });
     Some(SsoProvider {
@@ -590,6 +609,26 @@ fn is_guid(text: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Where Entra ID lives, such as `https://login.microsoftonline.us` (a national cloud): the
+/// issuer is `<authority>/<tenant>/v2.0`, so scheme, host and port only. Lowercased (as Entra's
+/// `iss` is) and without a trailing `/`.
+fn parse_authority(text: &str) -> Result<String, String> {
+    let (tls, url) = parse_http_url(text)?;
+    if !tls && !url.is_loopback() {
+        return Err(format!(
+            "{text:?} must be an https:// URL (http:// is allowed only for loopback hosts)"
+        ));
+    }
+    if !(url.rest.is_empty() || url.rest == "/") {
+        return Err(format!(
+            "{text:?} must be scheme, host and port only, such as \"{}\" (the tenant's \
+             issuer <authority>/<tenant>/v2.0 is made from it)",
+            SsoKind::MICROSOFT_AUTHORITY
+        ));
+    }
+    Ok(text.strip_suffix('/').unwrap_or(text).to_ascii_lowercase())
 }
 
 /// The issuer is compared byte for byte with the `iss` claim, so it is kept as written.

@@ -131,7 +131,8 @@ fn loads_the_architecture_example() {
         [SsoProvider {
             id: "microsoft".into(),
             kind: SsoKind::Microsoft {
-                tenant: "00000000-0000-0000-0000-000000000000".into()
+                tenant: "00000000-0000-0000-0000-000000000000".into(),
+                authority: "https://login.microsoftonline.com".into(),
             },
             label: "Microsoft".into(),
             client_id: "…".into(),
@@ -614,7 +615,13 @@ client_id = "d"
     write(dir.path(), "zuid.toml", &format!("{MINIMAL}{sso}"));
     let set = PolicySet::load(dir.path()).unwrap();
     let sso = &set.organisation("zuid").unwrap().sso;
-    assert_eq!(sso[0].kind, SsoKind::Google);
+    assert_eq!(
+        sso[0].kind,
+        SsoKind::Google {
+            issuer: "https://accounts.google.com".into()
+        }
+    );
+    assert_eq!(sso[0].kind.issuer(), "https://accounts.google.com");
     assert_eq!(sso[0].label, "Google");
     assert_eq!(
         sso[0].client_secret,
@@ -623,8 +630,14 @@ client_id = "d"
     assert_eq!(
         sso[1].kind,
         SsoKind::Microsoft {
-            tenant: "0f2a6c1e-1234-4a5b-9c8d-00112233aabb".into()
+            tenant: "0f2a6c1e-1234-4a5b-9c8d-00112233aabb".into(),
+            authority: "https://login.microsoftonline.com".into(),
         }
+    );
+    assert_eq!(
+        sso[1].kind.issuer(),
+        "https://login.microsoftonline.com/0f2a6c1e-1234-4a5b-9c8d-00112233aabb/v2.0",
+        "the tenant's own issuer"
     );
     assert_eq!(sso[1].mfa, SsoMfa::Certgate);
     assert_eq!(
@@ -634,6 +647,149 @@ client_id = "d"
         }
     );
     assert_eq!(sso[2].label, "Dex");
+    assert_eq!(
+        sso[2].kind.issuer(),
+        "https://dex.example.org/dex",
+        "as written"
+    );
+}
+
+#[test]
+fn microsoft_national_clouds_and_stand_ins_keep_the_tenant_issuer_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = "0f2a6c1e-1234-4a5b-9c8d-00112233aabb";
+    let sso = format!(
+        r#"
+[[sso]]
+id = "gov"
+kind = "microsoft"
+tenant = "{tenant}"
+authority = "https://login.microsoftonline.us"
+client_id = "m"
+[[sso]]
+id = "china"
+kind = "microsoft"
+tenant = "{tenant}"
+authority = "HTTPS://Login.Partner.MicrosoftOnline.cn/"
+client_id = "m"
+[[sso]]
+id = "stand-in-ms"
+kind = "microsoft"
+tenant = "{tenant}"
+authority = "http://127.0.0.1:5556"
+client_id = "m"
+[[sso]]
+id = "stand-in-google"
+kind = "google"
+issuer = "http://127.0.0.1:5557"
+client_id = "g"
+"#
+    );
+    write(dir.path(), "zuid.toml", &format!("{MINIMAL}{sso}"));
+    let set = PolicySet::load(dir.path()).unwrap();
+    let issuers: Vec<(String, &str)> = set
+        .organisation("zuid")
+        .unwrap()
+        .sso
+        .iter()
+        .map(|p| (p.kind.issuer(), p.label.as_str()))
+        .collect();
+    assert_eq!(
+        issuers,
+        [
+            (
+                format!("https://login.microsoftonline.us/{tenant}/v2.0"),
+                "Microsoft"
+            ),
+            (
+                format!("https://login.partner.microsoftonline.cn/{tenant}/v2.0"),
+                "Microsoft"
+            ),
+            (format!("http://127.0.0.1:5556/{tenant}/v2.0"), "Microsoft"),
+            ("http://127.0.0.1:5557".to_owned(), "Google"),
+        ]
+    );
+}
+
+#[test]
+fn checks_where_microsoft_and_google_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let sso = r#"
+[[sso]]
+id = "a"
+kind = "microsoft"
+tenant = "0f2a6c1e-1234-4a5b-9c8d-00112233aabb"
+authority = "http://login.microsoftonline.us"
+client_id = "m"
+[[sso]]
+id = "b"
+kind = "microsoft"
+tenant = "0f2a6c1e-1234-4a5b-9c8d-00112233aabb"
+authority = "https://login.microsoftonline.com/common/v2.0"
+client_id = "m"
+[[sso]]
+id = "c"
+kind = "microsoft"
+tenant = "common"
+authority = "login.microsoftonline.us"
+issuer = "https://login.microsoftonline.com/0f2a6c1e-1234-4a5b-9c8d-00112233aabb/v2.0"
+client_id = "m"
+[[sso]]
+id = "d"
+kind = "google"
+issuer = "http://accounts.example.org"
+authority = "https://login.microsoftonline.com"
+client_id = "g"
+[[sso]]
+id = "e"
+kind = "google"
+issuer = "https://accounts.example.org/?tenant=1"
+client_id = "g"
+[[sso]]
+id = "f"
+kind = "oidc"
+issuer = "https://idp.example.org"
+authority = "https://login.microsoftonline.com"
+client_id = "o"
+"#;
+    write(dir.path(), "zuid.toml", &format!("{MINIMAL}{sso}"));
+    let file = dir.path().join("zuid.toml").display().to_string();
+    assert_eq!(
+        errors_of(dir.path()),
+        [
+            format!(
+                "{file}:10: sso[0].authority: \"http://login.microsoftonline.us\" must be an \
+                 https:// URL (http:// is allowed only for loopback hosts)"
+            ),
+            format!(
+                "{file}:16: sso[1].authority: \"https://login.microsoftonline.com/common/v2.0\" \
+                 must be scheme, host and port only, such as \"https://login.microsoftonline.com\" \
+                 (the tenant's issuer <authority>/<tenant>/v2.0 is made from it)"
+            ),
+            format!(
+                "{file}:21: sso[2].tenant: tenant \"common\" admits accounts of any Microsoft \
+                 tenant; name the organisation's own tenant (a GUID or a domain)"
+            ),
+            format!(
+                "{file}:22: sso[2].authority: \"login.microsoftonline.us\" is not an http:// or \
+                 https:// URL"
+            ),
+            format!(
+                "{file}:23: sso[2].issuer: not used with kind = \"microsoft\": its issuer is \
+                 <authority>/<tenant>/v2.0 (set authority for a national cloud)"
+            ),
+            format!(
+                "{file}:28: sso[3].issuer: \"http://accounts.example.org\" must be an https:// \
+                 URL (http:// is allowed only for loopback hosts)"
+            ),
+            format!("{file}:29: sso[3].authority: only used with kind = \"microsoft\""),
+            format!(
+                "{file}:34: sso[4].issuer: \"https://accounts.example.org/?tenant=1\" must not \
+                 have a query or fragment"
+            ),
+            format!("{file}:40: sso[5].authority: only used with kind = \"microsoft\""),
+        ]
+    );
 }
 
 #[test]

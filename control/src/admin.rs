@@ -1,5 +1,5 @@
-//! The admin control plane: `/metrics`, `/healthz`, `/readyz` on the admin listener, and the
-//! JSON API the CLI uses to change a running instance — over the Unix socket (mode 0600, peer
+//! The admin API: `/metrics`, `/healthz`, `/readyz` on the admin listener, and the JSON API the
+//! CLI uses to change a running instance — over the Unix socket (mode 0600, peer
 //! uid checked) or the admin listener with a bearer token read from a 0600 file.
 
 use std::net::SocketAddr;
@@ -20,15 +20,18 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::metrics::Metrics;
-use crate::revocation::{Revocations, REVOCATION_RETENTION_SECS};
+use certgate_accounts::REVOCATION_RETENTION_SECS;
+use certgate_gateway::admin_allowlist::AdminAllowLists;
+use certgate_gateway::metrics::Metrics;
+use certgate_gateway::revocation::Revocations;
+use certgate_store::Clock;
 
 /// What the admin handlers share.
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<Revocations>,
     /// The organisation admins' allow-list layers in force on this instance.
-    pub admin_allow: Arc<crate::admin_allowlist::AdminAllowLists>,
+    pub admin_allow: Arc<AdminAllowLists>,
     /// What an admin allow-list entry may be (`[limits]` of the config).
     pub allow_list_limits: certgate_policies::AdminAllowListLimits,
     /// Wrong bearer tokens from one address on the admin listener before it waits
@@ -52,9 +55,15 @@ pub struct AdminState {
     /// Set by the portal beside the gateway once it listens (and `events` is set); `/readyz`
     /// says 503 until then.
     pub portal_serving: AtomicBool,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AdminState {
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.unix_secs()
+    }
+
     pub(crate) fn database(&self) -> Result<&Database, AdminError> {
         self.database.get().ok_or(AdminError::Starting)
     }
@@ -235,7 +244,7 @@ fn api_router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/revocations", post(revoke).get(list_revocations))
         .route("/api/v1/keys/rotate", post(rotate_keys))
         .merge(crate::users::router())
-        .merge(crate::admin_allowlist::router())
+        .merge(crate::allowlist::router())
         .with_state(state)
 }
 
@@ -384,7 +393,7 @@ async fn revoke(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<RevokeRequest>,
 ) -> Result<Json<RevocationView>, AdminError> {
-    let now = crate::proxy::unix_now();
+    let now = state.now();
     let mut new = request.into_revocation(now)?;
     let mut audited = None;
     match new.kind {
@@ -518,7 +527,7 @@ async fn list_revocations(
 ) -> Result<Json<Vec<RevocationView>>, AdminError> {
     let records = state
         .database()?
-        .live_revocations(crate::proxy::unix_now())
+        .live_revocations(state.now())
         .await
         .map_err(AdminError::from)?;
     Ok(Json(records.iter().map(RevocationView::from).collect()))

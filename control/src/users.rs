@@ -16,7 +16,6 @@ use certgate_policies::Organisation;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{AdminError, AdminState};
-use crate::proxy::unix_now;
 
 pub use certgate_accounts::{new_account_id, AccountEvent, AccountEvents};
 
@@ -29,7 +28,7 @@ fn service(state: &AdminState) -> Result<Accounts<'_>, AdminError> {
             .events
             .get()
             .map(|events| &**events as &dyn AccountEvents),
-        now: unix_now(),
+        now: state.now(),
     })
 }
 
@@ -160,7 +159,7 @@ impl AddUser {
 pub(crate) async fn audit(state: &AdminState, org: &str, action: AuditAction, subject: &str) {
     let entry = AuditEntry {
         org: org.to_owned(),
-        at: unix_now(),
+        at: state.now(),
         actor: Actor::Operator.audit_name(),
         action: action.as_str().into(),
         subject: subject.into(),

@@ -13,10 +13,11 @@ use certgate_db::{Database, Revocation, RevocationKind};
 use certgate_store::{Change, FeedEvent, Store};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::admin_allowlist::{self, AdminAllowLists};
-use crate::metrics::Metrics;
-use crate::proxy::unix_now;
-use crate::revocation::{RevocationSet, Revocations};
+use certgate_gateway::admin_allowlist::{self, AdminAllowLists};
+use certgate_gateway::metrics::Metrics;
+use certgate_gateway::revocation::{RevocationSet, Revocations};
+
+use crate::admin::AdminState;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -57,14 +58,13 @@ fn revocation_of(change: &Change) -> Option<Revocation> {
 /// the next turn of the loop).
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Applies the feed until the store's feed closes.
-pub async fn follow(
-    store: Store,
-    database: Database,
-    revocations: Arc<Revocations>,
-    allow_lists: Arc<AdminAllowLists>,
-    metrics: Arc<Metrics>,
-) {
+/// Applies the feed to `state`'s revocations and allow lists until the store's feed closes.
+pub async fn follow(store: Store, database: Database, state: Arc<AdminState>) {
+    let (revocations, allow_lists, metrics) = (
+        &*state.revocations,
+        Arc::clone(&state.admin_allow),
+        &*state.metrics,
+    );
     let mut feed = store.subscribe();
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     let mut probe = tokio::time::interval(PROBE_EVERY);
@@ -92,13 +92,13 @@ pub async fn follow(
                     }
                 }
                 Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {
-                    seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                    seed_pending = !reload(&store, &database, revocations, metrics, state.now()).await;
                     reload_allow_lists(&database, &allow_lists).await;
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = resync.tick() => {
-                seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                seed_pending = !reload(&store, &database, revocations, metrics, state.now()).await;
                 reload_allow_lists(&database, &allow_lists).await;
             }
             _ = probe.tick() => {
@@ -115,12 +115,12 @@ pub async fn follow(
                     store_up = up;
                 }
                 if up && seed_pending {
-                    seed_pending = !reload(&store, &database, &revocations, &metrics).await;
+                    seed_pending = !reload(&store, &database, revocations, metrics, state.now()).await;
                 }
                 if !up {
                     // No feed: what other instances revoke reaches this one from SQL, within
                     // the second the feed would have taken.
-                    poll_recent(&database, &revocations).await;
+                    poll_recent(&database, revocations, state.now()).await;
                 }
             }
         }
@@ -132,8 +132,7 @@ pub async fn follow(
 const POLL_WINDOW_SECS: i64 = 120;
 
 /// Applies the revocations recorded lately that this instance does not have yet.
-async fn poll_recent(database: &Database, revocations: &Revocations) {
-    let now = unix_now();
+async fn poll_recent(database: &Database, revocations: &Revocations, now: i64) {
     let recent = database.recent_revocations(now - POLL_WINDOW_SECS, now);
     match tokio::time::timeout(PROBE_EVERY, recent).await {
         Ok(Ok(records)) => {
@@ -172,11 +171,10 @@ async fn reload(
     database: &Database,
     revocations: &Revocations,
     metrics: &Metrics,
+    now: i64,
 ) -> bool {
     let mark = revocations.reload_mark();
-    let records = match tokio::time::timeout(RELOAD_TIMEOUT, database.live_revocations(unix_now()))
-        .await
-    {
+    let records = match tokio::time::timeout(RELOAD_TIMEOUT, database.live_revocations(now)).await {
         Ok(Ok(records)) => records,
         Ok(Err(error)) => {
             tracing::error!(%error, "cannot reload revocations from the database; keeping the current set");
