@@ -227,6 +227,15 @@ impl Imported {
     }
 }
 
+/// A change that needs nothing but the account: what the admin API's and the admin socket's
+/// action endpoints name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    Disable,
+    Enable,
+    ResetMfa,
+}
+
 /// The service, for one request: the database, how to revoke, who hears about changes, and the
 /// time.
 pub struct Accounts<'a> {
@@ -299,6 +308,22 @@ impl Accounts<'_> {
         self.audit(actor, account, AuditAction::AccountEdited, detail)
             .await;
         self.reread(account).await
+    }
+
+    /// Carries out `toggle` ([`Accounts::disable`], [`Accounts::enable`] or
+    /// [`Accounts::reset_mfa`]).
+    pub async fn toggle(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        toggle: Toggle,
+    ) -> Result<Account, AccountError> {
+        match toggle {
+            Toggle::Disable => self.disable(actor, org, account).await,
+            Toggle::Enable => self.enable(actor, org, account).await,
+            Toggle::ResetMfa => self.reset_mfa(actor, org, account).await,
+        }
     }
 
     /// Disabled, and every credential issued until now refused.

@@ -1,12 +1,12 @@
 //! The signed-in user's own page: their devices (kind, trust, created, expires, last seen,
 //! address) with a button to revoke each, and a PKCS#12 certificate for this device after a
 //! fresh sign-in — the one case where certgate makes the key, hands it over once and forgets it.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, RawQuery, State};
+use axum::extract::{Form, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::{
@@ -18,13 +18,16 @@ use certgate_store::Store;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::flow::{backends, create_attempt, load_attempt, Attempt};
+use crate::extract::{Backends, PageError};
+use crate::flow::{create_attempt, load_attempt, Attempt};
 use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
 use crate::session;
 use crate::{PortalState, Visit};
 
 /// How long a PKCS#12 bundle waits for its one download.
 const BUNDLE_LIFETIME: Duration = Duration::from_secs(300);
+/// This page.
+const ACCOUNT: &str = "/.certgate/account";
 
 /// Who is looking at the page.
 pub(crate) struct Me {
@@ -38,17 +41,35 @@ pub(crate) struct Me {
     pub fresh: bool,
 }
 
-fn to_login() -> Response {
-    sign_in_first("/.certgate/account")
+fn to_login() -> PageError {
+    PageError::sign_in_first(ACCOUNT)
 }
 
-/// To the sign-in page, and back to `path` afterwards.
-pub(crate) fn sign_in_first(path: &str) -> Response {
-    let to = format!(
-        "/.certgate/login?return_to={}",
-        percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
-    );
-    Redirect::to(&to).into_response()
+/// A request for the signed-in user's own pages: the backends and who they are ([`me`]);
+/// anyone else signs in first, and comes back to the account page.
+pub(crate) struct UserPage {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+    pub me: Me,
+}
+
+impl FromRequestParts<Arc<PortalState>> for UserPage {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, PageError> {
+        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
+        let me = me(state, &visit, &store, &db, &parts.headers).await?;
+        Ok(UserPage {
+            visit,
+            store,
+            db,
+            me,
+        })
+    }
 }
 
 /// The user, from this browser's credential (checked against the database) or a sign-in in
@@ -59,7 +80,7 @@ pub(crate) async fn me(
     store: &Store,
     db: &Database,
     headers: &HeaderMap,
-) -> Result<Me, Response> {
+) -> Result<Me, PageError> {
     let now = state.now();
     let claims = session::cookie(headers, session::DEVICE_COOKIE)
         .and_then(|token| state.tokens.verify(token, now).ok())
@@ -87,7 +108,7 @@ pub(crate) async fn me(
     let account = match account {
         Ok(Some(account)) if !account.disabled => account,
         Ok(_) => return Err(to_login()),
-        Err(_) => return Err(crate::flow::unavailable_page(visit)),
+        Err(_) => return Err(PageError::unavailable(visit)),
     };
     if let Some(c) = &claims {
         // The credential names this account by its user name (not an e-mail address), was
@@ -202,20 +223,19 @@ pub(crate) async fn device_rows(
 }
 
 /// `GET /.certgate/account`.
-pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let me = match me(&state, &visit, &store, &db, &headers).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
-    let devices = match db.devices(&me.org.id, &me.account.id).await {
-        Ok(devices) => devices,
-        Err(_) => return crate::flow::unavailable_page(&visit),
-    };
+pub(crate) async fn page(
+    State(state): State<Arc<PortalState>>,
+    UserPage {
+        visit,
+        store,
+        db,
+        me,
+    }: UserPage,
+) -> Result<Response, PageError> {
+    let devices = db
+        .devices(&me.org.id, &me.account.id)
+        .await
+        .map_err(|_| PageError::unavailable(&visit))?;
     let rows = device_rows(&state, &visit, &store, me.this_device.as_deref(), &devices).await;
     let c = visit.chrome(Some(&me.org));
     let mut response = pages::html(
@@ -239,7 +259,7 @@ pub(crate) async fn page(State(state): State<Arc<PortalState>>, headers: HeaderM
         me.attempt.id.as_str(),
         None,
     );
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -253,31 +273,22 @@ pub(crate) struct RevokeForm {
 /// `POST /.certgate/account/revoke`: one of the user's own devices, everywhere within a second.
 pub(crate) async fn revoke(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    UserPage { visit, db, me, .. }: UserPage,
     Form(form): Form<RevokeForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let me = match me(&state, &visit, &store, &db, &headers).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
     if !me.attempt.session.csrf_ok(&form.csrf) {
-        return Redirect::to("/.certgate/account").into_response();
+        return Err(PageError::redirect(ACCOUNT));
     }
     let device = match db.device(&me.org.id, &form.device).await {
         Ok(Some(d)) if d.account_id == me.account.id => d,
-        _ => return Redirect::to("/.certgate/account").into_response(),
+        _ => return Err(PageError::redirect(ACCOUNT)),
     };
     let now = state.now();
     let revocation =
         certgate_accounts::device_revocation(&me.org, &device, "revoked by the user", now);
     if let Err(error) = state.backend.revoke(&revocation, "user").await {
         tracing::error!(%error, "a device could not be revoked");
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     }
     let _ = db.revoke_device(&me.org.id, &device.id, now).await;
     let _ = db
@@ -291,7 +302,7 @@ pub(crate) async fn revoke(
             detail: String::new(),
         })
         .await;
-    Redirect::to("/.certgate/account").into_response()
+    Ok(Redirect::to(ACCOUNT).into_response())
 }
 
 #[derive(Deserialize)]
@@ -306,23 +317,19 @@ pub(crate) struct CertificateForm {
 /// sign-in. The key is made here, handed over once, and never stored.
 pub(crate) async fn certificate(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    UserPage {
+        visit,
+        store,
+        db,
+        me,
+    }: UserPage,
     Form(form): Form<CertificateForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let me = match me(&state, &visit, &store, &db, &headers).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
     if !me.attempt.session.csrf_ok(&form.csrf) {
-        return Redirect::to("/.certgate/account").into_response();
+        return Err(PageError::redirect(ACCOUNT));
     }
     if !me.fresh {
-        return to_login();
+        return Err(to_login());
     }
     let now = state.now();
     let (trust, lifetime) = if me.account.kind == AccountKind::Group {
@@ -339,13 +346,13 @@ pub(crate) async fn certificate(
         device_id: device_id.clone(),
     };
     let now_at = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let issued = match state.ca.issue_device_key_pair(&subject, lifetime, now_at) {
-        Ok(issued) => issued,
-        Err(error) => {
+    let issued = state
+        .ca
+        .issue_device_key_pair(&subject, lifetime, now_at)
+        .map_err(|error| {
             tracing::error!(%error, "a PKCS#12 certificate could not be issued");
-            return crate::flow::unavailable_page(&visit);
-        }
-    };
+            PageError::unavailable(&visit)
+        })?;
     let password = generate_password();
     let format = if form.format == "legacy" {
         Pkcs12Format::Legacy
@@ -353,27 +360,25 @@ pub(crate) async fn certificate(
         Pkcs12Format::Modern
     };
     let friendly = format!("{} ({})", me.account.username, me.org.name);
-    let bundle = match pkcs12_bundle_as(
+    let bundle = pkcs12_bundle_as(
         &issued.key_pem,
         &issued.cert_pem,
         &state.ca.chain_pem(),
         &friendly,
         &password,
         format,
-    ) {
-        Ok(bundle) => bundle,
-        Err(error) => {
-            tracing::error!(%error, "a PKCS#12 bundle could not be made");
-            return crate::flow::unavailable_page(&visit);
-        }
-    };
+    )
+    .map_err(|error| {
+        tracing::error!(%error, "a PKCS#12 bundle could not be made");
+        PageError::unavailable(&visit)
+    })?;
     let download = hex::encode(rand::random::<[u8; 16]>());
     if store
         .put_once("pkcs12", &download, &bundle, BUNDLE_LIFETIME)
         .await
         .is_err()
     {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     }
     let device = Device {
         org: me.org.id.clone(),
@@ -388,7 +393,7 @@ pub(crate) async fn certificate(
         ip: visit.ip.clone(),
     };
     if db.record_device(&device).await.is_err() {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     }
     let _ = db
         .append_audit(&AuditEntry {
@@ -443,7 +448,7 @@ pub(crate) async fn certificate(
         r#"{{"pattern":"https://{host}","filter":{{"ISSUER":{{"CN":"certgate issuing CA"}}}}}}"#
     );
     let c = visit.chrome(Some(&me.org));
-    pages::html(
+    Ok(pages::html(
         StatusCode::OK,
         &CertificatePage {
             c: &c,
@@ -454,36 +459,36 @@ pub(crate) async fn certificate(
             expires: &date(issued.not_after.unix_timestamp()),
             policy: &policy,
         },
-    )
+    ))
 }
 
 /// `GET /.certgate/account/certificate?download={id}`: the bundle, once.
 pub(crate) async fn download(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    visit: Visit,
     RawQuery(query): RawQuery,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let Some(store) = state.backend.store() else {
-        return crate::flow::unavailable_page(&visit);
-    };
+) -> Result<Response, PageError> {
+    let store = state
+        .backend
+        .store()
+        .ok_or_else(|| PageError::unavailable(&visit))?;
     let id = query
         .as_deref()
         .and_then(|q| crate::flow::raw_param(q, "download"))
         .unwrap_or_default();
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Redirect::to("/.certgate/account").into_response();
+        return Err(PageError::redirect(ACCOUNT));
     }
     let Ok(Some(bundle)) = store.take_once("pkcs12", id).await else {
         let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
-        return pages::notice(
+        return Ok(pages::notice(
             StatusCode::GONE,
             &c,
             c.t.certificate_heading,
             c.t.certificate_gone,
             true,
-            Some(("/.certgate/account", c.t.account_heading)),
-        );
+            Some((ACCOUNT, c.t.account_heading)),
+        ));
     };
     let mut response = (StatusCode::OK, bundle).into_response();
     let headers = response.headers_mut();
@@ -500,7 +505,7 @@ pub(crate) async fn download(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -514,27 +519,23 @@ pub(crate) struct CsrfOnly {
 /// a new credential with MFA comes at the end.
 pub(crate) async fn turn_on_mfa(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    UserPage {
+        visit,
+        store,
+        db,
+        me,
+    }: UserPage,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let me = match me(&state, &visit, &store, &db, &headers).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
     let allowed = !me.account.mfa_enrolled
         && me.account.kind == AccountKind::Personal
         && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled;
     if !me.attempt.session.csrf_ok(&form.csrf) || !allowed {
-        return Redirect::to("/.certgate/account").into_response();
+        return Err(PageError::redirect(ACCOUNT));
     }
     // Only right after a password: a browser cookie alone must not choose the second factor.
     if !me.fresh {
-        return to_login();
+        return Err(to_login());
     }
     let Me {
         mut attempt,
@@ -543,42 +544,26 @@ pub(crate) async fn turn_on_mfa(
         ..
     } = me;
     // Back to the account page when done.
-    attempt.session.set_return_to("/.certgate/account".into());
+    attempt.session.set_return_to(ACCOUNT.into());
     let s = crate::flow::Signing::new(attempt, org, account);
-    crate::flow::first_step_done(
-        &state,
-        &visit,
-        &store,
-        &db,
-        s,
-        crate::signin::Event::AddFactor,
-    )
-    .await
+    let event = crate::signin::Event::AddFactor;
+    Ok(crate::flow::first_step_done(&state, &visit, &store, &db, s, event).await)
 }
 
 /// `POST /.certgate/account/recovery-codes`: ten new recovery codes (the old ones stop
 /// working), after a fresh sign-in; shown once.
 pub(crate) async fn renew_recovery_codes(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    UserPage { visit, db, me, .. }: UserPage,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let me = match me(&state, &visit, &store, &db, &headers).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
     if !me.attempt.session.csrf_ok(&form.csrf)
         || me.account.mfa_method != Some(certgate_db::MfaChoice::Authenticator)
     {
-        return Redirect::to("/.certgate/account").into_response();
+        return Err(PageError::redirect(ACCOUNT));
     }
     if !me.fresh {
-        return to_login();
+        return Err(to_login());
     }
     let codes = crate::recovery::new_codes();
     let hashes: Vec<String> = codes
@@ -596,7 +581,7 @@ pub(crate) async fn renew_recovery_codes(
         .await
         .is_err()
     {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     }
     let _ = db
         .append_audit(&AuditEntry {
@@ -612,12 +597,12 @@ pub(crate) async fn renew_recovery_codes(
         })
         .await;
     let c = visit.chrome(Some(&me.org));
-    pages::html(
+    Ok(pages::html(
         StatusCode::OK,
         &pages::RecoveryCodesPage {
             c: &c,
             codes: &codes,
-            next: "/.certgate/account",
+            next: ACCOUNT,
         },
-    )
+    ))
 }

@@ -3,11 +3,11 @@
 //! organisation's settings as the policy has them. Admins are accounts with the `admin` role;
 //! they see only their own organisation, and every change needs a second factor passed in the
 //! last 15 minutes in this browser.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_db::{
@@ -17,12 +17,12 @@ use certgate_store::Store;
 use serde::Deserialize;
 
 use crate::account::{date, me, Me};
-use crate::flow::backends;
+use crate::extract::{Backends, PageError};
 use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
     AdminSettingsPage, AuditRow, UserRow,
 };
-use crate::{PortalState, Visit};
+use crate::{BackendError, PortalState, Visit};
 use certgate_accounts::{AccountError, Actor, Imported};
 
 /// The role that opens these pages.
@@ -39,31 +39,46 @@ pub(crate) struct Admin {
     pub(crate) fresh: bool,
 }
 
-fn forbidden(visit: &Visit, org: Option<&certgate_policies::Organisation>) -> Response {
-    let c = visit.chrome(org);
-    pages::notice(
-        StatusCode::FORBIDDEN,
-        &c,
-        c.t.admin_heading,
-        c.t.admin_only,
-        true,
-        None,
-    )
+/// An admin page's request: the backends and the admin. Anyone not signed in signs in first
+/// and comes back to the admin pages; anyone else signed in is refused (403).
+pub(crate) struct AdminPage {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+    pub admin: Admin,
 }
 
-pub(crate) async fn admin(
+impl FromRequestParts<Arc<PortalState>> for AdminPage {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, PageError> {
+        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
+        let admin = admin(state, &visit, &store, &db, &parts.headers).await?;
+        Ok(AdminPage {
+            visit,
+            store,
+            db,
+            admin,
+        })
+    }
+}
+
+async fn admin(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     db: &Database,
     headers: &HeaderMap,
-) -> Result<Admin, Response> {
+) -> Result<Admin, PageError> {
     // Not signed in: to the sign-in page, and back to the admin pages afterwards.
     let me = me(state, visit, store, db, headers)
         .await
-        .map_err(|_| crate::account::sign_in_first("/.certgate/admin"))?;
+        .map_err(|_| PageError::sign_in_first("/.certgate/admin"))?;
     if !me.account.roles.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(forbidden(visit, Some(&me.org)));
+        return Err(PageError::Forbidden(visit.chrome(Some(&me.org))));
     }
     let now = state.now();
     let fresh = me.attempt.session.signed_in().is_some_and(|s| {
@@ -74,49 +89,40 @@ pub(crate) async fn admin(
     Ok(Admin { me, fresh })
 }
 
-/// For a change: the admin, with a fresh second factor and the page's CSRF token; else where to
-/// go instead.
-async fn changing(
-    state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    db: &Database,
-    headers: &HeaderMap,
-    csrf: &str,
-    back: &str,
-) -> Result<Admin, Response> {
-    let admin = admin(state, visit, store, db, headers).await?;
-    if !admin.me.attempt.session.csrf_ok(csrf) {
-        return Err(Redirect::to(back).into_response());
+impl Admin {
+    /// Whether the admin may make a change posted from the page `back`: with the page's CSRF
+    /// token (else back to the page) and a fresh second factor (else sign in again, and back).
+    fn may_change(&self, csrf: &str, back: &str) -> Result<(), PageError> {
+        if !self.me.attempt.session.csrf_ok(csrf) {
+            return Err(PageError::redirect(back));
+        }
+        if !self.fresh {
+            return Err(PageError::sign_in_first(back));
+        }
+        Ok(())
     }
-    if !admin.fresh {
-        let to = format!(
-            "/.certgate/login?return_to={}",
-            percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
-        );
-        return Err(Redirect::to(&to).into_response());
-    }
-    Ok(admin)
 }
 
-/// An account of the admin's own organisation by id; anything else is "not found".
-async fn their_account(db: &Database, admin: &Admin, id: &str) -> Option<Account> {
-    if id.len() > 64 {
-        return None;
+impl AdminPage {
+    /// An account of the admin's own organisation by id; anything else is "not found".
+    async fn their_account(&self, id: &str) -> Result<Account, PageError> {
+        let found = if id.len() > 64 {
+            None
+        } else {
+            let org = &self.admin.me.org.id;
+            self.db.account(org, id).await.ok().flatten()
+        };
+        found.ok_or_else(|| self.not_found())
     }
-    db.account(&admin.me.org.id, id).await.ok().flatten()
+
+    fn not_found(&self) -> PageError {
+        PageError::NotFound(self.visit.chrome(Some(&self.admin.me.org)))
+    }
 }
 
-fn not_found(visit: &Visit, admin: &Admin) -> Response {
-    let c = visit.chrome(Some(&admin.me.org));
-    pages::notice(
-        StatusCode::NOT_FOUND,
-        &c,
-        c.t.admin_heading,
-        c.t.not_found,
-        true,
-        Some(("/.certgate/admin", c.t.admin_accounts)),
-    )
+/// An account's page, where its changes are posted from.
+fn account_page(id: &str) -> String {
+    format!("/.certgate/admin/accounts/{id}")
 }
 
 #[derive(Deserialize)]
@@ -128,20 +134,13 @@ pub(crate) struct Search {
 /// `GET /.certgate/admin`: the organisation's accounts, searchable.
 pub(crate) async fn accounts(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Query(search): Query<Search>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    AdminPage {
+        visit, db, admin, ..
+    }: AdminPage,
+) -> Result<Response, PageError> {
     let Ok(accounts) = db.accounts(&admin.me.org.id).await else {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     };
     let q = search.q.trim().to_lowercase();
     let mut rows = Vec::new();
@@ -163,14 +162,14 @@ pub(crate) async fn accounts(
         rows.push(user_row(&visit, a, devices));
     }
     let c = visit.chrome(Some(&admin.me.org));
-    pages::html(
+    Ok(pages::html(
         StatusCode::OK,
         &AdminAccountsPage {
             c: &c,
             q: &search.q,
             users: rows,
         },
-    )
+    ))
 }
 
 fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
@@ -197,19 +196,8 @@ fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
 }
 
 /// `GET /.certgate/admin/accounts/new`.
-pub(crate) async fn new_page(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => new_form(&visit, &admin, &NewForm::default(), None, StatusCode::OK),
-        Err(response) => response,
-    }
+pub(crate) async fn new_page(AdminPage { visit, admin, .. }: AdminPage) -> Response {
+    new_form(&visit, &admin, &NewForm::default(), None, StatusCode::OK)
 }
 
 #[derive(Deserialize, Default)]
@@ -286,28 +274,12 @@ fn typed<'a>(
 /// `POST /.certgate/admin/accounts/new`: a new account, and its welcome e-mail.
 pub(crate) async fn create(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    AdminPage {
+        visit, db, admin, ..
+    }: AdminPage,
     Form(form): Form<NewForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match changing(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &headers,
-        &form.csrf,
-        "/.certgate/admin/accounts/new",
-    )
-    .await
-    {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
+    admin.may_change(&form.csrf, "/.certgate/admin/accounts/new")?;
     let roles = roles_of(&form.roles);
     let new = NewAccount::checked(
         &admin.me.org.id,
@@ -324,80 +296,54 @@ pub(crate) async fn create(
     let new = match new {
         Ok(new) => new,
         Err(InvalidAccount(message)) => {
-            return new_form(
+            let again = new_form(
                 &visit,
                 &admin,
                 &form,
                 Some(message),
                 StatusCode::BAD_REQUEST,
-            )
+            );
+            return Ok(again);
         }
     };
     let actor = Actor::Admin {
         account: &admin.me.account,
         ip: &visit.ip,
     };
-    let account = match state.accounts(&db).create(actor, &admin.me.org, &new).await {
-        Ok(account) => account,
-        Err(AccountError::Conflict(message)) => {
-            return new_form(&visit, &admin, &form, Some(message), StatusCode::CONFLICT)
-        }
+    let (message, status) = match state.accounts(&db).create(actor, &admin.me.org, &new).await {
+        Ok(account) => return Ok(Redirect::to(&account_page(&account.id)).into_response()),
+        Err(AccountError::Conflict(message)) => (message, StatusCode::CONFLICT),
         Err(AccountError::Invalid(message) | AccountError::NotAllowed(message)) => {
-            return new_form(
-                &visit,
-                &admin,
-                &form,
-                Some(message),
-                StatusCode::BAD_REQUEST,
-            )
+            (message, StatusCode::BAD_REQUEST)
         }
-        Err(_) => return crate::flow::unavailable_page(&visit),
+        Err(_) => return Err(PageError::unavailable(&visit)),
     };
-    Redirect::to(&format!("/.certgate/admin/accounts/{}", account.id)).into_response()
+    Ok(new_form(&visit, &admin, &form, Some(message), status))
 }
 
 /// `GET /.certgate/admin/accounts/{id}`.
 pub(crate) async fn account(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let Some(account) = their_account(&db, &admin, &id).await else {
-        return not_found(&visit, &admin);
-    };
-    account_view(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &admin,
-        &account,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    page: AdminPage,
+) -> Result<Response, PageError> {
+    let account = page.their_account(&id).await?;
+    Ok(account_view(&state, &page, &account, None, StatusCode::OK).await)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn account_view(
     state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    db: &Database,
-    admin: &Admin,
+    page: &AdminPage,
     account: &Account,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
+    let AdminPage {
+        visit,
+        store,
+        db,
+        admin,
+    } = page;
     let devices = db
         .devices(&admin.me.org.id, &account.id)
         .await
@@ -438,23 +384,16 @@ pub(crate) struct EditForm {
 /// `POST /.certgate/admin/accounts/{id}/edit`.
 pub(crate) async fn edit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    page: AdminPage,
     Form(form): Form<EditForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let back = format!("/.certgate/admin/accounts/{id}");
-    let admin = match changing(&state, &visit, &store, &db, &headers, &form.csrf, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let Some(account) = their_account(&db, &admin, &id).await else {
-        return not_found(&visit, &admin);
-    };
+) -> Result<Response, PageError> {
+    let back = account_page(&id);
+    page.admin.may_change(&form.csrf, &back)?;
+    let account = page.their_account(&id).await?;
+    let AdminPage {
+        visit, db, admin, ..
+    } = &page;
     let roles = roles_of(&form.roles);
     let checked = NewAccount::changed(
         &account,
@@ -471,17 +410,8 @@ pub(crate) async fn edit(
     let new = match checked {
         Ok(new) => new,
         Err(InvalidAccount(message)) => {
-            return account_view(
-                &state,
-                &visit,
-                &store,
-                &db,
-                &admin,
-                &account,
-                Some(message),
-                StatusCode::BAD_REQUEST,
-            )
-            .await
+            let status = StatusCode::BAD_REQUEST;
+            return Ok(account_view(&state, &page, &account, Some(message), status).await);
         }
     };
     let actor = Actor::Admin {
@@ -489,29 +419,19 @@ pub(crate) async fn edit(
         ip: &visit.ip,
     };
     let edited = state
-        .accounts(&db)
+        .accounts(db)
         .edit(actor, &admin.me.org, &account, &new)
         .await;
     let (message, status) = match edited {
-        Ok(_) => return Redirect::to(&back).into_response(),
+        Ok(_) => return Ok(Redirect::to(&back).into_response()),
         Err(AccountError::Conflict(message)) => (message, StatusCode::CONFLICT),
         Err(AccountError::Invalid(message) | AccountError::NotAllowed(message)) => {
             (message, StatusCode::BAD_REQUEST)
         }
-        Err(AccountError::Gone) => return not_found(&visit, &admin),
-        Err(_) => return crate::flow::unavailable_page(&visit),
+        Err(AccountError::Gone) => return Err(page.not_found()),
+        Err(_) => return Err(PageError::unavailable(visit)),
     };
-    account_view(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &admin,
-        &account,
-        Some(message),
-        status,
-    )
-    .await
+    Ok(account_view(&state, &page, &account, Some(message), status).await)
 }
 
 #[derive(Deserialize)]
@@ -533,7 +453,7 @@ pub(crate) async fn revoke_account_counted(
     now: i64,
     reason: &str,
     label: &'static str,
-) -> Result<(), String> {
+) -> Result<(), BackendError> {
     let revocation = certgate_accounts::account_revocation(&org.id, &account.username, reason, now);
     state.backend.revoke(&revocation, label).await
 }
@@ -542,23 +462,16 @@ pub(crate) async fn revoke_account_counted(
 /// revoke-device, revoke-all.
 pub(crate) async fn act(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
+    page: AdminPage,
     Form(form): Form<ActionForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let back = format!("/.certgate/admin/accounts/{id}");
-    let admin = match changing(&state, &visit, &store, &db, &headers, &form.csrf, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let Some(account) = their_account(&db, &admin, &id).await else {
-        return not_found(&visit, &admin);
-    };
+) -> Result<Response, PageError> {
+    let back = account_page(&id);
+    page.admin.may_change(&form.csrf, &back)?;
+    let account = page.their_account(&id).await?;
+    let AdminPage {
+        visit, db, admin, ..
+    } = &page;
     let org = Arc::clone(&admin.me.org);
     let t = visit.texts;
     let confirm = |path: &str, question: &str, consequences: &str, button: &str| {
@@ -581,7 +494,7 @@ pub(crate) async fn act(
             },
         )
     };
-    let service = state.accounts(&db);
+    let service = state.accounts(db);
     let actor = Actor::Admin {
         account: &admin.me.account,
         ip: &visit.ip,
@@ -590,25 +503,25 @@ pub(crate) async fn act(
         "disable" => service.disable(actor, &org, &account).await.map(|_| ()),
         "enable" => service.enable(actor, &org, &account).await.map(|_| ()),
         "reset-mfa" if form.confirm != "yes" => {
-            return confirm(
+            return Ok(confirm(
                 "reset-mfa",
                 t.admin_reset_question,
                 t.admin_reset_consequences,
                 t.admin_reset_mfa,
-            )
+            ))
         }
         "reset-mfa" => service.reset_mfa(actor, &org, &account).await.map(|_| ()),
         "delete" if form.confirm != "yes" => {
-            return confirm(
+            return Ok(confirm(
                 "delete",
                 t.admin_delete_question,
                 t.admin_delete_consequences,
                 t.admin_delete,
-            )
+            ))
         }
         "delete" => match service.delete(actor, &org, &account).await {
-            Ok(()) => return Redirect::to("/.certgate/admin").into_response(),
-            Err(_) => return crate::flow::unavailable_page(&visit),
+            Ok(()) => return Ok(Redirect::to("/.certgate/admin").into_response()),
+            Err(_) => return Err(PageError::unavailable(visit)),
         },
         "revoke-device" => {
             let Some(device) = db
@@ -618,17 +531,17 @@ pub(crate) async fn act(
                 .flatten()
                 .filter(|d| d.account_id == account.id)
             else {
-                return not_found(&visit, &admin);
+                return Err(page.not_found());
             };
             service.revoke_device(actor, &org, &account, &device).await
         }
         "revoke-all" => service.revoke_all_devices(actor, &org, &account).await,
-        _ => return not_found(&visit, &admin),
+        _ => return Err(page.not_found()),
     };
     match done {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(AccountError::Gone) => not_found(&visit, &admin),
-        Err(_) => crate::flow::unavailable_page(&visit),
+        Ok(()) => Ok(Redirect::to(&back).into_response()),
+        Err(AccountError::Gone) => Err(page.not_found()),
+        Err(_) => Err(PageError::unavailable(visit)),
     }
 }
 
@@ -661,18 +574,11 @@ async fn audit_entries(
 /// `GET /.certgate/admin/audit?account=&days=`.
 pub(crate) async fn audit_page(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Query(query): Query<AuditQuery>,
+    AdminPage {
+        visit, db, admin, ..
+    }: AdminPage,
 ) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
     let since = audit_window(&state, &query);
     let entries = audit_entries(&db, &admin.me.org.id, &query, since, AUDIT_PAGE).await;
     let rows = entries
@@ -709,18 +615,9 @@ pub(crate) async fn audit_page(
 /// `GET /.certgate/admin/audit.jsonl`: the same entries as JSON lines.
 pub(crate) async fn audit_export(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     Query(query): Query<AuditQuery>,
+    AdminPage { db, admin, .. }: AdminPage,
 ) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
     let since = audit_window(&state, &query);
     let mut body = String::new();
     // Oldest first in the file, of the newest 100 000.
@@ -749,19 +646,7 @@ pub(crate) async fn audit_export(
 }
 
 /// `GET /.certgate/admin/settings`: the organisation's policy, read-only, with its file.
-pub(crate) async fn settings(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(crate) async fn settings(AdminPage { visit, admin, .. }: AdminPage) -> Response {
     let org = &admin.me.org;
     let t = visit.texts;
     let m = &org.mfa;
@@ -809,36 +694,26 @@ pub(crate) async fn settings(
 /// admins' files (read-only, with where each entry comes from).
 pub(crate) async fn allow_list(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    match state.backend.allow_list(&admin.me.org.id).await {
-        Ok(form) => {
-            let text = form.text.clone();
-            allow_list_view(
-                &visit,
-                &admin,
-                &form,
-                &text,
-                form.version,
-                Vec::new(),
-                None,
-                StatusCode::OK,
-            )
-        }
-        Err(error) => {
+    AdminPage { visit, admin, .. }: AdminPage,
+) -> Result<Response, PageError> {
+    let form = state
+        .backend
+        .allow_list(&admin.me.org.id)
+        .await
+        .map_err(|error| {
             tracing::warn!(%error, "the admin allow list cannot be read");
-            crate::flow::unavailable_page(&visit)
-        }
-    }
+            PageError::unavailable(&visit)
+        })?;
+    Ok(allow_list_view(
+        &visit,
+        &admin,
+        &form,
+        &form.text,
+        form.version,
+        Vec::new(),
+        None,
+        StatusCode::OK,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -889,28 +764,10 @@ pub(crate) struct AllowListSave {
 /// an outdated view refused; otherwise applied on every instance.
 pub(crate) async fn save_allow_list(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    AdminPage { visit, admin, .. }: AdminPage,
     Form(form): Form<AllowListSave>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match changing(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &headers,
-        &form.csrf,
-        "/.certgate/admin/allowlist",
-    )
-    .await
-    {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
+    admin.may_change(&form.csrf, "/.certgate/admin/allowlist")?;
     let org = admin.me.org.id.clone();
     let saved = state
         .backend
@@ -923,7 +780,7 @@ pub(crate) async fn save_allow_list(
         )
         .await;
     let (problems, error, status) = match saved {
-        Ok(_) => return Redirect::to("/.certgate/admin/allowlist").into_response(),
+        Ok(_) => return Ok(Redirect::to("/.certgate/admin/allowlist").into_response()),
         Err(crate::AllowListProblem::Invalid(lines)) => (
             lines,
             Some(visit.texts.allow_nothing_saved.to_owned()),
@@ -936,20 +793,20 @@ pub(crate) async fn save_allow_list(
             (Vec::new(), Some(message), StatusCode::SERVICE_UNAVAILABLE)
         }
     };
-    match state.backend.allow_list(&org).await {
-        // The admin's text is shown again as typed, with the version it was based on.
-        Ok(current) => allow_list_view(
-            &visit,
-            &admin,
-            &current,
-            &form.text,
-            form.version,
-            problems,
-            error,
-            status,
-        ),
-        Err(_) => crate::flow::unavailable_page(&visit),
-    }
+    let Ok(current) = state.backend.allow_list(&org).await else {
+        return Err(PageError::unavailable(&visit));
+    };
+    // The admin's text is shown again as typed, with the version it was based on.
+    Ok(allow_list_view(
+        &visit,
+        &admin,
+        &current,
+        &form.text,
+        form.version,
+        problems,
+        error,
+        status,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -963,18 +820,19 @@ pub(crate) struct ImportForm {
     step: String,
 }
 
+/// The import page: the rows as checked, or why the CSV was refused as a whole.
 fn import_view(
     visit: &Visit,
     admin: &Admin,
     csv: &str,
-    checked: Result<Imported, String>,
+    checked: Result<Imported, AccountError>,
     status: StatusCode,
 ) -> Response {
     let c = visit.chrome(Some(&admin.me.org));
     let ready = checked.as_ref().is_ok_and(Imported::ready);
     let (rows, error) = match checked {
         Ok(imported) => (imported.rows, None),
-        Err(message) => (Vec::new(), Some(message)),
+        Err(refused) => (Vec::new(), Some(refused.to_string())),
     };
     pages::html(
         status,
@@ -991,56 +849,25 @@ fn import_view(
 }
 
 /// `GET /.certgate/admin/import`.
-pub(crate) async fn import_page(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
+pub(crate) async fn import_page(AdminPage { visit, admin, .. }: AdminPage) -> Response {
+    let empty = Imported {
+        rows: Vec::new(),
+        created: 0,
     };
-    match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => import_view(
-            &visit,
-            &admin,
-            "username,name,email,mobile,kind,roles\n",
-            Ok(Imported {
-                rows: Vec::new(),
-                created: 0,
-            }),
-            StatusCode::OK,
-        ),
-        Err(response) => response,
-    }
+    let csv = "username,name,email,mobile,kind,roles\n";
+    import_view(&visit, &admin, csv, Ok(empty), StatusCode::OK)
 }
 
 /// `POST /.certgate/admin/import`: a preview naming every bad row; the import writes all rows
 /// or none.
 pub(crate) async fn import(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    AdminPage {
+        visit, db, admin, ..
+    }: AdminPage,
     Form(form): Form<ImportForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match changing(
-        &state,
-        &visit,
-        &store,
-        &db,
-        &headers,
-        &form.csrf,
-        "/.certgate/admin/import",
-    )
-    .await
-    {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
+    admin.may_change(&form.csrf, "/.certgate/admin/import")?;
     let service = state.accounts(&db);
     let actor = Actor::Admin {
         account: &admin.me.account,
@@ -1051,41 +878,30 @@ pub(crate) async fn import(
     } else {
         service.check_import(actor, &admin.me.org, &form.csv).await
     };
-    match checked {
-        Ok(imported) if imported.created > 0 => Redirect::to("/.certgate/admin").into_response(),
-        Ok(imported) => {
-            let status = if imported.problems().is_empty() {
-                StatusCode::OK
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            import_view(&visit, &admin, &form.csv, Ok(imported), status)
+    let status = match &checked {
+        Ok(imported) if imported.created > 0 => {
+            return Ok(Redirect::to("/.certgate/admin").into_response())
         }
-        Err(AccountError::Invalid(message)) => import_view(
-            &visit,
-            &admin,
-            &form.csv,
-            Err(message),
-            StatusCode::BAD_REQUEST,
-        ),
-        Err(_) => crate::flow::unavailable_page(&visit),
-    }
+        Ok(imported) if imported.problems().is_empty() => StatusCode::OK,
+        Ok(_) | Err(AccountError::Invalid(_)) => StatusCode::BAD_REQUEST,
+        Err(_) => return Err(PageError::unavailable(&visit)),
+    };
+    Ok(import_view(&visit, &admin, &form.csv, checked, status))
 }
 
 /// `GET /.certgate/admin/devices`: every device of the organisation, newest first, with whose
 /// it is; each revocable on its account's page.
-pub(crate) async fn devices(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let admin = match admin(&state, &visit, &store, &db, &headers).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+pub(crate) async fn devices(
+    State(state): State<Arc<PortalState>>,
+    AdminPage {
+        visit,
+        store,
+        db,
+        admin,
+    }: AdminPage,
+) -> Result<Response, PageError> {
     let Ok(found) = db.org_devices(&admin.me.org.id, 1_000).await else {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     };
     // `found` is newest first; device_rows lists what it is given last first (an account's own
     // devices come oldest first), so it gets them reversed.
@@ -1096,11 +912,11 @@ pub(crate) async fn devices(State(state): State<Arc<PortalState>>, headers: Head
     let devices: Vec<_> = found.into_iter().rev().map(|(_, device)| device).collect();
     let rows = crate::account::device_rows(&state, &visit, &store, None, &devices).await;
     let c = visit.chrome(Some(&admin.me.org));
-    pages::html(
+    Ok(pages::html(
         StatusCode::OK,
         &pages::AdminDevicesPage {
             c: &c,
             devices: rows.into_iter().zip(owners).collect(),
         },
-    )
+    ))
 }

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::admin::ADMIN_ROLE;
 use crate::{PortalState, Visit};
-use certgate_accounts::{AccountError, Actor};
+use certgate_accounts::{AccountError, Actor, Toggle};
 
 /// The OpenAPI document, written by hand beside this file.
 const OPENAPI: &str = include_str!("admin_api/openapi.json");
@@ -560,31 +560,20 @@ async fn create_account(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// What a change to one account does.
-#[derive(Debug, Clone, Copy)]
-enum AccountChange {
-    Disable,
-    Enable,
-    ResetMfa,
-}
-
 /// `POST accounts/{id}/disable|enable|reset-mfa` (`accounts:write`): the same steps as the admin
 /// pages take; the account as it is afterwards.
 async fn change_account(
     state: &PortalState,
     headers: &HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    change: AccountChange,
+    change: Toggle,
 ) -> Result<Response, ApiError> {
     let caller = caller(state, headers, ApiScope::AccountsWrite).await?;
     let account = caller.account(&path_id(path)?).await?;
-    let service = state.accounts(&caller.db);
-    let (actor, org) = (caller.actor(), &caller.org);
-    let after = match change {
-        AccountChange::Disable => service.disable(actor, org, &account).await,
-        AccountChange::Enable => service.enable(actor, org, &account).await,
-        AccountChange::ResetMfa => service.reset_mfa(actor, org, &account).await,
-    }?;
+    let after = state
+        .accounts(&caller.db)
+        .toggle(caller.actor(), &caller.org, &account, change)
+        .await?;
     Ok(ok(&account_json(&after)))
 }
 
@@ -593,7 +582,7 @@ async fn disable_account(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    change_account(&state, &headers, path, AccountChange::Disable)
+    change_account(&state, &headers, path, Toggle::Disable)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -603,7 +592,7 @@ async fn enable_account(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    change_account(&state, &headers, path, AccountChange::Enable)
+    change_account(&state, &headers, path, Toggle::Enable)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -613,7 +602,7 @@ async fn reset_mfa(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    change_account(&state, &headers, path, AccountChange::ResetMfa)
+    change_account(&state, &headers, path, Toggle::ResetMfa)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

@@ -4,8 +4,7 @@
 //! mutual TLS, which the gateway vouches for.
 //!
 //! JSON API under `/.certgate/api/v1/device/`: `authorize`, `token`, `certificate`, `renew`.
-//! Every error is `{"error": code, "error_description": text}`.
-#![allow(clippy::result_large_err)]
+//! Every error is `{"error": code, "error_description": text}` ([`DeviceApiError`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +15,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use certgate_certs::{CertificateRequest, DeviceId, DeviceSubject, MfaStatus};
 use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
+use certgate_device_flow::{
+    AuthorizeRequest, CsrRequest, DeviceAuthorization, EnrolmentToken, ErrorBody,
+    IssuedCertificate, RenewalKind, Secret, TokenRequest,
+};
 use certgate_policies::Organisation;
 use certgate_store::{RateLimit, Store};
 use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::flow::{backends, load_attempt, save, start_attempt};
+use crate::extract::{Backends, PageError};
+use crate::flow::{attempt_or_start, load_attempt, save};
 use crate::i18n::fill;
 use crate::pages::{self, ApprovePage, DeviceCodePage};
 use crate::session;
@@ -42,20 +45,52 @@ const TOMBSTONE: Duration = Duration::from_secs(600);
 /// code expires sooner; after that the approval lapses like the code.
 const PICKUP: Duration = Duration::from_secs(30);
 
-fn api_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response = (
-        status,
-        Json(json!({ "error": error, "error_description": description })),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
+/// A refusal of the device API.
+pub(crate) struct DeviceApiError {
+    status: StatusCode,
+    /// The OAuth-style `error` code.
+    error: &'static str,
+    description: String,
 }
 
-fn api_ok(body: serde_json::Value) -> Response {
+impl IntoResponse for DeviceApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.error.to_owned(),
+            error_description: self.description,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+}
+
+impl DeviceApiError {
+    fn new(status: StatusCode, error: &'static str, description: &str) -> Self {
+        DeviceApiError {
+            status,
+            error,
+            description: description.to_owned(),
+        }
+    }
+
+    fn unavailable() -> Self {
+        DeviceApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the portal cannot reach its store or database; try again shortly",
+        )
+    }
+}
+
+fn api_error(status: StatusCode, error: &'static str, description: &str) -> Response {
+    DeviceApiError::new(status, error, description).into_response()
+}
+
+fn api_ok(body: impl serde::Serialize) -> Response {
     let mut response = Json(body).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -65,11 +100,7 @@ fn api_ok(body: serde_json::Value) -> Response {
 }
 
 fn unavailable() -> Response {
-    api_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "the portal cannot reach its store or database; try again shortly",
-    )
+    DeviceApiError::unavailable().into_response()
 }
 
 /// Bidirectional overrides and zero-width characters, which could make a device name on the
@@ -205,14 +236,6 @@ fn flow_off() -> Response {
     )
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct AuthorizeBody {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    trust: bool,
-}
-
 /// `POST device/authorize`.
 pub(crate) async fn authorize(
     State(state): State<Arc<PortalState>>,
@@ -227,8 +250,8 @@ pub(crate) async fn authorize(
     let Some(store) = state.backend.store() else {
         return unavailable();
     };
-    let body: AuthorizeBody = if body.is_empty() {
-        AuthorizeBody::default()
+    let body: AuthorizeRequest = if body.is_empty() {
+        AuthorizeRequest::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(body) => body,
@@ -308,19 +331,13 @@ pub(crate) async fn authorize(
     if by_user_code.is_err() || !put_request(&store, &key, &request, now).await {
         return unavailable();
     }
-    api_ok(json!({
-        "device_code": device_code,
-        "user_code": user_code,
-        "verification_uri": format!("https://{}/.certgate/device", visit.host),
-        "expires_in": lifetime.as_secs(),
-        "interval": POLL_INTERVAL.as_secs(),
-    }))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct TokenBody {
-    #[serde(default)]
-    device_code: String,
+    api_ok(DeviceAuthorization {
+        device_code: Secret(device_code),
+        user_code,
+        verification_uri: format!("https://{}/.certgate/device", visit.host),
+        expires_in: lifetime.as_secs(),
+        interval: POLL_INTERVAL.as_secs(),
+    })
 }
 
 /// `POST device/token`: the device polls.
@@ -328,7 +345,10 @@ pub(crate) async fn token(
     State(state): State<Arc<PortalState>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<TokenBody>(&body) else {
+    let Ok(TokenRequest {
+        device_code: Secret(device_code),
+    }) = serde_json::from_slice(&body)
+    else {
         return api_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -338,14 +358,14 @@ pub(crate) async fn token(
     let Some(store) = state.backend.store() else {
         return unavailable();
     };
-    if body.device_code.is_empty() || body.device_code.len() > 128 {
+    if device_code.is_empty() || device_code.len() > 128 {
         return api_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
             "unknown device code",
         );
     }
-    let key = hashed(&body.device_code);
+    let key = hashed(&device_code);
     let poll = RateLimit {
         limit: 1,
         window: POLL_INTERVAL - Duration::from_millis(500),
@@ -429,30 +449,24 @@ pub(crate) async fn token(
             if !stored {
                 return unavailable();
             }
-            api_ok(json!({
-                "enrolment_token": token,
-                "expires_in": ENROLMENT_LIFETIME.as_secs(),
-            }))
+            api_ok(EnrolmentToken {
+                enrolment_token: Secret(token),
+                expires_in: ENROLMENT_LIFETIME.as_secs(),
+            })
         }
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrBody {
-    #[serde(default)]
-    csr: String,
-}
-
-pub(crate) fn parse_csr(body: &[u8]) -> Result<CertificateRequest, Response> {
-    let Ok(body) = serde_json::from_slice::<CsrBody>(body) else {
-        return Err(api_error(
+pub(crate) fn parse_csr(body: &[u8]) -> Result<CertificateRequest, DeviceApiError> {
+    let Ok(body) = serde_json::from_slice::<CsrRequest>(body) else {
+        return Err(DeviceApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be JSON: {\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----…\"}",
         ));
     };
     CertificateRequest::from_pem(&body.csr)
-        .map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid_csr", &e.to_string()))
+        .map_err(|e| DeviceApiError::new(StatusCode::BAD_REQUEST, "invalid_csr", &e.to_string()))
 }
 
 /// The lifetime rule of a certificate device: its trust class and how long it lives.
@@ -487,7 +501,7 @@ fn sign(
     request: &CertificateRequest,
     not_after: i64,
     now: i64,
-) -> Result<serde_json::Value, Response> {
+) -> Result<IssuedCertificate, DeviceApiError> {
     let subject = DeviceSubject {
         org: org.id.clone(),
         user: account.username.clone(),
@@ -498,31 +512,40 @@ fn sign(
         .issue_for_request(&subject, request, offset(not_after), offset(now))
         .map_err(|error| {
             tracing::error!(%error, org = %org.id, "a device certificate could not be issued");
-            api_error(
+            DeviceApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "the certificate could not be issued",
             )
         })?;
-    Ok(json!({
-        "certificate": issued.cert_pem.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap_or_default(),
-        "chain": state.ca.chain_pem(),
-        "device_id": device_id,
-        "serial": issued.serial.to_string(),
-        "not_after": issued.not_after.unix_timestamp(),
-        "renewal": if account.kind == AccountKind::Group { "group" } else { "personal" },
-    }))
+    let leaf = issued
+        .cert_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap_or_default();
+    Ok(IssuedCertificate {
+        certificate: leaf.to_owned(),
+        chain: state.ca.chain_pem().to_owned(),
+        device_id: device_id.to_owned(),
+        serial: issued.serial.to_string(),
+        not_after: issued.not_after.unix_timestamp(),
+        renewal: if account.kind == AccountKind::Group {
+            RenewalKind::Group
+        } else {
+            RenewalKind::Personal
+        },
+    })
 }
 
-async fn account_of(db: &Database, org: &str, id: &str) -> Result<Account, Response> {
+async fn account_of(db: &Database, org: &str, id: &str) -> Result<Account, DeviceApiError> {
     match db.account(org, id).await {
         Ok(Some(account)) if !account.disabled => Ok(account),
-        Ok(_) => Err(api_error(
+        Ok(_) => Err(DeviceApiError::new(
             StatusCode::FORBIDDEN,
             "access_denied",
             "the account cannot sign in",
         )),
-        Err(_) => Err(unavailable()),
+        Err(_) => Err(DeviceApiError::unavailable()),
     }
 }
 
@@ -558,7 +581,7 @@ pub(crate) async fn certificate(
     // The CSR is checked before the token is spent, so a bad one can be sent again.
     let request = match parse_csr(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let enrolment: Enrolment = match store.take_once("device-enrolment", &key).await {
         Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
@@ -573,7 +596,7 @@ pub(crate) async fn certificate(
     };
     let account = match account_of(&db, &org.id, &enrolment.account).await {
         Ok(account) => account,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     if account.not_valid_before > enrolment.signed_in_at {
         return api_error(
@@ -588,7 +611,7 @@ pub(crate) async fn certificate(
     let device_id = DeviceId::generate().into_string();
     let body = match sign(&state, &org, &account, &device_id, &request, not_after, now) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let device = Device {
         org: org.id.clone(),
@@ -691,7 +714,7 @@ pub(crate) async fn renew(
     };
     let request = match parse_csr(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let Some(org) = state.policies.load().organisation(&cert.org).cloned() else {
         return refused("the certificate's organisation is not served here");
@@ -706,7 +729,7 @@ pub(crate) async fn renew(
     }
     let account = match account_of(&db, &org.id, &device.account_id).await {
         Ok(account) => account,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     if account.not_valid_before > device.created_at {
         return refused("the account's credentials were reset; sign in again with certgate login");
@@ -741,7 +764,7 @@ pub(crate) async fn renew(
     };
     let body = match sign(&state, &org, &account, &device.id, &request, not_after, now) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     if db
         .set_device_expiry(&org.id, &device.id, not_after, last_use)
@@ -767,6 +790,11 @@ pub(crate) async fn renew(
 // ---------------------------------------------------------------------------------------------
 // The pages: enter the code, then approve or deny.
 
+const ENTER: &str = "/.certgate/device";
+const APPROVE: &str = "/.certgate/device/approve";
+/// Approving needs a fresh sign-in, and comes back here.
+const SIGN_IN_TO_APPROVE: &str = "/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove";
+
 fn code_page(visit: &Visit, csrf: &str, error: Option<String>, status: StatusCode) -> Response {
     let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
     pages::html(status, &DeviceCodePage { c: &c, csrf, error })
@@ -789,22 +817,13 @@ fn not_here(visit: &Visit) -> Response {
 pub(crate) async fn enter_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
+    visit: Visit,
+) -> Result<Response, PageError> {
     if flow_orgs(&visit).is_empty() {
-        return not_here(&visit);
+        return Ok(not_here(&visit));
     }
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let attempt = match load_attempt(&store, &headers).await {
-        Some(attempt) => attempt,
-        None => match start_attempt(&state, &visit, &store, "/".into()).await {
-            Ok(attempt) => attempt,
-            Err(page) => return page,
-        },
-    };
+    let Backends { visit, store, .. } = Backends::of(&state, visit)?;
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
     let mut response = code_page(&visit, attempt.session.csrf(), None, StatusCode::OK);
     session::set_cookie(
         &mut response,
@@ -812,7 +831,7 @@ pub(crate) async fn enter_page(
         attempt.id.as_str(),
         None,
     );
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -828,22 +847,17 @@ pub(crate) struct CodeForm {
 pub(crate) async fn enter_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    visit: Visit,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
+) -> Result<Response, PageError> {
     if flow_orgs(&visit).is_empty() {
-        return not_here(&visit);
+        return Ok(not_here(&visit));
     }
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
+    let Backends { visit, store, .. } = Backends::of(&state, visit)?;
+    let mut attempt = match load_attempt(&store, &headers).await {
+        Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
+        _ => return Err(PageError::redirect(ENTER)),
     };
-    let Some(mut attempt) = load_attempt(&store, &headers).await else {
-        return Redirect::to("/.certgate/device").into_response();
-    };
-    if !attempt.session.csrf_ok(&form.csrf) {
-        return Redirect::to("/.certgate/device").into_response();
-    }
     let guesses = RateLimit {
         limit: 10,
         window: Duration::from_secs(15 * 60),
@@ -868,15 +882,15 @@ pub(crate) async fn enter_submit(
                 &visit.texts.duration(hit.retry_after),
                 "",
             );
-            return code_page(
+            return Ok(code_page(
                 &visit,
                 attempt.session.csrf(),
                 Some(text),
                 StatusCode::TOO_MANY_REQUESTS,
-            );
+            ));
         }
         Ok(_) => {}
-        Err(_) => return crate::flow::unavailable_page(&visit),
+        Err(_) => return Err(PageError::unavailable(&visit)),
     }
     let found = match store
         .peek_once("device-user-code", &normal_user_code(&form.user_code))
@@ -884,7 +898,7 @@ pub(crate) async fn enter_submit(
     {
         Ok(Some(key)) => String::from_utf8(key).ok(),
         Ok(None) => None,
-        Err(_) => return crate::flow::unavailable_page(&visit),
+        Err(_) => return Err(PageError::unavailable(&visit)),
     };
     let request = match &found {
         Some(key) => get_request(&store, key).await.ok().flatten(),
@@ -898,16 +912,16 @@ pub(crate) async fn enter_submit(
     });
     let (Some(key), true) = (found, usable) else {
         let text = visit.texts.device_code_unknown.to_owned();
-        return code_page(
+        return Ok(code_page(
             &visit,
             attempt.session.csrf(),
             Some(text),
             StatusCode::BAD_REQUEST,
-        );
+        ));
     };
     attempt.session.set_device_request(Some(key));
     save(&store, &attempt).await;
-    Redirect::to("/.certgate/device/approve").into_response()
+    Ok(Redirect::to(APPROVE).into_response())
 }
 
 /// The sign-in approving a device must be this fresh, in this session.
@@ -919,39 +933,34 @@ fn fresh_sign_in(session: &LoginSession, now: i64) -> Option<&SignedIn> {
 pub(crate) async fn approve_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+    Backends { visit, store, .. }: Backends,
+) -> Result<Response, PageError> {
     let Some(attempt) = load_attempt(&store, &headers).await else {
-        return Redirect::to("/.certgate/device").into_response();
+        return Err(PageError::redirect(ENTER));
     };
     let Some(key) = attempt.session.device_request().map(str::to_owned) else {
-        return Redirect::to("/.certgate/device").into_response();
+        return Err(PageError::redirect(ENTER));
     };
     let now = state.now();
     let Some(signed_in) = fresh_sign_in(&attempt.session, now).cloned() else {
-        return Redirect::to("/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove")
-            .into_response();
+        return Err(PageError::redirect(SIGN_IN_TO_APPROVE));
     };
     let request = match get_request(&store, &key).await {
         Ok(Some(r)) if r.status == Status::Pending && !r.expired(now) => r,
         _ => {
             let c = visit.chrome(visit.org(&signed_in.org).map(|o| o.as_ref()));
-            return pages::notice(
+            return Ok(pages::notice(
                 StatusCode::GONE,
                 &c,
                 c.t.device_heading,
                 c.t.device_code_unknown,
                 true,
-                Some(("/.certgate/device", c.t.device_heading)),
-            );
+                Some((ENTER, c.t.device_heading)),
+            ));
         }
     };
     let Some(org) = visit.org(&signed_in.org).cloned() else {
-        return not_here(&visit);
+        return Ok(not_here(&visit));
     };
     let c = visit.chrome(Some(&org));
     let is_group = match state.backend.database() {
@@ -974,7 +983,7 @@ pub(crate) async fn approve_page(
             )
         };
     let when = offset(request.requested_at);
-    pages::html(
+    Ok(pages::html(
         StatusCode::OK,
         &ApprovePage {
             c: &c,
@@ -995,7 +1004,7 @@ pub(crate) async fn approve_page(
             // On by default for an app, unless the request came from elsewhere.
             trust_checked: request.trust_requested && request.ip == visit.ip,
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1015,15 +1024,11 @@ pub(crate) struct ApproveForm {
 pub(crate) async fn approve_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    Backends { visit, store, .. }: Backends,
     Form(form): Form<ApproveForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
     let Some(mut attempt) = load_attempt(&store, &headers).await else {
-        return Redirect::to("/.certgate/device").into_response();
+        return Err(PageError::redirect(ENTER));
     };
     let now = state.now();
     let signed_in = fresh_sign_in(&attempt.session, now).cloned();
@@ -1032,10 +1037,10 @@ pub(crate) async fn approve_submit(
         signed_in,
         attempt.session.csrf_ok(&form.csrf),
     ) else {
-        return Redirect::to("/.certgate/device").into_response();
+        return Err(PageError::redirect(ENTER));
     };
     let Some(org) = visit.org(&signed_in.org).cloned() else {
-        return not_here(&visit);
+        return Ok(not_here(&visit));
     };
     let mut request = match get_request(&store, &key).await {
         Ok(Some(r))
@@ -1046,11 +1051,11 @@ pub(crate) async fn approve_submit(
         {
             r
         }
-        _ => return Redirect::to("/.certgate/device").into_response(),
+        _ => return Err(PageError::redirect(ENTER)),
     };
     // Another code entered since this page was shown (in another tab, say): show that one.
     if normal_user_code(&form.code) != normal_user_code(&request.user_code) {
-        return Redirect::to("/.certgate/device/approve").into_response();
+        return Err(PageError::redirect(APPROVE));
     }
     let reset_since = match state.backend.database() {
         Some(db) => db
@@ -1062,8 +1067,7 @@ pub(crate) async fn approve_submit(
         None => true,
     };
     if reset_since {
-        return Redirect::to("/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove")
-            .into_response();
+        return Err(PageError::redirect(SIGN_IN_TO_APPROVE));
     }
     // Taking the user code claims the decision: of two decisions sent at once (two tabs, two
     // people with the code), one is recorded and the other sees the code gone.
@@ -1072,13 +1076,13 @@ pub(crate) async fn approve_submit(
         .await
     {
         Ok(Some(claimed)) if claimed == key.as_bytes() => {}
-        Ok(_) => return Redirect::to("/.certgate/device").into_response(),
-        Err(_) => return crate::flow::unavailable_page(&visit),
+        Ok(_) => return Err(PageError::redirect(ENTER)),
+        Err(_) => return Err(PageError::unavailable(&visit)),
     }
     let approve = form.action == "approve";
     request.decide(approve, &org.id, &signed_in, form.trust.is_some(), now);
     if !put_request(&store, &key, &request, now).await {
-        return crate::flow::unavailable_page(&visit);
+        return Err(PageError::unavailable(&visit));
     }
     attempt.session.set_device_request(None);
     save(&store, &attempt).await;
@@ -1107,7 +1111,14 @@ pub(crate) async fn approve_submit(
     } else {
         c.t.device_denied
     };
-    pages::notice(StatusCode::OK, &c, c.t.device_heading, message, false, None)
+    Ok(pages::notice(
+        StatusCode::OK,
+        &c,
+        c.t.device_heading,
+        message,
+        false,
+        None,
+    ))
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! The sign-in pages: password, choice of second factor, authenticator enrolment, code entry,
 //! recovery codes, and sign-out. Each POST checks the session's CSRF token; each failure is
 //! answered with the same words after the same delay.
-// Handlers answer early with a page; a `Response` as the error is the axum way.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Form, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Form, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::CredentialClass;
 use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind};
@@ -17,6 +16,7 @@ use certgate_store::{RateLimit, SessionId, Store};
 use serde::Deserialize;
 
 use crate::codes::{self, CodeCheck};
+use crate::extract::{Backends, PageError};
 use crate::i18n::fill;
 use crate::issue::{self, Issued};
 use crate::mail::Mail;
@@ -58,16 +58,30 @@ pub(crate) async fn save(store: &Store, attempt: &Attempt) -> bool {
     }
 }
 
-/// A new sign-in session, counted against the visitor's address; `Err(page)`: past
-/// `limits.sign_in_starts_per_ip` (429), or the store cannot take it.
+/// A new sign-in session, counted against the visitor's address; refused past
+/// `limits.sign_in_starts_per_ip` (429), or when the store cannot take it.
 pub(crate) async fn start_attempt(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     return_to: String,
-) -> Result<Attempt, Response> {
-    count_start(state, visit, store).await?;
+) -> Result<Attempt, PageError> {
+    count_visitor(state, visit, store).await?;
     create_attempt(visit, store, return_to).await
+}
+
+/// The sign-in session of this browser, or a new one (counted, as [`start_attempt`]).
+pub(crate) async fn attempt_or_start(
+    state: &PortalState,
+    visit: &Visit,
+    store: &Store,
+    headers: &HeaderMap,
+    return_to: String,
+) -> Result<Attempt, PageError> {
+    match load_attempt(store, headers).await {
+        Some(attempt) => Ok(attempt),
+        None => start_attempt(state, visit, store, return_to).await,
+    }
 }
 
 /// A new sign-in session, not counted: for a visitor the portal already knows (by a browser
@@ -76,7 +90,7 @@ pub(crate) async fn create_attempt(
     visit: &Visit,
     store: &Store,
     return_to: String,
-) -> Result<Attempt, Response> {
+) -> Result<Attempt, PageError> {
     let session = LoginSession::new(return_to);
     let created = match serde_json::to_vec(&session) {
         Ok(data) => store.create_session(&data, SESSION_TTL).await.ok(),
@@ -84,19 +98,19 @@ pub(crate) async fn create_attempt(
     };
     match created {
         Some(id) => Ok(Attempt { id, session }),
-        None => Err(unavailable(visit)),
+        None => Err(PageError::unavailable(visit)),
     }
 }
 
 /// Counts one thing a visitor without a session makes the store keep (a sign-in session, a
 /// single sign-on round trip) against `limits.sign_in_starts_per_ip`, so that requests which
-/// never sign in cannot fill the store; `Err(page)` when the address must wait or the store
-/// cannot count.
-pub(crate) async fn count_start(
+/// never sign in cannot fill the store; refused when the address must wait or the store cannot
+/// count.
+pub(crate) async fn count_visitor(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
-) -> Result<(), Response> {
+) -> Result<(), PageError> {
     let limit = crate::throttle::limit(state.limits.sign_in_starts_per_ip);
     match store
         .hit(
@@ -113,56 +127,16 @@ pub(crate) async fn count_start(
                 .rate_limited
                 .with_label_values(&["sign_in_start"])
                 .inc();
-            let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
-            let text = fill(
-                visit.texts.too_many,
-                "",
-                &visit.texts.duration(hit.retry_after),
-                "",
-            );
-            let mut page = pages::notice(
-                StatusCode::TOO_MANY_REQUESTS,
-                &c,
-                c.t.sign_in,
-                &text,
-                true,
-                None,
-            );
-            page.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(hit.retry_after.as_secs().max(1)),
-            );
-            Err(page)
+            Err(PageError::TooManyStarts {
+                chrome: visit.chrome(visit.single_org().map(|o| o.as_ref())),
+                wait: hit.retry_after,
+            })
         }
         Err(error) => {
             tracing::error!(%error, "the store cannot count new sign-in sessions");
-            Err(unavailable(visit))
+            Err(PageError::unavailable(visit))
         }
     }
-}
-
-/// The store and database, or the "try again" page while either is not open.
-pub(crate) fn backends(state: &PortalState, visit: &Visit) -> Result<(Store, Database), Response> {
-    match (state.backend.store(), state.backend.database()) {
-        (Some(store), Some(db)) => Ok((store, db)),
-        _ => Err(unavailable(visit)),
-    }
-}
-
-pub(crate) fn unavailable_page(visit: &Visit) -> Response {
-    unavailable(visit)
-}
-
-fn unavailable(visit: &Visit) -> Response {
-    let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
-    pages::notice(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &c,
-        c.t.sign_in,
-        c.t.trouble,
-        true,
-        Some(("/.certgate/login", c.t.sign_in)),
-    )
 }
 
 /// Waits until `start + failure_delay`, so every failure takes as long.
@@ -247,12 +221,8 @@ pub(crate) async fn login_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+    Backends { visit, store, .. }: Backends,
+) -> Result<Response, PageError> {
     let return_to =
         safe_return_to(raw_param(query.as_deref().unwrap_or_default(), "return_to").unwrap_or("/"));
     let attempt = match load_attempt(&store, &headers).await {
@@ -261,17 +231,14 @@ pub(crate) async fn login_page(
             save(&store, &attempt).await;
             attempt
         }
-        None => match start_attempt(&state, &visit, &store, return_to).await {
-            Ok(attempt) => attempt,
-            Err(page) => return page,
-        },
+        None => start_attempt(&state, &visit, &store, return_to).await?,
     };
     let remembered = session::cookie(&headers, session::ORG_COOKIE)
         .and_then(|id| visit.org(id))
         .cloned();
     let org = visit.single_org().cloned().or(remembered.clone());
     let typed_org = remembered.as_ref().map_or("", |o| o.id.as_str());
-    login_view(
+    Ok(login_view(
         &visit,
         StatusCode::OK,
         LoginView {
@@ -283,7 +250,7 @@ pub(crate) async fn login_page(
             error: None,
             info: None,
         },
-    )
+    ))
 }
 
 /// What the user typed, shown again with an error.
@@ -335,14 +302,9 @@ pub(crate) struct LoginForm {
 pub(crate) async fn login_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    Backends { visit, store, db }: Backends,
     Form(form): Form<LoginForm>,
-) -> Response {
-    let start = Instant::now();
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
     let username: String = form.username.trim().chars().take(256).collect();
     let typed_org: String = form.org.trim().chars().take(64).collect();
     let remember_org = form.remember_org.is_some();
@@ -350,25 +312,21 @@ pub(crate) async fn login_submit(
         Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
         _ => {
             // An expired page (or a forged post): a fresh form, nothing else happens.
-            let fresh = match start_attempt(&state, &visit, &store, safe_return_to(&form.return_to))
-                .await
-            {
-                Ok(fresh) => fresh,
-                Err(page) => return page,
-            };
+            let return_to = safe_return_to(&form.return_to);
+            let fresh = start_attempt(&state, &visit, &store, return_to).await?;
             let echo = Echo {
                 typed_org: &typed_org,
                 remember_org,
                 username: &username,
             };
-            return login_again(
+            return Ok(login_again(
                 &visit,
                 &fresh,
                 visit.single_org().map(|o| o.as_ref()),
                 &echo,
                 visit.texts.session_expired.to_owned(),
                 StatusCode::BAD_REQUEST,
-            );
+            ));
         }
     };
     let org = match visit.single_org() {
@@ -381,14 +339,14 @@ pub(crate) async fn login_submit(
                     remember_org,
                     username: &username,
                 };
-                return login_again(
+                return Ok(login_again(
                     &visit,
                     &attempt,
                     None,
                     &echo,
                     visit.texts.unknown_organisation.to_owned(),
                     StatusCode::BAD_REQUEST,
-                );
+                ));
             }
         },
     };
@@ -419,24 +377,21 @@ pub(crate) async fn login_submit(
     let counted = match throttle.begin(&org.id, &username, source).await {
         Ok(Ok(counted)) => counted,
         Ok(Err(blocked)) => {
-            return again(
+            return Ok(again(
                 &too_many(&state, &visit, blocked),
                 StatusCode::TOO_MANY_REQUESTS,
-            )
+            ))
         }
         Err(error) => {
             tracing::error!(%error, "the store cannot check sign-in limits");
-            return unavailable(&visit);
+            return Err(PageError::unavailable(&visit));
         }
     };
 
-    let account = match db.find_account(&org.id, &username).await {
-        Ok(account) => account,
-        Err(error) => {
-            tracing::error!(%error, "cannot look up an account");
-            return unavailable(&visit);
-        }
-    };
+    let account = db.find_account(&org.id, &username).await.map_err(|error| {
+        tracing::error!(%error, "cannot look up an account");
+        PageError::unavailable(&visit)
+    })?;
     let stored = account.as_ref().and_then(|a| a.password_hash.clone());
     let typed = form.password;
     let matches = tokio::task::spawn_blocking(move || password::verify(&typed, stored.as_deref()))
@@ -460,8 +415,8 @@ pub(crate) async fn login_submit(
                 ),
             };
             audit_failed_sign_in(&state, &db, &org.id, &name, &visit.ip, detail).await;
-            pace(&state, start).await;
-            return again(visit.texts.bad_login, StatusCode::UNAUTHORIZED);
+            pace(&state, visit.arrived).await;
+            return Ok(again(visit.texts.bad_login, StatusCode::UNAUTHORIZED));
         }
     };
     if let Err(error) = throttle.succeeded(counted).await {
@@ -495,7 +450,7 @@ pub(crate) async fn login_submit(
             session::clear_cookie(&mut response, session::ORG_COOKIE);
         }
     }
-    response
+    Ok(response)
 }
 
 /// The "wait and try again" sentence for a block, counted in `rate_limited_total`.
@@ -556,8 +511,8 @@ async fn signing(
     store: &Store,
     db: &Database,
     headers: &HeaderMap,
-) -> Result<Signing, Response> {
-    let back = || see_other("/.certgate/login");
+) -> Result<Signing, PageError> {
+    let back = || PageError::redirect("/.certgate/login");
     let attempt = load_attempt(store, headers).await.ok_or_else(back)?;
     let proven = attempt.session.proven().cloned().ok_or_else(back)?;
     let org = visit.org(&proven.org).cloned().ok_or_else(back)?;
@@ -566,7 +521,7 @@ async fn signing(
         Ok(None) => return Err(back()),
         Err(error) => {
             tracing::error!(%error, "cannot load the account signing in");
-            return Err(unavailable(visit));
+            return Err(PageError::unavailable(visit));
         }
     };
     let ctx = Ctx {
@@ -585,20 +540,58 @@ async fn signing(
     })
 }
 
-/// Like [`signing`], for a POST: the CSRF token must match too.
-async fn signing_post(
-    state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    db: &Database,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Signing, Response> {
-    let signing = signing(state, visit, store, db, headers).await?;
-    if !signing.attempt.session.csrf_ok(csrf) {
-        return Err(see_other("/.certgate/login"));
+/// The second-factor pages' request: the backends and the sign-in in progress, as
+/// [`signing`] loads it.
+pub(crate) struct SigningIn {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+    pub s: Signing,
+}
+
+impl FromRequestParts<Arc<PortalState>> for SigningIn {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, PageError> {
+        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
+        let s = signing(state, &visit, &store, &db, &parts.headers).await?;
+        Ok(SigningIn {
+            visit,
+            store,
+            db,
+            s,
+        })
     }
-    Ok(signing)
+}
+
+impl SigningIn {
+    /// For a POST: the form's CSRF token must be the session's, else back to the sign-in page.
+    fn posted(self, csrf: &str) -> Result<Self, PageError> {
+        if !self.s.attempt.session.csrf_ok(csrf) {
+            return Err(PageError::redirect("/.certgate/login"));
+        }
+        Ok(self)
+    }
+
+    /// Tells the machine `event` and answers on `screen`.
+    async fn tell(
+        self,
+        state: &PortalState,
+        event: Event<'_>,
+        screen: Screen,
+    ) -> Result<Response, PageError> {
+        let SigningIn {
+            visit,
+            store,
+            db,
+            mut s,
+        } = self;
+        let driven = drive(state, &visit, &store, &db, &mut s, event).await?;
+        Ok(answer(state, &visit, &s, driven, screen, visit.arrived).await)
+    }
 }
 
 /// What carrying out a transition left for the page.
@@ -612,8 +605,8 @@ struct Driven {
 }
 
 /// Tells the machine `event`, carries out the effects it answers (feeding the answers of those
-/// that have one back to it), and saves the session. `Err`: the page to show instead; then
-/// nothing of the transition is saved.
+/// that have one back to it), and saves the session. `Err`: nothing of the transition is
+/// saved.
 async fn drive(
     state: &PortalState,
     visit: &Visit,
@@ -621,7 +614,7 @@ async fn drive(
     db: &Database,
     s: &mut Signing,
     event: Event<'_>,
-) -> Result<Driven, Response> {
+) -> Result<Driven, PageError> {
     let now = state.now();
     let senders = senders(state);
     let mut next = {
@@ -660,7 +653,7 @@ async fn drive(
         }
     }
     if !save(store, &s.attempt).await && driven.issued.is_none() {
-        return Err(unavailable(visit));
+        return Err(PageError::unavailable(visit));
     }
     Ok(driven)
 }
@@ -674,11 +667,11 @@ async fn carry_out(
     s: &mut Signing,
     effect: Effect,
     driven: &mut Driven,
-) -> Result<Option<Event<'static>>, Response> {
+) -> Result<Option<Event<'static>>, PageError> {
     match effect {
         Effect::RotateSession => {
             let Ok(Some(id)) = store.rotate_session(&s.attempt.id, SESSION_TTL).await else {
-                return Err(unavailable(visit));
+                return Err(PageError::unavailable(visit));
             };
             s.attempt.id = id;
             driven.rotated = true;
@@ -687,7 +680,7 @@ async fn carry_out(
             Ok(sealed) => return Ok(Some(Event::SecretSealed(sealed))),
             Err(error) => {
                 tracing::error!(%error, "cannot seal a new authenticator secret");
-                return Err(issue::trouble(visit, &s.org));
+                return Err(PageError::unavailable_in(visit, &s.org));
             }
         },
         Effect::SendCode { channel, again } => {
@@ -719,10 +712,10 @@ async fn carry_out(
             match stored {
                 Ok(true) => {}
                 // Deleted meanwhile.
-                Ok(false) => return Err(see_other("/.certgate/login")),
+                Ok(false) => return Err(PageError::redirect("/.certgate/login")),
                 Err(error) => {
                     tracing::error!(%error, "cannot store a second factor");
-                    return Err(unavailable(visit));
+                    return Err(PageError::unavailable(visit));
                 }
             }
         }
@@ -990,7 +983,7 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
             };
             let uri = totp::provisioning_uri(&secret, &s.org.name, &s.account.username);
             let Some(qr_svg) = uri.ok().and_then(|uri| pages::qr_svg(&uri)) else {
-                return issue::trouble(visit, &s.org);
+                return PageError::unavailable_in(visit, &s.org).into_response();
             };
             pages::html(
                 StatusCode::OK,
@@ -1122,51 +1115,15 @@ pub(crate) async fn first_step_done(
     let start = Instant::now();
     match drive(state, visit, store, db, &mut s, event).await {
         Ok(driven) => answer(state, visit, &s, driven, Screen::Step, start).await,
-        Err(page) => page,
-    }
-}
-
-/// The visit, the backends and the sign-in in progress (for a POST, `csrf` must be its form
-/// token); else the page to show.
-async fn load(
-    state: &PortalState,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
-) -> Result<(Visit, Store, Database, Signing), Response> {
-    let visit = Visit::new(state, headers);
-    let (store, db) = backends(state, &visit)?;
-    let s = match csrf {
-        Some(csrf) => signing_post(state, &visit, &store, &db, headers, csrf).await?,
-        None => signing(state, &visit, &store, &db, headers).await?,
-    };
-    Ok((visit, store, db, s))
-}
-
-/// Loads the sign-in (checking the form's token for a POST), tells the machine `event` and
-/// answers on `screen`.
-async fn second_factor(
-    state: &PortalState,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
-    screen: Screen,
-    event: Event<'_>,
-) -> Response {
-    let start = Instant::now();
-    let (visit, store, db, mut s) = match load(state, headers, csrf).await {
-        Ok(loaded) => loaded,
-        Err(page) => return page,
-    };
-    match drive(state, &visit, &store, &db, &mut s, event).await {
-        Ok(driven) => answer(state, &visit, &s, driven, screen, start).await,
-        Err(page) => page,
+        Err(refused) => refused.into_response(),
     }
 }
 
 pub(crate) async fn mfa_page(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    second_factor(&state, &headers, None, Screen::Step, Event::Show).await
+    signing: SigningIn,
+) -> Result<Response, PageError> {
+    signing.tell(&state, Event::Show, Screen::Step).await
 }
 
 #[derive(Deserialize)]
@@ -1179,11 +1136,14 @@ pub(crate) struct ChooseForm {
 
 pub(crate) async fn choose_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    signing: SigningIn,
     Form(form): Form<ChooseForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let event = Event::Chose(&form.method);
-    second_factor(&state, &headers, Some(&form.csrf), Screen::Step, event).await
+    signing
+        .posted(&form.csrf)?
+        .tell(&state, event, Screen::Step)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -1194,32 +1154,24 @@ pub(crate) struct CsrfForm {
 
 pub(crate) async fn resend_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    signing: SigningIn,
     Form(form): Form<CsrfForm>,
-) -> Response {
-    second_factor(
-        &state,
-        &headers,
-        Some(&form.csrf),
-        Screen::Step,
-        Event::Resend,
-    )
-    .await
+) -> Result<Response, PageError> {
+    signing
+        .posted(&form.csrf)?
+        .tell(&state, Event::Resend, Screen::Step)
+        .await
 }
 
 pub(crate) async fn back_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    signing: SigningIn,
     Form(form): Form<CsrfForm>,
-) -> Response {
-    second_factor(
-        &state,
-        &headers,
-        Some(&form.csrf),
-        Screen::Step,
-        Event::Back,
-    )
-    .await
+) -> Result<Response, PageError> {
+    signing
+        .posted(&form.csrf)?
+        .tell(&state, Event::Back, Screen::Step)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -1241,44 +1193,48 @@ fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
     }
 }
 
-/// Counts a second-factor guess before it is checked (under `mfa:<account id>`); the page to
-/// show instead when the user must wait.
+/// Counts a second-factor guess before it is checked (under `mfa:<account id>`); `Ok(Err(_))`
+/// when the user must wait ([`wait_page`]).
 async fn begin_guess(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
     s: &Signing,
     headers: &HeaderMap,
-    screen: Screen,
-    trust: bool,
-) -> Result<Counted, Response> {
+) -> Result<Result<Counted, Blocked>, PageError> {
     let source = Source {
         ip: &visit.ip,
         browser: session::cookie(headers, session::BROWSER_COOKIE),
     };
     let name = format!("mfa:{}", s.account.id);
-    match guess_throttle(state, store)
+    guess_throttle(state, store)
         .begin(&s.org.id, &name, source)
         .await
-    {
-        Ok(Ok(counted)) => Ok(counted),
-        Ok(Err(blocked)) => {
-            let notes = Notes {
-                error: Some(too_many(state, visit, blocked)),
-                info: None,
-                trust,
-            };
-            Err(screen_page(
-                visit,
-                state,
-                s,
-                screen,
-                notes,
-                StatusCode::TOO_MANY_REQUESTS,
-            ))
-        }
-        Err(_) => Err(unavailable(visit)),
-    }
+        .map_err(|_| PageError::unavailable(visit))
+}
+
+/// The page of a guess that must wait: `screen` again, saying how long.
+fn wait_page(
+    state: &PortalState,
+    visit: &Visit,
+    s: &Signing,
+    screen: Screen,
+    trust: bool,
+    blocked: Blocked,
+) -> Response {
+    let notes = Notes {
+        error: Some(too_many(state, visit, blocked)),
+        info: None,
+        trust,
+    };
+    screen_page(
+        visit,
+        state,
+        s,
+        screen,
+        notes,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
 }
 
 async fn guess_was_right(state: &PortalState, store: &Store, counted: Counted) {
@@ -1302,22 +1258,21 @@ fn code_key(s: &Signing, channel: MfaChoice) -> String {
 pub(crate) async fn code_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    signing: SigningIn,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let start = Instant::now();
-    let (visit, store, db, mut s) = match load(&state, &headers, Some(&form.csrf)).await {
-        Ok(loaded) => loaded,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let signing = signing.posted(&form.csrf)?;
+    let SigningIn {
+        visit, store, s, ..
+    } = &signing;
     let trust = form.trust.is_some();
     // No code awaited (none went out on this sign-in, say): nothing can match.
     let Some(awaiting) = s.step().awaiting() else {
-        return see_other("/.certgate/mfa");
+        return Ok(see_other("/.certgate/mfa"));
     };
-    let counted = match begin_guess(&state, &visit, &store, &s, &headers, Screen::Step, trust).await
-    {
+    let counted = match begin_guess(&state, visit, store, s, &headers).await? {
         Ok(counted) => counted,
-        Err(page) => return page,
+        Err(blocked) => return Ok(wait_page(&state, visit, s, Screen::Step, trust, blocked)),
     };
     let now = state.now() as u64;
     let right = match awaiting {
@@ -1330,39 +1285,36 @@ pub(crate) async fn code_submit(
                 sealed.and_then(|sealed| state.open_secret(&s.account.id, sealed).ok())
             else {
                 tracing::error!(org = %s.org.id, account = %s.account.username, "the authenticator secret cannot be opened");
-                return issue::trouble(&visit, &s.org);
+                return Err(PageError::unavailable_in(visit, &s.org));
             };
-            match totp::accept(&store, &s.account.id, &secret, &form.code, now).await {
+            match totp::accept(store, &s.account.id, &secret, &form.code, now).await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(false),
                 Err(error) => {
                     tracing::error!(%error, "cannot check an authenticator code");
-                    return unavailable(&visit);
+                    return Err(PageError::unavailable(visit));
                 }
             }
         }
         Awaiting::Code(channel) => {
-            let key = code_key(&s, channel);
+            let key = code_key(s, channel);
             let limit = state.limits.code_failures_per_code;
-            match codes::check(&store, &key, &form.code, limit, now).await {
+            match codes::check(store, &key, &form.code, limit, now).await {
                 Ok(CodeCheck::Accepted) => Ok(()),
                 Ok(CodeCheck::Wrong { tries_left }) if tries_left > 0 => Err(false),
                 Ok(_) => Err(true),
-                Err(_) => return unavailable(&visit),
+                Err(_) => return Err(PageError::unavailable(visit)),
             }
         }
     };
     let event = match right {
         Ok(()) => {
-            guess_was_right(&state, &store, counted).await;
+            guess_was_right(&state, store, counted).await;
             Event::CodeRight { trust }
         }
         Err(gone) => Event::CodeWrong { trust, gone },
     };
-    match drive(&state, &visit, &store, &db, &mut s, event).await {
-        Ok(driven) => answer(&state, &visit, &s, driven, Screen::Step, start).await,
-        Err(page) => page,
-    }
+    signing.tell(&state, event, Screen::Step).await
 }
 
 /// Every sign-in outcome is in the audit log, failures too: under the account's user name, or
@@ -1433,42 +1385,39 @@ fn recovery_page_for(visit: &Visit, s: &Signing, error: Option<String>) -> Respo
     )
 }
 
-pub(crate) async fn recovery_page(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-) -> Response {
-    match load(&state, &headers, None).await {
-        Ok((visit, _, _, s)) if !s.account.recovery_codes.is_empty() => {
-            recovery_page_for(&visit, &s, None)
-        }
-        Ok(_) => see_other("/.certgate/mfa"),
-        Err(page) => page,
+pub(crate) async fn recovery_page(signing: SigningIn) -> Response {
+    let SigningIn { visit, s, .. } = signing;
+    if s.account.recovery_codes.is_empty() {
+        return see_other("/.certgate/mfa");
     }
+    recovery_page_for(&visit, &s, None)
 }
 
 pub(crate) async fn recovery_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    signing: SigningIn,
     Form(form): Form<CodeForm>,
-) -> Response {
-    let start = Instant::now();
-    let (visit, store, db, mut s) = match load(&state, &headers, Some(&form.csrf)).await {
-        Ok(loaded) => loaded,
-        Err(page) => return page,
-    };
-    let counted = match begin_guess(
-        &state,
-        &visit,
-        &store,
-        &s,
-        &headers,
-        Screen::Recovery,
-        false,
-    )
-    .await
-    {
+) -> Result<Response, PageError> {
+    let signing = signing.posted(&form.csrf)?;
+    let SigningIn {
+        visit,
+        store,
+        db,
+        s,
+    } = &signing;
+    let counted = match begin_guess(&state, visit, store, s, &headers).await? {
         Ok(counted) => counted,
-        Err(page) => return page,
+        Err(blocked) => {
+            return Ok(wait_page(
+                &state,
+                visit,
+                s,
+                Screen::Recovery,
+                false,
+                blocked,
+            ))
+        }
     };
     let stored = &s.account.recovery_codes;
     let won = match recovery::find(&s.account.id, stored, &form.code) {
@@ -1479,17 +1428,14 @@ pub(crate) async fn recovery_submit(
         None => false,
     };
     let event = if won {
-        guess_was_right(&state, &store, counted).await;
+        guess_was_right(&state, store, counted).await;
         Event::RecoveryRight {
             left: stored.len() - 1,
         }
     } else {
         Event::RecoveryWrong
     };
-    match drive(&state, &visit, &store, &db, &mut s, event).await {
-        Ok(driven) => answer(&state, &visit, &s, driven, Screen::Recovery, start).await,
-        Err(page) => page,
-    }
+    signing.tell(&state, event, Screen::Recovery).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1498,19 +1444,9 @@ pub(crate) async fn recovery_submit(
 pub(crate) async fn logout_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let attempt = match load_attempt(&store, &headers).await {
-        Some(attempt) => attempt,
-        None => match start_attempt(&state, &visit, &store, "/".into()).await {
-            Ok(attempt) => attempt,
-            Err(page) => return page,
-        },
-    };
+    Backends { visit, store, .. }: Backends,
+) -> Result<Response, PageError> {
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
     let claims = session::cookie(&headers, session::DEVICE_COOKIE)
         .and_then(|token| state.tokens.verify(token, state.now()).ok());
     let org = claims
@@ -1532,7 +1468,7 @@ pub(crate) async fn logout_page(
         attempt.id.as_str(),
         None,
     );
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -1546,16 +1482,12 @@ pub(crate) struct LogoutForm {
 pub(crate) async fn logout_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    Backends { visit, store, db }: Backends,
     Form(form): Form<LogoutForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
     let attempt = match load_attempt(&store, &headers).await {
         Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
-        _ => return see_other("/.certgate/logout"),
+        _ => return Err(PageError::redirect("/.certgate/logout")),
     };
     let now = state.now();
     let claims = session::cookie(&headers, session::DEVICE_COOKIE)
@@ -1580,7 +1512,7 @@ pub(crate) async fn logout_submit(
             Some(("/", c.t.continue_)),
         );
         session::clear_cookie(&mut response, session::SESSION_COOKIE);
-        return response;
+        return Ok(response);
     }
     if let (Some(claims), Some(org)) = (&claims, &org) {
         let revocation = NewRevocation {
@@ -1593,7 +1525,7 @@ pub(crate) async fn logout_submit(
         };
         if let Err(error) = state.backend.revoke(&revocation, "sign_out").await {
             tracing::error!(%error, "cannot revoke a signed-out device");
-            return issue::trouble(&visit, org);
+            return Err(PageError::unavailable_in(&visit, org));
         }
         let _ = db.revoke_device(&claims.org, &claims.device_id, now).await;
         let _ = db
@@ -1619,5 +1551,5 @@ pub(crate) async fn logout_submit(
     );
     session::clear_cookie(&mut response, session::DEVICE_COOKIE);
     session::clear_cookie(&mut response, session::SESSION_COOKIE);
-    response
+    Ok(response)
 }

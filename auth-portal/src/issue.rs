@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::Response;
+use crate::extract::PageError;
 use certgate_certs::{CredentialClaims, CredentialClass, MfaStatus};
 use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
 use certgate_policies::Organisation;
@@ -22,7 +21,7 @@ pub struct Issued {
 
 /// Issues the browser credential of a completed sign-in: its class and lifetime, the device
 /// row, the audit entry, the last login and, for a trusted device, the mail that tells the
-/// user. `Err`: the page to show instead (nothing was issued).
+/// user. `Err`: the "try again" page under the organisation (nothing was issued).
 pub async fn credential(
     state: &PortalState,
     visit: &Visit,
@@ -30,7 +29,7 @@ pub async fn credential(
     org: &Organisation,
     account: &Account,
     proof: Proof,
-) -> Result<Issued, Response> {
+) -> Result<Issued, PageError> {
     let now = state.now();
     let (class, lifetime, trust) = if account.kind == AccountKind::Group {
         (
@@ -66,7 +65,7 @@ pub async fn credential(
         Ok(token) => token,
         Err(error) => {
             tracing::error!(%error, "cannot sign a credential");
-            return Err(trouble(visit, org));
+            return Err(PageError::unavailable_in(visit, org));
         }
     };
     let device = Device {
@@ -83,7 +82,7 @@ pub async fn credential(
     };
     if let Err(error) = db.record_device(&device).await {
         tracing::error!(%error, "cannot record the new device");
-        return Err(trouble(visit, org));
+        return Err(PageError::unavailable_in(visit, org));
     }
     let _ = db.record_login(&org.id, &account.id, now).await;
     let _ = db
@@ -152,19 +151,6 @@ pub fn send_notice(
     if let Err(error) = mailer.send(mail) {
         tracing::warn!(%error, org = %org.id, "security notice not sent");
     }
-}
-
-/// The page for a failure on our side; never the error itself.
-pub fn trouble(visit: &Visit, org: &Organisation) -> Response {
-    let c = visit.chrome(Some(org));
-    crate::pages::notice(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &c,
-        c.t.sign_in,
-        c.t.trouble,
-        true,
-        Some(("/.certgate/login", c.t.sign_in)),
-    )
 }
 
 /// How long a device revocation must be kept: until the longest credential of that device

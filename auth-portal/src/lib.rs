@@ -8,6 +8,7 @@ pub mod admin;
 mod admin_api;
 pub mod codes;
 mod device;
+mod extract;
 mod flow;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -30,7 +31,7 @@ pub mod totp;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -62,7 +63,7 @@ pub trait Backend: Send + Sync + 'static {
     /// The database, once it is open.
     fn database(&self) -> Option<Database>;
     /// An organisation's admin allow list, for its editing page.
-    async fn allow_list(&self, org: &str) -> Result<AllowListForm, String>;
+    async fn allow_list(&self, org: &str) -> Result<AllowListForm, BackendError>;
     /// Saves an organisation's admin allow list (checked line by line, only if still at
     /// `version`), applied on every instance.
     async fn save_allow_list(
@@ -75,7 +76,23 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<i64, AllowListProblem>;
     /// Records a revocation durably and makes every gateway refuse it at once; `reason` is the
     /// `revocations_total` label.
-    async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String>;
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        reason: &'static str,
+    ) -> Result<(), BackendError>;
+}
+
+/// Why the process the portal runs in did not do what the portal asked. The detail is for the
+/// log; the pages only say "try again".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The admin allow list could not be read.
+    #[error("{0}")]
+    AllowListUnread(String),
+    /// The revocation was not recorded, or not applied: nothing counts as revoked.
+    #[error("{0}")]
+    NotRevoked(String),
 }
 
 #[async_trait::async_trait]
@@ -88,7 +105,7 @@ impl certgate_accounts::Revoke for PortalState {
         self.backend
             .revoke(revocation, label)
             .await
-            .map_err(certgate_accounts::AccountError::NotRevoked)
+            .map_err(|error| certgate_accounts::AccountError::NotRevoked(error.to_string()))
     }
 }
 
@@ -478,10 +495,13 @@ pub(crate) struct Visit {
     pub host: String,
     pub texts: &'static Texts,
     pub ip: String,
+    /// When the request came: every failure is answered `failure_delay` after it.
+    pub arrived: Instant,
 }
 
 impl Visit {
     pub(crate) fn new(state: &PortalState, headers: &HeaderMap) -> Visit {
+        let arrived = Instant::now();
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -505,6 +525,7 @@ impl Visit {
             host,
             texts,
             ip,
+            arrived,
         }
     }
 
@@ -625,8 +646,8 @@ fn not_found_for(visit: &Visit) -> Response {
     )
 }
 
-async fn not_found(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
-    not_found_for(&Visit::new(&state, &headers))
+async fn not_found(visit: Visit) -> Response {
+    not_found_for(&visit)
 }
 
 #[cfg(test)]
@@ -654,8 +675,8 @@ mod tests {
         fn database(&self) -> Option<Database> {
             Some(self.db.clone())
         }
-        async fn allow_list(&self, _org: &str) -> Result<AllowListForm, String> {
-            Err("not in unit tests".into())
+        async fn allow_list(&self, _org: &str) -> Result<AllowListForm, BackendError> {
+            Err(BackendError::AllowListUnread("not in unit tests".into()))
         }
         async fn save_allow_list(
             &self,
@@ -671,12 +692,12 @@ mod tests {
             &self,
             revocation: &NewRevocation,
             _reason: &'static str,
-        ) -> Result<(), String> {
+        ) -> Result<(), BackendError> {
             self.db
                 .record_revocation(revocation)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| BackendError::NotRevoked(e.to_string()))
         }
     }
 
@@ -865,6 +886,45 @@ mod tests {
         assert_eq!(waits.status(), StatusCode::TOO_MANY_REQUESTS);
         let next = router(state).oneshot(ask("2001:db8:7:9::1")).await.unwrap();
         assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn pages_send_visitors_without_a_session_where_they_belong() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        let post = |path: &str| {
+            Request::post(path)
+                .header("host", "noord.test")
+                .header("x-certgate-gateway-secret", SECRET)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("csrf=forged"))
+                .unwrap()
+        };
+        for (request, to) in [
+            (
+                get("/.certgate/admin", Some(SECRET)),
+                "/.certgate/login?return_to=%2F%2Ecertgate%2Fadmin",
+            ),
+            (
+                post("/.certgate/admin/accounts/new"),
+                "/.certgate/login?return_to=%2F%2Ecertgate%2Fadmin",
+            ),
+            (
+                get("/.certgate/account", Some(SECRET)),
+                "/.certgate/login?return_to=%2F%2Ecertgate%2Faccount",
+            ),
+            (get("/.certgate/mfa", Some(SECRET)), "/.certgate/login"),
+            (post("/.certgate/mfa/code"), "/.certgate/login"),
+            (
+                get("/.certgate/device/approve", Some(SECRET)),
+                "/.certgate/device",
+            ),
+        ] {
+            let path = request.uri().to_string();
+            let response = router(Arc::clone(&state)).oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(response.headers()[header::LOCATION], to, "{path}");
+        }
     }
 
     #[tokio::test]

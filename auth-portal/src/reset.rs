@@ -3,7 +3,7 @@
 //! only as a hash.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +12,8 @@ use certgate_store::{RateLimit, Store};
 use ring::digest::{digest, SHA256};
 use serde::Deserialize;
 
-use crate::flow::{backends, load_attempt, pace, start_attempt, Attempt};
+use crate::extract::{Backends, PageError};
+use crate::flow::{attempt_or_start, pace, Attempt};
 use crate::i18n::fill;
 use crate::mail::Mail;
 use crate::pages::{self, ForgotPage, ResetPage};
@@ -34,18 +35,6 @@ const PER_ACCOUNT: RateLimit = RateLimit {
 
 fn token_key(token: &str) -> String {
     hex::encode(digest(&SHA256, token.as_bytes()).as_ref())
-}
-
-async fn attempt_for(
-    state: &PortalState,
-    visit: &Visit,
-    store: &Store,
-    headers: &HeaderMap,
-) -> Result<Attempt, Response> {
-    match load_attempt(store, headers).await {
-        Some(attempt) => Ok(attempt),
-        None => start_attempt(state, visit, store, "/".into()).await,
-    }
 }
 
 fn forgot_view(
@@ -79,16 +68,10 @@ fn forgot_view(
 pub(crate) async fn forgot_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    match attempt_for(&state, &visit, &store, &headers).await {
-        Ok(attempt) => forgot_view(&visit, &attempt, StatusCode::OK, None, None),
-        Err(page) => page,
-    }
+    Backends { visit, store, .. }: Backends,
+) -> Result<Response, PageError> {
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
+    Ok(forgot_view(&visit, &attempt, StatusCode::OK, None, None))
 }
 
 fn trouble(visit: &Visit) -> Response {
@@ -116,27 +99,19 @@ pub(crate) struct ForgotForm {
 pub(crate) async fn forgot_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    Backends { visit, store, db }: Backends,
     Form(form): Form<ForgotForm>,
-) -> Response {
-    let start = Instant::now();
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
-    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
-        Ok(attempt) => attempt,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
     if !attempt.session.csrf_ok(&form.csrf) {
         let expired = visit.texts.session_expired.to_owned();
-        return forgot_view(
+        return Ok(forgot_view(
             &visit,
             &attempt,
             StatusCode::BAD_REQUEST,
             None,
             Some(expired),
-        );
+        ));
     }
     match store
         .hit("forgot-ip", &certgate_store::address_key(&visit.ip), PER_IP)
@@ -154,16 +129,16 @@ pub(crate) async fn forgot_submit(
                 &visit.texts.duration(hit.retry_after),
                 "",
             );
-            return forgot_view(
+            return Ok(forgot_view(
                 &visit,
                 &attempt,
                 StatusCode::TOO_MANY_REQUESTS,
                 None,
                 Some(text),
-            );
+            ));
         }
         Ok(_) => {}
-        Err(_) => return trouble(&visit),
+        Err(_) => return Ok(trouble(&visit)),
     }
     let org = match visit.single_org() {
         Some(org) => Some(Arc::clone(org)),
@@ -173,9 +148,15 @@ pub(crate) async fn forgot_submit(
     if let Some(org) = org {
         send_link(&state, &visit, &store, &db, &org, &login).await;
     }
-    pace(&state, start).await;
+    pace(&state, visit.arrived).await;
     let sent = visit.texts.forgot_sent.to_owned();
-    forgot_view(&visit, &attempt, StatusCode::OK, Some(sent), None)
+    Ok(forgot_view(
+        &visit,
+        &attempt,
+        StatusCode::OK,
+        Some(sent),
+        None,
+    ))
 }
 
 /// Sends the link when the account exists, may sign in and has an address; otherwise nothing.
@@ -270,12 +251,8 @@ pub(crate) async fn reset_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, _) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+    Backends { visit, store, .. }: Backends,
+) -> Result<Response, PageError> {
     let token = query
         .as_deref()
         .and_then(|q| crate::flow::raw_param(q, "token"))
@@ -287,13 +264,10 @@ pub(crate) async fn reset_page(
             Ok(Some(_))
         );
     if !live {
-        return invalid_link(&visit);
+        return Ok(invalid_link(&visit));
     }
-    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
-        Ok(attempt) => attempt,
-        Err(page) => return page,
-    };
-    reset_view(&visit, &attempt, &token, None, StatusCode::OK)
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
+    Ok(reset_view(&visit, &attempt, &token, None, StatusCode::OK))
 }
 
 fn reset_view(
@@ -337,20 +311,13 @@ pub(crate) struct ResetForm {
 pub(crate) async fn reset_submit(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    Backends { visit, store, db }: Backends,
     Form(form): Form<ResetForm>,
-) -> Response {
-    let visit = Visit::new(&state, &headers);
-    let (store, db) = match backends(&state, &visit) {
-        Ok(b) => b,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
     if !valid_token(&form.token) {
-        return invalid_link(&visit);
+        return Ok(invalid_link(&visit));
     }
-    let attempt = match attempt_for(&state, &visit, &store, &headers).await {
-        Ok(attempt) => attempt,
-        Err(page) => return page,
-    };
+    let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
     let t = visit.texts;
     let problem = if !attempt.session.csrf_ok(&form.csrf) {
         Some(t.session_expired)
@@ -364,48 +331,48 @@ pub(crate) async fn reset_submit(
         None
     };
     if let Some(problem) = problem {
-        return reset_view(
+        return Ok(reset_view(
             &visit,
             &attempt,
             &form.token,
             Some(problem.to_owned()),
             StatusCode::BAD_REQUEST,
-        );
+        ));
     }
     // Taken before the password is written: a link works once, even when two tabs race.
     let Ok(Some(value)) = store.take_once("reset", &token_key(&form.token)).await else {
-        return invalid_link(&visit);
+        return Ok(invalid_link(&visit));
     };
     let value = String::from_utf8_lossy(&value).into_owned();
     let Some((org_id, account_id)) = value.split_once('\n') else {
-        return invalid_link(&visit);
+        return Ok(invalid_link(&visit));
     };
     // Only on a host of the link's organisation, which the mail names: elsewhere the account's
     // old credentials could not be revoked nor the user told.
     let Some(org) = visit.org(org_id).cloned() else {
-        return invalid_link(&visit);
+        return Ok(invalid_link(&visit));
     };
     let typed = form.password;
     let hashed = tokio::task::spawn_blocking(move || password::hash(&typed)).await;
     let Ok(Ok(hash)) = hashed else {
-        return reset_view(
+        return Ok(reset_view(
             &visit,
             &attempt,
             &form.token,
             Some(t.password_too_short.to_owned()),
             StatusCode::BAD_REQUEST,
-        );
+        ));
     };
     let account = match db.account(org_id, account_id).await {
         Ok(Some(account)) => account,
-        _ => return invalid_link(&visit),
+        _ => return Ok(invalid_link(&visit)),
     };
     let now = state.now();
     if !matches!(
         db.set_password_hash(org_id, account_id, &hash, now).await,
         Ok(true)
     ) {
-        return trouble(&visit);
+        return Ok(trouble(&visit));
     }
     // A password that replaces another signs the account out everywhere: whoever knew the old
     // one is out too. (The portal refuses them by the account's `not_valid_before`, which the
@@ -443,12 +410,12 @@ pub(crate) async fn reset_submit(
         &fill(t.mail_password_changed_body, &org.name, "", ""),
     );
     let c = visit.chrome(Some(&org));
-    pages::notice(
+    Ok(pages::notice(
         StatusCode::OK,
         &c,
         c.t.reset_heading,
         c.t.reset_done,
         false,
         Some(("/.certgate/login", c.t.sign_in)),
-    )
+    ))
 }

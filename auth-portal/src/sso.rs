@@ -4,7 +4,6 @@
 //! in the store, and are bound to this browser by a short pre-login cookie. Accounts are linked
 //! by (issuer, subject) — `oid` for Microsoft — and only the first sign-in may link by e-mail,
 //! when the provider vouches for the address.
-#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -252,8 +251,8 @@ pub(crate) async fn start(
         );
     };
     // The round trip's state waits in the store until the provider sends the user back.
-    if let Err(page) = crate::flow::count_start(&state, &visit, &store).await {
-        return page;
+    if let Err(refused) = crate::flow::count_visitor(&state, &visit, &store).await {
+        return refused.into_response();
     }
     let issuer = issuer_of(provider);
     let metadata = match state.sso.metadata(&issuer).await {

@@ -57,12 +57,12 @@ impl Backend for GatewayBackend {
         self.0.opened_database().cloned()
     }
 
-    async fn allow_list(&self, org: &str) -> Result<AllowListForm, String> {
+    async fn allow_list(&self, org: &str) -> Result<AllowListForm, certgate_portal::BackendError> {
         let view = self
             .0
             .admin_allow_list(org)
             .await
-            .map_err(|e| logged(org, e))?;
+            .map_err(|e| certgate_portal::BackendError::AllowListUnread(logged(org, e)))?;
         let text = view
             .entries
             .iter()
@@ -113,8 +113,15 @@ impl Backend for GatewayBackend {
         }
     }
 
-    async fn revoke(&self, revocation: &NewRevocation, reason: &'static str) -> Result<(), String> {
-        self.0.revoke(revocation, reason).await
+    async fn revoke(
+        &self,
+        revocation: &NewRevocation,
+        reason: &'static str,
+    ) -> Result<(), certgate_portal::BackendError> {
+        self.0
+            .revoke(revocation, reason)
+            .await
+            .map_err(certgate_portal::BackendError::NotRevoked)
     }
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use certgate_accounts::{AccountError, Accounts, Actor, IMPORT_BODY_LIMIT};
+use certgate_accounts::{AccountError, Accounts, Actor, Toggle, IMPORT_BODY_LIMIT};
 use certgate_db::{
     Account, AccountInput, AuditAction, AuditEntry, Given, InvalidAccount, NewAccount,
 };
@@ -58,10 +58,27 @@ pub(crate) fn router() -> Router<Arc<AdminState>> {
             get(show).patch(edit).delete(remove),
         )
         .route("/api/v1/users/{org}/{login}/devices", get(devices))
-        .route("/api/v1/users/{org}/{login}/disable", post(disable))
-        .route("/api/v1/users/{org}/{login}/enable", post(enable))
-        .route("/api/v1/users/{org}/{login}/reset-mfa", post(reset_mfa))
+        .route(
+            "/api/v1/users/{org}/{login}/disable",
+            toggled(Toggle::Disable),
+        )
+        .route(
+            "/api/v1/users/{org}/{login}/enable",
+            toggled(Toggle::Enable),
+        )
+        .route(
+            "/api/v1/users/{org}/{login}/reset-mfa",
+            toggled(Toggle::ResetMfa),
+        )
         .route("/api/v1/users/{org}/{login}/password", put(set_password))
+}
+
+fn toggled(change: Toggle) -> axum::routing::MethodRouter<Arc<AdminState>> {
+    post(
+        move |State(state): State<Arc<AdminState>>, Path((org, login)): Path<(String, String)>| async move {
+            toggle(&state, &org, &login, change).await
+        },
+    )
 }
 
 /// `POST /api/v1/users`.
@@ -381,35 +398,16 @@ async fn show(
     Ok(Json(UserView::from(&account)))
 }
 
-async fn disable(
-    State(state): State<Arc<AdminState>>,
-    Path((org, login)): Path<(String, String)>,
+/// `POST …/disable`, `…/enable`, `…/reset-mfa`.
+async fn toggle(
+    state: &AdminState,
+    org: &str,
+    login: &str,
+    toggle: Toggle,
 ) -> Result<Json<UserView>, AdminError> {
-    let (org, account) = find(&state, &org, &login).await?;
-    let stored = service(&state)?
-        .disable(Actor::Operator, &org, &account)
-        .await?;
-    Ok(Json(UserView::from(&stored)))
-}
-
-async fn enable(
-    State(state): State<Arc<AdminState>>,
-    Path((org, login)): Path<(String, String)>,
-) -> Result<Json<UserView>, AdminError> {
-    let (org, account) = find(&state, &org, &login).await?;
-    let stored = service(&state)?
-        .enable(Actor::Operator, &org, &account)
-        .await?;
-    Ok(Json(UserView::from(&stored)))
-}
-
-async fn reset_mfa(
-    State(state): State<Arc<AdminState>>,
-    Path((org, login)): Path<(String, String)>,
-) -> Result<Json<UserView>, AdminError> {
-    let (org, account) = find(&state, &org, &login).await?;
-    let stored = service(&state)?
-        .reset_mfa(Actor::Operator, &org, &account)
+    let (org, account) = find(state, org, login).await?;
+    let stored = service(state)?
+        .toggle(Actor::Operator, &org, &account, toggle)
         .await?;
     Ok(Json(UserView::from(&stored)))
 }

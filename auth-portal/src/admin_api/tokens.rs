@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{client_ip, json_body, json_response, ok, path_id, ApiError};
-use crate::admin::{admin, Admin};
-use crate::flow::backends;
+use crate::admin::{Admin, AdminPage};
+use crate::extract::PageError;
 use crate::session;
 use crate::{PortalState, Visit};
 
@@ -66,36 +66,32 @@ pub(super) fn source_allowed(sources: &[String], ip: &str) -> bool {
         .any(|net| net.contains(&ip))
 }
 
-/// An admin of the organisation signed in to this browser; for a change also the session's CSRF
-/// token and a fresh second factor. The admin pages' rules, answered as JSON.
-async fn signed_in_admin(
-    state: &PortalState,
+/// An admin of the organisation signed in to this browser (as the admin pages find one, its
+/// refusal answered as JSON); for a change also the session's CSRF token and a fresh second
+/// factor.
+fn signed_in_admin(
+    page: Result<AdminPage, PageError>,
     headers: &HeaderMap,
     change: bool,
-) -> Result<(Admin, Visit, Database), ApiError> {
-    let visit = Visit::new(state, headers);
-    let (store, db) = backends(state, &visit).map_err(|_| ApiError::Unavailable)?;
-    let admin =
-        admin(state, &visit, &store, &db, headers)
-            .await
-            .map_err(|refused| match refused.status() {
-                StatusCode::FORBIDDEN => ApiError::AdminOnly,
-                status if status.is_redirection() => ApiError::LoginRequired,
-                _ => ApiError::Unavailable,
-            })?;
+) -> Result<AdminPage, ApiError> {
+    let page = page.map_err(|refused| match refused {
+        PageError::Forbidden(_) => ApiError::AdminOnly,
+        PageError::SignInFirst(_) | PageError::Redirect(_) => ApiError::LoginRequired,
+        _ => ApiError::Unavailable,
+    })?;
     if change {
         let csrf = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if !admin.me.attempt.session.csrf_ok(csrf) {
+        if !page.admin.me.attempt.session.csrf_ok(csrf) {
             return Err(ApiError::BadCsrfToken);
         }
-        if !admin.fresh {
+        if !page.admin.fresh {
             return Err(ApiError::FreshSecondFactorRequired);
         }
     }
-    Ok((admin, visit, db))
+    Ok(page)
 }
 
 fn token_json(t: &ApiToken, created_by: &str, now: i64) -> Value {
@@ -159,9 +155,13 @@ async fn audit(db: &Database, admin: &Admin, visit: &Visit, now: i64, action: &s
 
 /// `GET /.certgate/api/v1/admin/tokens`: the organisation's tokens (never the tokens
 /// themselves), and the session's CSRF token that changes need.
-pub(super) async fn list(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
+pub(super) async fn list(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    page: Result<AdminPage, PageError>,
+) -> Response {
     let result = async {
-        let (admin, _, db) = signed_in_admin(&state, &headers, false).await?;
+        let AdminPage { db, admin, .. } = signed_in_admin(page, &headers, false)?;
         let tokens = db
             .api_tokens(&admin.me.org.id)
             .await
@@ -206,39 +206,45 @@ pub(crate) struct CheckedToken {
     expires_in: i64,
 }
 
+/// What is wrong with a token request; the text is the API's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadTokenRequest {
+    #[error("name must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit")]
+    Name,
+    #[error("a token needs at least one scope")]
+    NoScope,
+    #[error("scope {0:?} is not one of {all}", all = ApiScope::ALL.map(ApiScope::as_str).join(", "))]
+    UnknownScope(String),
+    #[error("expires_in must be 1 to {MAX_LIFETIME} seconds (a year)")]
+    Lifetime,
+    #[error("at most {MAX_SOURCES} source networks")]
+    TooManySources,
+    #[error("{0:?} is not an IP address or CIDR")]
+    Source(String),
+}
+
 impl NewTokenBody {
-    pub(crate) fn checked(&self) -> Result<CheckedToken, String> {
+    pub(crate) fn checked(&self) -> Result<CheckedToken, BadTokenRequest> {
         let mut name = self.name.bytes();
         if self.name.len() > 64
             || !name.next().is_some_and(|b| b.is_ascii_alphanumeric())
             || !name.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         {
-            return Err(
-                "name must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or \
-                        digit"
-                    .to_owned(),
-            );
+            return Err(BadTokenRequest::Name);
         }
         if self.scopes.is_empty() {
-            return Err("a token needs at least one scope".to_owned());
+            return Err(BadTokenRequest::NoScope);
         }
         let scopes = self
             .scopes
             .iter()
-            .map(|s| {
-                ApiScope::from_name(s).ok_or_else(|| {
-                    format!(
-                        "scope {s:?} is not one of {}",
-                        ApiScope::ALL.map(ApiScope::as_str).join(", ")
-                    )
-                })
-            })
+            .map(|s| ApiScope::from_name(s).ok_or_else(|| BadTokenRequest::UnknownScope(s.clone())))
             .collect::<Result<Vec<_>, _>>()?;
         let expires_in = whole_number(&self.expires_in)
             .filter(|n| (1..=MAX_LIFETIME).contains(n))
-            .ok_or_else(|| format!("expires_in must be 1 to {MAX_LIFETIME} seconds (a year)"))?;
+            .ok_or(BadTokenRequest::Lifetime)?;
         if self.sources.len() > MAX_SOURCES {
-            return Err(format!("at most {MAX_SOURCES} source networks"));
+            return Err(BadTokenRequest::TooManySources);
         }
         let sources = self
             .sources
@@ -246,7 +252,7 @@ impl NewTokenBody {
             .map(|s| {
                 certgate_policies::parse_ip_or_cidr(s.trim())
                     .map(|net| net.to_string())
-                    .ok_or_else(|| format!("{s:?} is not an IP address or CIDR"))
+                    .ok_or_else(|| BadTokenRequest::Source(s.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CheckedToken {
@@ -270,12 +276,17 @@ fn whole_number(n: &serde_json::Number) -> Option<i64> {
 pub(super) async fn create(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    page: Result<AdminPage, PageError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let (admin, visit, db) = signed_in_admin(&state, &headers, true).await?;
+        let AdminPage {
+            visit, db, admin, ..
+        } = signed_in_admin(page, &headers, true)?;
         let body: NewTokenBody = json_body(body)?;
-        let checked = body.checked().map_err(ApiError::BadRequest)?;
+        let checked = body
+            .checked()
+            .map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
         let now = state.now();
         let secret = new_token();
         let new = NewApiToken {
@@ -316,10 +327,13 @@ pub(super) async fn create(
 pub(super) async fn revoke(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    page: Result<AdminPage, PageError>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
-        let (admin, visit, db) = signed_in_admin(&state, &headers, true).await?;
+        let AdminPage {
+            visit, db, admin, ..
+        } = signed_in_admin(page, &headers, true)?;
         let id = path_id(path)?;
         let org = &admin.me.org.id;
         let now = state.now();
@@ -425,22 +439,59 @@ mod tests {
             r#"{"name": "ci", "scopes": ["audit:read"], "expires_in": 3600.5}"#,
         )
         .unwrap();
-        assert!(fraction.checked().unwrap_err().contains("expires_in"));
-        for (bad, why) in [
-            (body("", &["audit:read"], 60, &[]), "name"),
-            (body("-x", &["audit:read"], 60, &[]), "name"),
-            (body("a b", &["audit:read"], 60, &[]), "name"),
-            (body(&"a".repeat(65), &["audit:read"], 60, &[]), "name"),
-            (body("ci", &[], 60, &[]), "scope"),
-            (body("ci", &["accounts:*"], 60, &[]), "scope"),
-            (body("ci", &["audit:read"], 0, &[]), "expires_in"),
+        assert_eq!(fraction.checked(), Err(BadTokenRequest::Lifetime));
+        let twenty_one: Vec<String> = (0..=20).map(|n| format!("10.0.0.{n}")).collect();
+        let twenty_one: Vec<&str> = twenty_one.iter().map(String::as_str).collect();
+        for (bad, refused, why) in [
             (
-                body("ci", &["audit:read"], MAX_LIFETIME + 1, &[]),
+                body("", &["audit:read"], 60, &[]),
+                BadTokenRequest::Name,
+                "name",
+            ),
+            (
+                body("-x", &["audit:read"], 60, &[]),
+                BadTokenRequest::Name,
+                "name",
+            ),
+            (
+                body("a b", &["audit:read"], 60, &[]),
+                BadTokenRequest::Name,
+                "name",
+            ),
+            (
+                body(&"a".repeat(65), &["audit:read"], 60, &[]),
+                BadTokenRequest::Name,
+                "name",
+            ),
+            (body("ci", &[], 60, &[]), BadTokenRequest::NoScope, "scope"),
+            (
+                body("ci", &["accounts:*"], 60, &[]),
+                BadTokenRequest::UnknownScope("accounts:*".into()),
+                "scope \"accounts:*\" is not one of accounts:read",
+            ),
+            (
+                body("ci", &["audit:read"], 0, &[]),
+                BadTokenRequest::Lifetime,
                 "expires_in",
             ),
-            (body("ci", &["audit:read"], 60, &["10.0.0.300"]), "CIDR"),
+            (
+                body("ci", &["audit:read"], MAX_LIFETIME + 1, &[]),
+                BadTokenRequest::Lifetime,
+                "expires_in",
+            ),
+            (
+                body("ci", &["audit:read"], 60, &twenty_one),
+                BadTokenRequest::TooManySources,
+                "at most 20",
+            ),
+            (
+                body("ci", &["audit:read"], 60, &["10.0.0.300"]),
+                BadTokenRequest::Source("10.0.0.300".into()),
+                "\"10.0.0.300\" is not an IP address or CIDR",
+            ),
         ] {
-            let message = bad.checked().unwrap_err();
+            assert_eq!(bad.checked(), Err(refused.clone()), "{why}");
+            let message = refused.to_string();
             assert!(message.contains(why), "{why}: {message}");
         }
     }

@@ -1,0 +1,216 @@
+//! What the portal's page handlers take from a request before they start (the [`Visit`], the
+//! [`Backends`]), and [`PageError`], the one error their pages fail with: each handler
+//! extracts, calls and renders, and every refusal becomes its page or redirect here.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use certgate_db::Database;
+use certgate_policies::Organisation;
+use certgate_store::Store;
+
+use crate::i18n::fill;
+use crate::pages::{self, Chrome};
+use crate::{PortalState, Visit};
+
+impl FromRequestParts<Arc<PortalState>> for Visit {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, Infallible> {
+        Ok(Visit::new(state, &parts.headers))
+    }
+}
+
+/// The visit with the store and the database; while either is not open, the "try again" page.
+pub(crate) struct Backends {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+}
+
+impl Backends {
+    /// For a handler that must look at the visit first (a page that is off on this host says
+    /// so even while the store is down).
+    pub(crate) fn of(state: &PortalState, visit: Visit) -> Result<Backends, PageError> {
+        match (state.backend.store(), state.backend.database()) {
+            (Some(store), Some(db)) => Ok(Backends { visit, store, db }),
+            _ => Err(PageError::unavailable(&visit)),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<PortalState>> for Backends {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, PageError> {
+        Backends::of(state, Visit::new(state, &parts.headers))
+    }
+}
+
+/// Why a page is not shown. The pages carry the chrome (language, organisation) of the visit
+/// they refuse.
+pub(crate) enum PageError {
+    /// The store or the database is not open or does not answer, or something else failed on
+    /// our side: "try again" (503), never the error itself.
+    Unavailable(Chrome),
+    /// The address started too many sign-ins (`limits.sign_in_starts_per_ip`): "wait" (429,
+    /// with `Retry-After`).
+    TooManyStarts { chrome: Chrome, wait: Duration },
+    /// Signed in, but not an admin of the organisation (403).
+    Forbidden(Chrome),
+    /// On the admin pages: no such account, device or action in the admin's organisation
+    /// (404).
+    NotFound(Chrome),
+    /// Not signed in, or not recently enough: to the sign-in page, and back to this path after.
+    SignInFirst(String),
+    /// Not for this page now (an expired form, a step out of order): to this path instead.
+    Redirect(String),
+}
+
+impl PageError {
+    /// "Try again", under the host's organisation when it serves one.
+    pub(crate) fn unavailable(visit: &Visit) -> Self {
+        PageError::Unavailable(visit.chrome(visit.single_org().map(|o| o.as_ref())))
+    }
+
+    /// "Try again", under `org`.
+    pub(crate) fn unavailable_in(visit: &Visit, org: &Organisation) -> Self {
+        PageError::Unavailable(visit.chrome(Some(org)))
+    }
+
+    pub(crate) fn redirect(to: &str) -> Self {
+        PageError::Redirect(to.to_owned())
+    }
+
+    pub(crate) fn sign_in_first(back: &str) -> Self {
+        PageError::SignInFirst(back.to_owned())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Unavailable(c) => pages::notice(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &c,
+                c.t.sign_in,
+                c.t.trouble,
+                true,
+                Some(("/.certgate/login", c.t.sign_in)),
+            ),
+            PageError::TooManyStarts { chrome: c, wait } => {
+                let text = fill(c.t.too_many, "", &c.t.duration(wait), "");
+                let mut page = pages::notice(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &c,
+                    c.t.sign_in,
+                    &text,
+                    true,
+                    None,
+                );
+                page.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+                page
+            }
+            PageError::Forbidden(c) => pages::notice(
+                StatusCode::FORBIDDEN,
+                &c,
+                c.t.admin_heading,
+                c.t.admin_only,
+                true,
+                None,
+            ),
+            PageError::NotFound(c) => pages::notice(
+                StatusCode::NOT_FOUND,
+                &c,
+                c.t.admin_heading,
+                c.t.not_found,
+                true,
+                Some(("/.certgate/admin", c.t.admin_accounts)),
+            ),
+            PageError::SignInFirst(back) => Redirect::to(&format!(
+                "/.certgate/login?return_to={}",
+                percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .into_response(),
+            PageError::Redirect(to) => Redirect::to(&to).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::i18n::EN;
+
+    fn chrome() -> Chrome {
+        Chrome {
+            t: &EN,
+            org_name: "Zorggroep Noord".into(),
+            logo: false,
+        }
+    }
+
+    #[test]
+    fn each_refusal_has_its_status_and_destination() {
+        for (refused, status, location) in [
+            (
+                PageError::Unavailable(chrome()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+            (PageError::Forbidden(chrome()), StatusCode::FORBIDDEN, None),
+            (PageError::NotFound(chrome()), StatusCode::NOT_FOUND, None),
+            (
+                PageError::sign_in_first("/.certgate/admin/accounts/a1"),
+                StatusCode::SEE_OTHER,
+                Some("/.certgate/login?return_to=%2F%2Ecertgate%2Fadmin%2Faccounts%2Fa1"),
+            ),
+            (
+                PageError::redirect("/.certgate/device"),
+                StatusCode::SEE_OTHER,
+                Some("/.certgate/device"),
+            ),
+        ] {
+            let response = refused.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::LOCATION)
+                    .map(|l| l.to_str().unwrap()),
+                location
+            );
+            if location.is_none() {
+                assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_starts_says_when_to_come_back() {
+        for (wait, after) in [(Duration::ZERO, "1"), (Duration::from_secs(90), "90")] {
+            let response = PageError::TooManyStarts {
+                chrome: chrome(),
+                wait,
+            }
+            .into_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[header::RETRY_AFTER], after);
+        }
+    }
+}
