@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, FromRequestParts, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::{
@@ -18,7 +17,7 @@ use certgate_store::Store;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::extract::{Backends, PageError};
+use crate::extract::{Backends, FromPage, Page, PageError};
 use crate::flow::{create_attempt, load_attempt, Attempt};
 use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
 use crate::session;
@@ -47,28 +46,15 @@ fn to_login() -> PageError {
 
 /// A request for the signed-in user's own pages: the backends and who they are ([`me`]);
 /// anyone else signs in first, and comes back to the account page.
-pub(crate) struct UserPage {
-    pub visit: Visit,
-    pub store: Store,
-    pub db: Database,
-    pub me: Me,
-}
+pub(crate) type UserPage = Page<Me>;
 
-impl FromRequestParts<Arc<PortalState>> for UserPage {
-    type Rejection = PageError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<PortalState>,
+impl FromPage for Me {
+    async fn load(
+        state: &PortalState,
+        b: &Backends,
+        headers: &HeaderMap,
     ) -> Result<Self, PageError> {
-        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
-        let me = me(state, &visit, &store, &db, &parts.headers).await?;
-        Ok(UserPage {
-            visit,
-            store,
-            db,
-            me,
-        })
+        me(state, &b.visit, &b.store, &b.db, headers).await
     }
 }
 
@@ -229,7 +215,7 @@ pub(crate) async fn page(
         visit,
         store,
         db,
-        me,
+        it: me,
     }: UserPage,
 ) -> Result<Response, PageError> {
     let devices = db
@@ -273,7 +259,9 @@ pub(crate) struct RevokeForm {
 /// `POST /.certgate/account/revoke`: one of the user's own devices, everywhere within a second.
 pub(crate) async fn revoke(
     State(state): State<Arc<PortalState>>,
-    UserPage { visit, db, me, .. }: UserPage,
+    UserPage {
+        visit, db, it: me, ..
+    }: UserPage,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, PageError> {
     if !me.attempt.session.csrf_ok(&form.csrf) {
@@ -321,7 +309,7 @@ pub(crate) async fn certificate(
         visit,
         store,
         db,
-        me,
+        it: me,
     }: UserPage,
     Form(form): Form<CertificateForm>,
 ) -> Result<Response, PageError> {
@@ -523,7 +511,7 @@ pub(crate) async fn turn_on_mfa(
         visit,
         store,
         db,
-        me,
+        it: me,
     }: UserPage,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
@@ -554,7 +542,9 @@ pub(crate) async fn turn_on_mfa(
 /// working), after a fresh sign-in; shown once.
 pub(crate) async fn renew_recovery_codes(
     State(state): State<Arc<PortalState>>,
-    UserPage { visit, db, me, .. }: UserPage,
+    UserPage {
+        visit, db, it: me, ..
+    }: UserPage,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
     if !me.attempt.session.csrf_ok(&form.csrf)

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_db::{
@@ -17,7 +16,7 @@ use certgate_store::Store;
 use serde::Deserialize;
 
 use crate::account::{date, me, Me};
-use crate::extract::{Backends, PageError};
+use crate::extract::{Backends, FromPage, Page, PageError};
 use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
     AdminSettingsPage, AuditRow, UserRow,
@@ -41,28 +40,15 @@ pub(crate) struct Admin {
 
 /// An admin page's request: the backends and the admin. Anyone not signed in signs in first
 /// and comes back to the admin pages; anyone else signed in is refused (403).
-pub(crate) struct AdminPage {
-    pub visit: Visit,
-    pub store: Store,
-    pub db: Database,
-    pub admin: Admin,
-}
+pub(crate) type AdminPage = Page<Admin>;
 
-impl FromRequestParts<Arc<PortalState>> for AdminPage {
-    type Rejection = PageError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<PortalState>,
+impl FromPage for Admin {
+    async fn load(
+        state: &PortalState,
+        b: &Backends,
+        headers: &HeaderMap,
     ) -> Result<Self, PageError> {
-        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
-        let admin = admin(state, &visit, &store, &db, &parts.headers).await?;
-        Ok(AdminPage {
-            visit,
-            store,
-            db,
-            admin,
-        })
+        admin(state, &b.visit, &b.store, &b.db, headers).await
     }
 }
 
@@ -103,20 +89,27 @@ impl Admin {
     }
 }
 
-impl AdminPage {
+impl Page<Admin> {
+    /// For a change to account `id`: the form's CSRF token and a fresh second factor
+    /// ([`Admin::may_change`]), then the account.
+    async fn changing(&self, id: &str, csrf: &str) -> Result<Account, PageError> {
+        self.it.may_change(csrf, &account_page(id))?;
+        self.their_account(id).await
+    }
+
     /// An account of the admin's own organisation by id; anything else is "not found".
     async fn their_account(&self, id: &str) -> Result<Account, PageError> {
         let found = if id.len() > 64 {
             None
         } else {
-            let org = &self.admin.me.org.id;
+            let org = &self.it.me.org.id;
             self.db.account(org, id).await.ok().flatten()
         };
         found.ok_or_else(|| self.not_found())
     }
 
     fn not_found(&self) -> PageError {
-        PageError::NotFound(self.visit.chrome(Some(&self.admin.me.org)))
+        PageError::NotFound(self.visit.chrome(Some(&self.it.me.org)))
     }
 }
 
@@ -136,7 +129,10 @@ pub(crate) async fn accounts(
     State(state): State<Arc<PortalState>>,
     Query(search): Query<Search>,
     AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     }: AdminPage,
 ) -> Result<Response, PageError> {
     let Ok(accounts) = db.accounts(&admin.me.org.id).await else {
@@ -196,7 +192,11 @@ fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
 }
 
 /// `GET /.certgate/admin/accounts/new`.
-pub(crate) async fn new_page(AdminPage { visit, admin, .. }: AdminPage) -> Response {
+pub(crate) async fn new_page(
+    AdminPage {
+        visit, it: admin, ..
+    }: AdminPage,
+) -> Response {
     new_form(&visit, &admin, &NewForm::default(), None, StatusCode::OK)
 }
 
@@ -275,7 +275,10 @@ fn typed<'a>(
 pub(crate) async fn create(
     State(state): State<Arc<PortalState>>,
     AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     }: AdminPage,
     Form(form): Form<NewForm>,
 ) -> Result<Response, PageError> {
@@ -342,7 +345,7 @@ async fn account_view(
         visit,
         store,
         db,
-        admin,
+        it: admin,
     } = page;
     let devices = db
         .devices(&admin.me.org.id, &account.id)
@@ -388,11 +391,13 @@ pub(crate) async fn edit(
     page: AdminPage,
     Form(form): Form<EditForm>,
 ) -> Result<Response, PageError> {
+    let account = page.changing(&id, &form.csrf).await?;
     let back = account_page(&id);
-    page.admin.may_change(&form.csrf, &back)?;
-    let account = page.their_account(&id).await?;
     let AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     } = &page;
     let roles = roles_of(&form.roles);
     let checked = NewAccount::changed(
@@ -466,11 +471,13 @@ pub(crate) async fn act(
     page: AdminPage,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
+    let account = page.changing(&id, &form.csrf).await?;
     let back = account_page(&id);
-    page.admin.may_change(&form.csrf, &back)?;
-    let account = page.their_account(&id).await?;
     let AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     } = &page;
     let org = Arc::clone(&admin.me.org);
     let t = visit.texts;
@@ -576,7 +583,10 @@ pub(crate) async fn audit_page(
     State(state): State<Arc<PortalState>>,
     Query(query): Query<AuditQuery>,
     AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     }: AdminPage,
 ) -> Response {
     let since = audit_window(&state, &query);
@@ -616,7 +626,7 @@ pub(crate) async fn audit_page(
 pub(crate) async fn audit_export(
     State(state): State<Arc<PortalState>>,
     Query(query): Query<AuditQuery>,
-    AdminPage { db, admin, .. }: AdminPage,
+    AdminPage { db, it: admin, .. }: AdminPage,
 ) -> Response {
     let since = audit_window(&state, &query);
     let mut body = String::new();
@@ -646,7 +656,11 @@ pub(crate) async fn audit_export(
 }
 
 /// `GET /.certgate/admin/settings`: the organisation's policy, read-only, with its file.
-pub(crate) async fn settings(AdminPage { visit, admin, .. }: AdminPage) -> Response {
+pub(crate) async fn settings(
+    AdminPage {
+        visit, it: admin, ..
+    }: AdminPage,
+) -> Response {
     let org = &admin.me.org;
     let t = visit.texts;
     let m = &org.mfa;
@@ -694,7 +708,9 @@ pub(crate) async fn settings(AdminPage { visit, admin, .. }: AdminPage) -> Respo
 /// admins' files (read-only, with where each entry comes from).
 pub(crate) async fn allow_list(
     State(state): State<Arc<PortalState>>,
-    AdminPage { visit, admin, .. }: AdminPage,
+    AdminPage {
+        visit, it: admin, ..
+    }: AdminPage,
 ) -> Result<Response, PageError> {
     let form = state
         .backend
@@ -764,7 +780,9 @@ pub(crate) struct AllowListSave {
 /// an outdated view refused; otherwise applied on every instance.
 pub(crate) async fn save_allow_list(
     State(state): State<Arc<PortalState>>,
-    AdminPage { visit, admin, .. }: AdminPage,
+    AdminPage {
+        visit, it: admin, ..
+    }: AdminPage,
     Form(form): Form<AllowListSave>,
 ) -> Result<Response, PageError> {
     admin.may_change(&form.csrf, "/.certgate/admin/allowlist")?;
@@ -849,7 +867,11 @@ fn import_view(
 }
 
 /// `GET /.certgate/admin/import`.
-pub(crate) async fn import_page(AdminPage { visit, admin, .. }: AdminPage) -> Response {
+pub(crate) async fn import_page(
+    AdminPage {
+        visit, it: admin, ..
+    }: AdminPage,
+) -> Response {
     let empty = Imported {
         rows: Vec::new(),
         created: 0,
@@ -863,7 +885,10 @@ pub(crate) async fn import_page(AdminPage { visit, admin, .. }: AdminPage) -> Re
 pub(crate) async fn import(
     State(state): State<Arc<PortalState>>,
     AdminPage {
-        visit, db, admin, ..
+        visit,
+        db,
+        it: admin,
+        ..
     }: AdminPage,
     Form(form): Form<ImportForm>,
 ) -> Result<Response, PageError> {
@@ -897,7 +922,7 @@ pub(crate) async fn devices(
         visit,
         store,
         db,
-        admin,
+        it: admin,
     }: AdminPage,
 ) -> Result<Response, PageError> {
     let Ok(found) = db.org_devices(&admin.me.org.id, 1_000).await else {

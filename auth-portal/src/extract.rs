@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_db::Database;
 use certgate_policies::Organisation;
@@ -55,6 +55,43 @@ impl FromRequestParts<Arc<PortalState>> for Backends {
         state: &Arc<PortalState>,
     ) -> Result<Self, PageError> {
         Backends::of(state, Visit::new(state, &parts.headers))
+    }
+}
+
+/// A page's request: the backends and what the page needs beyond them (`it`: who the user is,
+/// the admin, the sign-in in progress), each refusal its page.
+pub(crate) struct Page<T> {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+    pub it: T,
+}
+
+/// What a page loads beyond the backends, from the request's headers (its cookies).
+pub(crate) trait FromPage: Sized {
+    fn load(
+        state: &PortalState,
+        backends: &Backends,
+        headers: &HeaderMap,
+    ) -> impl std::future::Future<Output = Result<Self, PageError>> + Send;
+}
+
+impl<T: FromPage> FromRequestParts<Arc<PortalState>> for Page<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, PageError> {
+        let backends = Backends::from_request_parts(parts, state).await?;
+        let it = T::load(state, &backends, &parts.headers).await?;
+        let Backends { visit, store, db } = backends;
+        Ok(Page {
+            visit,
+            store,
+            db,
+            it,
+        })
     }
 }
 

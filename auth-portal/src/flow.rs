@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Form, FromRequestParts, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{Form, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_certs::CredentialClass;
@@ -16,7 +15,7 @@ use certgate_store::{RateLimit, SessionId, Store};
 use serde::Deserialize;
 
 use crate::codes::{self, CodeCheck};
-use crate::extract::{Backends, PageError};
+use crate::extract::{Backends, FromPage, Page, PageError};
 use crate::i18n::fill;
 use crate::issue::{self, Issued};
 use crate::mail::Mail;
@@ -542,35 +541,22 @@ async fn signing(
 
 /// The second-factor pages' request: the backends and the sign-in in progress, as
 /// [`signing`] loads it.
-pub(crate) struct SigningIn {
-    pub visit: Visit,
-    pub store: Store,
-    pub db: Database,
-    pub s: Signing,
-}
+pub(crate) type SigningIn = Page<Signing>;
 
-impl FromRequestParts<Arc<PortalState>> for SigningIn {
-    type Rejection = PageError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<PortalState>,
+impl FromPage for Signing {
+    async fn load(
+        state: &PortalState,
+        b: &Backends,
+        headers: &HeaderMap,
     ) -> Result<Self, PageError> {
-        let Backends { visit, store, db } = Backends::from_request_parts(parts, state).await?;
-        let s = signing(state, &visit, &store, &db, &parts.headers).await?;
-        Ok(SigningIn {
-            visit,
-            store,
-            db,
-            s,
-        })
+        signing(state, &b.visit, &b.store, &b.db, headers).await
     }
 }
 
-impl SigningIn {
+impl Page<Signing> {
     /// For a POST: the form's CSRF token must be the session's, else back to the sign-in page.
     fn posted(self, csrf: &str) -> Result<Self, PageError> {
-        if !self.s.attempt.session.csrf_ok(csrf) {
+        if !self.it.attempt.session.csrf_ok(csrf) {
             return Err(PageError::redirect("/.certgate/login"));
         }
         Ok(self)
@@ -587,7 +573,7 @@ impl SigningIn {
             visit,
             store,
             db,
-            mut s,
+            it: mut s,
         } = self;
         let driven = drive(state, &visit, &store, &db, &mut s, event).await?;
         Ok(answer(state, &visit, &s, driven, screen, visit.arrived).await)
@@ -1263,7 +1249,10 @@ pub(crate) async fn code_submit(
 ) -> Result<Response, PageError> {
     let signing = signing.posted(&form.csrf)?;
     let SigningIn {
-        visit, store, s, ..
+        visit,
+        store,
+        it: s,
+        ..
     } = &signing;
     let trust = form.trust.is_some();
     // No code awaited (none went out on this sign-in, say): nothing can match.
@@ -1386,7 +1375,7 @@ fn recovery_page_for(visit: &Visit, s: &Signing, error: Option<String>) -> Respo
 }
 
 pub(crate) async fn recovery_page(signing: SigningIn) -> Response {
-    let SigningIn { visit, s, .. } = signing;
+    let SigningIn { visit, it: s, .. } = signing;
     if s.account.recovery_codes.is_empty() {
         return see_other("/.certgate/mfa");
     }
@@ -1404,7 +1393,7 @@ pub(crate) async fn recovery_submit(
         visit,
         store,
         db,
-        s,
+        it: s,
     } = &signing;
     let counted = match begin_guess(&state, visit, store, s, &headers).await? {
         Ok(counted) => counted,

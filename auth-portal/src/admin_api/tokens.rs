@@ -84,10 +84,10 @@ fn signed_in_admin(
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if !page.admin.me.attempt.session.csrf_ok(csrf) {
+        if !page.it.me.attempt.session.csrf_ok(csrf) {
             return Err(ApiError::BadCsrfToken);
         }
-        if !page.admin.fresh {
+        if !page.it.fresh {
             return Err(ApiError::FreshSecondFactorRequired);
         }
     }
@@ -161,7 +161,7 @@ pub(super) async fn list(
     page: Result<AdminPage, PageError>,
 ) -> Response {
     let result = async {
-        let AdminPage { db, admin, .. } = signed_in_admin(page, &headers, false)?;
+        let AdminPage { db, it: admin, .. } = signed_in_admin(page, &headers, false)?;
         let tokens = db
             .api_tokens(&admin.me.org.id)
             .await
@@ -281,7 +281,10 @@ pub(super) async fn create(
 ) -> Response {
     let result = async {
         let AdminPage {
-            visit, db, admin, ..
+            visit,
+            db,
+            it: admin,
+            ..
         } = signed_in_admin(page, &headers, true)?;
         let body: NewTokenBody = json_body(body)?;
         let checked = body
@@ -332,7 +335,10 @@ pub(super) async fn revoke(
 ) -> Response {
     let result = async {
         let AdminPage {
-            visit, db, admin, ..
+            visit,
+            db,
+            it: admin,
+            ..
         } = signed_in_admin(page, &headers, true)?;
         let id = path_id(path)?;
         let org = &admin.me.org.id;
