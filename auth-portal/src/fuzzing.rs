@@ -5,8 +5,8 @@ use crate::{admin_api, device, sso};
 
 /// The device flow's JSON bodies: `authorize`, `token`, and the CSR of `certificate`/`renew`.
 pub fn device_flow(body: &[u8]) {
-    let _ = serde_json::from_slice::<device::AuthorizeBody>(body);
-    let _ = serde_json::from_slice::<device::TokenBody>(body);
+    let _ = serde_json::from_slice::<certgate_device_flow::AuthorizeRequest>(body);
+    let _ = serde_json::from_slice::<certgate_device_flow::TokenRequest>(body);
     let _ = device::parse_csr(body);
 }
 
