@@ -307,13 +307,13 @@ pub struct DeviceState {
 // Commands
 
 /// `certgate login`: runs the device flow and writes the device directory.
-pub fn login(args: Login) -> Result<(), String> {
-    let portal = PortalUrl::parse(&args.url).map_err(|e| e.to_string())?;
+pub fn login(args: Login) -> Result<(), AgentError> {
+    let portal = PortalUrl::parse(&args.url)?;
     let name = match args.name {
-        Some(name) => device_name(&name).map_err(|e| e.to_string())?,
+        Some(name) => device_name(&name)?,
         None => default_device_name(),
     };
-    let created = prepare_device_dir(&args.out).map_err(|e| e.to_string())?;
+    let created = prepare_device_dir(&args.out)?;
     let result = runtime().and_then(|runtime| {
         runtime.block_on(async {
             let client = http_client(&args.resolve, None)?;
@@ -324,20 +324,19 @@ pub fn login(args: Login) -> Result<(), String> {
         // Only an empty directory goes; remove_dir refuses anything else.
         let _ = fs::remove_dir(&args.out);
     }
-    result.map_err(|e| e.to_string())
+    result
 }
 
 /// `certgate renew`: once, or for as long as the certificate can be kept valid.
-pub fn renew(args: Renew) -> Result<(), String> {
-    let runtime = runtime().map_err(|e| e.to_string())?;
-    let result = if args.daemon {
+pub fn renew(args: Renew) -> Result<(), AgentError> {
+    let runtime = runtime()?;
+    if args.daemon {
         runtime.block_on(renew_forever(&args.dir, &args.resolve))
     } else {
         runtime
             .block_on(renew_once(&args.dir, &args.resolve))
             .map(|renewed| println!("{}", renewed_message(&renewed)))
-    };
-    result.map_err(|e| e.to_string())
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {

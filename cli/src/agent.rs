@@ -62,6 +62,7 @@ pub fn login(args: LoginArgs) -> Result<(), String> {
         name: args.name,
         resolve: args.connection.resolve,
     })
+    .map_err(|e| e.to_string())
 }
 
 pub fn renew(args: RenewArgs) -> Result<(), String> {
@@ -70,4 +71,5 @@ pub fn renew(args: RenewArgs) -> Result<(), String> {
         daemon: args.daemon,
         resolve: args.connection.resolve,
     })
+    .map_err(|e| e.to_string())
 }
