@@ -14,8 +14,11 @@ use certgate_db::{
 };
 use certgate_policies::{Organisation, MAX_CREDENTIAL_LIFETIME};
 
+mod revocation;
 #[cfg(test)]
 mod tests;
+
+pub use revocation::{device_standings, Refusal, RevocationSet, Standing};
 
 /// How long a revocation is kept: as long as any credential could live. An operator's
 /// certificate (`ca issue-client`) can outlive every portal-issued credential.

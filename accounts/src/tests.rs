@@ -32,6 +32,7 @@ fn org() -> Organisation {
         logo: None,
         colour: None,
         default_language: Language::Nl,
+        time_zone: Default::default(),
         access: Access::default(),
         mfa: MfaPolicy {
             exempt_roles: vec!["ouder".into()],
@@ -319,6 +320,8 @@ async fn a_second_password_signs_out_everywhere_and_a_leaver_is_refused_before_g
         last_seen: None,
         revoked_at: None,
         ip: "192.0.2.9".into(),
+        browser: String::new(),
+        system: String::new(),
     };
     db.record_device(&device).await.unwrap();
     service

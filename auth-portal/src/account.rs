@@ -2,17 +2,19 @@
 //! address) with a button to revoke each, and a PKCS#12 certificate for this device after a
 //! fresh sign-in — the one case where certgate makes the key, hands it over once and forgets it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use certgate_accounts::{Refusal, RevocationSet, Standing};
 use certgate_certs::{
     generate_password, pkcs12_bundle_as, CredentialClass, DeviceId, DeviceSubject, Pkcs12Format,
 };
 use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
-use certgate_policies::Organisation;
+use certgate_policies::{Organisation, TimeZone};
 use certgate_store::Store;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -132,28 +134,83 @@ enum Who {
     Id(String),
 }
 
-pub(crate) fn date(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix).map_or_else(
-        |_| "-".into(),
-        |t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        },
-    )
+/// `unix` as the pages show a time, in the zone of organisation `org` (the default zone if this
+/// host does not serve it).
+pub(crate) fn org_time(visit: &Visit, org: &str, unix: i64) -> String {
+    match visit.org(org) {
+        Some(org) => pages::local_time(unix, &org.time_zone),
+        None => pages::local_time(unix, &TimeZone::default()),
+    }
+}
+
+/// Whether `account` may have a certificate made for a device. A certificate lets a device in
+/// without signing in for as long as it is trusted, so it is for those whose sign-in proves a
+/// second factor: not for the roles the organisation exempts from it (parents).
+pub(crate) fn may_use_certificates(org: &Organisation, account: &Account) -> bool {
+    !account
+        .roles
+        .iter()
+        .any(|role| org.mfa.exempt_roles.contains(role))
 }
 
 fn trust_name(visit: &Visit, trust: DeviceTrust) -> &'static str {
     match trust {
-        DeviceTrust::Session => visit.texts.trust_session,
-        DeviceTrust::Trusted => visit.texts.trust_trusted,
+        DeviceTrust::Session => visit.texts.device_trust_session,
+        DeviceTrust::Trusted => visit.texts.device_trust_trusted,
         DeviceTrust::Group => visit.texts.trust_group,
     }
+}
+
+/// "Chrome op Android", "Browser op iPhone", "Certificaat": what was known of the device when
+/// its credential was issued.
+fn device_label(visit: &Visit, device: &Device) -> String {
+    let t = visit.texts;
+    let what = match (device.kind, device.browser.as_str()) {
+        (DeviceKind::Browser, "") => t.kind_browser,
+        (DeviceKind::Browser, browser) => browser,
+        (DeviceKind::Certificate, _) => t.kind_certificate,
+    };
+    if device.system.is_empty() {
+        what.to_owned()
+    } else {
+        crate::i18n::fill(t.device_on, "", what, &device.system)
+    }
+}
+
+/// How each of `devices` (all of one organisation) stands now, by the rule the gateway admits
+/// by. Should the revocations not be read, by the same rule with none (expiry only), logged.
+async fn standings(state: &PortalState, devices: &[Device]) -> Vec<Standing> {
+    let now = state.now();
+    match read_standings(state, devices, now).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "revocations unread: devices listed by their expiry only");
+            let none = RevocationSet::default();
+            devices.iter().map(|d| none.standing("", d, now)).collect()
+        }
+    }
+}
+
+async fn read_standings(
+    state: &PortalState,
+    devices: &[Device],
+    now: i64,
+) -> Result<Vec<Standing>, certgate_db::DbError> {
+    let (Some(first), Some(db)) = (devices.first(), state.backend.database()) else {
+        return Ok(Vec::new());
+    };
+    let org = first.org.as_str();
+    // Revocations name accounts by user name; a device names its account by id.
+    let accounts = if devices.iter().all(|d| d.account_id == first.account_id) {
+        db.account(org, &first.account_id)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        db.accounts(org).await?
+    };
+    let names: HashMap<String, String> = accounts.into_iter().map(|a| (a.id, a.username)).collect();
+    certgate_accounts::device_standings(&db, org, devices, |id| names.get(id).cloned(), now).await
 }
 
 /// When each device was last used: the store's time (the gateway's, reported once a minute)
@@ -171,6 +228,15 @@ pub(crate) async fn last_seen_of(store: &Store, devices: &[Device]) -> Vec<Optio
         .collect()
 }
 
+/// How many of `devices` (all of one organisation) can still be used.
+pub(crate) async fn active_devices(state: &PortalState, devices: &[Device]) -> usize {
+    standings(state, devices)
+        .await
+        .iter()
+        .filter(|s| s.is_active())
+        .count()
+}
+
 /// The rows of a device list, newest first; `this_device` is marked.
 pub(crate) async fn device_rows(
     state: &PortalState,
@@ -179,30 +245,34 @@ pub(crate) async fn device_rows(
     this_device: Option<&str>,
     devices: &[Device],
 ) -> Vec<DeviceRow> {
-    let now = state.now();
     let seen_now = last_seen_of(store, devices).await;
+    let standings = standings(state, devices).await;
     let mut rows = Vec::with_capacity(devices.len());
-    for (d, seen) in devices.iter().zip(seen_now).rev() {
+    for (i, (d, seen)) in devices.iter().zip(seen_now).enumerate().rev() {
+        // (Every device has its standing; a missing one would not be offered for revoking.)
+        let standing = standings.get(i).copied().unwrap_or(Standing::Expired);
+        let time = |unix: i64| org_time(visit, &d.org, unix);
         rows.push(DeviceRow {
             id: d.id.clone(),
             kind: match d.kind {
                 DeviceKind::Browser => visit.texts.kind_browser,
                 DeviceKind::Certificate => visit.texts.kind_certificate,
             },
+            label: device_label(visit, d),
             trust: trust_name(visit, d.trust),
-            created: date(d.created_at),
-            expires: date(d.expires_at),
-            last_seen: seen.map_or_else(|| "-".into(), date),
+            created: time(d.created_at),
+            expires: time(d.expires_at),
+            last_seen: seen.map_or_else(|| "-".into(), time),
             ip: d.ip.clone(),
             this: this_device == Some(d.id.as_str()),
-            status: if d.revoked_at.is_some() {
-                visit.texts.status_revoked
-            } else if d.expires_at <= now {
-                visit.texts.status_expired
-            } else {
-                ""
+            status: match standing {
+                Standing::Active => "",
+                Standing::Expired => visit.texts.status_expired,
+                Standing::Refused(Refusal::Account) => visit.texts.status_ended,
+                Standing::Refused(Refusal::Device | Refusal::Serial) => visit.texts.status_revoked,
             },
-            can_revoke: d.revoked_at.is_none() && d.expires_at > now,
+            can_revoke: standing.is_active(),
+            refused: matches!(standing, Standing::Refused(_)),
         });
     }
     rows
@@ -222,7 +292,11 @@ pub(crate) async fn page(
         .devices(&me.org.id, &me.account.id)
         .await
         .map_err(|_| PageError::unavailable(&visit))?;
-    let rows = device_rows(&state, &visit, &store, me.this_device.as_deref(), &devices).await;
+    let (rows, ended): (Vec<DeviceRow>, Vec<DeviceRow>) =
+        device_rows(&state, &visit, &store, me.this_device.as_deref(), &devices)
+            .await
+            .into_iter()
+            .partition(|row| row.can_revoke);
     let c = visit.chrome(Some(&me.org));
     let mut response = pages::html(
         StatusCode::OK,
@@ -231,12 +305,14 @@ pub(crate) async fn page(
             csrf: me.attempt.session.csrf(),
             name: &me.account.display_name,
             devices: rows,
+            ended,
+            certificates: may_use_certificates(&me.org, &me.account),
             fresh: me.fresh,
             can_turn_on_mfa: !me.account.mfa_enrolled
                 && me.account.kind == AccountKind::Personal
                 && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled,
-            can_renew_codes: me.account.mfa_method == Some(certgate_db::MfaChoice::Authenticator)
-                && me.account.totp_secret.is_some(),
+            // Recovery codes for every method: a phone for texts can be lost too.
+            can_renew_codes: me.account.mfa_enrolled && me.account.mfa_method.is_some(),
         },
     );
     session::set_cookie(
@@ -316,6 +392,9 @@ pub(crate) async fn certificate(
     if !me.attempt.session.csrf_ok(&form.csrf) {
         return Err(PageError::redirect(ACCOUNT));
     }
+    if !may_use_certificates(&me.org, &me.account) {
+        return Err(PageError::redirect(ACCOUNT));
+    }
     if !me.fresh {
         return Err(to_login());
     }
@@ -379,6 +458,8 @@ pub(crate) async fn certificate(
         last_seen: None,
         revoked_at: None,
         ip: visit.ip.clone(),
+        browser: visit.agent.0.to_owned(),
+        system: visit.agent.1.to_owned(),
     };
     if db.record_device(&device).await.is_err() {
         return Err(PageError::unavailable(&visit));
@@ -444,7 +525,7 @@ pub(crate) async fn certificate(
             // In the query, not the path: the access log records paths, and the link is the
             // bundle's only key.
             download: &format!("/.certgate/account/certificate?download={download}"),
-            expires: &date(issued.not_after.unix_timestamp()),
+            expires: &pages::local_time(issued.not_after.unix_timestamp(), &me.org.time_zone),
             policy: &policy,
         },
     ))
@@ -547,11 +628,10 @@ pub(crate) async fn renew_recovery_codes(
     }: UserPage,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf)
-        || me.account.mfa_method != Some(certgate_db::MfaChoice::Authenticator)
-    {
+    let method = me.account.mfa_method.filter(|_| me.account.mfa_enrolled);
+    let (true, Some(method)) = (me.attempt.session.csrf_ok(&form.csrf), method) else {
         return Err(PageError::redirect(ACCOUNT));
-    }
+    };
     if !me.fresh {
         return Err(to_login());
     }
@@ -561,13 +641,7 @@ pub(crate) async fn renew_recovery_codes(
         .map(|c| crate::recovery::hash(&me.account.id, c))
         .collect();
     if db
-        .set_mfa(
-            &me.org.id,
-            &me.account.id,
-            certgate_db::MfaChoice::Authenticator,
-            None,
-            Some(&hashes),
-        )
+        .set_mfa(&me.org.id, &me.account.id, method, None, Some(&hashes))
         .await
         .is_err()
     {
@@ -593,6 +667,7 @@ pub(crate) async fn renew_recovery_codes(
             c: &c,
             codes: &codes,
             next: ACCOUNT,
+            set_up: false,
         },
     ))
 }

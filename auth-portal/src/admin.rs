@@ -2,8 +2,11 @@
 //! disable, reset MFA, devices), the audit log (filter and JSON-lines export) and the
 //! organisation's settings as the policy has them. Admins are accounts with the `admin` role;
 //! they see only their own organisation, and every change needs a second factor passed in the
-//! last 15 minutes in this browser.
+//! last 15 minutes in this browser. Long lists (accounts, devices, audit) are read a page at a
+//! time by the query; every change that cannot be undone is confirmed first, and every change
+//! is announced on the page it leads back to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
@@ -15,11 +18,12 @@ use certgate_db::{
 use certgate_store::Store;
 use serde::Deserialize;
 
-use crate::account::{date, me, Me};
+use crate::account::{me, org_time, Me};
 use crate::extract::{Backends, FromPage, Page, PageError};
+use crate::i18n::Texts;
 use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
-    AdminSettingsPage, AuditRow, UserRow,
+    AdminSettingsPage, AuditRow, Pager, UserRow,
 };
 use crate::{BackendError, PortalState, Visit};
 use certgate_accounts::{AccountError, Actor, Imported};
@@ -28,8 +32,132 @@ use certgate_accounts::{AccountError, Actor, Imported};
 pub use certgate_db::ADMIN_ROLE;
 /// A change needs a second factor passed this recently.
 const FRESH_FOR_CHANGES: i64 = 15 * 60;
-/// Audit entries shown on one page.
-const AUDIT_PAGE: i64 = 200;
+/// Rows on one page of the accounts, devices and audit lists.
+const PAGE_SIZE: i64 = 50;
+/// Pages further than this are not asked for (the offset stays far from overflowing).
+const LAST_PAGE: i64 = 100_000;
+
+mod words;
+
+/// Which page of a list `?page=` asks for, from 1; anything else is the first.
+fn page_number(raw: &str) -> i64 {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map_or(1, |n| n.min(LAST_PAGE))
+}
+
+/// The rows to skip for `page`.
+fn offset(page: i64) -> i64 {
+    (page - 1) * PAGE_SIZE
+}
+
+/// One page of rows read with [`PAGE_SIZE`]` + 1` as the limit: the rows to show, and whether
+/// there is a next page.
+fn one_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
+    let more = rows.len() > PAGE_SIZE as usize;
+    rows.truncate(PAGE_SIZE as usize);
+    (rows, more)
+}
+
+impl Pager {
+    /// The links around `page` of the list at `path`, with `params` (empty ones left out).
+    fn around(t: &Texts, path: &str, params: &[(&str, &str)], page: i64, more: bool) -> Pager {
+        let link = |to: i64| {
+            let mut query: Vec<String> = params
+                .iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| {
+                    let value = percent_encoding::utf8_percent_encode(
+                        value,
+                        percent_encoding::NON_ALPHANUMERIC,
+                    );
+                    format!("{name}={value}")
+                })
+                .collect();
+            if to > 1 {
+                query.push(format!("page={to}"));
+            }
+            if query.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", query.join("&"))
+            }
+        };
+        Pager {
+            previous: (page > 1).then(|| link(page - 1)),
+            next: (more && page < LAST_PAGE).then(|| link(page + 1)),
+            label: crate::i18n::fill(t.admin_page, "", &page.to_string(), ""),
+        }
+    }
+}
+
+/// A change just made, announced on the page it leads back to (`?done=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Saved,
+    Disabled,
+    Enabled,
+    MfaReset,
+    Revoked,
+    RevokedAll,
+    PasswordSet,
+    Unblocked,
+    Deleted,
+}
+
+impl Done {
+    const ALL: [Done; 9] = [
+        Done::Saved,
+        Done::Disabled,
+        Done::Enabled,
+        Done::MfaReset,
+        Done::Revoked,
+        Done::RevokedAll,
+        Done::PasswordSet,
+        Done::Unblocked,
+        Done::Deleted,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Done::Saved => "saved",
+            Done::Disabled => "disabled",
+            Done::Enabled => "enabled",
+            Done::MfaReset => "reset-mfa",
+            Done::Revoked => "revoked",
+            Done::RevokedAll => "revoked-all",
+            Done::PasswordSet => "password",
+            Done::Unblocked => "unblocked",
+            Done::Deleted => "deleted",
+        }
+    }
+
+    /// What `?done=` names; anything else announces nothing.
+    fn from_query(raw: &str) -> Option<Done> {
+        Done::ALL.into_iter().find(|done| done.as_str() == raw)
+    }
+
+    fn text(self, t: &Texts) -> &'static str {
+        match self {
+            Done::Saved => t.admin_done_saved,
+            Done::Disabled => t.admin_done_disabled,
+            Done::Enabled => t.admin_done_enabled,
+            Done::MfaReset => t.admin_done_reset_mfa,
+            Done::Revoked => t.admin_done_revoked,
+            Done::RevokedAll => t.admin_done_revoked_all,
+            Done::PasswordSet => t.admin_done_password,
+            Done::Unblocked => t.admin_done_unblocked,
+            Done::Deleted => t.admin_done_deleted,
+        }
+    }
+
+    /// Back to `page`, announcing this.
+    fn back_to(self, page: &str) -> Response {
+        Redirect::to(&format!("{page}?done={}", self.as_str())).into_response()
+    }
+}
 
 /// An admin looking at the pages.
 pub(crate) struct Admin {
@@ -122,9 +250,18 @@ fn account_page(id: &str) -> String {
 pub(crate) struct Search {
     #[serde(default)]
     q: String,
+    #[serde(default)]
+    page: String,
+    #[serde(default)]
+    done: String,
 }
 
-/// `GET /.certgate/admin`: the organisation's accounts, searchable.
+/// `GET /.certgate/admin/`: the admin home is `/.certgate/admin`.
+pub(crate) async fn home() -> Redirect {
+    Redirect::permanent("/.certgate/admin")
+}
+
+/// `GET /.certgate/admin`: the organisation's accounts, searchable, a page at a time.
 pub(crate) async fn accounts(
     State(state): State<Arc<PortalState>>,
     Query(search): Query<Search>,
@@ -135,26 +272,21 @@ pub(crate) async fn accounts(
         ..
     }: AdminPage,
 ) -> Result<Response, PageError> {
-    let Ok(accounts) = db.accounts(&admin.me.org.id).await else {
+    let q: String = search.q.trim().chars().take(200).collect();
+    let page = page_number(&search.page);
+    let found = db
+        .accounts_page(&admin.me.org.id, &q, offset(page), PAGE_SIZE + 1)
+        .await;
+    let Ok(found) = found else {
         return Err(PageError::unavailable(&visit));
     };
-    let q = search.q.trim().to_lowercase();
-    let mut rows = Vec::new();
-    for a in accounts.iter().filter(|a| {
-        q.is_empty()
-            || a.username.contains(&q)
-            || a.display_name.to_lowercase().contains(&q)
-            || a.email.as_deref().is_some_and(|e| e.contains(&q))
-    }) {
-        let devices = db
-            .devices(&admin.me.org.id, &a.id)
-            .await
-            .map(|d| {
-                d.iter()
-                    .filter(|d| d.revoked_at.is_none() && d.expires_at > state.now())
-                    .count()
-            })
-            .unwrap_or(0);
+    let (accounts, more) = one_page(found);
+    let mut rows = Vec::with_capacity(accounts.len());
+    for a in &accounts {
+        let devices = match db.devices(&admin.me.org.id, &a.id).await {
+            Ok(devices) => crate::account::active_devices(&state, &devices).await,
+            Err(_) => 0,
+        };
         rows.push(user_row(&visit, a, devices));
     }
     let c = visit.chrome(Some(&admin.me.org));
@@ -164,6 +296,8 @@ pub(crate) async fn accounts(
             c: &c,
             q: &search.q,
             users: rows,
+            pager: Pager::around(visit.texts, "/.certgate/admin", &[("q", &q)], page, more),
+            notice: Done::from_query(&search.done).map(|done| done.text(visit.texts)),
         },
     ))
 }
@@ -185,7 +319,9 @@ fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
             certgate_db::MfaChoice::Email => t.method_email_plain,
         }),
         enrolled: a.mfa_enrolled,
-        last_login: a.last_login.map_or_else(|| "-".into(), date),
+        last_login: a
+            .last_login
+            .map_or_else(|| "-".into(), |at| org_time(visit, &a.org, at)),
         devices,
         disabled: a.disabled,
     }
@@ -324,21 +460,31 @@ pub(crate) async fn create(
     Ok(new_form(&visit, &admin, &form, Some(message), status))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct Announced {
+    #[serde(default)]
+    done: String,
+}
+
 /// `GET /.certgate/admin/accounts/{id}`.
 pub(crate) async fn account(
     State(state): State<Arc<PortalState>>,
     Path(id): Path<String>,
+    Query(announced): Query<Announced>,
     page: AdminPage,
 ) -> Result<Response, PageError> {
     let account = page.their_account(&id).await?;
-    Ok(account_view(&state, &page, &account, None, StatusCode::OK).await)
+    let done = Done::from_query(&announced.done);
+    let status = StatusCode::OK;
+    Ok(account_view(&state, &page, &account, (None, done), status).await)
 }
 
+/// An account's page, with an error from what was just tried or a notice of what was done.
 async fn account_view(
     state: &PortalState,
     page: &AdminPage,
     account: &Account,
-    error: Option<String>,
+    (error, done): (Option<String>, Option<Done>),
     status: StatusCode,
 ) -> Response {
     let AdminPage {
@@ -364,6 +510,8 @@ async fn account_view(
             devices: rows,
             error,
             fresh: admin.fresh,
+            notice: done.map(|done| done.text(visit.texts)),
+            group: account.kind == AccountKind::Group,
         },
     )
 }
@@ -416,7 +564,8 @@ pub(crate) async fn edit(
         Ok(new) => new,
         Err(InvalidAccount(message)) => {
             let status = StatusCode::BAD_REQUEST;
-            return Ok(account_view(&state, &page, &account, Some(message), status).await);
+            let shown = (Some(message), None);
+            return Ok(account_view(&state, &page, &account, shown, status).await);
         }
     };
     let actor = Actor::Admin {
@@ -428,7 +577,7 @@ pub(crate) async fn edit(
         .edit(actor, &admin.me.org, &account, &new)
         .await;
     let (message, status) = match edited {
-        Ok(_) => return Ok(Redirect::to(&back).into_response()),
+        Ok(_) => return Ok(Done::Saved.back_to(&back)),
         Err(AccountError::Conflict(message)) => (message, StatusCode::CONFLICT),
         Err(AccountError::Invalid(message) | AccountError::NotAllowed(message)) => {
             (message, StatusCode::BAD_REQUEST)
@@ -436,7 +585,8 @@ pub(crate) async fn edit(
         Err(AccountError::Gone) => return Err(page.not_found()),
         Err(_) => return Err(PageError::unavailable(visit)),
     };
-    Ok(account_view(&state, &page, &account, Some(message), status).await)
+    let shown = (Some(message), None);
+    Ok(account_view(&state, &page, &account, shown, status).await)
 }
 
 #[derive(Deserialize)]
@@ -447,6 +597,11 @@ pub(crate) struct ActionForm {
     device: String,
     #[serde(default)]
     confirm: String,
+    /// `set-password`: the new password, twice.
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    repeat: String,
 }
 
 /// Every credential of `account` issued until now is refused, everywhere; counted in
@@ -463,8 +618,68 @@ pub(crate) async fn revoke_account_counted(
     state.backend.revoke(&revocation, label).await
 }
 
-/// `POST /.certgate/admin/accounts/{id}/{action}`: disable, enable, reset-mfa (confirmed),
-/// revoke-device, revoke-all.
+/// What a confirmation page asks: its question (`{org}` the name, `{n}` the user name), what
+/// happens, the button, and whether that cannot be undone.
+struct Question {
+    question: &'static str,
+    consequences: &'static str,
+    button: &'static str,
+    danger: bool,
+}
+
+/// The confirmation an action needs before it is carried out, if it needs one.
+fn question(t: &Texts, action: &str) -> Option<Question> {
+    let (question, consequences, button, danger) = match action {
+        "reset-mfa" => (
+            t.admin_reset_question,
+            t.admin_reset_consequences,
+            t.admin_reset_mfa,
+            false,
+        ),
+        "revoke-device" => (
+            t.admin_revoke_question,
+            t.admin_revoke_consequences,
+            t.admin_revoke_device,
+            false,
+        ),
+        "revoke-all" => (
+            t.admin_revoke_all_question,
+            t.admin_revoke_all_consequences,
+            t.admin_revoke_all,
+            false,
+        ),
+        "delete" => (
+            t.admin_delete_question,
+            t.admin_delete_consequences,
+            t.admin_delete,
+            true,
+        ),
+        _ => return None,
+    };
+    Some(Question {
+        question,
+        consequences,
+        button,
+        danger,
+    })
+}
+
+/// Why a new password is refused, in the page's words.
+fn password_problem(t: &Texts, problem: &crate::password::PasswordError) -> &'static str {
+    use crate::password::PasswordError;
+    match problem {
+        PasswordError::TooShort => t.password_too_short,
+        PasswordError::TooLong => t.password_too_long,
+        PasswordError::Common => t.password_common,
+        PasswordError::ContainsUsername => t.password_has_username,
+        PasswordError::Guessable => t.password_guessable,
+        PasswordError::Hashing => t.trouble,
+    }
+}
+
+/// `POST /.certgate/admin/accounts/{id}/{action}`: disable, enable, set-password (a shared
+/// tablet's), and — after a confirmation page — reset-mfa, revoke-device, revoke-all, delete.
+/// Each leads back with a notice of what was done.
 pub(crate) async fn act(
     State(state): State<Arc<PortalState>>,
     Path((id, action)): Path<(String, String)>,
@@ -481,75 +696,160 @@ pub(crate) async fn act(
     } = &page;
     let org = Arc::clone(&admin.me.org);
     let t = visit.texts;
-    let confirm = |path: &str, question: &str, consequences: &str, button: &str| {
-        let c = visit.chrome(Some(&org));
-        pages::html(
-            StatusCode::OK,
-            &AdminConfirmPage {
-                c: &c,
-                csrf: admin.me.attempt.session.csrf(),
-                action: &format!("/.certgate/admin/accounts/{id}/{path}"),
-                question: &crate::i18n::fill(
-                    question,
-                    &account.display_name,
-                    &account.username,
-                    "",
-                ),
-                consequences,
-                button,
-                back: &back,
-            },
-        )
+    // A device to revoke is the account's own, or "not found".
+    let device = if action == "revoke-device" {
+        let found = db.device(&org.id, &form.device).await.ok().flatten();
+        match found.filter(|d| d.account_id == account.id) {
+            Some(device) => Some(device),
+            None => return Err(page.not_found()),
+        }
+    } else {
+        None
     };
+    if form.confirm != "yes" {
+        if let Some(asked) = question(t, &action) {
+            let c = visit.chrome(Some(&org));
+            let question =
+                crate::i18n::fill(asked.question, &account.display_name, &account.username, "");
+            return Ok(pages::html(
+                StatusCode::OK,
+                &AdminConfirmPage {
+                    c: &c,
+                    csrf: admin.me.attempt.session.csrf(),
+                    action: &format!("/.certgate/admin/accounts/{id}/{action}"),
+                    question: &question,
+                    consequences: asked.consequences,
+                    button: asked.button,
+                    back: &back,
+                    device: device.as_ref().map_or("", |d| d.id.as_str()),
+                    danger: asked.danger,
+                },
+            ));
+        }
+    }
     let service = state.accounts(db);
     let actor = Actor::Admin {
         account: &admin.me.account,
         ip: &visit.ip,
     };
-    let done = match action.as_str() {
-        "disable" => service.disable(actor, &org, &account).await.map(|_| ()),
-        "enable" => service.enable(actor, &org, &account).await.map(|_| ()),
-        "reset-mfa" if form.confirm != "yes" => {
-            return Ok(confirm(
-                "reset-mfa",
-                t.admin_reset_question,
-                t.admin_reset_consequences,
-                t.admin_reset_mfa,
-            ))
-        }
-        "reset-mfa" => service.reset_mfa(actor, &org, &account).await.map(|_| ()),
-        "delete" if form.confirm != "yes" => {
-            return Ok(confirm(
-                "delete",
-                t.admin_delete_question,
-                t.admin_delete_consequences,
-                t.admin_delete,
-            ))
-        }
+    let (done, announced) = match action.as_str() {
+        "disable" => (
+            service.disable(actor, &org, &account).await.map(|_| ()),
+            Done::Disabled,
+        ),
+        "enable" => (
+            service.enable(actor, &org, &account).await.map(|_| ()),
+            Done::Enabled,
+        ),
+        "reset-mfa" => (
+            service.reset_mfa(actor, &org, &account).await.map(|_| ()),
+            Done::MfaReset,
+        ),
         "delete" => match service.delete(actor, &org, &account).await {
-            Ok(()) => return Ok(Redirect::to("/.certgate/admin").into_response()),
+            Ok(()) => return Ok(Done::Deleted.back_to("/.certgate/admin")),
+            Err(AccountError::Gone) => return Err(page.not_found()),
             Err(_) => return Err(PageError::unavailable(visit)),
         },
-        "revoke-device" => {
-            let Some(device) = db
-                .device(&org.id, &form.device)
-                .await
-                .ok()
-                .flatten()
-                .filter(|d| d.account_id == account.id)
-            else {
-                return Err(page.not_found());
-            };
-            service.revoke_device(actor, &org, &account, &device).await
+        "revoke-device" => match &device {
+            Some(device) => (
+                service.revoke_device(actor, &org, &account, device).await,
+                Done::Revoked,
+            ),
+            None => return Err(page.not_found()),
+        },
+        "revoke-all" => (
+            service.revoke_all_devices(actor, &org, &account).await,
+            Done::RevokedAll,
+        ),
+        "unblock" => {
+            lift_block(&state, &page, &account).await?;
+            (Ok(()), Done::Unblocked)
         }
-        "revoke-all" => service.revoke_all_devices(actor, &org, &account).await,
+        // People choose their own password through "forgot password"; a shared tablet has no
+        // e-mail address for that, so its admin sets one.
+        "set-password" if account.kind != AccountKind::Group => {
+            let refused = (Some(t.admin_password_group_only.to_owned()), None);
+            let status = StatusCode::BAD_REQUEST;
+            return Ok(account_view(&state, &page, &account, refused, status).await);
+        }
+        "set-password" => {
+            let hashed = if form.password != form.repeat {
+                Err(t.password_mismatch)
+            } else {
+                // The portal's own rules for a new password, as on the reset page; hashing
+                // is slow on purpose, so off the async threads.
+                let typed = form.password.clone();
+                let username = account.username.clone();
+                let org_name = org.name.clone();
+                let hashed = tokio::task::spawn_blocking(move || {
+                    crate::password::check_new(&typed, &username, &[&org_name])?;
+                    crate::password::hash(&typed)
+                })
+                .await;
+                match hashed {
+                    Ok(Ok(hash)) => Ok(hash),
+                    Ok(Err(problem)) => Err(password_problem(t, &problem)),
+                    Err(_) => Err(t.trouble),
+                }
+            };
+            match hashed {
+                Ok(hash) => (
+                    service
+                        .set_password(actor, &org, &account, &hash)
+                        .await
+                        .map(|_| ()),
+                    Done::PasswordSet,
+                ),
+                Err(problem) => {
+                    let refused = (Some(problem.to_owned()), None);
+                    let status = StatusCode::BAD_REQUEST;
+                    return Ok(account_view(&state, &page, &account, refused, status).await);
+                }
+            }
+        }
         _ => return Err(page.not_found()),
     };
     match done {
-        Ok(()) => Ok(Redirect::to(&back).into_response()),
+        Ok(()) => Ok(announced.back_to(&back)),
         Err(AccountError::Gone) => Err(page.not_found()),
         Err(_) => Err(PageError::unavailable(visit)),
     }
+}
+
+/// Lifts the guess throttle's block on the names the account signs in with (its user name and
+/// its e-mail address), and writes it to the audit log.
+async fn lift_block(
+    state: &PortalState,
+    page: &AdminPage,
+    account: &Account,
+) -> Result<(), PageError> {
+    let AdminPage {
+        visit,
+        store,
+        db,
+        it: admin,
+    } = page;
+    let throttle = crate::flow::guess_throttle(state, store);
+    let names = std::iter::once(account.username.as_str()).chain(account.email.as_deref());
+    for name in names {
+        if let Err(error) = throttle.lift(&account.org, name).await {
+            tracing::error!(%error, "cannot lift a sign-in block");
+            return Err(PageError::unavailable(visit));
+        }
+    }
+    let entry = AuditEntry {
+        org: account.org.clone(),
+        at: state.now(),
+        actor: admin.me.account.username.clone(),
+        action: certgate_db::AuditAction::SignInUnblocked.as_str().into(),
+        subject: account.username.clone(),
+        ip: visit.ip.clone(),
+        detail: String::new(),
+    };
+    if let Err(error) = db.append_audit(&entry).await {
+        tracing::warn!(%error, "audit entry not written");
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -559,6 +859,8 @@ pub(crate) struct AuditQuery {
     /// Days back to show (default 7).
     #[serde(default)]
     days: Option<i64>,
+    #[serde(default)]
+    page: String,
 }
 
 fn audit_window(state: &PortalState, query: &AuditQuery) -> i64 {
@@ -570,15 +872,16 @@ async fn audit_entries(
     org: &str,
     query: &AuditQuery,
     since: i64,
-    limit: i64,
+    (offset, limit): (i64, i64),
 ) -> Vec<AuditEntry> {
     let who = Some(query.account.trim()).filter(|w| !w.is_empty());
-    db.recent_audit(org, since, who, limit)
+    db.audit_page(org, since, who, offset, limit)
         .await
         .unwrap_or_default()
 }
 
-/// `GET /.certgate/admin/audit?account=&days=`.
+/// `GET /.certgate/admin/audit?account=&days=&page=`: the entries as sentences in the page's
+/// language, newest first, a page at a time.
 pub(crate) async fn audit_page(
     State(state): State<Arc<PortalState>>,
     Query(query): Query<AuditQuery>,
@@ -590,18 +893,30 @@ pub(crate) async fn audit_page(
     }: AdminPage,
 ) -> Response {
     let since = audit_window(&state, &query);
-    let entries = audit_entries(&db, &admin.me.org.id, &query, since, AUDIT_PAGE).await;
+    let page = page_number(&query.page);
+    let org = &admin.me.org.id;
+    let found = audit_entries(&db, org, &query, since, (offset(page), PAGE_SIZE + 1)).await;
+    let (entries, more) = one_page(found);
+    // The people the entries name, by their names, in one query.
+    let mut actors: Vec<String> = entries.iter().map(|e| e.actor.to_lowercase()).collect();
+    actors.sort();
+    actors.dedup();
+    let names = db
+        .display_names(org, &actors)
+        .await
+        .unwrap_or_else(|_| HashMap::new());
+    let t = visit.texts;
     let rows = entries
         .into_iter()
         .map(|e| AuditRow {
-            at: date(e.at),
-            actor: e.actor,
+            at: org_time(&visit, org, e.at),
+            sentence: words::audit_sentence(t, &e, &names),
+            detail: words::audit_detail(t, &e.detail),
             action: e.action,
-            subject: e.subject,
             ip: e.ip,
-            detail: e.detail,
         })
         .collect();
+    let days = query.days.unwrap_or(7).to_string();
     let c = visit.chrome(Some(&admin.me.org));
     pages::html(
         StatusCode::OK,
@@ -609,15 +924,21 @@ pub(crate) async fn audit_page(
             c: &c,
             account: &query.account,
             export: format!(
-                "/.certgate/admin/audit.jsonl?account={}&days={}",
+                "/.certgate/admin/audit.jsonl?account={}&days={days}",
                 percent_encoding::utf8_percent_encode(
                     &query.account,
                     percent_encoding::NON_ALPHANUMERIC
                 ),
-                query.days.unwrap_or(7)
             ),
             days: query.days.unwrap_or(7),
             entries: rows,
+            pager: Pager::around(
+                t,
+                "/.certgate/admin/audit",
+                &[("account", query.account.trim()), ("days", &days)],
+                page,
+                more,
+            ),
         },
     )
 }
@@ -631,7 +952,7 @@ pub(crate) async fn audit_export(
     let since = audit_window(&state, &query);
     let mut body = String::new();
     // Oldest first in the file, of the newest 100 000.
-    let mut entries = audit_entries(&db, &admin.me.org.id, &query, since, 100_000).await;
+    let mut entries = audit_entries(&db, &admin.me.org.id, &query, since, (0, 100_000)).await;
     entries.reverse();
     for e in entries {
         let line = serde_json::json!({
@@ -664,35 +985,52 @@ pub(crate) async fn settings(
     let org = &admin.me.org;
     let t = visit.texts;
     let m = &org.mfa;
+    // A list in words; an empty one says so.
+    let listed = |items: Vec<String>| {
+        if items.is_empty() {
+            t.value_none.to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     let facts: Vec<(&'static str, String)> = vec![
         (t.settings_file, org.source.display().to_string()),
         (
             t.settings_methods,
-            m.methods
-                .iter()
-                .map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            listed(
+                m.methods
+                    .iter()
+                    .map(|method| {
+                        match method {
+                            certgate_policies::MfaMethod::Authenticator => t.value_authenticator,
+                            certgate_policies::MfaMethod::Sms => t.value_sms,
+                            certgate_policies::MfaMethod::Email => t.value_email,
+                        }
+                        .to_owned()
+                    })
+                    .collect(),
+            ),
         ),
         (
             t.settings_required,
             match m.required {
-                certgate_policies::MfaRequirement::All => "all",
-                certgate_policies::MfaRequirement::Enrolled => "enrolled",
+                certgate_policies::MfaRequirement::All => t.value_everyone,
+                certgate_policies::MfaRequirement::Enrolled => t.value_enrolled,
             }
             .to_owned(),
         ),
-        (t.settings_exempt, m.exempt_roles.join(", ")),
+        (t.settings_exempt, listed(m.exempt_roles.clone())),
         (t.settings_session, t.duration(m.session_lifetime)),
         (t.settings_trust, t.duration(m.trust_device_for)),
         (t.settings_group, t.duration(m.group_idle_timeout)),
         (
             t.settings_sso,
-            org.sso
-                .iter()
-                .map(|p| format!("{} ({})", p.label, p.kind.as_str()))
-                .collect::<Vec<_>>()
-                .join(", "),
+            listed(
+                org.sso
+                    .iter()
+                    .map(|p| format!("{} ({})", p.label, p.kind.as_str()))
+                    .collect(),
+            ),
         ),
         (t.settings_allow, format!("{}", org.access.allow.len())),
     ];
@@ -800,13 +1138,19 @@ pub(crate) async fn save_allow_list(
     let (problems, error, status) = match saved {
         Ok(_) => return Ok(Redirect::to("/.certgate/admin/allowlist").into_response()),
         Err(crate::AllowListProblem::Invalid(lines)) => (
-            lines,
+            lines
+                .iter()
+                .map(|line| words::allow_problem(visit.texts, line))
+                .collect(),
             Some(visit.texts.allow_nothing_saved.to_owned()),
             StatusCode::BAD_REQUEST,
         ),
-        Err(crate::AllowListProblem::Stale(message)) => {
-            (Vec::new(), Some(message), StatusCode::CONFLICT)
-        }
+        // Said in the page's words; the message names versions the admin never saw.
+        Err(crate::AllowListProblem::Stale(_)) => (
+            Vec::new(),
+            Some(visit.texts.allow_stale.to_owned()),
+            StatusCode::CONFLICT,
+        ),
         Err(crate::AllowListProblem::Other(message)) => {
             (Vec::new(), Some(message), StatusCode::SERVICE_UNAVAILABLE)
         }
@@ -914,10 +1258,17 @@ pub(crate) async fn import(
     Ok(import_view(&visit, &admin, &form.csv, checked, status))
 }
 
-/// `GET /.certgate/admin/devices`: every device of the organisation, newest first, with whose
-/// it is; each revocable on its account's page.
+#[derive(Deserialize)]
+pub(crate) struct DevicesQuery {
+    #[serde(default)]
+    page: String,
+}
+
+/// `GET /.certgate/admin/devices?page=`: every device of the organisation, newest first, with
+/// whose it is, a page at a time; each revocable on its account's page.
 pub(crate) async fn devices(
     State(state): State<Arc<PortalState>>,
+    Query(query): Query<DevicesQuery>,
     AdminPage {
         visit,
         store,
@@ -925,9 +1276,14 @@ pub(crate) async fn devices(
         it: admin,
     }: AdminPage,
 ) -> Result<Response, PageError> {
-    let Ok(found) = db.org_devices(&admin.me.org.id, 1_000).await else {
+    let page = page_number(&query.page);
+    let found = db
+        .org_devices_page(&admin.me.org.id, offset(page), PAGE_SIZE + 1)
+        .await;
+    let Ok(found) = found else {
         return Err(PageError::unavailable(&visit));
     };
+    let (found, more) = one_page(found);
     // `found` is newest first; device_rows lists what it is given last first (an account's own
     // devices come oldest first), so it gets them reversed.
     let owners: Vec<(String, String)> = found
@@ -942,6 +1298,63 @@ pub(crate) async fn devices(
         &pages::AdminDevicesPage {
             c: &c,
             devices: rows.into_iter().zip(owners).collect(),
+            pager: Pager::around(visit.texts, "/.certgate/admin/devices", &[], page, more),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{EN, NL};
+
+    #[test]
+    fn long_lists_link_to_their_neighbours_with_the_query_kept() {
+        assert_eq!(page_number(""), 1);
+        assert_eq!(page_number("3"), 3);
+        assert_eq!(page_number("0"), 1);
+        assert_eq!(page_number("-2"), 1);
+        assert_eq!(page_number("x"), 1);
+        assert_eq!(page_number("99999999999999999999"), 1);
+        assert_eq!(page_number("9999999"), LAST_PAGE);
+        assert_eq!(offset(3), 100);
+
+        let first = Pager::around(&EN, "/.certgate/admin", &[("q", "an na&")], 1, true);
+        assert_eq!(first.previous, None);
+        assert_eq!(
+            first.next.as_deref(),
+            Some("/.certgate/admin?q=an%20na%26&page=2")
+        );
+        assert_eq!(first.label, "Page 1");
+        let second = Pager::around(&NL, "/.certgate/admin", &[("q", "")], 2, false);
+        assert_eq!(second.previous.as_deref(), Some("/.certgate/admin"));
+        assert_eq!(second.next, None);
+        assert_eq!(second.label, "Pagina 2");
+
+        let (rows, more) = one_page((0..51).collect::<Vec<_>>());
+        assert_eq!((rows.len(), more), (50, true));
+        let (rows, more) = one_page((0..50).collect::<Vec<_>>());
+        assert_eq!((rows.len(), more), (50, false));
+    }
+
+    #[test]
+    fn every_announcement_reads_back_from_its_link() {
+        for done in Done::ALL {
+            assert_eq!(Done::from_query(done.as_str()), Some(done));
+            assert!(!done.text(&NL).is_empty() && !done.text(&EN).is_empty());
+        }
+        assert_eq!(Done::from_query("<script>"), None);
+    }
+
+    #[test]
+    fn what_cannot_be_undone_is_asked_first_and_delete_is_red() {
+        for action in ["reset-mfa", "revoke-device", "revoke-all", "delete"] {
+            assert!(question(&NL, action).is_some(), "{action}");
+        }
+        for action in ["disable", "enable", "set-password", "nonsense"] {
+            assert!(question(&NL, action).is_none(), "{action}");
+        }
+        assert!(question(&EN, "delete").is_some_and(|q| q.danger));
+        assert!(question(&EN, "revoke-device").is_some_and(|q| !q.danger));
+    }
 }

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::admin::ADMIN_ROLE;
 use crate::{PortalState, Visit};
-use certgate_accounts::{AccountError, Actor, Toggle};
+use certgate_accounts::{AccountError, Actor, Standing, Toggle};
 
 /// The OpenAPI document, written by hand beside this file.
 const OPENAPI: &str = include_str!("admin_api/openapi.json");
@@ -429,7 +429,9 @@ fn account_json(a: &Account) -> Value {
     })
 }
 
-fn device_json(d: &Device, last_seen: Option<i64>, now: i64) -> Value {
+/// A device as the API shows it; `standing` is the gateway's rule for it
+/// (`certgate_accounts::device_standings`), the same the pages and `certgate device list` use.
+fn device_json(d: &Device, last_seen: Option<i64>, standing: Standing) -> Value {
     json!({
         "id": d.id,
         "account_id": d.account_id,
@@ -447,13 +449,7 @@ fn device_json(d: &Device, last_seen: Option<i64>, now: i64) -> Value {
         "last_seen": last_seen,
         "revoked_at": d.revoked_at,
         "ip": d.ip,
-        "state": if d.revoked_at.is_some() {
-            "revoked"
-        } else if d.expires_at <= now {
-            "expired"
-        } else {
-            "active"
-        },
+        "state": standing.as_str(),
     })
 }
 
@@ -626,10 +622,21 @@ async fn account_devices(
             Some(store) => crate::account::last_seen_of(store, &devices).await,
             None => devices.iter().map(|d| d.last_seen).collect(),
         };
+        let username = account.username.clone();
+        let standings = certgate_accounts::device_standings(
+            &caller.db,
+            &caller.org.id,
+            &devices,
+            |_| Some(username.clone()),
+            now,
+        )
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
         let listed: Vec<Value> = devices
             .iter()
             .zip(seen)
-            .map(|(d, seen)| device_json(d, seen, now))
+            .zip(standings)
+            .map(|((d, seen), standing)| device_json(d, seen, standing))
             .collect();
         Ok::<_, ApiError>(ok(&json!({ "devices": listed })))
     };
@@ -681,7 +688,19 @@ async fn revoke_device(
             .await
             .map_err(|_| ApiError::Unavailable)?
             .ok_or(ApiError::NotFound)?;
-        Ok(ok(&device_json(&after, after.last_seen, now)))
+        let username = owner.username.clone();
+        let standing = certgate_accounts::device_standings(
+            &caller.db,
+            &caller.org.id,
+            std::slice::from_ref(&after),
+            |_| Some(username.clone()),
+            now,
+        )
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .pop()
+        .unwrap_or(Standing::Expired);
+        Ok(ok(&device_json(&after, after.last_seen, standing)))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -22,6 +22,18 @@ pub enum CodeCheck {
     NoCode,
 }
 
+/// A six-digit code as a person types it: authenticator apps show `123 456`, some people type
+/// `123-456`, and phones paste with spaces around. Spaces (any Unicode white space) and dashes
+/// are dropped; anything else but digits leaves the text as it is, which then matches nothing.
+pub fn typed_digits(entered: &str) -> std::borrow::Cow<'_, str> {
+    let separator = |c: char| c.is_whitespace() || matches!(c, '-' | '\u{2010}'..='\u{2015}');
+    if entered.contains(separator) {
+        std::borrow::Cow::Owned(entered.chars().filter(|&c| !separator(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(entered)
+    }
+}
+
 /// A fresh code: uniform over 000000–999999.
 pub fn new_code() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
@@ -60,7 +72,7 @@ pub async fn check(
     if now >= expires {
         return Ok(CodeCheck::NoCode);
     }
-    if bool::from(code.as_bytes().ct_eq(entered.trim().as_bytes())) {
+    if bool::from(code.as_bytes().ct_eq(typed_digits(entered).as_bytes())) {
         return Ok(CodeCheck::Accepted);
     }
     let limit = RateLimit {
@@ -103,6 +115,33 @@ mod tests {
             assert_eq!(code.len(), 6);
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
         }
+    }
+
+    #[test]
+    fn spaces_and_dashes_inside_a_typed_code_are_dropped() {
+        for typed in [
+            "547171",
+            "547 171",
+            " 547 171 ",
+            "547-171",
+            "547\u{a0}171",
+            "54 71 71",
+        ] {
+            assert_eq!(typed_digits(typed), "547171", "{typed:?}");
+        }
+        // Anything else stays, and so matches no code.
+        assert_eq!(typed_digits("547x171"), "547x171");
+        assert_eq!(typed_digits(""), "");
+    }
+
+    #[tokio::test]
+    async fn a_code_typed_as_the_app_shows_it_is_accepted() {
+        let store = store();
+        remember(&store, "attempt", "547171", 1_000).await.unwrap();
+        assert_eq!(
+            check(&store, "attempt", "547 171", 5, 1_001).await.unwrap(),
+            CodeCheck::Accepted
+        );
     }
 
     #[tokio::test]

@@ -624,6 +624,9 @@ pub(crate) async fn certificate(
         last_seen: Some(now),
         revoked_at: None,
         ip: enrolment.ip.clone(),
+        // The agent names its device itself; no browser issued this.
+        browser: String::new(),
+        system: String::new(),
     };
     if db.record_device(&device).await.is_err() {
         return unavailable();
@@ -982,7 +985,6 @@ pub(crate) async fn approve_page(
                 "",
             )
         };
-    let when = offset(request.requested_at);
     Ok(pages::html(
         StatusCode::OK,
         &ApprovePage {
@@ -991,14 +993,7 @@ pub(crate) async fn approve_page(
             code: &request.user_code,
             name: &request.name,
             ip: &request.ip,
-            when: &format!(
-                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-                when.year(),
-                u8::from(when.month()),
-                when.day(),
-                when.hour(),
-                when.minute()
-            ),
+            when: &pages::local_time(request.requested_at, &org.time_zone),
             other_ip: request.ip != visit.ip,
             trust_label,
             // On by default for an app, unless the request came from elsewhere.
@@ -1168,6 +1163,7 @@ mod tests {
             account: "anna".into(),
             at: 1_000,
             mfa: MfaStatus::Yes,
+            recovered: false,
         };
         // Approved a second before the code expires: the device's next polls still collect it.
         let mut late = pending(2_000);

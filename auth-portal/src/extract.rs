@@ -25,7 +25,7 @@ impl FromRequestParts<Arc<PortalState>> for Visit {
         parts: &mut Parts,
         state: &Arc<PortalState>,
     ) -> Result<Self, Infallible> {
-        Ok(Visit::new(state, &parts.headers))
+        Ok(Visit::new(state, &parts.headers).at(&parts.method, &parts.uri))
     }
 }
 
@@ -54,7 +54,10 @@ impl FromRequestParts<Arc<PortalState>> for Backends {
         parts: &mut Parts,
         state: &Arc<PortalState>,
     ) -> Result<Self, PageError> {
-        Backends::of(state, Visit::new(state, &parts.headers))
+        Backends::of(
+            state,
+            Visit::new(state, &parts.headers).at(&parts.method, &parts.uri),
+        )
     }
 }
 
@@ -199,6 +202,8 @@ mod tests {
             t: &EN,
             org_name: "Zorggroep Noord".into(),
             logo: false,
+            other_language: ("nl", "Nederlands"),
+            language_href: "/.certgate/language?to=nl&back=%2F".into(),
         }
     }
 

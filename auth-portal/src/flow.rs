@@ -20,7 +20,8 @@ use crate::i18n::fill;
 use crate::issue::{self, Issued};
 use crate::mail::Mail;
 use crate::pages::{
-    self, ChoosePage, CodePage, EnrolPage, LoginPage, LogoutPage, MethodOption, RecoveryCodesPage,
+    self, ChoosePage, CodePage, EnrolPage, LoginPage, LogoutPage, MethodOption, RecoveredPage,
+    RecoveryCodesPage,
 };
 use crate::return_to::safe_return_to;
 use crate::session::{self, SESSION_TTL};
@@ -190,10 +191,25 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
                 .collect()
         })
         .unwrap_or_default();
+    // "Forgot your password?" carries the name (and organisation) typed, so it is not asked
+    // twice.
+    let mut forgot_href = String::from("/.certgate/forgot");
+    for (key, value) in [("username", view.username), ("org", view.typed_org)] {
+        if !value.is_empty() {
+            forgot_href.push(if forgot_href.contains('?') { '&' } else { '?' });
+            forgot_href.push_str(key);
+            forgot_href.push('=');
+            forgot_href.extend(percent_encoding::utf8_percent_encode(
+                value,
+                percent_encoding::NON_ALPHANUMERIC,
+            ));
+        }
+    }
     let mut response = pages::html(
         status,
         &LoginPage {
             c: &c,
+            forgot_href,
             heading,
             csrf: view.attempt.session.csrf(),
             return_to: view.attempt.session.return_to(),
@@ -216,11 +232,45 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
     response
 }
 
+/// Why this browser's credential stopped admitting it, when someone else ended it (an
+/// administrator, or a new password): the sign-in page says so instead of starting over without
+/// a word. Only for a credential this deployment signed, of an organisation of this host.
+async fn why_signed_out(
+    state: &PortalState,
+    visit: &Visit,
+    db: &Database,
+    headers: &HeaderMap,
+) -> Option<&'static str> {
+    let now = state.now();
+    let claims = session::cookie(headers, session::DEVICE_COOKIE)
+        .and_then(|token| state.tokens.verify(token, now).ok())
+        .filter(|c| visit.org(&c.org).is_some())?;
+    let revocations = db.live_revocations_of(&claims.org, now).await.ok()?;
+    let ended = revocations
+        .iter()
+        .filter(|r| match r.kind {
+            RevocationKind::Account => {
+                r.subject == claims.account && r.revoked_at >= claims.issued_at
+            }
+            RevocationKind::Device => r.subject == claims.device_id,
+            RevocationKind::Serial => false,
+        })
+        .max_by_key(|r| r.revoked_at)?;
+    let t = visit.texts;
+    match ended.reason.as_str() {
+        "mfa_reset" => Some(t.signed_out_mfa_reset),
+        "password_reset" | "password reset" => Some(t.signed_out_password),
+        // The person's own doing ("signed out", "revoked by the user") needs no word.
+        "signed out" | "revoked by the user" => None,
+        _ => Some(t.signed_out_by_admin),
+    }
+}
+
 pub(crate) async fn login_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    Backends { visit, store, .. }: Backends,
+    Backends { visit, store, db }: Backends,
 ) -> Result<Response, PageError> {
     let return_to =
         safe_return_to(raw_param(query.as_deref().unwrap_or_default(), "return_to").unwrap_or("/"));
@@ -237,6 +287,7 @@ pub(crate) async fn login_page(
         .cloned();
     let org = visit.single_org().cloned().or(remembered.clone());
     let typed_org = remembered.as_ref().map_or("", |o| o.id.as_str());
+    let info = why_signed_out(&state, &visit, &db, &headers).await;
     Ok(login_view(
         &visit,
         StatusCode::OK,
@@ -247,7 +298,7 @@ pub(crate) async fn login_page(
             remember_org: remembered.is_some(),
             username: "",
             error: None,
-            info: None,
+            info: info.map(str::to_owned),
         },
     ))
 }
@@ -365,6 +416,11 @@ pub(crate) async fn login_submit(
         )
     };
 
+    // A form sent half-filled is not a guess: say what is missing, count nothing.
+    if username.is_empty() || form.password.is_empty() {
+        return Ok(again(visit.texts.login_incomplete, StatusCode::BAD_REQUEST));
+    }
+
     let throttle = guess_throttle(&state, &store);
     // This browser's id, or a new one it gets once the password is right.
     let sent_browser = throttle::browser_id(session::cookie(&headers, session::BROWSER_COOKIE));
@@ -376,10 +432,10 @@ pub(crate) async fn login_submit(
     let counted = match throttle.begin(&org.id, &username, source).await {
         Ok(Ok(counted)) => counted,
         Ok(Err(blocked)) => {
-            return Ok(again(
-                &too_many(&state, &visit, blocked),
-                StatusCode::TOO_MANY_REQUESTS,
-            ))
+            count_block(&state, blocked);
+            let wait = visit.texts.duration(blocked.wait());
+            let text = fill(visit.texts.login_blocked, "", &wait, "");
+            return Ok(again(&text, StatusCode::TOO_MANY_REQUESTS));
         }
         Err(error) => {
             tracing::error!(%error, "the store cannot check sign-in limits");
@@ -397,7 +453,7 @@ pub(crate) async fn login_submit(
         .await
         .unwrap_or(false);
     let account = match account {
-        Some(account) if matches && !account.disabled && !username.is_empty() => account,
+        Some(account) if matches && !account.disabled => account,
         failed => {
             state
                 .metrics
@@ -452,13 +508,18 @@ pub(crate) async fn login_submit(
     Ok(response)
 }
 
-/// The "wait and try again" sentence for a block, counted in `rate_limited_total`.
-pub(crate) fn too_many(state: &PortalState, visit: &Visit, blocked: Blocked) -> String {
+/// A block, counted in `rate_limited_total`.
+fn count_block(state: &PortalState, blocked: Blocked) {
     state
         .metrics
         .rate_limited
         .with_label_values(&[blocked.kind()])
         .inc();
+}
+
+/// The "wait and try again" sentence for a block, counted in `rate_limited_total`.
+pub(crate) fn too_many(state: &PortalState, visit: &Visit, blocked: Blocked) -> String {
+    count_block(state, blocked);
     fill(
         visit.texts.too_many,
         "",
@@ -677,8 +738,12 @@ async fn carry_out(
                 },
             ))
         }
-        Effect::StoreFactor { factor, secret } => {
-            let hashes: Option<Vec<String>> = (factor == MfaChoice::Authenticator).then(|| {
+        Effect::StoreFactor {
+            factor,
+            secret,
+            recovery_codes,
+        } => {
+            let hashes: Option<Vec<String>> = recovery_codes.then(|| {
                 driven.codes = recovery::new_codes();
                 driven
                     .codes
@@ -695,6 +760,13 @@ async fn carry_out(
                     hashes.as_deref(),
                 )
                 .await;
+            // New codes with a channel: a replacement, after which the lost app's secret goes.
+            let stored = match stored {
+                Ok(true) if recovery_codes && factor != MfaChoice::Authenticator => {
+                    db.clear_totp_secret(&s.org.id, &s.account.id).await
+                }
+                other => other,
+            };
             match stored {
                 Ok(true) => {}
                 // Deleted meanwhile.
@@ -710,6 +782,9 @@ async fn carry_out(
                 Audit::Failed(method) => (certgate_db::AuditAction::SignInFailed, method.as_str()),
                 Audit::FactorEnrolled(factor) => {
                     (certgate_db::AuditAction::MfaEnrolled, factor.as_str())
+                }
+                Audit::FactorReplaced(factor) => {
+                    (certgate_db::AuditAction::MfaReplaced, factor.as_str())
                 }
                 Audit::RecoveryCodeUsed => (certgate_db::AuditAction::RecoveryCodeUsed, ""),
             };
@@ -796,17 +871,19 @@ async fn answer(
                 c: &visit.chrome(Some(&s.org)),
                 codes: &driven.codes,
                 next: return_to,
+                set_up: true,
             },
         ),
         View::Done(Finish::RecoveryLeft(left)) => {
             let c = visit.chrome(Some(&s.org));
-            pages::notice(
+            pages::html(
                 StatusCode::OK,
-                &c,
-                c.t.recovery_heading,
-                &fill(c.t.recovery_left, "", &left.to_string(), ""),
-                false,
-                Some((return_to, c.t.continue_)),
+                &RecoveredPage {
+                    c: &c,
+                    csrf: s.attempt.session.csrf(),
+                    left: fill(c.t.recovery_left, "", &left.to_string(), ""),
+                    next: return_to,
+                },
             )
         }
     };
@@ -967,8 +1044,9 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
             let Some(secret) = secret else {
                 return see_other("/.certgate/mfa");
             };
-            let uri = totp::provisioning_uri(&secret, &s.org.name, &s.account.username);
-            let Some(qr_svg) = uri.ok().and_then(|uri| pages::qr_svg(&uri)) else {
+            let uri = totp::provisioning_uri(&secret, &s.org.name, &s.account.username).ok();
+            let Some((uri, qr_svg)) = uri.and_then(|uri| pages::qr_svg(&uri).map(|svg| (uri, svg)))
+            else {
                 return PageError::unavailable_in(visit, &s.org).into_response();
             };
             pages::html(
@@ -977,6 +1055,8 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
                     c: &c,
                     csrf,
                     qr_svg,
+                    otpauth: uri,
+                    stores: pages::authenticator_stores(visit.agent.1),
                     secret: totp::secret_text(&secret),
                     trust_label: trust_label(visit, &s.org, &s.account),
                     error: notes.error,
@@ -989,6 +1069,24 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
                 Some(channel) => fill(c.t.code_sent_to, "", "", &destination(&s.account, channel)),
                 None => c.t.code_from_app.to_owned(),
             };
+            let ctx = Ctx {
+                org: &s.org,
+                account: &s.account,
+                senders: senders(state),
+                now: state.now(),
+            };
+            // "Sign in another way": a code where the account can be reached instead.
+            let alternatives = signin::alternatives(s.step(), &ctx)
+                .into_iter()
+                .map(|m| {
+                    let text = match m {
+                        MfaChoice::Sms => c.t.instead_sms,
+                        _ => c.t.instead_email,
+                    };
+                    (m.as_str(), fill(text, "", "", &destination(&s.account, m)))
+                })
+                .collect();
+            let instead = matches!(s.step(), Step::AwaitingCode { instead: true, .. });
             pages::html(
                 StatusCode::OK,
                 &CodePage {
@@ -1003,6 +1101,8 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
                     trust_checked: notes.trust,
                     can_resend: channel.is_some(),
                     show_recovery_link: !s.account.recovery_codes.is_empty(),
+                    alternatives,
+                    back_label: if instead { c.t.instead_back } else { c.t.back },
                     error: notes.error,
                     info: notes.info,
                 },
@@ -1138,6 +1238,38 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
+/// `POST /.certgate/mfa/replace`: right after signing in with a recovery code, the person sets
+/// up a new factor in place of the one lost (the machine checks it was a recovery code, and
+/// fresh).
+pub(crate) async fn replace_submit(
+    State(state): State<Arc<PortalState>>,
+    crate::account::UserPage {
+        visit,
+        store,
+        db,
+        it: me,
+    }: crate::account::UserPage,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !me.attempt.session.csrf_ok(&form.csrf) {
+        return Err(PageError::redirect("/.certgate/account"));
+    }
+    let s = Signing::new(me.attempt, me.org, me.account);
+    Ok(first_step_done(&state, &visit, &store, &db, s, Event::ReplaceFactor).await)
+}
+
+pub(crate) async fn instead_submit(
+    State(state): State<Arc<PortalState>>,
+    signing: SigningIn,
+    Form(form): Form<ChooseForm>,
+) -> Result<Response, PageError> {
+    let event = Event::Instead(&form.method);
+    signing
+        .posted(&form.csrf)?
+        .tell(&state, event, Screen::Step)
+        .await
+}
+
 pub(crate) async fn resend_submit(
     State(state): State<Arc<PortalState>>,
     signing: SigningIn,
@@ -1171,7 +1303,7 @@ pub(crate) struct CodeForm {
 }
 
 /// The limits on guesses: passwords, and codes per account (the same numbers).
-fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
+pub(crate) fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throttle<'a> {
     Throttle {
         store,
         per_pair: state.limits.password_failures_per_pair,
@@ -1360,7 +1492,7 @@ fn recovery_page_for(visit: &Visit, s: &Signing, error: Option<String>) -> Respo
             c: &c,
             csrf: s.attempt.session.csrf(),
             heading: c.t.recovery_heading,
-            lead: String::new(),
+            lead: c.t.recovery_lead.to_owned(),
             action: "/.certgate/mfa/recovery",
             code_label: c.t.recovery_code,
             numeric: false,
@@ -1368,6 +1500,8 @@ fn recovery_page_for(visit: &Visit, s: &Signing, error: Option<String>) -> Respo
             trust_checked: false,
             can_resend: false,
             show_recovery_link: false,
+            alternatives: Vec::new(),
+            back_label: c.t.back,
             error,
             info: None,
         },
@@ -1449,6 +1583,7 @@ pub(crate) async fn logout_page(
             c: &c,
             csrf: attempt.session.csrf(),
             group: claims.is_some_and(|c| c.class == CredentialClass::Group),
+            kept: false,
         },
     );
     session::set_cookie(
@@ -1492,15 +1627,24 @@ pub(crate) async fn logout_submit(
             .is_some_and(|c| c.class == CredentialClass::Group);
     let _ = store.delete_session(&attempt.id).await;
     if keep_device {
-        let mut response = pages::notice(
+        // The tablet still opens the application as the group: say so, and keep "forget this
+        // device" at hand (with a fresh session for its form).
+        let fresh = start_attempt(&state, &visit, &store, "/".into()).await?;
+        let mut response = pages::html(
             StatusCode::OK,
-            &c,
-            c.t.logout_heading,
-            c.t.signed_out_kept,
-            false,
-            Some(("/", c.t.continue_)),
+            &LogoutPage {
+                c: &c,
+                csrf: fresh.session.csrf(),
+                group: true,
+                kept: true,
+            },
         );
-        session::clear_cookie(&mut response, session::SESSION_COOKIE);
+        session::set_cookie(
+            &mut response,
+            session::SESSION_COOKIE,
+            fresh.id.as_str(),
+            None,
+        );
         return Ok(response);
     }
     if let (Some(claims), Some(org)) = (&claims, &org) {

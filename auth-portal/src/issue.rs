@@ -79,6 +79,8 @@ pub async fn credential(
         last_seen: Some(now),
         revoked_at: None,
         ip: visit.ip.clone(),
+        browser: visit.agent.0.to_owned(),
+        system: visit.agent.1.to_owned(),
     };
     if let Err(error) = db.record_device(&device).await {
         tracing::error!(%error, "cannot record the new device");
@@ -161,5 +163,104 @@ pub fn keep_revocation_for(org: &Organisation, claims: &CredentialClaims, now: i
     match claims.class {
         CredentialClass::Group => now.saturating_add(renewed).saturating_add(skew),
         _ => claims.not_after.max(now).saturating_add(skew),
+    }
+}
+
+/// The browser and the system a User-Agent names, in the words people know them by ("Chrome",
+/// "Android"), or empty where it names none certgate recognises. Only these fixed names are
+/// stored with a credential, never what the client sent.
+pub(crate) fn browser_and_system(user_agent: &str) -> (&'static str, &'static str) {
+    let has = |token: &str| user_agent.contains(token);
+    // Most specific first: Edge, Opera and Samsung Internet also say "Chrome" and "Safari";
+    // Chrome says "Safari" too.
+    let browser = if has("Edg/") || has("EdgA/") || has("EdgiOS/") {
+        "Edge"
+    } else if has("OPR/") || has("Opera") {
+        "Opera"
+    } else if has("SamsungBrowser/") {
+        "Samsung Internet"
+    } else if has("Firefox/") || has("FxiOS/") {
+        "Firefox"
+    } else if has("Chrome/") || has("CriOS/") || has("Chromium/") {
+        "Chrome"
+    } else if has("Safari/") && has("Version/") {
+        "Safari"
+    } else {
+        ""
+    };
+    // iPhone and iPad before Android and Mac ("like Mac OS X"); Android before Linux.
+    let system = if has("iPhone") || has("iPod") {
+        "iPhone"
+    } else if has("iPad") {
+        "iPad"
+    } else if has("Android") {
+        "Android"
+    } else if has("CrOS") {
+        "ChromeOS"
+    } else if has("Windows") {
+        "Windows"
+    } else if has("Macintosh") || has("Mac OS X") {
+        "macOS"
+    } else if has("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    (browser, system)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_and_system;
+
+    #[test]
+    fn user_agents_are_named_by_browser_and_system() {
+        for (agent, named) in [
+            (
+                "Mozilla/5.0 (Linux; Android 14; SM-A546B) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/131.0.0.0 Mobile Safari/537.36",
+                ("Chrome", "Android"),
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+                 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                ("Safari", "iPhone"),
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like \
+                 Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+                ("Chrome", "iPad"),
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+                ("Edge", "Windows"),
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:128.0) Gecko/20100101 \
+                 Firefox/128.0",
+                ("Firefox", "macOS"),
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-T220) AppleWebKit/537.36 (KHTML, like \
+                 Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Safari/537.36",
+                ("Samsung Internet", "Android"),
+            ),
+            (
+                "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/120.0.0.0 Safari/537.36",
+                ("Chrome", "ChromeOS"),
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 HeadlessChrome/131.0.0.0 Safari/537.36",
+                ("Chrome", "Linux"),
+            ),
+            ("curl/8.5.0", ("", "")),
+            ("", ("", "")),
+            ("<script>alert(1)</script>", ("", "")),
+        ] {
+            assert_eq!(browser_and_system(agent), named, "{agent}");
+        }
     }
 }

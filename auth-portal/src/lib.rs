@@ -33,10 +33,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use certgate_certs::{
@@ -185,6 +185,9 @@ pub struct PortalSetup {
     pub failure_delay: Duration,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// The port the gateway serves HTTPS on, for links in mail sent without a request to
+    /// copy the address from (the welcome mail); left out of the link when it is 443.
+    pub https_port: u16,
 }
 
 /// What the portal's handlers share.
@@ -205,6 +208,7 @@ pub struct PortalState {
     clock: Arc<dyn Clock>,
     failure_delay: Duration,
     audit_retention: Duration,
+    https_port: u16,
 }
 
 /// Why the portal could not be set up.
@@ -241,6 +245,7 @@ impl PortalState {
             clock: setup.clock,
             failure_delay: setup.failure_delay,
             audit_retention: setup.audit_retention,
+            https_port: setup.https_port,
         })
     }
 
@@ -281,6 +286,15 @@ impl PortalState {
         }
     }
 
+    /// The address of the organisation's application: its first host, on the gateway's port.
+    fn application_link(&self, org: &certgate_policies::Organisation) -> String {
+        let host = org.hosts.first().map_or("", String::as_str);
+        match self.https_port {
+            443 => format!("https://{host}/"),
+            port => format!("https://{host}:{port}/"),
+        }
+    }
+
     /// Tells a user about a change an administrator made (welcome, MFA reset, new password),
     /// in the organisation's language.
     pub fn account_notice(&self, account: &certgate_db::Account, notice: AccountNotice) {
@@ -292,7 +306,12 @@ impl PortalState {
         let (subject, body) = match notice {
             AccountNotice::Welcome => (
                 t.mail_welcome_subject,
-                i18n::fill(t.mail_welcome_body, &org.name, &account.username, ""),
+                i18n::fill(
+                    t.mail_welcome_body,
+                    &org.name,
+                    &account.username,
+                    &self.application_link(org),
+                ),
             ),
             AccountNotice::MfaReset => (
                 t.mail_mfa_reset_subject,
@@ -313,6 +332,24 @@ pub enum AccountNotice {
     Welcome,
     MfaReset,
     PasswordChanged,
+}
+
+/// The language switch: remembers the choice for a year and goes back to the page.
+async fn choose_language(RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let back =
+        flow::raw_param(&query, "back").map_or_else(|| "/".into(), return_to::safe_return_to);
+    let mut response = Redirect::to(&back).into_response();
+    match flow::raw_param(&query, "to").and_then(i18n::language) {
+        Some(language) => session::set_cookie(
+            &mut response,
+            session::LANG_COOKIE,
+            language.as_str(),
+            Some(Duration::from_secs(365 * 86_400)),
+        ),
+        None => session::clear_cookie(&mut response, session::LANG_COOKIE),
+    }
+    response
 }
 
 pub fn router(state: Arc<PortalState>) -> Router {
@@ -337,6 +374,14 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route(
             "/.certgate/mfa/resend",
             axum::routing::post(flow::resend_submit),
+        )
+        .route(
+            "/.certgate/mfa/instead",
+            axum::routing::post(flow::instead_submit),
+        )
+        .route(
+            "/.certgate/mfa/replace",
+            axum::routing::post(flow::replace_submit),
         )
         .route(
             "/.certgate/mfa/recovery",
@@ -402,6 +447,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/.certgate/sso/{provider}", get(sso::start))
         .route("/.certgate/sso/{provider}/callback", get(sso::callback))
         .route("/.certgate/admin", get(admin::accounts))
+        .route("/.certgate/admin/", get(admin::home))
         .route(
             "/.certgate/admin/accounts/new",
             get(admin::new_page).post(admin::create),
@@ -428,6 +474,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/.certgate/admin/audit.jsonl", get(admin::audit_export))
         .route("/.certgate/admin/settings", get(admin::settings))
         .merge(admin_api::router())
+        .route("/.certgate/language", get(choose_language))
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
         .route("/.certgate/theme.css", get(theme_css))
@@ -497,6 +544,11 @@ pub(crate) struct Visit {
     pub ip: String,
     /// When the request came: every failure is answered `failure_delay` after it.
     pub arrived: Instant,
+    /// The browser and system its User-Agent names ("Chrome", "Android"), for a credential
+    /// issued now.
+    pub agent: (&'static str, &'static str),
+    /// Where the language switch returns to: this page.
+    pub back: String,
 }
 
 impl Visit {
@@ -514,19 +566,45 @@ impl Visit {
         let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        let texts = Texts::of(i18n::negotiate(accept, default));
+        let chosen = session::cookie(headers, session::LANG_COOKIE).and_then(i18n::language);
+        let texts = Texts::of(chosen.unwrap_or_else(|| i18n::negotiate(accept, default)));
         let ip = headers
             .get("x-certgate-client-ip")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let agent = issue::browser_and_system(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        );
         Visit {
             orgs,
             host,
             texts,
             ip,
             arrived,
+            agent,
+            back: "/".into(),
         }
+    }
+
+    /// The visit of a page at `uri`, requested with `method`: the language switch comes back
+    /// to it (a page drawn in answer to a form comes back to the page of its step).
+    pub(crate) fn at(mut self, method: &axum::http::Method, uri: &axum::http::Uri) -> Visit {
+        let path = uri.path();
+        self.back = if method == axum::http::Method::GET {
+            uri.path_and_query().map_or(path, |p| p.as_str()).to_owned()
+        } else {
+            // `/.certgate/mfa/enrol` → `/.certgate/mfa`: the page of the step, which GET draws.
+            let mut segments = path.splitn(4, '/');
+            match (segments.next(), segments.next(), segments.next()) {
+                (Some(""), Some(prefix), Some(page)) => format!("/{prefix}/{page}"),
+                _ => "/".into(),
+            }
+        };
+        self
     }
 
     /// The organisation by id, if this host serves it.
@@ -551,10 +629,23 @@ impl Visit {
     }
 
     pub(crate) fn chrome(&self, org: Option<&Organisation>) -> Chrome {
+        let other = match self.texts.lang {
+            "nl" => Language::En,
+            _ => Language::Nl,
+        };
         Chrome {
             t: self.texts,
             org_name: org.map_or_else(|| self.host_name(), |o| o.name.clone()),
             logo: org.is_some_and(|o| o.logo.is_some()),
+            other_language: (other.as_str(), Texts::of(other).language_name),
+            language_href: format!(
+                "/.certgate/language?to={}&back={}",
+                other.as_str(),
+                percent_encoding::utf8_percent_encode(
+                    &self.back,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            ),
         }
     }
 
@@ -748,6 +839,7 @@ mod tests {
             clock: Arc::new(SystemClock),
             failure_delay: Duration::from_millis(10),
             audit_retention: Duration::from_secs(86_400),
+            https_port: 443,
         };
         Arc::new(PortalState::new(setup).unwrap())
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use certgate_policies::config::{MailConfig, SmtpSecurity};
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::mpsc;
@@ -114,7 +114,9 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject)
-            .body(mail.body)
+            // `text/plain; charset=utf-8` with `MIME-Version: 1.0`, so a reader decodes the
+            // Dutch quotes and accents instead of guessing.
+            .singlepart(SinglePart::plain(mail.body))
             .map_err(|e| MailError::Settings(e.to_string()))?;
         self.queue
             .try_send(message)

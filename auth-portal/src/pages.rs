@@ -6,6 +6,8 @@ use askama::Template;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use certgate_policies::TimeZone;
+
 use crate::i18n::Texts;
 
 /// Scripts and styles from the portal itself only; no inline code, no framing, forms post to
@@ -18,6 +20,10 @@ pub struct Chrome {
     pub t: &'static Texts,
     pub org_name: String,
     pub logo: bool,
+    /// The other language (code, its own name), offered by the switch on every page.
+    pub other_language: (&'static str, &'static str),
+    /// The switch: `/.certgate/language?to=…&back=<this page>`.
+    pub language_href: String,
 }
 
 #[derive(Template)]
@@ -35,6 +41,8 @@ pub struct NoticePage<'a> {
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
     pub c: &'a Chrome,
+    /// "Forgot your password?", with the name typed so far.
+    pub forgot_href: String,
     pub heading: String,
     pub csrf: &'a str,
     pub return_to: &'a str,
@@ -73,6 +81,10 @@ pub struct EnrolPage<'a> {
     pub csrf: &'a str,
     /// Made by the server from the otpauth URI; contains no user-controlled markup.
     pub qr_svg: String,
+    /// The `otpauth://` URI: on a phone, the link that adds the account to its app.
+    pub otpauth: String,
+    /// Where to get an authenticator app on this device: (app, store, link).
+    pub stores: Vec<(&'static str, &'static str, &'static str)>,
     pub secret: String,
     pub trust_label: String,
     pub error: Option<String>,
@@ -92,6 +104,10 @@ pub struct CodePage<'a> {
     pub trust_checked: bool,
     pub can_resend: bool,
     pub show_recovery_link: bool,
+    /// "Sign in another way": (method, what the button says) of each.
+    pub alternatives: Vec<(&'static str, String)>,
+    /// What "back" says: back to the account's own factor after another way.
+    pub back_label: &'static str,
     pub error: Option<String>,
     pub info: Option<String>,
 }
@@ -102,6 +118,18 @@ pub struct RecoveryCodesPage<'a> {
     pub c: &'a Chrome,
     pub codes: &'a [String],
     pub next: &'a str,
+    /// Shown at the end of setting up a factor: says the set-up is complete.
+    pub set_up: bool,
+}
+
+/// After a recovery code: how many are left, and the way to set up a new factor at once.
+#[derive(Template)]
+#[template(path = "recovered.html")]
+pub struct RecoveredPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub left: String,
+    pub next: &'a str,
 }
 
 #[derive(Template)]
@@ -110,6 +138,9 @@ pub struct LogoutPage<'a> {
     pub c: &'a Chrome,
     pub csrf: &'a str,
     pub group: bool,
+    /// A group tablet was just signed out and stays trusted: the page says what that means and
+    /// offers to forget it.
+    pub kept: bool,
 }
 
 #[derive(Template)]
@@ -119,6 +150,8 @@ pub struct ForgotPage<'a> {
     pub csrf: &'a str,
     pub ask_org: bool,
     pub org: &'a str,
+    /// The name typed on the sign-in page, carried over.
+    pub username: &'a str,
     pub info: Option<String>,
     pub error: Option<String>,
 }
@@ -160,6 +193,8 @@ pub struct ApprovePage<'a> {
 pub struct DeviceRow {
     pub id: String,
     pub kind: &'static str,
+    /// What the device is, in words its owner knows: "Chrome op Android", "Certificaat".
+    pub label: String,
     pub trust: &'static str,
     pub created: String,
     pub expires: String,
@@ -167,9 +202,12 @@ pub struct DeviceRow {
     pub ip: String,
     /// The device this page is open on.
     pub this: bool,
-    /// "revoked", "expired" or empty.
+    /// "revoked", "ended", "expired" or empty (active), by the rule the gateway admits by.
     pub status: &'static str,
+    /// Active: the gateway admits it until it expires, so ending it means something.
     pub can_revoke: bool,
+    /// Refused by a revocation: its end date no longer says anything.
+    pub refused: bool,
 }
 
 #[derive(Template)]
@@ -178,7 +216,13 @@ pub struct AccountPage<'a> {
     pub c: &'a Chrome,
     pub csrf: &'a str,
     pub name: &'a str,
+    /// The devices that can still be used, newest first.
     pub devices: Vec<DeviceRow>,
+    /// Those revoked, ended or expired, apart so they do not read as "can use the application
+    /// as you".
+    pub ended: Vec<DeviceRow>,
+    /// This person may have a certificate made (see `account::may_use_certificates`).
+    pub certificates: bool,
     /// Signed in recently enough to download a certificate.
     pub fresh: bool,
     /// MFA is off for this user and the organisation lets users turn it on.
@@ -212,13 +256,37 @@ pub struct UserRow {
     pub disabled: bool,
 }
 
+impl UserRow {
+    /// The second factor as it is now: its method, or that there is none. After a reset the
+    /// account keeps needing one ("enrolled"), so it is chosen at the next sign-in; `mfa` is
+    /// `-` when the account has no method.
+    pub fn second_factor(&self, t: &Texts) -> String {
+        match (self.mfa, self.enrolled) {
+            ("-" | "", true) => t.mfa_chosen_next.to_owned(),
+            ("-" | "", false) => t.mfa_not_set.to_owned(),
+            (method, true) => format!("{method} ({})", t.enrolled),
+            (method, false) => method.to_owned(),
+        }
+    }
+}
+
+/// An audit entry as the admins' log shows it: in words, in the page's language.
 pub struct AuditRow {
     pub at: String,
-    pub actor: String,
+    /// The action as stored, for the export and a tooltip.
     pub action: String,
-    pub subject: String,
+    /// "Anna reset the second factor of groep-zonnebloem".
+    pub sentence: String,
     pub ip: String,
     pub detail: String,
+}
+
+/// The links around one page of a long admin list, its query kept.
+pub struct Pager {
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    /// "Page 2".
+    pub label: String,
 }
 
 #[derive(Template)]
@@ -227,6 +295,9 @@ pub struct AdminAccountsPage<'a> {
     pub c: &'a Chrome,
     pub q: &'a str,
     pub users: Vec<UserRow>,
+    pub pager: Pager,
+    /// What was just done ("The account was deleted.").
+    pub notice: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -240,6 +311,10 @@ pub struct AdminAccountPage<'a> {
     pub devices: Vec<DeviceRow>,
     pub error: Option<String>,
     pub fresh: bool,
+    /// What was just done ("The device was revoked.").
+    pub notice: Option<&'static str>,
+    /// A shared tablet: its password is set on this page.
+    pub group: bool,
 }
 
 #[derive(Template)]
@@ -267,6 +342,10 @@ pub struct AdminConfirmPage<'a> {
     pub consequences: &'a str,
     pub button: &'a str,
     pub back: &'a str,
+    /// The device the action is about, posted along; empty for none.
+    pub device: &'a str,
+    /// The action cannot be undone: its button is red.
+    pub danger: bool,
 }
 
 #[derive(Template)]
@@ -278,6 +357,7 @@ pub struct AdminAuditPage<'a> {
     pub export: String,
     pub days: i64,
     pub entries: Vec<AuditRow>,
+    pub pager: Pager,
 }
 
 #[derive(Template)]
@@ -322,6 +402,13 @@ pub struct AdminDevicesPage<'a> {
     pub c: &'a Chrome,
     /// Each device with its owner's (user name, account id).
     pub devices: Vec<(DeviceRow, (String, String))>,
+    pub pager: Pager,
+}
+
+/// A time as every page shows it: local to the organisation's zone, with the zone
+/// (`2026-12-06 21:07 CET`).
+pub fn local_time(unix: i64, zone: &TimeZone) -> String {
+    zone.readable(unix)
 }
 
 /// The security headers every portal response carries.
@@ -392,6 +479,41 @@ pub fn notice(
     )
 }
 
+/// The authenticator apps people know, in the store of the system their browser runs on
+/// (`issue::browser_and_system`): Apple's App Store on an iPhone or iPad, Google Play on
+/// Android, both elsewhere.
+pub fn authenticator_stores(system: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    const APPLE: [(&str, &str, &str); 2] = [
+        (
+            "Microsoft Authenticator",
+            "App Store",
+            "https://apps.apple.com/app/microsoft-authenticator/id983156458",
+        ),
+        (
+            "Google Authenticator",
+            "App Store",
+            "https://apps.apple.com/app/google-authenticator/id388497605",
+        ),
+    ];
+    const GOOGLE: [(&str, &str, &str); 2] = [
+        (
+            "Microsoft Authenticator",
+            "Google Play",
+            "https://play.google.com/store/apps/details?id=com.azure.authenticator",
+        ),
+        (
+            "Google Authenticator",
+            "Google Play",
+            "https://play.google.com/store/apps/details?id=com.google.android.apps.authenticator2",
+        ),
+    ];
+    match system {
+        "iPhone" | "iPad" => APPLE.to_vec(),
+        "Android" => GOOGLE.to_vec(),
+        _ => APPLE.into_iter().chain(GOOGLE).collect(),
+    }
+}
+
 /// The QR code of `text` as an SVG element (black on white, with a quiet zone).
 pub fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).ok()?;
@@ -422,6 +544,8 @@ mod tests {
             t,
             org_name: "Zorggroep <Noord>".into(),
             logo: false,
+            other_language: ("en", "English"),
+            language_href: "/.certgate/language?to=en&back=%2F".into(),
         }
     }
 
@@ -430,6 +554,7 @@ mod tests {
         let c = chrome(&EN);
         let page = LoginPage {
             c: &c,
+            forgot_href: "/.certgate/forgot".into(),
             heading: "Sign in".into(),
             csrf: "t0k3n",
             return_to: "/a?b=\"><script>",
@@ -462,6 +587,7 @@ mod tests {
             c: &c,
             csrf: "x",
             group: true,
+            kept: false,
         }
         .render()
         .unwrap();

@@ -5,8 +5,9 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-/// The shortest password certgate accepts.
-pub const MIN_LENGTH: usize = 10;
+/// The shortest password certgate accepts (NIST SP 800-63B: at least 8; long passphrases are
+/// welcome).
+pub const MIN_LENGTH: usize = 8;
 /// Longer input is refused before hashing, so nobody can make the server hash megabytes.
 pub const MAX_LENGTH: usize = 256;
 
@@ -17,8 +18,75 @@ pub enum PasswordError {
     TooShort,
     #[error("the password must be at most {MAX_LENGTH} characters")]
     TooLong,
+    #[error("the password is one of the most used passwords or words; choose another")]
+    Common,
+    #[error("the password contains the username; choose another")]
+    ContainsUsername,
+    #[error(
+        "the password is easy to guess (a common word, name, date, sequence or keyboard \
+             pattern with few changes); a few unrelated words make a strong one"
+    )]
+    Guessable,
     #[error("the password could not be hashed")]
     Hashing,
+}
+
+/// Words every password guesser tries first here, besides the built-in lists (which are
+/// English): Dutch for "password", "welcome", "secret" and the like, and the product's name.
+const LOCAL_WORDS: &[&str] = &[
+    "certgate",
+    "wachtwoord",
+    "welkom",
+    "geheim",
+    "inloggen",
+    "gebruiker",
+    "beheerder",
+    "zorg",
+    "kinderopvang",
+    "zomer",
+    "winter",
+    "lente",
+    "herfst",
+];
+
+/// Whether `password` may be chosen by `username` (NIST SP 800-63B, 5.1.1.2): at least
+/// [`MIN_LENGTH`] characters, not a common or breached password (zxcvbn's lists, shipped in the
+/// binary: no network look-up), not containing the username, and not easy to guess from words,
+/// names, dates, sequences and keyboard patterns. No rules on character classes.
+/// `context` adds words of the place (the organisation's name) that make a password guessable.
+pub fn check_new(password: &str, username: &str, context: &[&str]) -> Result<(), PasswordError> {
+    if password.chars().count() < MIN_LENGTH {
+        return Err(PasswordError::TooShort);
+    }
+    if password.len() > MAX_LENGTH {
+        return Err(PasswordError::TooLong);
+    }
+    let lower = password.to_lowercase();
+    let username = username.trim().to_lowercase();
+    let local_part = username.split('@').next().unwrap_or_default();
+    if [username.as_str(), local_part]
+        .iter()
+        .any(|name| name.chars().count() >= 3 && lower.contains(name))
+    {
+        return Err(PasswordError::ContainsUsername);
+    }
+    let mut words: Vec<&str> = LOCAL_WORDS.to_vec();
+    words.push(&username);
+    words.extend(local_part.split(|c: char| !c.is_alphanumeric()));
+    words.extend(context.iter().flat_map(|c| c.split_whitespace()));
+    words.retain(|w| w.chars().count() >= 3);
+    let estimate = zxcvbn::zxcvbn(password, &words);
+    let whole_word = matches!(
+        estimate.sequence(),
+        [only] if matches!(only.pattern, zxcvbn::matching::patterns::MatchPattern::Dictionary(_))
+    );
+    if whole_word && estimate.score() < zxcvbn::Score::Three {
+        return Err(PasswordError::Common);
+    }
+    if estimate.score() < zxcvbn::Score::Two {
+        return Err(PasswordError::Guessable);
+    }
+    Ok(())
 }
 
 /// argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
@@ -77,6 +145,65 @@ mod tests {
         assert!(verify("correct horse battery", Some(&stored)));
         assert!(!verify("correct horse batterY", Some(&stored)));
         assert_ne!(stored, hash("correct horse battery").unwrap(), "salted");
+    }
+
+    #[test]
+    fn new_passwords_follow_nist_800_63b() {
+        let check = |p: &str| check_new(p, "anna@noord.test", &["Zorggroep Noord"]);
+        // Long passphrases and unremarkable passwords of any characters are welcome.
+        for good in [
+            "correct horse battery",
+            "a brand new passphrase",
+            "Tulpen in de vensterbank",
+            "kM7#qv2Lp",
+            &"lange zin ".repeat(25),
+        ] {
+            assert_eq!(check(good), Ok(()), "{good:?}");
+        }
+        assert_eq!(check("Ab3$efg"), Err(PasswordError::TooShort));
+        assert_eq!(
+            check(&"x".repeat(MAX_LENGTH + 1)),
+            Err(PasswordError::TooLong)
+        );
+        // The most used and breached ones, whatever their length.
+        for common in [
+            "1234567890",
+            "password1",
+            "P@ssw0rd",
+            "iloveyou",
+            "qwertyuiop",
+        ] {
+            assert_eq!(check(common), Err(PasswordError::Common), "{common:?}");
+        }
+        // The username, with or without its domain, in any case.
+        for named in [
+            "anna@noord.test!",
+            "ANNA2024zomerfeest",
+            "mijn-anna-wachtwoord",
+        ] {
+            assert_eq!(
+                check(named),
+                Err(PasswordError::ContainsUsername),
+                "{named:?}"
+            );
+        }
+        // Sequences, repeats, keyboard walks and local words with few changes.
+        for guessable in [
+            "aaaaaaaaaaaa",
+            "abcdefgh12",
+            "Wachtwoord1",
+            "welkom2024",
+            "Zorggroep1",
+        ] {
+            assert!(
+                matches!(
+                    check(guessable),
+                    Err(PasswordError::Guessable | PasswordError::Common)
+                ),
+                "{guessable:?}: {:?}",
+                check(guessable)
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::extract::{Backends, PageError};
 use crate::flow::{attempt_or_start, pace, Attempt};
-use crate::i18n::fill;
+use crate::i18n::{fill, Texts};
 use crate::mail::Mail;
 use crate::pages::{self, ForgotPage, ResetPage};
 use crate::session;
@@ -37,12 +37,20 @@ fn token_key(token: &str) -> String {
     hex::encode(digest(&SHA256, token.as_bytes()).as_ref())
 }
 
+/// What the forgot page shows in its fields: the name and organisation carried over from the
+/// sign-in page, or what was typed.
+#[derive(Default)]
+struct Typed {
+    org: String,
+    username: String,
+}
+
 fn forgot_view(
     visit: &Visit,
     attempt: &Attempt,
     status: StatusCode,
-    info: Option<String>,
-    error: Option<String>,
+    typed: &Typed,
+    (info, error): (Option<String>, Option<String>),
 ) -> Response {
     let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
     let mut response = pages::html(
@@ -51,7 +59,8 @@ fn forgot_view(
             c: &c,
             csrf: attempt.session.csrf(),
             ask_org: visit.orgs.len() > 1,
-            org: "",
+            org: &typed.org,
+            username: &typed.username,
             info,
             error,
         },
@@ -68,10 +77,35 @@ fn forgot_view(
 pub(crate) async fn forgot_page(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     Backends { visit, store, .. }: Backends,
 ) -> Result<Response, PageError> {
     let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
-    Ok(forgot_view(&visit, &attempt, StatusCode::OK, None, None))
+    let query = query.unwrap_or_default();
+    let carried = |name: &str, longest: usize| -> String {
+        crate::flow::raw_param(&query, name)
+            .map(|raw| {
+                percent_encoding::percent_decode_str(&raw.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .trim()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(longest)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let typed = Typed {
+        org: carried("org", 64),
+        username: carried("username", 256),
+    };
+    Ok(forgot_view(
+        &visit,
+        &attempt,
+        StatusCode::OK,
+        &typed,
+        (None, None),
+    ))
 }
 
 fn trouble(visit: &Visit) -> Response {
@@ -103,14 +137,18 @@ pub(crate) async fn forgot_submit(
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, PageError> {
     let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
+    let typed = Typed {
+        org: form.org.trim().chars().take(64).collect(),
+        username: form.username.trim().chars().take(256).collect(),
+    };
     if !attempt.session.csrf_ok(&form.csrf) {
         let expired = visit.texts.session_expired.to_owned();
         return Ok(forgot_view(
             &visit,
             &attempt,
             StatusCode::BAD_REQUEST,
-            None,
-            Some(expired),
+            &typed,
+            (None, Some(expired)),
         ));
     }
     match store
@@ -133,8 +171,8 @@ pub(crate) async fn forgot_submit(
                 &visit,
                 &attempt,
                 StatusCode::TOO_MANY_REQUESTS,
-                None,
-                Some(text),
+                &typed,
+                (None, Some(text)),
             ));
         }
         Ok(_) => {}
@@ -142,11 +180,10 @@ pub(crate) async fn forgot_submit(
     }
     let org = match visit.single_org() {
         Some(org) => Some(Arc::clone(org)),
-        None => visit.org_named(&form.org).cloned(),
+        None => visit.org_named(&typed.org).cloned(),
     };
-    let login: String = form.username.trim().chars().take(256).collect();
     if let Some(org) = org {
-        send_link(&state, &visit, &store, &db, &org, &login).await;
+        send_link(&state, &visit, &store, &db, &org, &typed.username).await;
     }
     pace(&state, visit.arrived).await;
     let sent = visit.texts.forgot_sent.to_owned();
@@ -154,8 +191,8 @@ pub(crate) async fn forgot_submit(
         &visit,
         &attempt,
         StatusCode::OK,
-        Some(sent),
-        None,
+        &Typed::default(),
+        (Some(sent), None),
     ))
 }
 
@@ -228,6 +265,18 @@ fn link_host(requested: &str, org: &certgate_policies::Organisation) -> String {
     match org.hosts.iter().find(|h| h.eq_ignore_ascii_case(name)) {
         Some(host) => port.map_or_else(|| host.clone(), |port| format!("{host}:{port}")),
         None => org.hosts.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// What the page says of a password that may not be chosen, and how to choose a better one.
+pub(crate) fn password_problem(t: &Texts, problem: &password::PasswordError) -> &'static str {
+    match problem {
+        password::PasswordError::TooShort => t.password_too_short,
+        password::PasswordError::TooLong => t.password_too_long,
+        password::PasswordError::Common => t.password_common,
+        password::PasswordError::ContainsUsername => t.password_has_username,
+        password::PasswordError::Guessable => t.password_guessable,
+        _ => t.trouble,
     }
 }
 
@@ -319,28 +368,23 @@ pub(crate) async fn reset_submit(
     }
     let attempt = attempt_or_start(&state, &visit, &store, &headers, "/".into()).await?;
     let t = visit.texts;
-    let problem = if !attempt.session.csrf_ok(&form.csrf) {
-        Some(t.session_expired)
-    } else if form.password != form.repeat {
-        Some(t.password_mismatch)
-    } else if form.password.chars().count() < password::MIN_LENGTH {
-        Some(t.password_too_short)
-    } else if form.password.len() > password::MAX_LENGTH {
-        Some(t.password_too_long)
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        return Ok(reset_view(
+    let refuse = |problem: &str| {
+        reset_view(
             &visit,
             &attempt,
             &form.token,
             Some(problem.to_owned()),
             StatusCode::BAD_REQUEST,
-        ));
+        )
+    };
+    if !attempt.session.csrf_ok(&form.csrf) {
+        return Ok(refuse(t.session_expired));
     }
-    // Taken before the password is written: a link works once, even when two tabs race.
-    let Ok(Some(value)) = store.take_once("reset", &token_key(&form.token)).await else {
+    if form.password != form.repeat {
+        return Ok(refuse(t.password_mismatch));
+    }
+    // Whose link it is, without using it up: a refused password leaves the link working.
+    let Ok(Some(value)) = store.peek_once("reset", &token_key(&form.token)).await else {
         return Ok(invalid_link(&visit));
     };
     let value = String::from_utf8_lossy(&value).into_owned();
@@ -352,20 +396,22 @@ pub(crate) async fn reset_submit(
     let Some(org) = visit.org(org_id).cloned() else {
         return Ok(invalid_link(&visit));
     };
-    let typed = form.password;
-    let hashed = tokio::task::spawn_blocking(move || password::hash(&typed)).await;
-    let Ok(Ok(hash)) = hashed else {
-        return Ok(reset_view(
-            &visit,
-            &attempt,
-            &form.token,
-            Some(t.password_too_short.to_owned()),
-            StatusCode::BAD_REQUEST,
-        ));
-    };
     let account = match db.account(org_id, account_id).await {
         Ok(Some(account)) => account,
         _ => return Ok(invalid_link(&visit)),
+    };
+    if let Err(weak) = password::check_new(&form.password, &account.username, &[&org.name]) {
+        return Ok(refuse(password_problem(t, &weak)));
+    }
+    // Taken before the password is written: a link works once, even when two tabs race.
+    match store.take_once("reset", &token_key(&form.token)).await {
+        Ok(Some(taken)) if taken == value.as_bytes() => {}
+        _ => return Ok(invalid_link(&visit)),
+    }
+    let typed = form.password;
+    let hashed = tokio::task::spawn_blocking(move || password::hash(&typed)).await;
+    let Ok(Ok(hash)) = hashed else {
+        return Ok(trouble(&visit));
     };
     let now = state.now();
     if !matches!(

@@ -15,6 +15,9 @@ pub const ORG_COOKIE: &str = "__Host-certgate-org";
 /// A random id per browser, set at its first right password: where a person signed in before,
 /// guessing at their name from elsewhere does not hold them (see `throttle`).
 pub const BROWSER_COOKIE: &str = "__Host-certgate-browser";
+/// The language a person chose with the switch on every page (`nl` or `en`); it wins over the
+/// browser's `Accept-Language`.
+pub const LANG_COOKIE: &str = "__Host-certgate-lang";
 /// A sign-in has this long between pages.
 pub const SESSION_TTL: Duration = Duration::from_secs(20 * 60);
 

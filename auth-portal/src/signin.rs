@@ -65,6 +65,10 @@ pub struct Proven {
     /// sign-in: now it may choose one the organisation offers.
     #[serde(default)]
     pub reproved: bool,
+    /// Signed in with a recovery code, the person sets up a new factor in place of the one
+    /// they lost: the stored one is not asked for, and the first right code replaces it.
+    #[serde(default)]
+    pub replacing: bool,
 }
 
 /// Whether this sign-in's code went out.
@@ -112,12 +116,16 @@ pub enum Step {
     },
     /// Waiting for a code from the enrolled authenticator app.
     AwaitingApp { proven: Proven },
-    /// Waiting for the code sent by SMS or e-mail. `chosen`: picked on this visit.
+    /// Waiting for the code sent by SMS or e-mail. `chosen`: picked on this visit. `instead`:
+    /// "sign in another way": the account's own factor is set aside for this sign-in only, and
+    /// a right code stores nothing.
     AwaitingCode {
         proven: Proven,
         channel: MfaChoice,
         chosen: bool,
         sent: Sent,
+        #[serde(default)]
+        instead: bool,
     },
     /// Done: the credential was issued.
     SignedIn(SignedIn),
@@ -132,6 +140,9 @@ pub struct SignedIn {
     /// Unix seconds.
     pub at: i64,
     pub mfa: MfaStatus,
+    /// With a recovery code: the factor may be replaced at once ([`Event::ReplaceFactor`]).
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 impl SignedIn {
@@ -335,12 +346,18 @@ pub enum Event<'a> {
     ProviderVouched(ProviderMfa),
     /// A signed-in user turns a second factor on from the account page.
     AddFactor,
+    /// Just signed in with a recovery code, the user sets up a new factor in place of the lost
+    /// one.
+    ReplaceFactor,
     /// The second-factor page is loaded.
     Show,
     /// A new authenticator secret was sealed ([`Effect::SealNewSecret`]).
     SecretSealed(String),
     /// A method was picked on the choice page (as the form sent it).
     Chose(&'a str),
+    /// "Sign in another way": a code by this channel (as the form sent it) for this sign-in,
+    /// instead of the account's own factor.
+    Instead(&'a str),
     /// "Send a new code".
     Resend,
     /// [`Effect::SendCode`] went out.
@@ -407,6 +424,9 @@ pub enum Audit {
     Failed(Method),
     /// `mfa-enrolled`, the factor as detail.
     FactorEnrolled(MfaChoice),
+    /// `mfa-replaced`, the new factor as detail: set up after a recovery code, in place of the
+    /// one lost.
+    FactorReplaced(MfaChoice),
     /// `recovery-code-used`.
     RecoveryCodeUsed,
 }
@@ -424,11 +444,12 @@ pub enum Effect {
         channel: MfaChoice,
         again: bool,
     },
-    /// Store the account's factor; an authenticator's comes with its sealed secret and ten new
-    /// recovery codes, shown once.
+    /// Store the account's factor, removing the one before (an authenticator's comes with its
+    /// sealed secret); with `recovery_codes`, ten new recovery codes, shown once.
     StoreFactor {
         factor: MfaChoice,
         secret: Option<String>,
+        recovery_codes: bool,
     },
     Audit(Audit),
     /// Tell the account by e-mail that a second factor was added.
@@ -565,6 +586,29 @@ pub fn offered_methods(ctx: &Ctx<'_>) -> Vec<MfaChoice> {
         .collect()
 }
 
+/// The other ways a step waiting for the account's own factor offers ("the phone is not at
+/// hand"): a code by a channel the organisation offers, this deployment can send and the account
+/// can be reached by, other than the factor itself and the channel already in use. Never a new
+/// authenticator: a password alone does not put a factor in place of the one enrolled.
+pub fn alternatives(step: &Step, ctx: &Ctx<'_>) -> Vec<MfaChoice> {
+    let own = ctx.account.mfa_method.filter(|_| ctx.account.mfa_enrolled);
+    let in_use = match step {
+        Step::AwaitingApp { .. } => MfaChoice::Authenticator,
+        Step::AwaitingCode {
+            channel,
+            chosen: false,
+            instead: false,
+            ..
+        } => *channel,
+        _ => return Vec::new(),
+    };
+    offered_methods(ctx)
+        .into_iter()
+        .filter(|m| *m != MfaChoice::Authenticator && *m != in_use && Some(*m) != own)
+        .filter(|m| reachable(ctx.account, *m))
+        .collect()
+}
+
 /// Whether the account can be sent codes by `channel` (it has a number or an address).
 pub fn reachable(account: &Account, channel: MfaChoice) -> bool {
     match channel {
@@ -586,6 +630,22 @@ pub fn transition(step: &Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                     account: done.account.clone(),
                     at: done.at,
                     reproved: false,
+                    replacing: false,
+                };
+                second_factor(proven, ctx, View::ToMfa)
+            }
+            _ => Next::stay(step, View::ToLogin),
+        },
+        Event::ReplaceFactor => match step {
+            Step::SignedIn(done)
+                if done.recovered && done.account == ctx.account.id && done.fresh(ctx.now) =>
+            {
+                let proven = Proven {
+                    org: done.org.clone(),
+                    account: done.account.clone(),
+                    at: done.at,
+                    reproved: false,
+                    replacing: true,
                 };
                 second_factor(proven, ctx, View::ToMfa)
             }
@@ -645,6 +705,7 @@ fn first_step(method: Method, provider: Option<ProviderMfa>, ctx: &Ctx<'_>) -> N
         account: ctx.account.id.clone(),
         at: ctx.now,
         reproved: false,
+        replacing: false,
     };
     let mut next = second_factor(proven, ctx, View::ToMfa);
     next.effects.splice(0..0, [counted, Effect::RotateSession]);
@@ -671,7 +732,10 @@ fn second_factor(proven: Proven, ctx: &Ctx<'_>, view: View) -> Next {
 pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
     let account = ctx.account;
     let allowed = allowed_methods(ctx.org, account);
-    let enrolled = account.mfa_method.filter(|_| account.mfa_enrolled);
+    // Replacing a lost factor: as if none were enrolled.
+    let enrolled = account
+        .mfa_method
+        .filter(|_| account.mfa_enrolled && !proven.replacing);
     let sent = |channel: MfaChoice| {
         if before.channel() == Some(channel) {
             before.sent()
@@ -708,6 +772,29 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
         Step::Enrolling { secret, .. } => secret.clone(),
         _ => None,
     };
+    // Another way, picked on this sign-in, while it is still one.
+    if let (
+        Some(_),
+        Step::AwaitingCode {
+            channel,
+            instead: true,
+            ..
+        },
+    ) = (stored, before)
+    {
+        let usable = offered_methods(ctx).contains(channel)
+            && reachable(account, *channel)
+            && stored != Some(*channel);
+        if usable {
+            return Step::AwaitingCode {
+                proven,
+                channel: *channel,
+                chosen: false,
+                sent: sent(*channel),
+                instead: true,
+            };
+        }
+    }
     match (stored, chosen) {
         (Some(MfaChoice::Authenticator), _) if account.totp_secret.is_some() => {
             Step::AwaitingApp { proven }
@@ -722,6 +809,7 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
             channel,
             chosen: false,
             sent: sent(channel),
+            instead: false,
         },
         (None, Some(MfaChoice::Authenticator)) => Step::Enrolling {
             proven,
@@ -733,6 +821,7 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
             channel,
             chosen: true,
             sent: sent(channel),
+            instead: false,
         },
         (None, None) if allowed == [MfaChoice::Authenticator] => Step::Enrolling {
             proven,
@@ -779,6 +868,26 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
             },
         },
         Event::Chose(name) => choose(step, name, ctx),
+        Event::Instead(name) => {
+            let other = MfaChoice::from_name(name).filter(|m| alternatives(&step, ctx).contains(m));
+            match (other, step.proven()) {
+                (Some(channel), Some(proven)) => Next::to(
+                    Step::AwaitingCode {
+                        proven: proven.clone(),
+                        channel,
+                        chosen: false,
+                        sent: Sent::No,
+                        instead: true,
+                    },
+                    vec![Effect::SendCode {
+                        channel,
+                        again: false,
+                    }],
+                    View::ToMfa,
+                ),
+                _ => Next::stay(&step, View::ToMfa),
+            }
+        }
         Event::Resend => match step.channel() {
             Some(channel) => Next::to(
                 step,
@@ -855,10 +964,16 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 chosen: true,
                 ..
             } => Next::to(Step::Choosing { proven }, Vec::new(), View::ToMfa),
+            // From another way back to the account's own factor (its code sent again).
+            Step::AwaitingCode {
+                proven,
+                instead: true,
+                ..
+            } => second_factor(proven, ctx, View::ToMfa),
             _ => Next::to(Step::Started, Vec::new(), View::Restart),
         },
         // Handled before a step of the second factor is looked at.
-        Event::PasswordOk | Event::ProviderVouched(_) | Event::AddFactor => {
+        Event::PasswordOk | Event::ProviderVouched(_) | Event::AddFactor | Event::ReplaceFactor => {
             Next::stay(&step, View::ToMfa)
         }
     }
@@ -911,6 +1026,7 @@ fn choose(step: Step, name: &str, ctx: &Ctx<'_>) -> Next {
                 channel,
                 chosen: true,
                 sent: Sent::No,
+                instead: false,
             },
             vec![Effect::SendCode {
                 channel,
@@ -945,25 +1061,55 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
             let factor = MfaChoice::Authenticator;
             issue(ctx, vec![success(factor)], proof(factor), Finish::Return)
         }
-        Step::Enrolling { secret, .. } => {
+        Step::Enrolling { secret, proven, .. } => {
             let factor = MfaChoice::Authenticator;
             let before = vec![
-                Effect::StoreFactor { factor, secret },
-                Effect::Audit(Audit::FactorEnrolled(factor)),
+                Effect::StoreFactor {
+                    factor,
+                    secret,
+                    recovery_codes: true,
+                },
+                Effect::Audit(if proven.replacing {
+                    Audit::FactorReplaced(factor)
+                } else {
+                    Audit::FactorEnrolled(factor)
+                }),
                 Effect::NotifyFactorAdded(factor),
                 success(factor),
             ];
             issue(ctx, before, proof(factor), Finish::RecoveryCodes)
         }
-        Step::AwaitingCode { channel, .. } => {
+        Step::AwaitingCode {
+            channel,
+            instead,
+            proven,
+            ..
+        } => {
             let account = ctx.account;
             let mut before = Vec::new();
-            if !account.mfa_enrolled || account.mfa_method != Some(channel) {
+            if proven.replacing {
+                // The lost factor goes, whatever it was; this channel (and new recovery codes,
+                // shown once) in its place.
+                before.extend([
+                    Effect::StoreFactor {
+                        factor: channel,
+                        secret: None,
+                        recovery_codes: true,
+                    },
+                    Effect::Audit(Audit::FactorReplaced(channel)),
+                    Effect::NotifyFactorAdded(channel),
+                    success(channel),
+                ]);
+                return issue(ctx, before, proof(channel), Finish::RecoveryCodes);
+            }
+            // Another way proves this sign-in only; the account's own factor stays.
+            if !instead && (!account.mfa_enrolled || account.mfa_method != Some(channel)) {
                 // The first code by this channel: the choice is stored, and the user told.
                 before.extend([
                     Effect::StoreFactor {
                         factor: channel,
                         secret: None,
+                        recovery_codes: false,
                     },
                     Effect::Audit(Audit::FactorEnrolled(channel)),
                     Effect::NotifyFactorAdded(channel),
@@ -999,6 +1145,7 @@ fn issue(ctx: &Ctx<'_>, mut effects: Vec<Effect>, proof: Proof, finish: Finish) 
         account: ctx.account.id.clone(),
         at: ctx.now,
         mfa: proof.mfa,
+        recovered: proof.method == Method::Recovery,
     };
     Next::to(Step::SignedIn(done), effects, View::Done(finish))
 }

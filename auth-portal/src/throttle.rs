@@ -117,8 +117,17 @@ impl Throttle<'_> {
             .hit("guess-pair", &pair, limit(self.per_pair))
             .await?;
         if !by_pair.allowed {
-            self.store.unhit("guess-ip", &ip).await?;
-            return Ok(Err(Blocked::Pair(by_pair.retry_after)));
+            if self.lifted(&name).await? {
+                // An administrator lifted the block: this attempt counts as the first.
+                self.store.clear_hits("guess-pair", &pair).await?;
+                self.store
+                    .hit("guess-pair", &pair, limit(self.per_pair))
+                    .await?;
+                self.store.clear_hits("guess-name", &name).await?;
+            } else {
+                self.store.unhit("guess-ip", &ip).await?;
+                return Ok(Err(Blocked::Pair(by_pair.retry_after)));
+            }
         }
         let by_name = self
             .store
@@ -146,7 +155,11 @@ impl Throttle<'_> {
                     },
                 )
                 .await?;
-            if !gate.allowed {
+            let lifted = !gate.allowed && self.lifted(&name).await?;
+            if lifted {
+                self.store.clear_hits("guess-name", &name).await?;
+            }
+            if !gate.allowed && !lifted {
                 // Not checked, so not a failure of this pair or name; but the address pays,
                 // or hammering the delay would cost nothing.
                 self.store.unhit("guess-pair", &pair).await?;
@@ -189,6 +202,20 @@ impl Throttle<'_> {
         Ok(())
     }
 
+    /// An organisation admin lifts the block on `login` (a colleague told "too many attempts"
+    /// who cannot wait): the next attempt for that name, from any address, is checked and
+    /// counts as a first one. A block of a whole address stays: it is not this person's.
+    pub async fn lift(&self, org: &str, login: &str) -> Result<(), StoreError> {
+        let name = format!("{org}:{}", login.trim().to_lowercase());
+        let window = self.per_pair.window.max(NAME_WINDOW);
+        self.store.put_once(LIFTED, &name, b"1", window).await
+    }
+
+    /// Whether a lift waits for `name`; it is used up by this attempt.
+    async fn lifted(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.store.take_once(LIFTED, name).await?.is_some())
+    }
+
     /// Whether `name` signed in from this address or browser before.
     async fn known(&self, name: &str, ip: &str, browser: Option<&str>) -> Result<bool, StoreError> {
         if self
@@ -212,6 +239,8 @@ impl Throttle<'_> {
 
 /// The store's purpose for known sources.
 const KNOWN: &str = "known-source";
+/// The store's purpose for a block an administrator lifted.
+const LIFTED: &str = "guess-lifted";
 
 fn known_address(name: &str, ip: &str) -> String {
     format!("{name}|{ip}")
@@ -250,6 +279,46 @@ mod tests {
 
     fn from(ip: &str) -> Source<'_> {
         Source { ip, browser: None }
+    }
+
+    /// An organisation admin lifts the block on a name: the next attempt, from wherever, is
+    /// checked; one attempt later the limits hold again.
+    #[tokio::test]
+    async fn an_admin_lifts_the_block_on_a_name() {
+        let store = store();
+        let t = Throttle {
+            per_ip: Limit {
+                count: 100,
+                window: Duration::from_secs(900),
+            },
+            ..throttle(&store)
+        };
+        // Fenna signed in from here before, so only the pair's limit holds her.
+        for name in ["fenna", "gerrit"] {
+            let right = t.begin("noord", name, from("192.0.2.7")).await.unwrap();
+            t.succeeded(right.unwrap()).await.unwrap();
+        }
+        for _ in 0..5 {
+            fail(&t, "noord", "fenna", "192.0.2.7").await.unwrap();
+        }
+        assert!(matches!(
+            fail(&t, "noord", "fenna", "192.0.2.7").await,
+            Err(Blocked::Pair(_))
+        ));
+        t.lift("noord", "Fenna").await.unwrap();
+        let counted = t.begin("noord", "fenna", from("192.0.2.7")).await.unwrap();
+        assert!(counted.is_ok(), "the lift lets the next attempt through");
+        // A lift is used once: four more wrong tries are allowed, then the block is back.
+        for _ in 0..4 {
+            fail(&t, "noord", "fenna", "192.0.2.7").await.unwrap();
+        }
+        assert!(fail(&t, "noord", "fenna", "192.0.2.7").await.is_err());
+        // Another name of the organisation is not lifted by it.
+        for _ in 0..5 {
+            fail(&t, "noord", "gerrit", "192.0.2.7").await.unwrap();
+        }
+        t.lift("zuid", "gerrit").await.unwrap();
+        assert!(fail(&t, "noord", "gerrit", "192.0.2.7").await.is_err());
     }
 
     /// A failed attempt: counted, never handed back.

@@ -18,9 +18,18 @@ pub fn new_secret() -> Vec<u8> {
     rand::random::<[u8; SECRET_BYTES]>().to_vec()
 }
 
-/// The secret as the text an app accepts when scanning fails ("trouble scanning?").
+/// The secret as the text an app accepts when scanning fails, in groups of four
+/// (`ABCD EFGH …`) to copy it by eye; apps ignore the spaces, and so does the copy button.
 pub fn secret_text(secret: &[u8]) -> String {
-    Secret::new(secret.to_vec().into_boxed_slice()).to_base32()
+    let base32 = Secret::new(secret.to_vec().into_boxed_slice()).to_base32();
+    let mut grouped = String::with_capacity(base32.len() + base32.len() / 4);
+    for (i, c) in base32.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            grouped.push(' ');
+        }
+        grouped.push(c);
+    }
+    grouped
 }
 
 fn totp(secret: &[u8], issuer: &str, account: &str) -> Result<Totp, TotpError> {
@@ -38,7 +47,8 @@ fn totp(secret: &[u8], issuer: &str, account: &str) -> Result<Totp, TotpError> {
 
 /// The step (unix time / 30) that `code` matches at `now`, if any.
 pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Result<Option<u64>, TotpError> {
-    let code = code.trim();
+    let code = crate::codes::typed_digits(code);
+    let code = code.as_ref();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
@@ -90,6 +100,11 @@ mod tests {
         let too_old = oathtool(&secret, now - 90);
         if too_old != current && too_old != previous && too_old != next {
             assert_eq!(matching_step(&secret, &too_old, now).unwrap(), None);
+        }
+        // As the app shows it, or typed with a dash.
+        let (left, right) = current.split_at(3);
+        for typed in [format!("{left} {right}"), format!("{left}-{right}")] {
+            assert_eq!(matching_step(&secret, &typed, now).unwrap(), Some(step));
         }
         assert_eq!(matching_step(&secret, "12345", now).unwrap(), None);
         assert_eq!(matching_step(&secret, "abcdef", now).unwrap(), None);

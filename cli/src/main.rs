@@ -348,6 +348,34 @@ fn rotate_keys(config: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// One line of `certgate device list`: what the device is, whether the gateway admits it
+/// now, and its times in ISO 8601 in the organisation's time zone
+/// (`2026-12-06T21:07:16+01:00`).
+fn device_line(d: &certgate_control::users::DeviceView) -> String {
+    let zone = certgate_policies::TimeZone::named(&d.time_zone).unwrap_or_default();
+    let when = |t: Option<i64>| t.map_or("-".to_owned(), |t| zone.iso(t));
+    let what = match (d.browser.as_str(), d.system.as_str()) {
+        ("", "") => d.kind.clone(),
+        ("", system) => format!("{} on {system}", d.kind),
+        (browser, "") => browser.to_owned(),
+        (browser, system) => format!("{browser} on {system}"),
+    };
+    let mut line = format!(
+        "{}  {}  {} {}  created {}  expires {}  last seen {}",
+        d.id,
+        if d.state.is_empty() { "-" } else { &d.state },
+        what,
+        d.trust,
+        when(Some(d.created_at)),
+        when(Some(d.expires_at)),
+        when(d.last_seen),
+    );
+    if let Some(revoked) = d.revoked_at {
+        line.push_str(&format!("  revoked {}", when(Some(revoked))));
+    }
+    line
+}
+
 fn device(command: DeviceCommand) -> Result<(), String> {
     match command {
         DeviceCommand::List {
@@ -369,22 +397,8 @@ fn device(command: DeviceCommand) -> Result<(), String> {
                 println!("{}", String::from_utf8_lossy(&answer));
                 return Ok(());
             }
-            let when = |t: Option<i64>| {
-                t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-                    .map_or("-".to_owned(), |t| t.to_string())
-            };
             for d in devices {
-                println!(
-                    "{}  {} {}  created {}  expires {}  last seen {}  {}",
-                    d.id,
-                    d.kind,
-                    d.trust,
-                    when(Some(d.created_at)),
-                    when(Some(d.expires_at)),
-                    when(d.last_seen),
-                    d.revoked_at
-                        .map_or(String::new(), |t| format!("revoked {}", when(Some(t)))),
-                );
+                println!("{}", device_line(&d));
             }
             Ok(())
         }

@@ -200,5 +200,6 @@ pub fn setup(
         clock,
         failure_delay: FAILURE_DELAY,
         audit_retention: config.database.audit_retention,
+        https_port: config.server.https_listen.port(),
     })
 }

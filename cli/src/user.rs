@@ -200,6 +200,10 @@ pub fn run(command: UserCommand) -> Result<(), String> {
         UserCommand::SetPassword { user, offline } => {
             let config = crate::load_config(&user.at.config)?;
             let password = read_password()?;
+            // The rule the portal's reset page applies; the organisation's name is not known
+            // offline, so only its id joins the words a guesser tries.
+            certgate_portal::password::check_new(&password, &user.user, &[&user.at.org])
+                .map_err(|e| e.to_string())?;
             let hash = certgate_portal::password::hash(&password).map_err(|e| e.to_string())?;
             if offline {
                 set_password_offline(&config, &user.at.org, &user.user, &hash)?;

@@ -245,10 +245,29 @@ pub struct DeviceView {
     pub last_seen: Option<i64>,
     pub revoked_at: Option<i64>,
     pub ip: String,
+    /// `active`, `expired`, `revoked` or `ended` (with every credential of the account, by a
+    /// disable, a second-factor reset or a new password): whether the gateway admits it now.
+    #[serde(default)]
+    pub state: String,
+    /// The browser and system it was issued to ("Chrome", "Android"); empty when not known.
+    #[serde(default)]
+    pub browser: String,
+    #[serde(default)]
+    pub system: String,
+    /// The organisation's time zone (`Europe/Amsterdam`), for showing the times.
+    #[serde(default)]
+    pub time_zone: String,
 }
 
-impl From<&certgate_db::Device> for DeviceView {
-    fn from(d: &certgate_db::Device) -> Self {
+impl DeviceView {
+    /// `device` as it stands at `now` by the gateway's live revocations.
+    fn of(
+        d: &certgate_db::Device,
+        username: &str,
+        revocations: &certgate_accounts::RevocationSet,
+        time_zone: &certgate_policies::TimeZone,
+        now: i64,
+    ) -> Self {
         DeviceView {
             id: d.id.clone(),
             kind: match d.kind {
@@ -267,6 +286,10 @@ impl From<&certgate_db::Device> for DeviceView {
             last_seen: d.last_seen,
             revoked_at: d.revoked_at,
             ip: d.ip.clone(),
+            state: revocations.standing(username, d, now).as_str().to_owned(),
+            browser: d.browser.clone(),
+            system: d.system.clone(),
+            time_zone: time_zone.name().to_owned(),
         }
     }
 }
@@ -277,7 +300,7 @@ async fn devices(
     State(state): State<Arc<AdminState>>,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<Vec<DeviceView>>, AdminError> {
-    let (_, account) = find(&state, &org, &login).await?;
+    let (organisation, account) = find(&state, &org, &login).await?;
     let mut devices = state
         .database()?
         .devices(&org, &account.id)
@@ -294,7 +317,23 @@ async fn devices(
         }
     }
     devices.sort_by_key(|d| std::cmp::Reverse(d.created_at));
-    Ok(Json(devices.iter().map(DeviceView::from).collect()))
+    // The set the gateway admits by, as it is now on this instance.
+    let revocations = state.revocations.load();
+    let now = state.now();
+    Ok(Json(
+        devices
+            .iter()
+            .map(|d| {
+                DeviceView::of(
+                    d,
+                    &account.username,
+                    &revocations,
+                    &organisation.time_zone,
+                    now,
+                )
+            })
+            .collect(),
+    ))
 }
 
 async fn list(

@@ -474,6 +474,11 @@ pub struct Device {
     pub last_seen: Option<i64>,
     pub revoked_at: Option<i64>,
     pub ip: String,
+    /// The browser its credential was issued to ("Chrome"), from its User-Agent; empty when
+    /// not known.
+    pub browser: String,
+    /// The system that browser ran on ("Android", "iPhone"); empty when not known.
+    pub system: String,
 }
 
 /// One line of the audit log: who did what, when, from where.
@@ -667,6 +672,70 @@ impl Database {
         rows.iter().map(account_from_row).collect()
     }
 
+    /// A page of an organisation's accounts by user name: those whose user name, name or
+    /// e-mail address contains `search` (any case; ASCII case only on SQLite), at most `limit`
+    /// after the first `offset`. An empty `search` finds every account.
+    pub async fn accounts_page(
+        &self,
+        org: &str,
+        search: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Account>, DbError> {
+        let search = normalise(search);
+        // `!` escapes LIKE's wildcards, so what was typed is looked for as typed.
+        let mut pattern = String::with_capacity(search.len() + 2);
+        pattern.push('%');
+        for c in search.chars() {
+            if matches!(c, '%' | '_' | '!') {
+                pattern.push('!');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE org = $1 AND ($2 = '' \
+             OR lower(username) LIKE $3 ESCAPE '!' OR lower(display_name) LIKE $3 ESCAPE '!' \
+             OR lower(coalesce(email, '')) LIKE $3 ESCAPE '!') \
+             ORDER BY username LIMIT $4 OFFSET $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org)
+            .bind(&search)
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset.max(0))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// The display names of the accounts of `org` among `usernames` (user name → name), for
+    /// pages that name people; names of no account are left out.
+    pub async fn display_names(
+        &self,
+        org: &str,
+        usernames: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, DbError> {
+        let mut names = std::collections::HashMap::new();
+        // One query a chunk: a bounded number of placeholders on both backends.
+        for chunk in usernames.chunks(100) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT username, display_name FROM accounts WHERE org = $1 AND username IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(org);
+            for username in chunk {
+                query = query.bind(normalise(username));
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                names.insert(row.try_get("username")?, row.try_get("display_name")?);
+            }
+        }
+        Ok(names)
+    }
+
     /// Changes what an administrator may edit (name, e-mail, mobile, kind, roles: the user name
     /// stays); `false` when there is no such account. An account that no longer holds the role
     /// [`ADMIN_ROLE`] loses the API tokens it made, revoked at `now`: they would otherwise work
@@ -819,6 +888,17 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Removes the authenticator secret: a lost phone's app, replaced by another method, must
+    /// not come back to life should the account choose the app again.
+    pub async fn clear_totp_secret(&self, org: &str, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE accounts SET totp_secret = NULL WHERE org = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Removes one recovery code hash, only if the stored list is still `before`: of two
     /// racing uses of the same code, one wins.
     pub async fn use_recovery_code(
@@ -935,8 +1015,8 @@ impl Database {
 
     pub async fn record_device(&self, device: &Device) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO devices (org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO devices (org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip, browser, system) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&device.org)
         .bind(&device.id)
@@ -955,6 +1035,8 @@ impl Database {
         .bind(device.last_seen)
         .bind(device.revoked_at)
         .bind(&device.ip)
+        .bind(&device.browser)
+        .bind(&device.system)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -962,7 +1044,7 @@ impl Database {
 
     pub async fn devices(&self, org: &str, account_id: &str) -> Result<Vec<Device>, DbError> {
         let rows = sqlx::query(
-            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip \
+            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip, browser, system \
              FROM devices WHERE org = $1 AND account_id = $2 ORDER BY created_at, id",
         )
         .bind(org)
@@ -975,7 +1057,7 @@ impl Database {
     /// `false` when there is no such device or it was already revoked.
     pub async fn device(&self, org: &str, id: &str) -> Result<Option<Device>, DbError> {
         let row = sqlx::query(
-            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip \
+            "SELECT org, id, account_id, kind, trust, created_at, expires_at, last_seen, revoked_at, ip, browser, system \
              FROM devices WHERE org = $1 AND id = $2",
         )
         .bind(org)
@@ -1012,14 +1094,25 @@ impl Database {
         org: &str,
         limit: i64,
     ) -> Result<Vec<(String, Device)>, DbError> {
+        self.org_devices_page(org, 0, limit).await
+    }
+
+    /// A page of [`Database::org_devices`]: at most `limit`, after the newest `offset`.
+    pub async fn org_devices_page(
+        &self,
+        org: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Device)>, DbError> {
         let rows = sqlx::query(
             "SELECT d.org, d.id, d.account_id, d.kind, d.trust, d.created_at, d.expires_at, \
-             d.last_seen, d.revoked_at, d.ip, a.username FROM devices d \
+             d.last_seen, d.revoked_at, d.ip, d.browser, d.system, a.username FROM devices d \
              JOIN accounts a ON a.id = d.account_id AND a.org = d.org \
-             WHERE d.org = $1 ORDER BY d.created_at DESC, d.id LIMIT $2",
+             WHERE d.org = $1 ORDER BY d.created_at DESC, d.id LIMIT $2 OFFSET $3",
         )
         .bind(org)
         .bind(limit)
+        .bind(offset.max(0))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -1087,15 +1180,28 @@ impl Database {
         who: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, DbError> {
+        self.audit_page(org, since, who, 0, limit).await
+    }
+
+    /// A page of [`Database::recent_audit`]: at most `limit`, after the newest `offset`.
+    pub async fn audit_page(
+        &self,
+        org: &str,
+        since: i64,
+        who: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, DbError> {
         let rows = sqlx::query(
             "SELECT org, at, actor, action, subject, ip, detail FROM audit_log \
              WHERE org = $1 AND at >= $2 AND ($3 = '' OR lower(actor) = $3 OR lower(subject) = $3) \
-             ORDER BY at DESC, id DESC LIMIT $4",
+             ORDER BY at DESC, id DESC LIMIT $4 OFFSET $5",
         )
         .bind(org)
         .bind(since)
         .bind(who.map(normalise).unwrap_or_default())
         .bind(limit)
+        .bind(offset.max(0))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -1215,5 +1321,7 @@ fn device_from_row(row: &sqlx::any::AnyRow) -> Result<Device, DbError> {
         last_seen: row.try_get("last_seen")?,
         revoked_at: row.try_get("revoked_at")?,
         ip: row.try_get("ip")?,
+        browser: row.try_get("browser")?,
+        system: row.try_get("system")?,
     })
 }

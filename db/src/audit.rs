@@ -8,6 +8,8 @@ pub enum AuditAction {
     SignInFailed,
     SignOut,
     MfaEnrolled,
+    /// A new factor set up after a recovery code, in place of the lost one.
+    MfaReplaced,
     RecoveryCodeUsed,
     RecoveryCodesRenewed,
     PasswordReset,
@@ -24,6 +26,8 @@ pub enum AuditAction {
     AccountEnabled,
     MfaReset,
     PasswordSet,
+    /// An organisation admin lifted the block on signing in with an account's names.
+    SignInUnblocked,
     AccountDeleted,
     AccountsImported,
     /// Every credential of an account issued until then refused (`certgate device revoke --user`).
@@ -36,11 +40,12 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 26] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::SignIn,
         AuditAction::SignInFailed,
         AuditAction::SignOut,
         AuditAction::MfaEnrolled,
+        AuditAction::MfaReplaced,
         AuditAction::RecoveryCodeUsed,
         AuditAction::RecoveryCodesRenewed,
         AuditAction::PasswordReset,
@@ -55,6 +60,7 @@ impl AuditAction {
         AuditAction::AccountEnabled,
         AuditAction::MfaReset,
         AuditAction::PasswordSet,
+        AuditAction::SignInUnblocked,
         AuditAction::AccountDeleted,
         AuditAction::AccountsImported,
         AuditAction::AccountRevoked,
@@ -71,6 +77,7 @@ impl AuditAction {
             AuditAction::SignInFailed => "sign-in-failed",
             AuditAction::SignOut => "sign-out",
             AuditAction::MfaEnrolled => "mfa-enrolled",
+            AuditAction::MfaReplaced => "mfa-replaced",
             AuditAction::RecoveryCodeUsed => "recovery-code-used",
             AuditAction::RecoveryCodesRenewed => "recovery-codes-renewed",
             AuditAction::PasswordReset => "password-reset",
@@ -85,6 +92,7 @@ impl AuditAction {
             AuditAction::AccountEnabled => "admin.user.enable",
             AuditAction::MfaReset => "admin.user.reset_mfa",
             AuditAction::PasswordSet => "admin.user.set_password",
+            AuditAction::SignInUnblocked => "admin.user.unblock",
             AuditAction::AccountDeleted => "admin.user.delete",
             AuditAction::AccountsImported => "admin.user.import",
             AuditAction::AccountRevoked => "admin.user.revoke",

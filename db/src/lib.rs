@@ -110,6 +110,32 @@ fn shown_url(url: &str) -> String {
     }
 }
 
+/// A SQLite URL that creates its file (and the file's directory) when they do not exist yet,
+/// as the empty URL does: `sqlite:///var/lib/certgate/accounts.db`, `sqlite://data/accounts.db`
+/// or `sqlite:data/accounts.db` (relative to the working directory), `sqlite::memory:`. An
+/// explicit `mode=` is kept (`mode=ro`, `mode=rw` to refuse a missing file).
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let (location, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = location
+        .strip_prefix("sqlite://")
+        .or_else(|| location.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p.starts_with("mode=")) {
+        return Ok(url.to_owned());
+    }
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| DbError::Open {
+            target: shown_url(url),
+            source: sqlx::Error::Io(e),
+        })?;
+    }
+    let separator = if query.is_empty() { '?' } else { '&' };
+    Ok(format!("{url}{separator}mode=rwc"))
+}
+
 /// Which SQL dialect the pool speaks; only migrations differ between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -138,7 +164,7 @@ impl Database {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_owned(), Backend::Postgres)
         } else if url.starts_with("sqlite:") {
-            (url.to_owned(), Backend::Sqlite)
+            (sqlite_url(url)?, Backend::Sqlite)
         } else {
             return Err(DbError::UnsupportedUrl);
         };

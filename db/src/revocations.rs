@@ -132,6 +132,24 @@ impl Database {
         rows.iter().map(revocation_from_row).collect()
     }
 
+    /// The live revocations of one organisation (and every serial revocation, which names no
+    /// organisation): what decides how its credentials stand.
+    pub async fn live_revocations_of(
+        &self,
+        org: &str,
+        now: i64,
+    ) -> Result<Vec<Revocation>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, org, kind, subject, reason, revoked_at, drop_after \
+             FROM revocations WHERE (org = $1 OR kind = 'serial') AND drop_after > $2 ORDER BY id",
+        )
+        .bind(org)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
     /// Deletes revocations whose every covered credential has expired; returns how many.
     pub async fn purge_revocations(&self, now: i64) -> Result<u64, DbError> {
         let done = sqlx::query("DELETE FROM revocations WHERE drop_after <= $1")

@@ -214,6 +214,14 @@ async fn exercise_accounts(db: &Database) {
         .replace_totp_secret("noord", "acc-1", "sealed", "resealed")
         .await
         .unwrap());
+    // A lost phone replaced by another method: its secret goes.
+    assert!(db.clear_totp_secret("noord", "acc-1").await.unwrap());
+    let cleared = db.account("noord", "acc-1").await.unwrap().unwrap();
+    assert_eq!(cleared.totp_secret, None);
+    assert!(db
+        .set_mfa("noord", "acc-1", MfaChoice::Email, Some("resealed"), None)
+        .await
+        .unwrap());
     assert!(!db
         .replace_totp_secret("noord", "acc-1", "sealed", "again")
         .await
@@ -291,6 +299,8 @@ async fn exercise_accounts(db: &Database) {
         last_seen: None,
         revoked_at: None,
         ip: "192.0.2.7".into(),
+        browser: "Chrome".into(),
+        system: "Android".into(),
     };
     db.record_device(&device).await.unwrap();
     assert!(db
@@ -393,6 +403,41 @@ async fn sqlite_accounts() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open("", dir.path()).await.unwrap();
     exercise_accounts(&db).await;
+}
+
+/// `database.url` naming a SQLite file that is not there yet makes it, in every URL form.
+#[tokio::test]
+async fn a_sqlite_url_to_a_new_file_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let absolute = dir.path().join("new/dir/accounts.db");
+    let url = format!("sqlite://{}", absolute.display());
+    let db = Database::open(&url, dir.path()).await.unwrap();
+    exercise_accounts(&db).await;
+    db.close().await;
+    assert!(absolute.is_file());
+    // Reopened, the accounts are still there.
+    let again = Database::open(&url, dir.path()).await.unwrap();
+    assert!(again.account("zuid", "acc-3").await.unwrap().is_some());
+    again.close().await;
+
+    let single_slash = dir.path().join("other.db");
+    let db = Database::open(&format!("sqlite:{}", single_slash.display()), dir.path())
+        .await
+        .unwrap();
+    db.close().await;
+    assert!(single_slash.is_file());
+    // Asking not to create it is kept, and names the file.
+    let refused = Database::open(
+        &format!(
+            "sqlite://{}?mode=rw",
+            dir.path().join("absent.db").display()
+        ),
+        dir.path(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("absent.db"), "{refused}");
 }
 
 #[tokio::test]
@@ -640,4 +685,133 @@ fn one_import_reader_checks_every_row_and_the_whole_file() {
         .unwrap_err()
         .to_string()
         .contains("at most"));
+}
+
+/// The admin pages' lists are read a page at a time by the query (issue 22): accounts by user
+/// name with the search in SQL, devices and audit entries newest first, and the names of the
+/// people the audit log names.
+async fn exercise_pages(db: &Database) {
+    for i in 0..120 {
+        let new = NewAccount {
+            org: "pages".into(),
+            username: format!("groep-{i:03}"),
+            display_name: format!("Groep {i:03}"),
+            email: (i % 2 == 0).then(|| format!("tablet{i:03}@pages.example")),
+            mobile: None,
+            kind: AccountKind::Group,
+            roles: vec![],
+        };
+        db.create_account(&new, &format!("pages-{i:03}"), 1_000)
+            .await
+            .unwrap();
+        db.record_device(&Device {
+            org: "pages".into(),
+            id: format!("pages-dev-{i:03}"),
+            account_id: format!("pages-{i:03}"),
+            kind: DeviceKind::Browser,
+            trust: DeviceTrust::Group,
+            created_at: 2_000 + i,
+            expires_at: 90_000,
+            last_seen: None,
+            revoked_at: None,
+            ip: "192.0.2.9".into(),
+            browser: String::new(),
+            system: String::new(),
+        })
+        .await
+        .unwrap();
+        db.append_audit(&AuditEntry {
+            org: "pages".into(),
+            at: 3_000 + i,
+            actor: "anna@pages.example".into(),
+            action: AuditAction::AccountCreated.as_str().into(),
+            subject: format!("groep-{i:03}"),
+            ip: String::new(),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let names = |accounts: Vec<Account>| -> Vec<String> {
+        accounts.into_iter().map(|a| a.username).collect()
+    };
+    let second = db.accounts_page("pages", "", 50, 50).await.unwrap();
+    assert_eq!(second.len(), 50);
+    assert_eq!(second[0].username, "groep-050");
+    let last = db.accounts_page("pages", "", 100, 50).await.unwrap();
+    assert_eq!(names(last).last().map(String::as_str), Some("groep-119"));
+    // Any case, in the name, the user name or the address; wildcards are plain characters.
+    assert_eq!(
+        names(db.accounts_page("pages", "GROEP 01", 0, 50).await.unwrap()).len(),
+        10
+    );
+    assert_eq!(
+        names(db.accounts_page("pages", "tablet11", 0, 50).await.unwrap()),
+        [
+            "groep-110",
+            "groep-112",
+            "groep-114",
+            "groep-116",
+            "groep-118"
+        ]
+    );
+    assert!(db
+        .accounts_page("pages", "%", 0, 50)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .accounts_page("pages", "p_0", 0, 50)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .accounts_page("elsewhere", "", 0, 50)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let devices = db.org_devices_page("pages", 100, 50).await.unwrap();
+    assert_eq!(devices.len(), 20, "the rest after 100");
+    assert_eq!(devices[0].1.id, "pages-dev-019", "newest first");
+    assert_eq!(devices[0].0, "groep-019");
+
+    let audit = db.audit_page("pages", 0, None, 50, 50).await.unwrap();
+    assert_eq!(audit.len(), 50);
+    assert_eq!(audit[0].subject, "groep-069", "newest first");
+    let theirs = db
+        .audit_page("pages", 0, Some("Groep-007"), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+
+    let wanted: Vec<String> = (0..150).map(|i| format!("groep-{i:03}")).collect();
+    let found = db.display_names("pages", &wanted).await.unwrap();
+    assert_eq!(found.len(), 120, "only accounts that exist, in chunks");
+    assert_eq!(found["groep-101"], "Groep 101");
+    assert!(db.display_names("pages", &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_lists_are_read_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open("", dir.path()).await.unwrap();
+    exercise_pages(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_lists_are_read_a_page_at_a_time() {
+    let Ok(url) = std::env::var("CERTGATE_TEST_POSTGRES_URL") else {
+        eprintln!("CERTGATE_TEST_POSTGRES_URL is not set: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&url, dir.path()).await.unwrap();
+    for table in ["audit_log", "devices", "accounts"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE org = 'pages'"))
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    exercise_pages(&db).await;
 }

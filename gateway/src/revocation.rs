@@ -1,105 +1,14 @@
 //! The in-memory revocation set every request consults. It is rebuilt from the durable SQL
-//! record at start and replaced atomically on each change, so lookups take no lock.
+//! record at start and replaced atomically on each change, so lookups take no lock. The rule it
+//! admits by is `certgate_accounts`' [`RevocationSet`], which the lists of credentials share.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use certgate_db::{Revocation, RevocationKind};
+use certgate_db::Revocation;
 use parking_lot::Mutex;
 
-pub use certgate_accounts::REVOCATION_RETENTION_SECS;
-
-/// Revoked serials, devices and per-account "not valid before" times.
-/// Keyed by organisation first so a lookup borrows the request's strings and allocates nothing.
-#[derive(Debug, Default, Clone)]
-pub struct RevocationSet {
-    serials: HashSet<String>,
-    devices: HashMap<String, HashSet<String>>,
-    accounts: HashMap<String, HashMap<String, i64>>,
-}
-
-impl RevocationSet {
-    pub fn from_records(records: &[Revocation]) -> Self {
-        let mut set = RevocationSet::default();
-        for record in records {
-            set.apply(record);
-        }
-        set
-    }
-
-    pub fn apply(&mut self, record: &Revocation) {
-        match record.kind {
-            RevocationKind::Serial => {
-                self.serials.insert(record.subject.clone());
-            }
-            RevocationKind::Device => {
-                self.devices
-                    .entry(record.org.clone())
-                    .or_default()
-                    .insert(record.subject.clone());
-            }
-            RevocationKind::Account => {
-                let nvb = self
-                    .accounts
-                    .entry(record.org.clone())
-                    .or_default()
-                    .entry(record.subject.clone())
-                    .or_insert(record.revoked_at);
-                *nvb = (*nvb).max(record.revoked_at);
-            }
-        }
-    }
-
-    /// Whether `record` is in force here already (applying it would change nothing).
-    pub fn covers(&self, record: &Revocation) -> bool {
-        match record.kind {
-            RevocationKind::Serial => self.serials.contains(&record.subject),
-            RevocationKind::Device => self
-                .devices
-                .get(&record.org)
-                .is_some_and(|d| d.contains(&record.subject)),
-            RevocationKind::Account => self
-                .accounts
-                .get(&record.org)
-                .and_then(|accounts| accounts.get(&record.subject))
-                .is_some_and(|nvb| *nvb >= record.revoked_at),
-        }
-    }
-
-    /// Whether a credential with these facts is revoked. `serial` is lowercase hex without
-    /// colons; `issued_at` is unix seconds.
-    pub fn is_revoked(
-        &self,
-        org: &str,
-        account: &str,
-        device_id: &str,
-        serial: Option<&str>,
-        issued_at: i64,
-    ) -> bool {
-        if serial.is_some_and(|s| self.serials.contains(s)) {
-            return true;
-        }
-        if self.devices.get(org).is_some_and(|d| d.contains(device_id)) {
-            return true;
-        }
-        self.accounts
-            .get(org)
-            .and_then(|accounts| accounts.get(account))
-            // Whole seconds: a credential issued in the second of the revocation is covered.
-            .is_some_and(|revoked_at| issued_at <= *revoked_at)
-    }
-
-    pub fn len(&self) -> usize {
-        self.serials.len()
-            + self.devices.values().map(HashSet::len).sum::<usize>()
-            + self.accounts.values().map(HashMap::len).sum::<usize>()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use certgate_accounts::{Refusal, RevocationSet, Standing, REVOCATION_RETENTION_SECS};
 
 /// The live set, shared by the proxy, the admin API and the feed.
 ///
@@ -173,6 +82,7 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use certgate_db::RevocationKind;
 
     #[test]
     fn a_revocation_applied_during_a_reload_survives_it() {
@@ -227,30 +137,5 @@ mod tests {
             revoked_at: at,
             drop_after: at + REVOCATION_RETENTION_SECS,
         }
-    }
-
-    #[test]
-    fn serial_device_and_account_revocations() {
-        let set = RevocationSet::from_records(&[
-            record(RevocationKind::Serial, "", "0a1b", 10),
-            record(RevocationKind::Device, "noord", "dev-1", 10),
-            record(RevocationKind::Account, "noord", "anna", 100),
-        ]);
-        assert!(set.is_revoked("zuid", "x", "y", Some("0a1b"), 0));
-        assert!(set.is_revoked("noord", "bob", "dev-1", None, 0));
-        assert!(
-            !set.is_revoked("zuid", "bob", "dev-1", None, 0),
-            "device ids are per organisation"
-        );
-        assert!(set.is_revoked("noord", "anna", "dev-2", None, 99));
-        assert!(
-            set.is_revoked("noord", "anna", "dev-2", None, 100),
-            "issued in the second of the reset"
-        );
-        assert!(
-            !set.is_revoked("noord", "anna", "dev-2", None, 101),
-            "issued after the reset"
-        );
-        assert!(!set.is_revoked("noord", "bob", "dev-2", Some("ffff"), 0));
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod policy;
 mod public_path;
 mod reload;
+mod time_zone;
 mod walk;
 mod watch;
 
@@ -25,4 +26,5 @@ pub use policy::{
 };
 pub use public_path::{match_public_path, PublicPath};
 pub use reload::PolicyHandle;
+pub use time_zone::TimeZone;
 pub use watch::FileWatch;

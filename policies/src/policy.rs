@@ -13,6 +13,7 @@ use crate::allowlist::IpAllowList;
 use crate::endpoint::parse_http_url;
 use crate::error::{PolicyError, PolicyErrors};
 use crate::public_path::{match_public_path, PublicPath};
+use crate::time_zone::TimeZone;
 
 /// One organisation, from one policy file.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Organisation {
     /// `#rrggbb`, lowercased.
     pub colour: Option<String>,
     pub default_language: Language,
+    /// `time_zone`: where the pages and the CLI show times (default `Europe/Amsterdam`).
+    pub time_zone: TimeZone,
     pub access: Access,
     pub mfa: MfaPolicy,
     pub sso: Vec<SsoProvider>,

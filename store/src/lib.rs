@@ -298,6 +298,11 @@ impl Store {
         dispatch!(self, s => s.decrement(&rate_key(purpose, subject)).await)
     }
 
+    /// Forgets every hit of `subject` for `purpose`: its next hit is the first of a window.
+    pub async fn clear_hits(&self, purpose: &str, subject: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete(&rate_key(purpose, subject)).await)
+    }
+
     /// Counts one guess at a secret (a bearer token) from address `ip`, before it is checked,
     /// so that a burst of parallel guesses stops at the limit; hand a right guess back with
     /// [`Guess::was_right`]. `Err(wait)` when the address must not be checked at all, and

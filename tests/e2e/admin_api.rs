@@ -339,6 +339,13 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
     // Her devices, and revoking one (once).
     let devices = with_token("GET", &format!("accounts/{lisa_id}/devices"), &token).send(&w, NOORD);
     assert_eq!(devices.status, 200, "{}", devices.body);
+    // Ended by the reset, by the gateway's own rule: not "active".
+    assert_eq!(
+        devices.json()["devices"][0]["state"],
+        "ended",
+        "{}",
+        devices.body
+    );
     let device = devices.json()["devices"][0]["id"]
         .as_str()
         .unwrap()

@@ -77,6 +77,9 @@ fn check_accepts_the_example_configuration_once_its_files_are_in_place() {
     let out = certgate_ok(&["check", "--config", config]);
     assert!(out.starts_with("ok:"), "{out}");
     assert!(out.contains("2 organisation policies"), "{out}");
+    // One whole line: the shell prompt does not start after it.
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(out.ends_with('\n'), "{out:?}");
 
     // What would stop `serve` at start: a taken port, an admin socket in a directory that is
     // not there, a data directory that cannot be written.

@@ -631,9 +631,15 @@ fn a_group_tablet_renews_while_it_is_used_and_not_once_it_has_been_idle() {
 #[test]
 fn pkcs12_bundles_open_with_openssl_and_admit_curl() {
     let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
-    parent(&w, "uma@noord.test");
+    // Staff (a parent is not offered certificates: see the devices page test below).
+    w.add_user(&NewUser::personal("noord", "uma@noord.test", PASSWORD));
     let client = w.client(NOORD, "127.0.0.1");
-    assert_eq!(client.sign_in("/", "uma@noord.test", PASSWORD).status, 303);
+    assert_eq!(
+        client
+            .sign_in_by_email("/", "uma@noord.test", PASSWORD)
+            .status,
+        303
+    );
     for (format, legacy) in [("modern", false), ("legacy", true)] {
         let account = client.get("/.certgate/account");
         assert_eq!(account.status, 200, "{}", account.body);
@@ -1191,10 +1197,10 @@ fn the_agent_signs_in_through_a_browser_approval_with_an_e_mail_code_and_renews(
 
     // The user's own device page lists it; a certificate for the browser after a fresh sign-in.
     b.goto(&w.url(NOORD, "/.certgate/account"));
+    let text = b.page_text();
     assert!(
-        b.page_text().contains("Certificate, trusted"),
-        "{}",
-        b.page_text()
+        text.contains("Certificate") && text.contains("trusted device"),
+        "{text}"
     );
     shot(&b, "account");
     b.click_button("Make the certificate");
@@ -1245,4 +1251,356 @@ fn the_agent_says_clearly_what_went_wrong() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&wrong.stderr).trim().is_empty());
     assert!(!dir.join("key.pem").exists(), "nothing written");
+}
+
+// Issue 22: a credential the gateway refuses never looks active on any list; times are local to
+// the organisation's zone; each device is named by its browser and system; certificates are
+// offered in plain words, and only to people who may have them.
+
+/// A phone's Chrome, as it introduces itself.
+const ANDROID_CHROME: &str = "Mozilla/5.0 (Linux; Android 14; SM-A546B) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
+
+/// Writes `time_zone = ZONE` into organisation noord's policy before the gateway starts.
+fn in_zone(zone: &'static str) -> impl FnOnce(&certgate_e2e::Deployment) {
+    move |d| {
+        let path = d.path("policies/noord.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = "default_language = \"en\"\n";
+        assert!(text.contains(line), "{text}");
+        std::fs::write(
+            &path,
+            text.replacen(line, &format!("{line}time_zone = \"{zone}\"\n"), 1),
+        )
+        .unwrap();
+    }
+}
+
+/// The state `certgate device list --json` gives the device `id` of `user`.
+fn state_of(w: &PortalWorld, user: &str, id: &str) -> String {
+    let devices = w.devices("noord", user);
+    let device = devices
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is not listed: {devices:?}"));
+    device["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The id of the account an admin page links to just before `name`.
+fn account_id_on(page: &str, name: &str) -> String {
+    let at = page
+        .find(name)
+        .unwrap_or_else(|| panic!("{name} not on {page}"));
+    let link = "/.certgate/admin/accounts/";
+    let start = page[..at].rfind(link).expect("a link to the account") + link.len();
+    page[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+/// The `<dd id="mfa">` of an admin account page.
+fn second_factor_on(page: &str) -> String {
+    let start = page
+        .find(r#"<dd id="mfa">"#)
+        .expect("the second-factor line")
+        + 13;
+    page[start..].split("</dd>").next().unwrap().to_owned()
+}
+
+#[test]
+fn ended_credentials_read_as_ended_on_every_list_by_the_gateways_rule() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "beheer@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser::personal("noord", "lisa@noord.test", PASSWORD));
+    let config = w.d.config();
+    let lisa = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        lisa.sign_in_by_email("/", "lisa@noord.test", PASSWORD)
+            .status,
+        303
+    );
+    let first = this_browser(&lisa);
+
+    // Her administrator resets her second factor: the gateway refuses the credential…
+    certgate_ok(&[
+        "user",
+        "reset-mfa",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "lisa@noord.test",
+    ]);
+    assert!(settles(|| lisa.api("/").status == 401));
+    // …and every list says it ended: the admin pages, with no revoke button and no end date
+    // for it…
+    let admin = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        admin
+            .sign_in_by_email("/", "beheer@noord.test", PASSWORD)
+            .status,
+        303
+    );
+    let accounts = admin.get("/.certgate/admin");
+    let lisa_id = account_id_on(&accounts.body, "lisa@noord.test");
+    let page = admin.get(&format!("/.certgate/admin/accounts/{lisa_id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!(r#"class="device ended" id="device-{first}""#)),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("ended: signed out after a change to the account"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&format!(r#"value="{first}""#)),
+        "no revoke button: {}",
+        page.body
+    );
+    // …which tells the truth about her second factor…
+    assert_eq!(
+        second_factor_on(&page.body),
+        "not set up; chosen at the next sign-in"
+    );
+    // …and its times are local, with their zone.
+    assert!(
+        page.body.contains("\u{a0}CET</dd>") || page.body.contains("\u{a0}CEST</dd>"),
+        "{}",
+        page.body
+    );
+    let devices = admin.get("/.certgate/admin/devices");
+    assert!(
+        devices.body.contains("ended: signed out after a change"),
+        "{}",
+        devices.body
+    );
+
+    // …the CLI…
+    assert_eq!(state_of(&w, "lisa@noord.test", &first), "ended");
+    let listed = certgate_ok(&[
+        "device",
+        "list",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "lisa@noord.test",
+    ]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&first))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains("  ended  "), "{line}");
+    // (in ISO 8601, in the organisation's time zone: Europe/Amsterdam unless it says otherwise)
+    assert!(
+        line.contains("+01:00  expires") || line.contains("+02:00  expires"),
+        "{line}"
+    );
+    assert!(!line.contains("+00:00:00"), "{line}");
+
+    // Her own page lists it apart, as ended, without a revoke button.
+    certgate_e2e::next_second();
+    let again = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        again
+            .sign_in_by_email("/", "lisa@noord.test", PASSWORD)
+            .status,
+        303
+    );
+    let second = this_browser(&again);
+    let account = again.get("/.certgate/account");
+    let (active, ended) = account.body.split_once(r#"id="ended-devices""#).unwrap();
+    assert!(
+        active.contains(&format!("device-{second}")),
+        "{}",
+        account.body
+    );
+    assert!(
+        ended.contains(&format!("device-{first}")),
+        "{}",
+        account.body
+    );
+    assert!(!account.body.contains(&format!(r#"value="{first}""#)));
+    let page = admin.get(&format!("/.certgate/admin/accounts/{lisa_id}"));
+    assert_eq!(
+        second_factor_on(&page.body),
+        "E-mail (enrolled)",
+        "{}",
+        page.body
+    );
+
+    // A new password ends it the same way…
+    w.set_password("noord", "lisa@noord.test", "another horse battery");
+    assert!(settles(|| again.api("/").status == 401));
+    assert_eq!(state_of(&w, "lisa@noord.test", &second), "ended");
+
+    // …and so does disabling her account.
+    certgate_e2e::next_second();
+    let third_client = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        third_client
+            .sign_in_by_email("/", "lisa@noord.test", "another horse battery")
+            .status,
+        303
+    );
+    let third = this_browser(&third_client);
+    assert_eq!(state_of(&w, "lisa@noord.test", &third), "active");
+    certgate_ok(&[
+        "user",
+        "disable",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "lisa@noord.test",
+    ]);
+    assert!(settles(|| third_client.api("/").status == 401));
+    assert_eq!(state_of(&w, "lisa@noord.test", &third), "ended");
+}
+
+#[test]
+fn the_devices_page_names_each_device_marks_this_one_and_offers_certificates_only_to_staff() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser::personal("noord", "anna@noord.test", PASSWORD));
+    parent(&w, "ouder@noord.test");
+    // Her phone signed in earlier.
+    let phone = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        phone
+            .sign_in_by_email_as("anna@noord.test", PASSWORD, ANDROID_CHROME)
+            .status,
+        303
+    );
+    let on_phone = phone.get("/.certgate/account");
+    assert!(
+        on_phone.body.contains("Chrome on Android")
+            && on_phone.body.contains("you are using this one now"),
+        "{}",
+        on_phone.body
+    );
+
+    // Now at the office computer, in Dutch.
+    let b = certgate_e2e::Browser::start("nl");
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    b.fill("username", "anna@noord.test");
+    b.fill("password", PASSWORD);
+    b.click_button("Inloggen");
+    if b.has("input[value=email]") {
+        b.click("input[value=email]");
+        b.click_button("Doorgaan");
+    }
+    b.fill("code", &w.mailed_code("anna@noord.test"));
+    b.click_button("Controleren");
+    assert!(
+        b.current_url().ends_with("/.certgate/account"),
+        "{}",
+        b.current_url()
+    );
+    let text = b.page_text();
+    assert!(text.contains("Chrome op Android"), "{text}");
+    assert!(
+        text.contains("Chrome op Linux (deze gebruikt u nu)"),
+        "{text}"
+    );
+    assert!(!text.contains("deze sessie"), "{text}");
+    // Local time, with its zone (Europe/Amsterdam unless the policy says otherwise).
+    assert!(
+        ["\u{a0}CET", " CET", "\u{a0}CEST", " CEST"]
+            .iter()
+            .any(|zone| text.contains(zone)),
+        "{text}"
+    );
+    // Certificates in plain words.
+    assert!(text.contains("Een certificaat voor dit apparaat"), "{text}");
+    for jargon in ["sleutelhanger", "geheime sleutel", "privésleutel"] {
+        assert!(!text.contains(jargon), "{jargon}: {text}");
+    }
+    shot(&b, "account-devices");
+
+    // A parent sees no certificate section, and cannot have one made.
+    b.delete_cookies();
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    b.fill("username", "ouder@noord.test");
+    b.fill("password", PASSWORD);
+    b.click_button("Inloggen");
+    assert!(
+        b.current_url().ends_with("/.certgate/account"),
+        "{}",
+        b.current_url()
+    );
+    let text = b.page_text();
+    assert!(
+        !text.contains("Een certificaat voor dit apparaat"),
+        "{text}"
+    );
+    shot(&b, "account-parent");
+    let ouder = w.client(NOORD, "127.0.0.1");
+    assert_eq!(ouder.sign_in("/", "ouder@noord.test", PASSWORD).status, 303);
+    let page = ouder.get("/.certgate/account");
+    assert!(!page.body.contains("/.certgate/account/certificate"));
+    let refused = ouder.post(
+        "/.certgate/account/certificate",
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_ne!(refused.status, 200, "{}", refused.body);
+    assert!(w
+        .devices("noord", "ouder@noord.test")
+        .iter()
+        .all(|d| d["kind"] != "certificate"));
+}
+
+#[test]
+fn an_organisations_time_zone_sets_every_time_shown_and_an_unknown_one_is_refused() {
+    let w = PortalWorld::start_with(&[org("noord", NOORD, "")], "", in_zone("America/Curacao"));
+    w.add_user(&NewUser::personal("noord", "lisa@noord.test", PASSWORD));
+    let config = w.d.config();
+    let lisa = w.client(NOORD, "127.0.0.1");
+    assert_eq!(
+        lisa.sign_in_by_email("/", "lisa@noord.test", PASSWORD)
+            .status,
+        303
+    );
+    let account = lisa.get("/.certgate/account");
+    assert!(account.body.contains("\u{a0}AST</dd>"), "{}", account.body);
+    let listed = certgate_ok(&[
+        "device",
+        "list",
+        "--config",
+        &config,
+        "--org",
+        "noord",
+        "--user",
+        "lisa@noord.test",
+    ]);
+    assert!(listed.contains("-04:00  expires"), "{listed}");
+    assert_eq!(
+        w.devices("noord", "lisa@noord.test")[0]["time_zone"],
+        "America/Curacao"
+    );
+
+    // An unknown time zone is refused by `certgate check`, with its file and line.
+    let path = w.d.path("policies/noord.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("America/Curacao", "Europe/Amsterdan")).unwrap();
+    let checked = certgate_e2e::certgate(&["check", "--config", &config, "--no-files"]);
+    let said = String::from_utf8_lossy(&checked.stderr).into_owned()
+        + &String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.contains("noord.toml:6: time_zone: \"Europe/Amsterdan\" is not a time zone"),
+        "{said}"
+    );
+    std::fs::write(&path, text).unwrap();
 }

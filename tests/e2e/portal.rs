@@ -74,8 +74,26 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
         ..NewUser::personal("noord", "anna@noord.test", PASSWORD)
     });
     let welcome = w.mail_about("anna@noord.test", "Your account at Org noord");
+    // A declared character set, so a mail reader shows the quotes instead of garbage: the
+    // harness decodes the message with Python's standard `email` parser.
+    assert_eq!(welcome.header("MIME-Version"), Some("1.0"));
+    // As Python's parser reads it back (it quotes the parameter).
+    assert_eq!(
+        welcome.header("Content-Type"),
+        Some("text/plain; charset=\"utf-8\""),
+        "{}",
+        welcome.raw
+    );
     assert!(
-        welcome.body_text.contains("Forgot your password?"),
+        welcome
+            .body_text
+            .contains("choose \u{201c}Forgot your password?\u{201d}"),
+        "{}",
+        welcome.body_text
+    );
+    // The way to the application, which the person does not know yet.
+    assert!(
+        welcome.body_text.contains(&w.url(NOORD, "/")),
         "{}",
         welcome.body_text
     );
@@ -86,13 +104,28 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
     let b = Browser::start("en");
     b.goto(&w.url(NOORD, "/rooster?week=12"));
     shot(&b, "login");
+    // An empty form is not a wrong password: it says what is missing.
+    b.click_button("Sign in");
+    assert!(
+        b.page_text()
+            .contains("Fill in both your username and your password."),
+        "{}",
+        b.page_text()
+    );
     b.fill("username", "anna@noord.test");
     b.fill("password", "not her password");
     b.click_button("Sign in");
-    assert!(b
-        .page_text()
-        .contains("The username or password is not correct"));
+    let failed = b.page_text();
+    assert!(
+        failed.contains("The username or password is not correct.")
+            && !failed.contains("cannot sign in"),
+        "{failed}"
+    );
     shot(&b, "login-failed");
+    // "Forgot your password?" carries the name over.
+    b.click_link("Forgot your password?");
+    assert_eq!(b.value_of("username"), "anna@noord.test");
+    b.goto(&w.url(NOORD, "/rooster?week=12"));
     sign_in(
         &b,
         &w,
@@ -133,7 +166,8 @@ fn a_first_sign_in_by_e_mail_code_reaches_the_app_and_the_next_goes_straight_to_
         b.page_text()
     );
     shot(&b, "code-email");
-    b.fill("code", &code);
+    // Typed as a person reads it out, with a space in the middle.
+    b.fill("code", &format!("{} {}", &code[..3], &code[3..]));
     b.click_button("Verify");
     assert!(
         b.current_url().ends_with("/rooster?week=12"),
@@ -257,6 +291,14 @@ fn sms_codes_arrive_and_sms_is_disabled_without_a_number() {
         b.page_text()
     );
     shot(&b, "choose-method-no-mobile-nl");
+    // The QR code is named in the page's language for a screen reader.
+    b.click("input[value=authenticator]");
+    b.click_button("Doorgaan");
+    assert!(
+        b.has(r#"figure.qr[aria-label="QR-code om te scannen met uw authenticator-app"]"#),
+        "{}",
+        b.source()
+    );
 
     b.delete_cookies();
     b.goto(&w.url(NOORD, "/"));
@@ -339,9 +381,37 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
     b.click_button("Continue");
     assert!(b.has(".qr svg"), "a QR code: {}", b.source());
     shot(&b, "enrol-authenticator");
+    // A QR code cannot be scanned by the phone that shows it: there, a link opens the app, with
+    // where to get one; on a desktop the QR code comes first and the link is not drawn.
+    b.set_viewport_size(PHONE.0, PHONE.1);
+    assert!(b.visible("#open-app") && b.visible(".qr svg"));
+    let link_above_qr = b.execute(
+        "return document.querySelector('#open-app').getBoundingClientRect().top \
+         < document.querySelector('.qr').getBoundingClientRect().top;",
+    );
+    assert_eq!(link_above_qr, serde_json::Value::Bool(true));
+    let href = b.execute("return document.querySelector('#open-app').href;");
+    assert!(
+        href.as_str()
+            .is_some_and(|h| h.starts_with("otpauth://totp/") && h.contains("secret=")),
+        "{href}"
+    );
+    assert!(b.page_text().contains("Microsoft Authenticator"));
+    b.set_viewport_size(DESKTOP.0, DESKTOP.1);
+    assert!(!b.visible("#open-app") && b.visible(".qr svg"));
+    // The key in groups of four, to copy by eye.
+    let grouped = attribute_after(&b.source(), r#"id="secret" class="secret">"#)
+        .and_then(|s| s.split('<').next().map(str::to_owned))
+        .unwrap();
+    assert!(
+        grouped.split(' ').all(|group| group.len() <= 4) && grouped.split(' ').count() >= 8,
+        "{grouped}"
+    );
     let secret = shown_secret(&b);
     assert!(secret.len() >= 32, "{secret}");
-    b.fill("code", &oathtool(&secret));
+    // As the app shows it: "123 456".
+    let code = oathtool(&secret);
+    b.fill("code", &format!("{} {}", &code[..3], &code[3..]));
     b.click_button("Confirm");
     assert!(
         b.page_text().contains("Your recovery codes"),
@@ -372,7 +442,7 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
     let fresh = oathtool(&secret);
     reuse();
     shot(&b, "code-authenticator");
-    b.fill("code", &fresh);
+    b.fill("code", &format!("{}-{}", &fresh[..3], &fresh[3..]));
     b.click_button("Verify");
     assert_eq!(
         header(&app_headers(&b), "x-certgate-user"),
@@ -390,6 +460,14 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
     // A recovery code signs in once and says how many are left.
     b.click_link("Use a recovery code");
     shot(&b, "recovery-code-entry");
+    // It says what to type, and draws no empty paragraph.
+    assert!(
+        b.page_text()
+            .contains("Enter one of the recovery codes you stored"),
+        "{}",
+        b.page_text()
+    );
+    assert!(!b.source().contains("<p></p>"), "{}", b.source());
     b.fill("code", &codes[3].to_uppercase());
     b.click_button("Verify");
     assert!(
@@ -398,7 +476,7 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
         b.page_text()
     );
     shot(&b, "recovery-code-used");
-    b.click_link("Continue");
+    b.click_link("Not now, continue");
     assert_eq!(
         header(&app_headers(&b), "x-certgate-user"),
         "dirk@noord.test"
@@ -410,6 +488,83 @@ fn an_authenticator_is_enrolled_with_oathtool_steps_are_single_use_and_recovery_
     assert!(
         b.page_text().contains("The code is not correct"),
         "a used recovery code is refused: {}",
+        b.page_text()
+    );
+
+    // The phone is at home: "sign in another way" sends a code to the address the organisation
+    // knows; it signs this sign-in in, and the app stays the account's factor.
+    reuse();
+    assert!(
+        b.page_text()
+            .contains("Phone not at hand? Sign in another way"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "code-authenticator-another-way");
+    b.click_button("Send a code by e-mail to d\u{2022}\u{2022}\u{2022}@noord.test");
+    assert!(
+        b.page_text().contains("A code was sent to"),
+        "{}",
+        b.page_text()
+    );
+    b.fill("code", &w.mailed_code("dirk@noord.test"));
+    b.click_button("Verify");
+    assert_eq!(
+        header(&app_headers(&b), "x-certgate-user"),
+        "dirk@noord.test"
+    );
+    reuse();
+
+    // The phone is lost for good: after a recovery code Dirk sets up a new method himself, no
+    // administrator needed; the app stops working, he gets new recovery codes and a mail.
+    b.click_link("Use a recovery code");
+    b.fill("code", &codes[4]);
+    b.click_button("Verify");
+    assert!(
+        b.page_text().contains("Lost your phone?"),
+        "{}",
+        b.page_text()
+    );
+    b.click_button("Set up a new method now");
+    b.click("input[value=email]");
+    b.click_button("Continue");
+    b.fill("code", &w.mailed_code("dirk@noord.test"));
+    b.click_button("Verify");
+    let done = b.page_text();
+    assert!(
+        done.contains("Set-up complete") && done.contains("Your recovery codes"),
+        "{done}"
+    );
+    shot(&b, "recovery-codes-after-replacing");
+    let new_codes = shown_recovery_codes(&b);
+    assert_eq!(new_codes.len(), 10);
+    assert!(new_codes.iter().all(|c| !codes.contains(c)));
+    // Copy, download and print, with the codes as the file's lines.
+    for button in ["Copy", "Download", "Print"] {
+        assert!(
+            b.page_text().contains(button),
+            "{button}: {}",
+            b.page_text()
+        );
+    }
+    assert!(w
+        .mail_about("dirk@noord.test", "new sign-in method")
+        .body_text
+        .contains("E-mail"));
+    b.click_link("I have stored them, continue");
+    b.delete_cookies();
+    sign_in(&b, &w, NOORD, "/", "dirk@noord.test", PASSWORD);
+    assert!(
+        b.page_text().contains("A code was sent to"),
+        "e-mail is the factor now: {}",
+        b.page_text()
+    );
+    b.click_link("Use a recovery code");
+    b.fill("code", &codes[5]);
+    b.click_button("Verify");
+    assert!(
+        b.page_text().contains("The code is not correct"),
+        "the old recovery codes went with the old factor: {}",
         b.page_text()
     );
 }
@@ -580,10 +735,20 @@ fn wrong_passwords_are_throttled_alike_for_unknown_users_and_a_colleague_elsewhe
     }
     let (blocked, _) = timed_password(&attacker, "fenna@noord.test", PASSWORD);
     assert_eq!(blocked.status, 429, "{}", blocked.body);
+    // How long, and the ways forward: a new password, or the administrator.
+    let said = error_text(&blocked.body);
     assert!(
-        error_text(&blocked.body).starts_with("Too many attempts. Please wait 15 minutes"),
+        said.starts_with("Too many attempts to sign in with this name. Please wait 15 minutes")
+            && said.contains("choose \u{201c}Forgot your password?\u{201d}")
+            && said.contains("administrator can also lift the block"),
+        "{said}"
+    );
+    assert!(
+        blocked
+            .body
+            .contains(r#"href="/.certgate/forgot?username=fenna%40noord%2Etest""#),
         "{}",
-        error_text(&blocked.body)
+        blocked.body
     );
     assert!(blocked
         .header("set-cookie")
@@ -835,6 +1000,22 @@ fn reset_mfa_refuses_the_old_credential_at_once_and_the_next_sign_in_enrols_agai
         "ilse@noord.test",
     ]);
     assert!(settles(|| client.api("/").status == 401));
+    // The sign-in page says why, to the browser whose credential the reset ended.
+    let login = client.get("/.certgate/login");
+    assert!(
+        login
+            .body
+            .contains("Your administrator has reset your second factor"),
+        "{}",
+        login.body
+    );
+    assert!(
+        !w.client(NOORD, "127.0.0.1")
+            .get("/.certgate/login")
+            .body
+            .contains("administrator"),
+        "a browser without that credential is told nothing"
+    );
     assert!(w
         .mail_about("ilse@noord.test", "second factor")
         .body_text
@@ -1000,16 +1181,21 @@ fn signing_out_revokes_the_credential_and_a_group_tablet_can_stay_or_be_forgotte
         b.page_text()
     );
     shot(&b, "logout-group");
-    b.click_button("Sign out");
+    b.click_button("Sign out, keep the tablet for the team");
+    // It says what staying trusted means, and "forget this device" is right there; nothing
+    // reads as if the tablet were signed out of the application.
+    let kept = b.page_text();
     assert!(
-        b.page_text().contains("This tablet is still trusted"),
-        "{}",
-        b.page_text()
+        kept.contains("this tablet is still trusted for the team")
+            && kept.contains("goes on as the group account, without signing in"),
+        "{kept}"
     );
+    assert!(!kept.contains("Continue"), "{kept}");
     shot(&b, "signed-out-group-kept");
-    b.goto(&w.url(NOORD, "/"));
+    b.click_link("Back to the application");
     assert_eq!(header(&app_headers(&b), "x-certgate-user"), "groep-maan");
     b.goto(&w.url(NOORD, "/.certgate/logout"));
+    b.click_button("Sign out, keep the tablet for the team");
     b.click_button("Forget this device");
     b.goto(&w.url(NOORD, "/"));
     assert!(
@@ -1057,6 +1243,19 @@ fn a_forgotten_password_is_replaced_through_a_single_use_link_and_unknown_names_
     );
     b.goto(&link);
     shot(&b, "reset-password");
+    // NIST SP 800-63B: the most used passwords and the username are refused with the reason,
+    // and the link keeps working.
+    for (weak, why) in [
+        ("1234567890", "one of the most used passwords"),
+        ("Lotte-loves-summer", "must not contain your username"),
+        ("welkom2024", "easy to guess"),
+    ] {
+        b.fill("password", weak);
+        b.fill("repeat", weak);
+        b.click_button("Save password");
+        assert!(b.page_text().contains(why), "{weak}: {}", b.page_text());
+    }
+    shot(&b, "reset-password-refused");
     b.fill("password", "a brand new passphrase");
     b.fill("repeat", "a brand new passphrasf");
     b.click_button("Save password");
@@ -1522,4 +1721,57 @@ fn the_organisation_logo_and_colour_brand_the_pages() {
     assert_eq!(logo.body, svg);
     let theme = client.get("/.certgate/theme.css");
     assert!(theme.body.contains("--brand: #0b6e4f"), "{}", theme.body);
+}
+
+/// "Nederlands / English" on every page: the choice wins over the browser's language, is
+/// remembered in a cookie, and comes back to the page it was made on.
+#[test]
+fn the_language_switch_on_every_page_is_remembered() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    let b = Browser::start("en");
+    b.goto(&w.url(NOORD, "/rooster?week=12"));
+    assert!(b.source().contains(r#"<html lang="en">"#));
+    shot(&b, "language-switch-en");
+    b.click_link("Nederlands");
+    assert!(b.source().contains(r#"<html lang="nl">"#), "{}", b.source());
+    assert!(b.page_text().contains("Inloggen"), "{}", b.page_text());
+    // Back on the same page: the sign-in still returns to where the person was going.
+    assert!(
+        b.current_url()
+            .contains("/.certgate/login?return_to=/rooster"),
+        "{}",
+        b.current_url()
+    );
+    shot(&b, "language-switch-nl");
+    let cookie = b
+        .cookie("__Host-certgate-lang")
+        .expect("the choice is remembered");
+    assert_eq!(cookie.value, "nl");
+    assert!(cookie.secure && cookie.http_only, "{cookie:?}");
+    assert!(
+        cookie.expires.is_some(),
+        "kept beyond this visit: {cookie:?}"
+    );
+    // Every page follows it, though the browser still asks for English.
+    b.click_link("Wachtwoord vergeten?");
+    assert!(b.source().contains(r#"<html lang="nl">"#));
+    b.click_link("English");
+    assert!(b.source().contains(r#"<html lang="en">"#));
+    assert!(
+        b.current_url().ends_with("/.certgate/forgot"),
+        "{}",
+        b.current_url()
+    );
+
+    // The switch goes back only to a page of this host.
+    let client = w.client(NOORD, "127.0.0.1");
+    for elsewhere in ["%2F%2Fevil.example%2F", "https%3A%2F%2Fevil.example%2F"] {
+        let answer = client.get(&format!("/.certgate/language?to=nl&back={elsewhere}"));
+        assert_eq!(answer.status, 303);
+        assert_eq!(
+            answer.header("location").as_deref(),
+            Some("/"),
+            "{elsewhere}"
+        );
+    }
 }

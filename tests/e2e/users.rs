@@ -82,9 +82,18 @@ fn administer_accounts(sections: &str) {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(String::from_utf8_lossy(&first.stdout).contains("anna@noord.test (Test User) in noord"));
-    let short = set_password(&config, "anna@noord.test", "short", true);
-    assert!(!short.status.success());
-    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    // NIST SP 800-63B: long enough, not a common or breached password, not the username.
+    for (weak, why) in [
+        ("short", "at least 8 characters"),
+        ("1234567890", "one of the most used passwords"),
+        ("anna-2024-zomerfeest", "contains the username"),
+        ("aaaaaaaaaaaa", "easy to guess"),
+    ] {
+        let refused = set_password(&config, "anna@noord.test", weak, true);
+        assert!(!refused.status.success(), "{weak}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(why), "{weak}: {stderr}");
+    }
     let set = set_password(&config, "ANNA@noord.test", "correct horse battery", true);
     assert!(
         set.status.success(),

@@ -203,6 +203,28 @@ impl Browser {
         });
     }
 
+    /// Whether the first element matching the CSS `selector` is drawn on the page now (it
+    /// exists, and neither it nor a parent is `display: none`).
+    pub fn visible(&self, selector: &str) -> bool {
+        let script = format!(
+            "const e = document.querySelector({selector:?}); \
+             return !!e && e.getClientRects().length > 0;"
+        );
+        self.execute(&script) == serde_json::Value::Bool(true)
+    }
+
+    /// What the field named `name` holds now, as the person sees it.
+    pub fn value_of(&self, name: &str) -> String {
+        let script = format!(
+            "const f = document.querySelector({:?}); return f ? f.value : null;",
+            by_name(name)
+        );
+        match self.execute(&script) {
+            serde_json::Value::String(value) => value,
+            other => panic!("no field named {name:?} on {}: {other}", self.current_url()),
+        }
+    }
+
     /// Ticks the checkbox named `name` (leaves it ticked if it is).
     pub fn check(&self, name: &str) {
         let selector = by_name(name);

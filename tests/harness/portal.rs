@@ -373,6 +373,51 @@ impl CurlClient<'_> {
         )
     }
 
+    /// Like [`CurlClient::post`], with `extra` curl arguments (`-A`, a User-Agent, say).
+    pub fn post_with(&self, path: &str, fields: &[(&str, &str)], extra: &[&str]) -> Response {
+        let jar = self.jar();
+        let mut args: Vec<String> = vec![
+            "--interface".into(),
+            self.addr.clone(),
+            "-c".into(),
+            jar.clone(),
+            "-b".into(),
+            jar,
+            "-H".into(),
+            "Accept: text/html".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        for (name, value) in fields {
+            args.push("--data-urlencode".into());
+            args.push(format!("{name}={value}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.world.d.curl(&self.host, "127.0.0.1", path, &args)
+    }
+
+    /// Like [`CurlClient::sign_in_by_email`], with the credential issued to a browser sending
+    /// `user_agent`.
+    pub fn sign_in_by_email_as(&self, user: &str, password: &str, user_agent: &str) -> Response {
+        let answer = self.sign_in("/", user, password);
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        let mut page = self.get("/.certgate/mfa");
+        if page.body.contains(r#"action="/.certgate/mfa/choose""#) {
+            self.post(
+                "/.certgate/mfa/choose",
+                &[("csrf", &csrf_of(&page.body)), ("method", "email")],
+            );
+            page = self.get("/.certgate/mfa");
+        }
+        self.post_with(
+            "/.certgate/mfa/code",
+            &[
+                ("csrf", &csrf_of(&page.body)),
+                ("code", &self.world.mailed_code(user)),
+            ],
+            &["-A", user_agent],
+        )
+    }
+
     /// The value of a cookie in the jar.
     pub fn cookie(&self, name: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.jar.path()).unwrap_or_default();

@@ -21,6 +21,7 @@ fn org(methods: &[MfaMethod], required: MfaRequirement) -> Organisation {
         logo: None,
         colour: None,
         default_language: Language::Nl,
+        time_zone: Default::default(),
         access: Access::default(),
         mfa: MfaPolicy {
             methods: methods.to_vec(),
@@ -84,6 +85,7 @@ fn ctx<'a>(org: &'a Organisation, account: &'a Account) -> Ctx<'a> {
 /// Proven by a password a minute ago.
 fn proven() -> Proven {
     Proven {
+        replacing: false,
         org: "noord".into(),
         account: "a1".into(),
         at: NOW - 60,
@@ -93,6 +95,7 @@ fn proven() -> Proven {
 
 fn signed_in(mfa: MfaStatus) -> SignedIn {
     SignedIn {
+        recovered: false,
         org: "noord".into(),
         account: "a1".into(),
         at: NOW,
@@ -164,6 +167,7 @@ fn the_second_factor_starts_on_a_new_session_id_and_sends_a_stored_channels_code
             channel: SMS,
             chosen: false,
             sent: Sent::No,
+            instead: false,
         }
     );
     assert_eq!(
@@ -288,6 +292,7 @@ fn a_first_choice_of_channel_sends_its_code_and_its_first_right_code_stores_it()
         channel: SMS,
         chosen: true,
         sent: Sent::No,
+        instead: false,
     };
     assert_eq!(chose.step, waiting);
     assert_eq!(
@@ -311,7 +316,8 @@ fn a_first_choice_of_channel_sends_its_code_and_its_first_right_code_stores_it()
         vec![
             Effect::StoreFactor {
                 factor: SMS,
-                secret: None
+                secret: None,
+                recovery_codes: false,
             },
             Effect::Audit(Audit::FactorEnrolled(SMS)),
             Effect::NotifyFactorAdded(SMS),
@@ -333,6 +339,7 @@ fn a_choice_made_on_this_visit_can_be_changed_but_a_stored_factor_cannot() {
         channel: SMS,
         chosen: true,
         sent: Sent::Yes,
+        instead: false,
     };
     let next = transition(&waiting, Event::Chose("authenticator"), &c);
     assert!(
@@ -345,6 +352,7 @@ fn a_choice_made_on_this_visit_can_be_changed_but_a_stored_factor_cannot() {
         channel: SMS,
         chosen: false,
         sent: Sent::Yes,
+        instead: false,
     };
     let next = transition(&step, Event::Chose("email"), &ctx(&org, &stored));
     assert_eq!(next.step, step);
@@ -360,6 +368,7 @@ fn a_stored_channels_right_code_stores_nothing_again() {
         channel: EMAIL,
         chosen: false,
         sent: Sent::Yes,
+        instead: false,
     };
     let next = transition(
         &step,
@@ -451,7 +460,8 @@ fn enrolling_seals_a_secret_on_the_first_page_load_and_a_first_code_stores_it_wi
         vec![
             Effect::StoreFactor {
                 factor: APP,
-                secret: Some("sealed-new".into())
+                secret: Some("sealed-new".into()),
+                recovery_codes: true,
             },
             Effect::Audit(Audit::FactorEnrolled(APP)),
             Effect::NotifyFactorAdded(APP),
@@ -474,6 +484,7 @@ fn a_wrong_code_is_counted_audited_and_refused_and_an_expired_one_says_so() {
         channel: SMS,
         chosen: false,
         sent: Sent::Yes,
+        instead: false,
     };
     let c = ctx(&org, &account);
     let wrong = transition(
@@ -526,6 +537,7 @@ fn a_code_that_could_not_be_sent_matches_nothing_and_says_why_until_one_goes_out
         channel: EMAIL,
         chosen: false,
         sent: Sent::No,
+        instead: false,
     };
     let limited = SendProblem::Limited { until: NOW + 600 };
     let failed = transition(
@@ -592,7 +604,13 @@ fn a_recovery_code_stands_in_for_any_factor() {
         Event::RecoveryRight { left: 9 },
         &c,
     );
-    assert_eq!(right.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        right.step,
+        Step::SignedIn(SignedIn {
+            recovered: true,
+            ..signed_in(MfaStatus::Yes)
+        })
+    );
     assert_eq!(
         right.effects,
         vec![
@@ -684,6 +702,7 @@ fn a_channel_the_organisation_stops_offering_half_way_is_chosen_again() {
         channel: SMS,
         chosen: true,
         sent: Sent::Yes,
+        instead: false,
     };
     let org = org_only(&[MfaMethod::Authenticator, MfaMethod::Email]);
     let next = transition(&step, Event::Show, &ctx(&org, &account));
@@ -740,6 +759,7 @@ fn back_from_a_method_chosen_on_this_visit_goes_to_the_choice_and_otherwise_to_t
             channel: EMAIL,
             chosen: true,
             sent: Sent::Yes,
+            instead: false,
         },
         Step::Enrolling {
             proven: proven(),
@@ -760,6 +780,7 @@ fn back_from_a_method_chosen_on_this_visit_goes_to_the_choice_and_otherwise_to_t
         channel: SMS,
         chosen: false,
         sent: Sent::Yes,
+        instead: false,
     };
     let next = transition(&step, Event::Back, &ctx(&org, &stored));
     assert_eq!(next.view, Some(View::Restart));
@@ -838,6 +859,7 @@ fn every_step_survives_the_store_and_a_damaged_session_is_refused() {
             channel: EMAIL,
             chosen: false,
             sent: Sent::Yes,
+            instead: false,
         },
         Step::SignedIn(signed_in(MfaStatus::Exempt)),
     ];
@@ -908,6 +930,7 @@ fn every_step() -> Vec<(&'static str, Step, Account, Organisation)> {
                 channel: EMAIL,
                 chosen: false,
                 sent: Sent::Yes,
+                instead: false,
             },
             enrolled(EMAIL),
             all_methods(),
@@ -932,6 +955,8 @@ fn every_event() -> Vec<(&'static str, Event<'static>)> {
         ("show", Event::Show),
         ("secret_sealed", Event::SecretSealed("new".into())),
         ("chose", Event::Chose("email")),
+        ("instead", Event::Instead("sms")),
+        ("replace_factor", Event::ReplaceFactor),
         ("resend", Event::Resend),
         ("code_sent", Event::CodeSent { again: false }),
         (
@@ -963,6 +988,7 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("started", "show", Some(View::ToLogin)),
     ("started", "secret_sealed", Some(View::ToLogin)),
     ("started", "chose", Some(View::ToLogin)),
+    ("started", "instead", Some(View::ToLogin)),
     ("started", "resend", Some(View::ToLogin)),
     ("started", "code_sent", Some(View::ToLogin)),
     ("started", "code_not_sent", Some(View::ToLogin)),
@@ -975,6 +1001,8 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("reproving", "add_factor", Some(View::ToLogin)),
     ("reproving", "secret_sealed", None),
     ("reproving", "chose", Some(View::ToMfa)),
+    // Another way is offered only in place of the account's own factor, not of an old one.
+    ("reproving", "instead", Some(View::ToMfa)),
     // A send confirmed again, or one failing after a code went out, keeps that code.
     ("reproving", "code_sent", None),
     ("reproving", "code_not_sent", None),
@@ -982,6 +1010,7 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("choosing", "add_factor", Some(View::ToLogin)),
     ("choosing", "secret_sealed", None),
     ("choosing", "resend", Some(View::ToMfa)),
+    ("choosing", "instead", Some(View::ToMfa)),
     ("choosing", "code_sent", None),
     ("choosing", "code_not_sent", None),
     ("choosing", "code_right", Some(View::ToMfa)),
@@ -990,6 +1019,7 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("enrolling", "add_factor", Some(View::ToLogin)),
     ("enrolling", "secret_sealed", None),
     ("enrolling", "resend", Some(View::ToMfa)),
+    ("enrolling", "instead", Some(View::ToMfa)),
     ("enrolling", "code_sent", None),
     ("enrolling", "code_not_sent", None),
     // An app code is not sent.
@@ -1009,6 +1039,7 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("signed_in", "show", Some(View::ToLogin)),
     ("signed_in", "secret_sealed", Some(View::ToLogin)),
     ("signed_in", "chose", Some(View::ToLogin)),
+    ("signed_in", "instead", Some(View::ToLogin)),
     ("signed_in", "resend", Some(View::ToLogin)),
     ("signed_in", "code_sent", Some(View::ToLogin)),
     ("signed_in", "code_not_sent", Some(View::ToLogin)),
@@ -1017,6 +1048,14 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("signed_in", "recovery_right", Some(View::ToLogin)),
     ("signed_in", "recovery_wrong", Some(View::ToLogin)),
     ("signed_in", "back", Some(View::ToLogin)),
+    // A factor is replaced only right after a recovery code (these sign-ins were not one).
+    ("started", "replace_factor", Some(View::ToLogin)),
+    ("reproving", "replace_factor", Some(View::ToLogin)),
+    ("choosing", "replace_factor", Some(View::ToLogin)),
+    ("enrolling", "replace_factor", Some(View::ToLogin)),
+    ("awaiting_app", "replace_factor", Some(View::ToLogin)),
+    ("awaiting_code", "replace_factor", Some(View::ToLogin)),
+    ("signed_in", "replace_factor", Some(View::ToLogin)),
 ];
 
 #[test]
@@ -1082,4 +1121,192 @@ fn a_credential_is_issued_only_after_a_right_answer() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign in another way
+
+/// The phone with the app is at home: an e-mail code signs this one sign-in in, and the app
+/// stays the account's factor.
+#[test]
+fn another_way_signs_in_once_and_keeps_the_factor() {
+    let org = all_methods();
+    let account = enrolled(APP);
+    let c = ctx(&org, &account);
+    let waiting = Step::AwaitingApp { proven: proven() };
+    assert_eq!(alternatives(&waiting, &c), [SMS, EMAIL]);
+
+    let instead = transition(&waiting, Event::Instead("email"), &c);
+    let expected = Step::AwaitingCode {
+        proven: proven(),
+        channel: EMAIL,
+        chosen: false,
+        sent: Sent::No,
+        instead: true,
+    };
+    assert_eq!(instead.step, expected);
+    assert_eq!(
+        instead.effects,
+        [Effect::SendCode {
+            channel: EMAIL,
+            again: false
+        }]
+    );
+    assert_eq!(instead.view, Some(View::ToMfa));
+    // It stays the step while it is one (the page loads settle it again).
+    assert_eq!(settle(&expected, proven(), &c), expected);
+    let sent = transition(&expected, Event::CodeSent { again: false }, &c).step;
+    // A right code signs in; nothing is stored, nobody is told of a new factor.
+    let right = transition(&sent, Event::CodeRight { trust: false }, &c);
+    assert_eq!(
+        right.effects,
+        [
+            counted(Method::Factor(EMAIL), true),
+            issued(Method::Factor(EMAIL), MfaStatus::Yes, false)
+        ]
+    );
+    // "Back" returns to the app.
+    let back = transition(&sent, Event::Back, &c);
+    assert_eq!(back.step, waiting);
+    assert!(back.effects.is_empty(), "{:?}", back.effects);
+    // Once the step is another way, the other channel is not offered from it.
+    assert!(alternatives(&sent, &c).is_empty());
+}
+
+/// Never a new authenticator, never a channel the account cannot be reached by or the
+/// organisation does not offer, never for a group tablet.
+#[test]
+fn another_way_is_only_a_code_to_what_the_account_has() {
+    let all = all_methods();
+    let stored_sms = enrolled(SMS);
+    let c = ctx(&all, &stored_sms);
+    let waiting = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: false,
+        sent: Sent::Yes,
+        instead: false,
+    };
+    assert_eq!(alternatives(&waiting, &c), [EMAIL]);
+    for refused in ["authenticator", "sms", "pigeon"] {
+        let next = transition(&waiting, Event::Instead(refused), &c);
+        assert_eq!(next.step, waiting, "{refused}");
+        assert!(next.effects.is_empty(), "{refused}");
+    }
+    let no_address = Account {
+        email: None,
+        ..enrolled(SMS)
+    };
+    assert!(alternatives(&waiting, &ctx(&all, &no_address)).is_empty());
+    let app_only = org(
+        &[MfaMethod::Authenticator, MfaMethod::Sms],
+        MfaRequirement::All,
+    );
+    assert!(alternatives(&waiting, &ctx(&app_only, &stored_sms)).is_empty());
+    let tablet = Account {
+        kind: AccountKind::Group,
+        ..enrolled(APP)
+    };
+    let app = Step::AwaitingApp { proven: proven() };
+    assert!(alternatives(&app, &ctx(&all, &tablet)).is_empty());
+    // The organisation stops offering e-mail half way: the next page is the account's own
+    // factor again.
+    let instead = Step::AwaitingCode {
+        proven: proven(),
+        channel: EMAIL,
+        chosen: false,
+        sent: Sent::Yes,
+        instead: true,
+    };
+    assert_eq!(
+        settle(&instead, proven(), &ctx(&app_only, &stored_sms)),
+        Step::AwaitingCode {
+            proven: proven(),
+            channel: SMS,
+            chosen: false,
+            sent: Sent::No,
+            instead: false,
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lost phone, without the administrator
+
+/// Signed in with a recovery code, the person sets up a new factor at once: the lost one is not
+/// asked for, the first right code of the new one replaces it (with new recovery codes, an
+/// audit entry and a mail), for any method.
+#[test]
+fn after_a_recovery_code_a_new_factor_replaces_the_lost_one() {
+    let org = all_methods();
+    let account = enrolled(APP);
+    let c = ctx(&org, &account);
+    let recovered = Step::SignedIn(SignedIn {
+        recovered: true,
+        ..signed_in(MfaStatus::Yes)
+    });
+    let replacing = Proven {
+        at: NOW,
+        replacing: true,
+        ..proven()
+    };
+    let next = transition(&recovered, Event::ReplaceFactor, &c);
+    assert_eq!(
+        next.step,
+        Step::Choosing {
+            proven: replacing.clone()
+        }
+    );
+    assert_eq!(next.view, Some(View::ToMfa));
+    let chose = transition(&next.step, Event::Chose("email"), &c);
+    let sent = transition(&chose.step, Event::CodeSent { again: false }, &c);
+    let right = transition(&sent.step, Event::CodeRight { trust: false }, &c);
+    assert_eq!(
+        right.effects,
+        [
+            Effect::StoreFactor {
+                factor: EMAIL,
+                secret: None,
+                recovery_codes: true,
+            },
+            Effect::Audit(Audit::FactorReplaced(EMAIL)),
+            Effect::NotifyFactorAdded(EMAIL),
+            counted(Method::Factor(EMAIL), true),
+            issued(Method::Factor(EMAIL), MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(right.view, Some(View::Done(Finish::RecoveryCodes)));
+    // A new authenticator the same way.
+    let enrol = transition(&next.step, Event::Chose("authenticator"), &c);
+    let sealed = transition(&enrol.step, Event::SecretSealed("sealed-new".into()), &c);
+    let right = transition(&sealed.step, Event::CodeRight { trust: false }, &c);
+    assert_eq!(right.effects[1], Effect::Audit(Audit::FactorReplaced(APP)));
+}
+
+/// Only right after a recovery code, and only while the sign-in is fresh: a password and a
+/// browser cookie never replace a factor.
+#[test]
+fn only_a_fresh_recovery_sign_in_may_replace_the_factor() {
+    let org = all_methods();
+    let account = enrolled(APP);
+    let c = ctx(&org, &account);
+    for done in [
+        signed_in(MfaStatus::Yes),
+        SignedIn {
+            recovered: true,
+            at: NOW - FRESH_SIGN_IN - 1,
+            ..signed_in(MfaStatus::Yes)
+        },
+    ] {
+        let step = Step::SignedIn(done);
+        let next = transition(&step, Event::ReplaceFactor, &c);
+        assert_eq!(next.step, step);
+        assert!(next.effects.is_empty());
+        assert_eq!(next.view, Some(View::ToLogin));
+    }
+    // Half way through a sign-in there is nothing to replace.
+    let waiting = Step::AwaitingApp { proven: proven() };
+    let next = transition(&waiting, Event::ReplaceFactor, &c);
+    assert_eq!(next.step, waiting);
+    assert!(next.effects.is_empty());
 }

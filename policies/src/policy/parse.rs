@@ -16,6 +16,7 @@ use crate::duration::{duration_at_most, lifetime_setting};
 use crate::endpoint::{parse_host_name, parse_http_url, parse_served_host};
 use crate::error::PolicyError;
 use crate::public_path::PublicPath;
+use crate::time_zone::TimeZone;
 use crate::walk::{one_of, Document, Field, TableWalker};
 
 /// One policy file after parsing: the organisation when the file had no problem, and what the
@@ -143,6 +144,9 @@ fn parse_organisation(
             one_of(text, &[("nl", Language::Nl), ("en", Language::En)])
         })
         .unwrap_or_default();
+    let time_zone = root
+        .parsed("time_zone", TimeZone::named)
+        .unwrap_or_default();
 
     let mut table = root.section("access");
     let access = parse_access(&mut table, &file, base, parsed, allow_list_errors);
@@ -182,6 +186,7 @@ fn parse_organisation(
         logo,
         colour,
         default_language,
+        time_zone,
         access,
         mfa,
         sso,
@@ -566,15 +571,40 @@ fn non_blank<'a>(field: &Field<'_, '_>, text: &'a str) -> Option<&'a str> {
     }
 }
 
+/// WCAG 2's minimum contrast for normal text (success criterion 1.4.3).
+const MIN_CONTRAST: f64 = 4.5;
+
+/// The brand colour is the background of buttons and the header, under white text, and the
+/// colour of links on white: it must keep 4.5:1 against white, or staff cannot read them.
 fn parse_colour(text: &str) -> Result<String, String> {
-    let valid = text.len() == 7
-        && text.starts_with('#')
-        && text.bytes().skip(1).all(|b| b.is_ascii_hexdigit());
-    if valid {
-        Ok(text.to_ascii_lowercase())
-    } else {
-        Err(format!("{text:?} is not a colour (#rrggbb)"))
+    let rgb = text
+        .strip_prefix('#')
+        .filter(|hex| hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| format!("{text:?} is not a colour (#rrggbb)"))?;
+    let contrast = contrast_with_white(rgb);
+    if contrast < MIN_CONTRAST {
+        return Err(format!(
+            "{text:?} is too light: white text on it (buttons, the header) and links in it \
+             have a contrast of {contrast:.1}:1, below the {MIN_CONTRAST}:1 people need to \
+             read them; choose a darker shade"
+        ));
     }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// The WCAG 2 contrast ratio of the colour `0xrrggbb` with white.
+fn contrast_with_white(rgb: u32) -> f64 {
+    let channel = |shift: u32| {
+        let c = f64::from((rgb >> shift) & 0xff) / 255.0;
+        if c <= 0.03928 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * channel(16) + 0.7152 * channel(8) + 0.0722 * channel(0);
+    1.05 / (luminance + 0.05)
 }
 
 /// Microsoft's multi-tenant aliases would admit any Microsoft account, not the organisation's.

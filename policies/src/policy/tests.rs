@@ -890,3 +890,79 @@ fn upstream_urls() {
         assert!(Upstream::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_time_zone_defaults_to_amsterdam_and_an_unknown_one_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "zuid.toml", MINIMAL);
+    let set = PolicySet::load(dir.path()).unwrap();
+    assert_eq!(
+        set.organisation("zuid").unwrap().time_zone.name(),
+        "Europe/Amsterdam"
+    );
+
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!("{MINIMAL}time_zone = \"America/Curacao\"\n"),
+    );
+    let set = PolicySet::load(dir.path()).unwrap();
+    assert_eq!(
+        set.organisation("zuid").unwrap().time_zone.name(),
+        "America/Curacao"
+    );
+
+    write(
+        dir.path(),
+        "zuid.toml",
+        &format!("{MINIMAL}time_zone = \"Europe/Amsterdan\"\n"),
+    );
+    let file = dir.path().join("zuid.toml").display().to_string();
+    assert_eq!(
+        errors_of(dir.path()),
+        [format!(
+            "{file}:5: time_zone: \"Europe/Amsterdan\" is not a time zone (an IANA name such as \"Europe/Amsterdam\")"
+        )]
+    );
+}
+
+/// The brand colour carries white text (buttons, the header) and is the colour of links on white:
+/// a light one makes them unreadable, so `check` refuses it with where it is written.
+#[test]
+fn a_brand_colour_too_light_to_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (colour, readable) in [
+        ("#ffd23f", false),
+        ("#ffffff", false),
+        ("#7fb3d5", false),
+        ("#0b6e4f", true),
+        ("#000000", true),
+        // Just above and just below 4.5:1 against white.
+        ("#767676", true),
+        ("#777777", false),
+    ] {
+        write(
+            dir.path(),
+            "zuid.toml",
+            &format!("{MINIMAL}colour = \"{colour}\"\n"),
+        );
+        let line = MINIMAL.lines().count() + 1;
+        match PolicySet::load(dir.path()) {
+            Ok(set) => {
+                assert!(readable, "{colour} was accepted");
+                let org = set.organisations().next().unwrap();
+                assert_eq!(org.colour.as_deref(), Some(colour));
+            }
+            Err(errors) => {
+                assert!(!readable, "{colour}: {errors}");
+                let errors = errors.to_string();
+                assert!(
+                    errors.contains(&format!(
+                        "zuid.toml:{line}: colour: \"{colour}\" is too light"
+                    )) && errors.contains(":1, below the 4.5:1"),
+                    "{errors}"
+                );
+            }
+        }
+    }
+}
