@@ -1775,3 +1775,42 @@ fn the_language_switch_on_every_page_is_remembered() {
         );
     }
 }
+
+/// After an administrator resets the second factor, the browser that was signed in lands on the
+/// sign-in page with the reason, in its language, instead of without a word.
+#[test]
+fn the_sign_in_page_says_why_a_credential_ended() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    w.add_user(&NewUser::personal("noord", "nina@noord.test", PASSWORD));
+    let b = Browser::start("nl");
+    sign_in(&b, &w, NOORD, "/", "nina@noord.test", PASSWORD);
+    b.click("input[value=email]");
+    b.click_button("Doorgaan");
+    b.fill("code", &w.mailed_code("nina@noord.test"));
+    b.click_button("Controleren");
+    assert_eq!(
+        header(&app_headers(&b), "x-certgate-user"),
+        "nina@noord.test"
+    );
+    certgate_ok(&[
+        "user",
+        "reset-mfa",
+        "--config",
+        &w.d.config(),
+        "--org",
+        "noord",
+        "--user",
+        "nina@noord.test",
+    ]);
+    assert!(eventually(Duration::from_secs(5), || {
+        b.goto(&w.url(NOORD, "/rooster"));
+        b.current_url().contains("/.certgate/login")
+    }));
+    assert!(
+        b.page_text()
+            .contains("Uw beheerder heeft uw tweede factor opnieuw ingesteld"),
+        "{}",
+        b.page_text()
+    );
+    shot(&b, "signed-out-by-reset-nl");
+}

@@ -296,23 +296,7 @@ impl CurlClient<'_> {
     }
 
     pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        let jar = self.jar();
-        let mut args = vec![
-            "--interface".to_owned(),
-            self.addr.clone(),
-            "-c".to_owned(),
-            jar.clone(),
-            "-b".to_owned(),
-            jar,
-            "-H".to_owned(),
-            "Accept: text/html".to_owned(),
-        ];
-        for (name, value) in fields {
-            args.push("--data-urlencode".to_owned());
-            args.push(format!("{name}={value}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.world.d.curl(&self.host, "127.0.0.1", path, &args)
+        self.post_with(path, fields, &[])
     }
 
     /// Opens the sign-in page (with `return_to`) and posts the password; the answer to the post.
@@ -353,24 +337,7 @@ impl CurlClient<'_> {
     /// Signs `user` in with `password` and an e-mail code from the SMTP sink (choosing e-mail
     /// first if no method is stored); the answer to the code, normally a 303 to `return_to`.
     pub fn sign_in_by_email(&self, return_to: &str, user: &str, password: &str) -> Response {
-        let answer = self.sign_in(return_to, user, password);
-        assert_eq!(answer.status, 303, "{}", answer.body);
-        let mut page = self.get("/.certgate/mfa");
-        if page.body.contains(r#"action="/.certgate/mfa/choose""#) {
-            self.post(
-                "/.certgate/mfa/choose",
-                &[("csrf", &csrf_of(&page.body)), ("method", "email")],
-            );
-            page = self.get("/.certgate/mfa");
-        }
-        assert!(page.body.contains("A code was sent to"), "{}", page.body);
-        self.post(
-            "/.certgate/mfa/code",
-            &[
-                ("csrf", &csrf_of(&page.body)),
-                ("code", &self.world.mailed_code(user)),
-            ],
-        )
+        self.email_code_sign_in(return_to, user, password, &[])
     }
 
     /// Like [`CurlClient::post`], with `extra` curl arguments (`-A`, a User-Agent, say).
@@ -398,7 +365,19 @@ impl CurlClient<'_> {
     /// Like [`CurlClient::sign_in_by_email`], with the credential issued to a browser sending
     /// `user_agent`.
     pub fn sign_in_by_email_as(&self, user: &str, password: &str, user_agent: &str) -> Response {
-        let answer = self.sign_in("/", user, password);
+        self.email_code_sign_in("/", user, password, &["-A", user_agent])
+    }
+
+    /// Password, then an e-mail code (choosing e-mail first when the account has no method);
+    /// the code is posted with `extra` curl arguments.
+    fn email_code_sign_in(
+        &self,
+        return_to: &str,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Response {
+        let answer = self.sign_in(return_to, user, password);
         assert_eq!(answer.status, 303, "{}", answer.body);
         let mut page = self.get("/.certgate/mfa");
         if page.body.contains(r#"action="/.certgate/mfa/choose""#) {
@@ -408,13 +387,14 @@ impl CurlClient<'_> {
             );
             page = self.get("/.certgate/mfa");
         }
+        assert!(page.body.contains("A code was sent to"), "{}", page.body);
         self.post_with(
             "/.certgate/mfa/code",
             &[
                 ("csrf", &csrf_of(&page.body)),
                 ("code", &self.world.mailed_code(user)),
             ],
-            &["-A", user_agent],
+            extra,
         )
     }
 
