@@ -177,40 +177,52 @@ fn device_label(visit: &Visit, device: &Device) -> String {
     }
 }
 
-/// How each of `devices` (all of one organisation) stands now, by the rule the gateway admits
-/// by. Should the revocations not be read, by the same rule with none (expiry only), logged.
-async fn standings(state: &PortalState, devices: &[Device]) -> Vec<Standing> {
-    let now = state.now();
-    match read_standings(state, devices, now).await {
-        Ok(found) => found,
+/// The organisation's revocations, read once for a page, as every gateway holds them. Should
+/// they not be read: none (devices then stand by their expiry only), logged.
+pub(crate) async fn revocations(state: &PortalState, org: &str, now: i64) -> RevocationSet {
+    let read = match state.backend.database() {
+        Some(db) => db.live_revocations_of(org, now).await,
+        None => Ok(Vec::new()),
+    };
+    match read {
+        Ok(records) => RevocationSet::from_records(&records),
         Err(error) => {
             tracing::error!(%error, "revocations unread: devices listed by their expiry only");
-            let none = RevocationSet::default();
-            devices.iter().map(|d| none.standing("", d, now)).collect()
+            RevocationSet::default()
         }
     }
 }
 
-async fn read_standings(
-    state: &PortalState,
-    devices: &[Device],
-    now: i64,
-) -> Result<Vec<Standing>, certgate_db::DbError> {
-    let (Some(first), Some(db)) = (devices.first(), state.backend.database()) else {
-        return Ok(Vec::new());
+/// How each of `devices` (all of one organisation) stands now, by the rule the gateway admits
+/// by: the organisation's revocations read once, and the user names of only the accounts the
+/// devices belong to.
+async fn standings(state: &PortalState, devices: &[Device]) -> Vec<Standing> {
+    let now = state.now();
+    let Some(first) = devices.first() else {
+        return Vec::new();
     };
-    let org = first.org.as_str();
-    // Revocations name accounts by user name; a device names its account by id.
-    let accounts = if devices.iter().all(|d| d.account_id == first.account_id) {
-        db.account(org, &first.account_id)
-            .await?
-            .into_iter()
-            .collect()
-    } else {
-        db.accounts(org).await?
+    let set = revocations(state, &first.org, now).await;
+    let mut ids: Vec<String> = devices.iter().map(|d| d.account_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names = match state.backend.database() {
+        Some(db) => db
+            .usernames_of(&first.org, &ids)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "account names unread: their devices are listed as ended");
+                HashMap::new()
+            }),
+        None => HashMap::new(),
     };
-    let names: HashMap<String, String> = accounts.into_iter().map(|a| (a.id, a.username)).collect();
-    certgate_accounts::device_standings(&db, org, devices, |id| names.get(id).cloned(), now).await
+    devices
+        .iter()
+        .map(|d| match names.get(&d.account_id) {
+            Some(username) => set.standing(username, d, now),
+            // An account gone while its devices were listed: nothing of it is admitted.
+            None => Standing::Refused(Refusal::Account),
+        })
+        .collect()
 }
 
 /// When each device was last used: the store's time (the gateway's, reported once a minute)
@@ -228,12 +240,16 @@ pub(crate) async fn last_seen_of(store: &Store, devices: &[Device]) -> Vec<Optio
         .collect()
 }
 
-/// How many of `devices` (all of one organisation) can still be used.
-pub(crate) async fn active_devices(state: &PortalState, devices: &[Device]) -> usize {
-    standings(state, devices)
-        .await
+/// How many of `devices` (of the account named `username`) can still be used, by `set`.
+pub(crate) fn active_devices(
+    set: &RevocationSet,
+    username: &str,
+    devices: &[Device],
+    now: i64,
+) -> usize {
+    devices
         .iter()
-        .filter(|s| s.is_active())
+        .filter(|d| set.standing(username, d, now).is_active())
         .count()
 }
 

@@ -281,10 +281,12 @@ pub(crate) async fn accounts(
         return Err(PageError::unavailable(&visit));
     };
     let (accounts, more) = one_page(found);
+    let now = state.now();
+    let revocations = crate::account::revocations(&state, &admin.me.org.id, now).await;
     let mut rows = Vec::with_capacity(accounts.len());
     for a in &accounts {
         let devices = match db.devices(&admin.me.org.id, &a.id).await {
-            Ok(devices) => crate::account::active_devices(&state, &devices).await,
+            Ok(devices) => crate::account::active_devices(&revocations, &a.username, &devices, now),
             Err(_) => 0,
         };
         rows.push(user_row(&visit, a, devices));

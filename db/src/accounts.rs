@@ -712,6 +712,31 @@ impl Database {
 
     /// The display names of the accounts of `org` among `usernames` (user name → name), for
     /// pages that name people; names of no account are left out.
+    /// The user names of the accounts `ids` of `org` (those that exist), by id: what a page of
+    /// devices needs to be judged by the revocations, which name accounts by user name.
+    pub async fn usernames_of(
+        &self,
+        org: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, DbError> {
+        let mut names = std::collections::HashMap::new();
+        for chunk in ids.chunks(100) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, username FROM accounts WHERE org = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(org);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                names.insert(row.try_get("id")?, row.try_get("username")?);
+            }
+        }
+        Ok(names)
+    }
+
     pub async fn display_names(
         &self,
         org: &str,

@@ -90,6 +90,13 @@ async fn exercise_accounts(db: &Database) {
     let mut elsewhere = anna();
     elsewhere.org = "zuid".into();
     db.create_account(&elsewhere, "acc-3", 1_000).await.unwrap();
+    // User names by id, of one organisation only.
+    let names = db
+        .usernames_of("noord", &["acc-1".into(), "acc-3".into(), "none".into()])
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(names["acc-1"], "anna@noord.example");
 
     let tablet = NewAccount {
         username: "tablet-groep-3".into(),
