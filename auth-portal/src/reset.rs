@@ -400,8 +400,19 @@ pub(crate) async fn reset_submit(
         Ok(Some(account)) => account,
         _ => return Ok(invalid_link(&visit)),
     };
-    if let Err(weak) = password::check_new(&form.password, &account.username, &[&org.name]) {
-        return Ok(refuse(password_problem(t, &weak)));
+    // Guessing how guessable it is takes a few milliseconds: off the async threads.
+    let (typed, username, org_name) = (
+        form.password.clone(),
+        account.username.clone(),
+        org.name.clone(),
+    );
+    let checked =
+        tokio::task::spawn_blocking(move || password::check_new(&typed, &username, &[&org_name]))
+            .await;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(weak)) => return Ok(refuse(password_problem(t, &weak))),
+        Err(_) => return Ok(trouble(&visit)),
     }
     // Taken before the password is written: a link works once, even when two tabs race.
     match store.take_once("reset", &token_key(&form.token)).await {
