@@ -18,7 +18,7 @@ mod revocation;
 #[cfg(test)]
 mod tests;
 
-pub use revocation::{device_standings, Refusal, RevocationSet, Standing};
+pub use revocation::{device_standings, refusing_record, Refusal, RevocationSet, Standing};
 
 /// How long a revocation is kept: as long as any credential could live. An operator's
 /// certificate (`ca issue-client`) can outlive every portal-issued credential.

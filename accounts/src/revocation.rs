@@ -154,6 +154,23 @@ impl RevocationSet {
         }
     }
 
+    /// The standing of each of `devices` at `now`; `username_of` names each device's account by
+    /// its id (an account gone while its devices were listed: nothing of it is admitted).
+    pub fn standings(
+        &self,
+        devices: &[Device],
+        username_of: impl Fn(&str) -> Option<String>,
+        now: i64,
+    ) -> Vec<Standing> {
+        devices
+            .iter()
+            .map(|device| match username_of(&device.account_id) {
+                Some(username) => self.standing(&username, device, now),
+                None => Standing::Refused(Refusal::Account),
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.serials.len()
             + self.devices.values().map(HashSet::len).sum::<usize>()
@@ -179,14 +196,27 @@ pub async fn device_standings(
         return Ok(Vec::new());
     }
     let set = RevocationSet::from_records(&db.live_revocations_of(org, now).await?);
-    Ok(devices
+    Ok(set.standings(devices, username_of, now))
+}
+
+/// The recorded revocation behind `refusal` (as [`RevocationSet::refusal`] found it) of a
+/// credential of `account` on `device_id` in `org`, the latest when several are: what it says
+/// (its reason).
+pub fn refusing_record<'a>(
+    records: &'a [Revocation],
+    refusal: Refusal,
+    org: &str,
+    account: &str,
+    device_id: &str,
+) -> Option<&'a Revocation> {
+    records
         .iter()
-        .map(|device| match username_of(&device.account_id) {
-            Some(username) => set.standing(&username, device, now),
-            // An account gone while its devices were listed: nothing of it is admitted.
-            None => Standing::Refused(Refusal::Account),
+        .filter(|r| match (refusal, r.kind) {
+            (Refusal::Account, RevocationKind::Account) => r.org == org && r.subject == account,
+            (Refusal::Device, RevocationKind::Device) => r.org == org && r.subject == device_id,
+            _ => false,
         })
-        .collect())
+        .max_by_key(|r| r.revoked_at)
 }
 
 #[cfg(test)]

@@ -215,14 +215,7 @@ async fn standings(state: &PortalState, devices: &[Device]) -> Vec<Standing> {
             }),
         None => HashMap::new(),
     };
-    devices
-        .iter()
-        .map(|d| match names.get(&d.account_id) {
-            Some(username) => set.standing(username, d, now),
-            // An account gone while its devices were listed: nothing of it is admitted.
-            None => Standing::Refused(Refusal::Account),
-        })
-        .collect()
+    set.standings(devices, |id| names.get(id).cloned(), now)
 }
 
 /// When each device was last used: the store's time (the gateway's, reported once a minute)

@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use certgate_accounts::RevocationSet;
 use certgate_certs::CredentialClass;
 use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind};
 use certgate_policies::Organisation;
@@ -245,17 +246,22 @@ async fn why_signed_out(
     let claims = session::cookie(headers, session::DEVICE_COOKIE)
         .and_then(|token| state.tokens.verify(token, now).ok())
         .filter(|c| visit.org(&c.org).is_some())?;
-    let revocations = db.live_revocations_of(&claims.org, now).await.ok()?;
-    let ended = revocations
-        .iter()
-        .filter(|r| match r.kind {
-            RevocationKind::Account => {
-                r.subject == claims.account && r.revoked_at >= claims.issued_at
-            }
-            RevocationKind::Device => r.subject == claims.device_id,
-            RevocationKind::Serial => false,
-        })
-        .max_by_key(|r| r.revoked_at)?;
+    let records = db.live_revocations_of(&claims.org, now).await.ok()?;
+    // Refused by the gateway's own rule; the record behind it says why.
+    let refusal = RevocationSet::from_records(&records).refusal(
+        &claims.org,
+        &claims.account,
+        &claims.device_id,
+        None,
+        claims.issued_at,
+    )?;
+    let ended = certgate_accounts::refusing_record(
+        &records,
+        refusal,
+        &claims.org,
+        &claims.account,
+        &claims.device_id,
+    )?;
     let t = visit.texts;
     match ended.reason.as_str() {
         "mfa_reset" => Some(t.signed_out_mfa_reset),

@@ -26,5 +26,5 @@ pub use policy::{
 };
 pub use public_path::{match_public_path, PublicPath};
 pub use reload::PolicyHandle;
-pub use time_zone::TimeZone;
+pub use time_zone::{TimeZone, TimeZoneError};
 pub use watch::FileWatch;

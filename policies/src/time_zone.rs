@@ -5,6 +5,15 @@
 
 use std::fmt;
 
+/// Why a name is not a time zone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeZoneError {
+    #[error("must name a time zone, such as \"Europe/Amsterdam\"")]
+    Missing,
+    #[error("{0:?} is not a time zone (an IANA name such as \"Europe/Amsterdam\")")]
+    Unknown(String),
+}
+
 /// A named IANA time zone, checked against the bundled tz database.
 #[derive(Clone)]
 pub struct TimeZone {
@@ -19,19 +28,17 @@ impl TimeZone {
 
     /// The zone called `name` (an IANA name such as `Europe/Amsterdam` or `UTC`; the tz
     /// database's own spelling, though case does not matter).
-    pub fn named(name: &str) -> Result<Self, String> {
+    pub fn named(name: &str) -> Result<Self, TimeZoneError> {
         let name = name.trim();
         if name.is_empty() {
-            return Err("must name a time zone, such as \"Europe/Amsterdam\"".to_owned());
+            return Err(TimeZoneError::Missing);
         }
         match jiff::tz::db().get(name) {
             Ok(zone) => Ok(TimeZone {
                 name: zone.iana_name().unwrap_or(name).to_owned(),
                 zone,
             }),
-            Err(_) => Err(format!(
-                "{name:?} is not a time zone (an IANA name such as \"Europe/Amsterdam\")"
-            )),
+            Err(_) => Err(TimeZoneError::Unknown(name.to_owned())),
         }
     }
 
@@ -130,7 +137,7 @@ mod tests {
             "../etc/passwd",
             "Mars/Olympus",
         ] {
-            let error = TimeZone::named(bad).unwrap_err();
+            let error = TimeZone::named(bad).unwrap_err().to_string();
             assert!(error.contains("Europe/Amsterdam"), "{bad:?}: {error}");
         }
     }

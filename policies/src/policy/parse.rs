@@ -145,7 +145,9 @@ fn parse_organisation(
         })
         .unwrap_or_default();
     let time_zone = root
-        .parsed("time_zone", TimeZone::named)
+        .parsed("time_zone", |name| {
+            TimeZone::named(name).map_err(|e| e.to_string())
+        })
         .unwrap_or_default();
 
     let mut table = root.section("access");
