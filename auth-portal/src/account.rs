@@ -13,7 +13,9 @@ use certgate_accounts::{Refusal, RevocationSet, Standing};
 use certgate_certs::{
     generate_password, pkcs12_bundle_as, CredentialClass, DeviceId, DeviceSubject, Pkcs12Format,
 };
-use certgate_db::{Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust};
+use certgate_db::{
+    Account, AccountKind, AuditEntry, Database, Device, DeviceKind, DeviceTrust, StoredPasskey,
+};
 use certgate_policies::{Organisation, TimeZone};
 use certgate_store::Store;
 use serde::Deserialize;
@@ -21,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::extract::{Backends, FromPage, Page, PageError};
 use crate::flow::{create_attempt, load_attempt, Attempt};
-use crate::pages::{self, AccountPage, CertificatePage, DeviceRow};
+use crate::pages::{self, AccountPage, CertificatePage, DeviceRow, PasskeyRow};
 use crate::session;
 use crate::{PortalState, Visit};
 
@@ -287,16 +289,64 @@ pub(crate) async fn device_rows(
     rows
 }
 
+/// Whether `query` has `name=value`.
+fn query_says(query: Option<&str>, name: &str, value: &str) -> bool {
+    query.and_then(|q| crate::flow::raw_param(q, name)) == Some(value)
+}
+
+/// Whether this account may have passkeys here.
+fn may_have_passkeys(org: &Organisation, account: &Account) -> bool {
+    crate::signin::allowed_methods(org, account).contains(&certgate_db::MfaChoice::Passkey)
+}
+
+/// Whether `passkey` may be removed: not while it is the only factor the account has.
+fn removable(account: &Account, passkeys: &[StoredPasskey]) -> bool {
+    passkeys.len() > 1 || account.mfa_method.is_some()
+}
+
 /// `GET /.certgate/account`.
 pub(crate) async fn page(
     State(state): State<Arc<PortalState>>,
+    RawQuery(query): RawQuery,
     UserPage {
         visit,
         store,
         db,
-        it: me,
+        it: mut me,
     }: UserPage,
 ) -> Result<Response, PageError> {
+    let passkeys = db
+        .passkeys(&me.org.id, &me.account.id)
+        .await
+        .map_err(|_| PageError::unavailable(&visit))?;
+    let may_add_passkey = me.fresh && may_have_passkeys(&me.org, &me.account);
+    // Adding one: its ceremony waits in the session, its options go on the page.
+    if may_add_passkey {
+        crate::passkey::ready_to_register(
+            &visit,
+            &me.org,
+            &me.account,
+            &passkeys,
+            &mut me.attempt.session,
+        );
+        crate::flow::save(&store, &me.attempt).await;
+    }
+    let attempt_options = may_add_passkey
+        .then(|| crate::passkey::register_options(&me.attempt.session, &me.account))
+        .flatten();
+    let can_remove = me.fresh && removable(&me.account, &passkeys);
+    let passkey_rows: Vec<PasskeyRow> = passkeys
+        .iter()
+        .map(|p| PasskeyRow {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            added: org_time(&visit, &p.org, p.created_at),
+            used: p
+                .last_used
+                .map_or_else(|| "-".into(), |at| org_time(&visit, &p.org, at)),
+            removable: can_remove,
+        })
+        .collect();
     let devices = db
         .devices(&me.org.id, &me.account.id)
         .await
@@ -321,7 +371,14 @@ pub(crate) async fn page(
                 && me.account.kind == AccountKind::Personal
                 && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled,
             // Recovery codes for every method: a phone for texts can be lost too.
-            can_renew_codes: me.account.mfa_enrolled && me.account.mfa_method.is_some(),
+            can_renew_codes: me.account.mfa_enrolled
+                && (me.account.mfa_method.is_some() || !passkeys.is_empty()),
+            passkeys: passkey_rows,
+            passkeys_offered: may_have_passkeys(&me.org, &me.account),
+            may_add_passkey,
+            passkey_options: attempt_options.as_deref().unwrap_or(""),
+            passkey_name: crate::passkey::device_name(&visit),
+            passkey_failed: query_says(query.as_deref(), "passkey", "failed"),
         },
     );
     session::set_cookie(
@@ -637,10 +694,9 @@ pub(crate) async fn renew_recovery_codes(
     }: UserPage,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let method = me.account.mfa_method.filter(|_| me.account.mfa_enrolled);
-    let (true, Some(method)) = (me.attempt.session.csrf_ok(&form.csrf), method) else {
+    if !me.attempt.session.csrf_ok(&form.csrf) || !me.account.mfa_enrolled {
         return Err(PageError::redirect(ACCOUNT));
-    };
+    }
     if !me.fresh {
         return Err(to_login());
     }
@@ -650,7 +706,7 @@ pub(crate) async fn renew_recovery_codes(
         .map(|c| crate::recovery::hash(&me.account.id, c))
         .collect();
     if db
-        .set_mfa(&me.org.id, &me.account.id, method, None, Some(&hashes))
+        .set_recovery_codes(&me.org.id, &me.account.id, &hashes)
         .await
         .is_err()
     {
@@ -679,4 +735,179 @@ pub(crate) async fn renew_recovery_codes(
             set_up: false,
         },
     ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AddPasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /.certgate/account/passkeys`: a passkey made on the account page, after a fresh
+/// sign-in. Named as typed (or for the device); the first factor of an account without
+/// recovery codes comes with ten, shown once.
+pub(crate) async fn add_passkey(
+    State(state): State<Arc<PortalState>>,
+    UserPage {
+        visit,
+        store,
+        db,
+        it: mut me,
+    }: UserPage,
+    Form(form): Form<AddPasskeyForm>,
+) -> Result<Response, PageError> {
+    if !me.attempt.session.csrf_ok(&form.csrf) || !may_have_passkeys(&me.org, &me.account) {
+        return Err(PageError::redirect(ACCOUNT));
+    }
+    if !me.fresh {
+        return Err(to_login());
+    }
+    // Taken whatever the answer: it counts once.
+    let made = crate::passkey::finish_account_register(
+        &visit,
+        &me.org,
+        &me.account,
+        &mut me.attempt.session,
+        &form.credential,
+    );
+    crate::flow::save(&store, &me.attempt).await;
+    let failed = || Redirect::to("/.certgate/account?passkey=failed").into_response();
+    let Some(made) = made else {
+        return Ok(failed());
+    };
+    let now = state.now();
+    let typed = certgate_db::passkey_name(&form.name);
+    let name = if typed.is_empty() {
+        crate::passkey::device_name(&visit)
+    } else {
+        typed
+    };
+    let Some(stored) = crate::passkey::stored(&me.org, &me.account, &made, &name, now) else {
+        return Ok(failed());
+    };
+    let codes = me
+        .account
+        .recovery_codes
+        .is_empty()
+        .then(crate::recovery::new_codes);
+    let hashes: Option<Vec<String>> = codes.as_ref().map(|codes| {
+        codes
+            .iter()
+            .map(|c| crate::recovery::hash(&me.account.id, c))
+            .collect()
+    });
+    match db.add_passkey(&stored, hashes.as_deref(), false).await {
+        Ok(true) => {}
+        Ok(false) => return Err(to_login()),
+        Err(certgate_db::DbError::Conflict(_)) => return Ok(failed()),
+        Err(error) => {
+            tracing::error!(%error, "cannot store a passkey");
+            return Err(PageError::unavailable(&visit));
+        }
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: me.org.id.clone(),
+            at: now,
+            actor: me.account.username.clone(),
+            action: certgate_db::AuditAction::MfaEnrolled.as_str().into(),
+            subject: me.account.username.clone(),
+            ip: visit.ip.clone(),
+            detail: "passkey".into(),
+        })
+        .await;
+    let t = visit.texts;
+    let body = crate::i18n::fill(t.mail_factor_body, &me.org.name, t.method_passkey_plain, "");
+    crate::issue::notify(
+        &state,
+        &visit,
+        &me.org,
+        &me.account,
+        t.mail_factor_subject,
+        &body,
+    );
+    match codes {
+        Some(codes) => {
+            let c = visit.chrome(Some(&me.org));
+            Ok(pages::html(
+                StatusCode::OK,
+                &pages::RecoveryCodesPage {
+                    c: &c,
+                    codes: &codes,
+                    next: ACCOUNT,
+                    set_up: true,
+                },
+            ))
+        }
+        None => Ok(Redirect::to(ACCOUNT).into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RemovePasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    passkey: String,
+}
+
+/// `POST /.certgate/account/passkeys/remove`: one of the person's passkeys, after a fresh
+/// sign-in; never the only factor the account has.
+pub(crate) async fn remove_passkey(
+    State(state): State<Arc<PortalState>>,
+    UserPage {
+        visit, db, it: me, ..
+    }: UserPage,
+    Form(form): Form<RemovePasskeyForm>,
+) -> Result<Response, PageError> {
+    if !me.attempt.session.csrf_ok(&form.csrf) {
+        return Err(PageError::redirect(ACCOUNT));
+    }
+    if !me.fresh {
+        return Err(to_login());
+    }
+    let passkeys = db
+        .passkeys(&me.org.id, &me.account.id)
+        .await
+        .map_err(|_| PageError::unavailable(&visit))?;
+    let Some(passkey) = passkeys.iter().find(|p| p.id == form.passkey) else {
+        return Err(PageError::redirect(ACCOUNT));
+    };
+    if !removable(&me.account, &passkeys) {
+        return Err(PageError::redirect(ACCOUNT));
+    }
+    match db
+        .remove_passkey(&me.org.id, &me.account.id, &passkey.id)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(PageError::redirect(ACCOUNT)),
+        Err(_) => return Err(PageError::unavailable(&visit)),
+    }
+    let _ = db
+        .append_audit(&AuditEntry {
+            org: me.org.id.clone(),
+            at: state.now(),
+            actor: me.account.username.clone(),
+            action: certgate_db::AuditAction::PasskeyRemoved.as_str().into(),
+            subject: me.account.username.clone(),
+            ip: visit.ip.clone(),
+            detail: passkey.name.clone(),
+        })
+        .await;
+    let t = visit.texts;
+    let body = crate::i18n::fill(t.mail_passkey_removed_body, &me.org.name, &passkey.name, "");
+    crate::issue::notify(
+        &state,
+        &visit,
+        &me.org,
+        &me.account,
+        t.mail_passkey_removed_subject,
+        &body,
+    );
+    Ok(Redirect::to(ACCOUNT).into_response())
 }

@@ -283,13 +283,18 @@ pub(crate) async fn accounts(
     let (accounts, more) = one_page(found);
     let now = state.now();
     let revocations = crate::account::revocations(&state, &admin.me.org.id, now).await;
+    let passkeys = db
+        .passkey_counts(&admin.me.org.id)
+        .await
+        .unwrap_or_default();
     let mut rows = Vec::with_capacity(accounts.len());
     for a in &accounts {
         let devices = match db.devices(&admin.me.org.id, &a.id).await {
             Ok(devices) => crate::account::active_devices(&revocations, &a.username, &devices, now),
             Err(_) => 0,
         };
-        rows.push(user_row(&visit, a, devices));
+        let passkeys = passkeys.get(&a.id).copied().unwrap_or(0);
+        rows.push(user_row(&visit, a, devices, passkeys));
     }
     let c = visit.chrome(Some(&admin.me.org));
     Ok(pages::html(
@@ -304,7 +309,7 @@ pub(crate) async fn accounts(
     ))
 }
 
-fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
+fn user_row(visit: &Visit, a: &Account, devices: usize, passkeys: usize) -> UserRow {
     let t = visit.texts;
     UserRow {
         id: a.id.clone(),
@@ -319,8 +324,10 @@ fn user_row(visit: &Visit, a: &Account, devices: usize) -> UserRow {
             certgate_db::MfaChoice::Authenticator => t.method_authenticator,
             certgate_db::MfaChoice::Sms => t.method_sms_plain,
             certgate_db::MfaChoice::Email => t.method_email_plain,
+            certgate_db::MfaChoice::Passkey => t.method_passkey_plain,
         }),
         enrolled: a.mfa_enrolled,
+        passkeys,
         last_login: a
             .last_login
             .map_or_else(|| "-".into(), |at| org_time(visit, &a.org, at)),
@@ -500,13 +507,22 @@ async fn account_view(
         .await
         .unwrap_or_default();
     let rows = crate::account::device_rows(state, visit, store, None, &devices).await;
+    let passkeys = db
+        .passkeys(&admin.me.org.id, &account.id)
+        .await
+        .map_or(0, |p| p.len());
     let c = visit.chrome(Some(&admin.me.org));
     pages::html(
         status,
         &AdminAccountPage {
             c: &c,
             csrf: admin.me.attempt.session.csrf(),
-            user: user_row(visit, account, rows.iter().filter(|r| r.can_revoke).count()),
+            user: user_row(
+                visit,
+                account,
+                rows.iter().filter(|r| r.can_revoke).count(),
+                passkeys,
+            ),
             email: account.email.as_deref().unwrap_or_default(),
             mobile: account.mobile.as_deref().unwrap_or_default(),
             devices: rows,
@@ -1007,6 +1023,7 @@ pub(crate) async fn settings(
                             certgate_policies::MfaMethod::Authenticator => t.value_authenticator,
                             certgate_policies::MfaMethod::Sms => t.value_sms,
                             certgate_policies::MfaMethod::Email => t.value_email,
+                            certgate_policies::MfaMethod::Passkey => t.value_passkey,
                         }
                         .to_owned()
                     })

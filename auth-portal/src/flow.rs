@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_accounts::RevocationSet;
 use certgate_certs::CredentialClass;
-use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind};
+use certgate_db::{Account, Database, MfaChoice, NewRevocation, RevocationKind, StoredPasskey};
 use certgate_policies::Organisation;
 use certgate_store::{RateLimit, SessionId, Store};
 use serde::Deserialize;
@@ -222,6 +222,7 @@ fn login_view(visit: &Visit, status: StatusCode, view: LoginView<'_>) -> Respons
             error: view.error,
             info: view.info,
             sso,
+            passkey_options: crate::passkey::discover_options(&view.attempt.session).unwrap_or(""),
         },
     );
     session::set_cookie(
@@ -280,14 +281,15 @@ pub(crate) async fn login_page(
 ) -> Result<Response, PageError> {
     let return_to =
         safe_return_to(raw_param(query.as_deref().unwrap_or_default(), "return_to").unwrap_or("/"));
-    let attempt = match load_attempt(&store, &headers).await {
+    let mut attempt = match load_attempt(&store, &headers).await {
         Some(mut attempt) => {
             attempt.session.begin(return_to);
-            save(&store, &attempt).await;
             attempt
         }
         None => start_attempt(&state, &visit, &store, return_to).await?,
     };
+    crate::passkey::ready_to_discover(&visit, &mut attempt.session);
+    save(&store, &attempt).await;
     let remembered = session::cookie(&headers, session::ORG_COOKIE)
         .and_then(|id| visit.org(id))
         .cloned();
@@ -307,6 +309,22 @@ pub(crate) async fn login_page(
             info: info.map(str::to_owned),
         },
     ))
+}
+
+/// The sign-in page again after a refused passkey: `error` under the host's organisation.
+pub(crate) fn login_refused(
+    visit: &Visit,
+    attempt: &Attempt,
+    error: String,
+    status: StatusCode,
+) -> Response {
+    let echo = Echo {
+        typed_org: "",
+        remember_org: false,
+        username: "",
+    };
+    let org = visit.single_org().map(|o| o.as_ref());
+    login_again(visit, attempt, org, &echo, error, status)
 }
 
 /// What the user typed, shown again with an error.
@@ -545,6 +563,8 @@ pub(crate) struct Signing {
     pub attempt: Attempt,
     pub org: Arc<Organisation>,
     pub account: Account,
+    /// The account's passkeys ([`Signing::load_passkeys`]).
+    pub passkeys: Vec<StoredPasskey>,
 }
 
 impl Signing {
@@ -554,11 +574,35 @@ impl Signing {
             attempt,
             org,
             account,
+            passkeys: Vec::new(),
         }
     }
 
-    fn step(&self) -> &Step {
+    /// Reads the account's passkeys, which the machine settles the step by.
+    pub async fn load_passkeys(&mut self, visit: &Visit, db: &Database) -> Result<(), PageError> {
+        self.passkeys = db
+            .passkeys(&self.org.id, &self.account.id)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read an account's passkeys");
+                PageError::unavailable(visit)
+            })?;
+        Ok(())
+    }
+
+    pub(crate) fn step(&self) -> &Step {
         self.attempt.session.step()
+    }
+
+    /// What the machine decides on, for this sign-in now.
+    pub(crate) fn ctx(&self, state: &PortalState) -> Ctx<'_> {
+        Ctx {
+            org: &self.org,
+            account: &self.account,
+            senders: senders(state),
+            passkeys: self.passkeys.len(),
+            now: state.now(),
+        }
     }
 }
 
@@ -590,20 +634,11 @@ async fn signing(
             return Err(PageError::unavailable(visit));
         }
     };
-    let ctx = Ctx {
-        org: &org,
-        account: &account,
-        senders: senders(state),
-        now: state.now(),
-    };
-    let step = signin::current(attempt.session.step(), &ctx).ok_or_else(back)?;
-    let mut attempt = attempt;
-    attempt.session.enter(step);
-    Ok(Signing {
-        attempt,
-        org,
-        account,
-    })
+    let mut s = Signing::new(attempt, org, account);
+    s.load_passkeys(visit, db).await?;
+    let step = signin::current(s.step(), &s.ctx(state)).ok_or_else(back)?;
+    s.attempt.session.enter(step);
+    Ok(s)
 }
 
 /// The second-factor pages' request: the backends and the sign-in in progress, as
@@ -622,7 +657,7 @@ impl FromPage for Signing {
 
 impl Page<Signing> {
     /// For a POST: the form's CSRF token must be the session's, else back to the sign-in page.
-    fn posted(self, csrf: &str) -> Result<Self, PageError> {
+    pub(crate) fn posted(self, csrf: &str) -> Result<Self, PageError> {
         if !self.it.attempt.session.csrf_ok(csrf) {
             return Err(PageError::redirect("/.certgate/login"));
         }
@@ -630,7 +665,7 @@ impl Page<Signing> {
     }
 
     /// Tells the machine `event` and answers on `screen`.
-    async fn tell(
+    pub(crate) async fn tell(
         self,
         state: &PortalState,
         event: Event<'_>,
@@ -668,17 +703,7 @@ async fn drive(
     s: &mut Signing,
     event: Event<'_>,
 ) -> Result<Driven, PageError> {
-    let now = state.now();
-    let senders = senders(state);
-    let mut next = {
-        let ctx = Ctx {
-            org: &s.org,
-            account: &s.account,
-            senders,
-            now,
-        };
-        signin::transition(s.step(), event, &ctx)
-    };
+    let mut next = signin::transition(s.step(), event, &s.ctx(state));
     let mut driven = Driven {
         view: next.view.take().unwrap_or(View::ToMfa),
         codes: Vec::new(),
@@ -694,17 +719,13 @@ async fn drive(
             }
         }
         let Some(event) = answer else { break };
-        let ctx = Ctx {
-            org: &s.org,
-            account: &s.account,
-            senders,
-            now,
-        };
-        next = signin::transition(s.step(), event, &ctx);
+        next = signin::transition(s.step(), event, &s.ctx(state));
         if let Some(view) = next.view.take() {
             driven.view = view;
         }
     }
+    // A step waiting for a passkey: its ceremony, for the page.
+    crate::passkey::ready(visit, s);
     if !save(store, &s.attempt).await && driven.issued.is_none() {
         return Err(PageError::unavailable(visit));
     }
@@ -783,6 +804,44 @@ async fn carry_out(
                 }
             }
         }
+        Effect::RemovePasskeys => {
+            if let Err(error) = db.remove_passkeys(&s.org.id, &s.account.id).await {
+                tracing::error!(%error, "cannot remove an account's passkeys");
+                return Err(PageError::unavailable(visit));
+            }
+            s.passkeys.clear();
+        }
+        Effect::StorePasskey {
+            passkey,
+            recovery_codes,
+            replacing,
+        } => {
+            let codes = recovery_codes.then(recovery::new_codes);
+            let hashes: Option<Vec<String>> = codes.as_ref().map(|codes| {
+                codes
+                    .iter()
+                    .map(|c| recovery::hash(&s.account.id, c))
+                    .collect()
+            });
+            let name = crate::passkey::device_name(visit);
+            let stored = crate::passkey::stored(&s.org, &s.account, &passkey, &name, state.now())
+                .ok_or_else(|| PageError::unavailable_in(visit, &s.org))?;
+            match db.add_passkey(&stored, hashes.as_deref(), replacing).await {
+                Ok(true) => {}
+                Ok(false) => return Err(PageError::redirect("/.certgate/login")),
+                Err(error) => {
+                    tracing::error!(%error, "cannot store a passkey");
+                    return Err(PageError::unavailable(visit));
+                }
+            }
+            if replacing {
+                s.passkeys.clear();
+            }
+            s.passkeys.push(stored);
+            if let Some(codes) = codes {
+                driven.codes = codes;
+            }
+        }
         Effect::Audit(entry) => {
             let (action, detail) = match entry {
                 Audit::Failed(method) => (certgate_db::AuditAction::SignInFailed, method.as_str()),
@@ -793,6 +852,7 @@ async fn carry_out(
                     (certgate_db::AuditAction::MfaReplaced, factor.as_str())
                 }
                 Audit::RecoveryCodeUsed => (certgate_db::AuditAction::RecoveryCodeUsed, ""),
+                Audit::PasskeyCloned => (certgate_db::AuditAction::PasskeyCloned, ""),
             };
             audit(state, db, visit, s, action, detail).await;
         }
@@ -802,6 +862,7 @@ async fn carry_out(
                 MfaChoice::Authenticator => t.method_authenticator,
                 MfaChoice::Sms => t.method_sms_plain,
                 MfaChoice::Email => t.method_email_plain,
+                MfaChoice::Passkey => t.method_passkey_plain,
             };
             let body = fill(t.mail_factor_body, &s.org.name, name, "");
             issue::notify(
@@ -836,7 +897,7 @@ async fn carry_out(
 
 /// Which page a handler shows its step on.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Screen {
+pub(crate) enum Screen {
     /// The step's own page (choice, enrolment, code).
     Step,
     /// The recovery-code page.
@@ -921,6 +982,7 @@ fn notes(state: &PortalState, visit: &Visit, message: Option<Message>, trust: bo
         Some(Message::WrongCode) => (Some(t.wrong_code.to_owned()), None),
         Some(Message::NoCode) => (Some(t.no_code.to_owned()), None),
         Some(Message::ChooseOne) => (Some(t.choose_one.to_owned()), None),
+        Some(Message::PasskeyFailed) => (Some(t.passkey_failed.to_owned()), None),
         Some(Message::NotSent(SendProblem::Failed)) => (Some(t.send_failed.to_owned()), None),
         Some(Message::NotSent(SendProblem::Limited { until })) => {
             let wait =
@@ -947,7 +1009,7 @@ fn screen_page(
     response
 }
 
-fn trust_label(visit: &Visit, org: &Organisation, account: &Account) -> String {
+pub(crate) fn trust_label(visit: &Visit, org: &Organisation, account: &Account) -> String {
     if org.mfa.trust_device_for.is_zero() || account.kind == certgate_db::AccountKind::Group {
         return String::new();
     }
@@ -986,10 +1048,10 @@ fn destination(account: &Account, channel: MfaChoice) -> String {
 
 /// Messages shown on a step's page.
 #[derive(Default)]
-struct Notes {
-    error: Option<String>,
-    info: Option<String>,
-    trust: bool,
+pub(crate) struct Notes {
+    pub error: Option<String>,
+    pub info: Option<String>,
+    pub trust: bool,
 }
 
 /// The page of the sign-in's current step.
@@ -998,18 +1060,16 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
     let csrf = s.attempt.session.csrf();
     match s.step() {
         Step::Choosing { .. } => {
-            let ctx = Ctx {
-                org: &s.org,
-                account: &s.account,
-                senders: senders(state),
-                now: state.now(),
-            };
-            let mut options: Vec<MethodOption> = signin::offered_methods(&ctx)
+            let mut offered = signin::offered_methods(&s.ctx(state));
+            // A passkey first (the page's script moves it down where the device has none).
+            offered.sort_by_key(|m| *m != MfaChoice::Passkey);
+            let mut options: Vec<MethodOption> = offered
                 .iter()
                 .map(|m| {
                     let reachable = signin::reachable(&s.account, *m);
                     let (label, plain, why_not) = match m {
                         MfaChoice::Authenticator => (c.t.method_authenticator.to_owned(), "", None),
+                        MfaChoice::Passkey => (c.t.method_passkey.to_owned(), "", None),
                         MfaChoice::Sms => (
                             fill(c.t.method_sms, "", "", &destination(&s.account, *m)),
                             c.t.method_sms_plain,
@@ -1030,7 +1090,13 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
                     }
                 })
                 .collect();
-            if let Some(first) = options.iter_mut().find(|o| o.enabled) {
+            // Checked: the first that shows without the page's script (which may check the
+            // passkey instead).
+            let first = options
+                .iter()
+                .position(|o| o.enabled && o.value != "passkey")
+                .or_else(|| options.iter().position(|o| o.enabled));
+            if let Some(first) = first.and_then(|i| options.get_mut(i)) {
                 first.checked = true;
             }
             pages::html(
@@ -1069,30 +1135,24 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
                 },
             )
         }
+        Step::EnrollingPasskey { .. } | Step::AwaitingPasskey { .. } => {
+            crate::passkey::step_page(visit, state, s, notes)
+        }
+        Step::Reproving {
+            factor: MfaChoice::Passkey,
+            ..
+        } => crate::passkey::step_page(visit, state, s, notes),
         Step::AwaitingApp { .. } | Step::AwaitingCode { .. } | Step::Reproving { .. } => {
             let channel = s.step().channel();
             let lead = match channel {
                 Some(channel) => fill(c.t.code_sent_to, "", "", &destination(&s.account, channel)),
                 None => c.t.code_from_app.to_owned(),
             };
-            let ctx = Ctx {
-                org: &s.org,
-                account: &s.account,
-                senders: senders(state),
-                now: state.now(),
-            };
-            // "Sign in another way": a code where the account can be reached instead.
-            let alternatives = signin::alternatives(s.step(), &ctx)
-                .into_iter()
-                .map(|m| {
-                    let text = match m {
-                        MfaChoice::Sms => c.t.instead_sms,
-                        _ => c.t.instead_email,
-                    };
-                    (m.as_str(), fill(text, "", "", &destination(&s.account, m)))
-                })
-                .collect();
-            let instead = matches!(s.step(), Step::AwaitingCode { instead: true, .. });
+            let alternatives = other_ways(visit, state, s);
+            let instead = matches!(
+                s.step(),
+                Step::AwaitingCode { instead: true, .. } | Step::AwaitingApp { instead: true, .. }
+            );
             pages::html(
                 StatusCode::OK,
                 &CodePage {
@@ -1116,6 +1176,27 @@ fn step_page(visit: &Visit, state: &PortalState, s: &Signing, notes: Notes) -> R
         }
         Step::Started | Step::SignedIn(_) => see_other("/.certgate/login"),
     }
+}
+
+/// "Sign in another way": (method, what its button says) for each other way the step offers.
+pub(crate) fn other_ways(
+    visit: &Visit,
+    state: &PortalState,
+    s: &Signing,
+) -> Vec<(&'static str, String)> {
+    let t = visit.texts;
+    signin::alternatives(s.step(), &s.ctx(state))
+        .into_iter()
+        .map(|m| {
+            let text = match m {
+                MfaChoice::Sms => fill(t.instead_sms, "", "", &destination(&s.account, m)),
+                MfaChoice::Email => fill(t.instead_email, "", "", &destination(&s.account, m)),
+                MfaChoice::Authenticator => t.instead_app.to_owned(),
+                MfaChoice::Passkey => t.instead_passkey.to_owned(),
+            };
+            (m.as_str(), text)
+        })
+        .collect()
 }
 
 /// Sends this sign-in's code by `channel`, within the account's limit.
@@ -1205,6 +1286,9 @@ pub(crate) async fn first_step_done(
     event: Event<'_>,
 ) -> Response {
     let start = Instant::now();
+    if let Err(refused) = s.load_passkeys(visit, db).await {
+        return refused.into_response();
+    }
     match drive(state, visit, store, db, &mut s, event).await {
         Ok(driven) => answer(state, visit, &s, driven, Screen::Step, start).await,
         Err(refused) => refused.into_response(),
@@ -1319,7 +1403,7 @@ pub(crate) fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throt
 
 /// Counts a second-factor guess before it is checked (under `mfa:<account id>`); `Ok(Err(_))`
 /// when the user must wait ([`wait_page`]).
-async fn begin_guess(
+pub(crate) async fn begin_guess(
     state: &PortalState,
     visit: &Visit,
     store: &Store,
@@ -1338,7 +1422,7 @@ async fn begin_guess(
 }
 
 /// The page of a guess that must wait: `screen` again, saying how long.
-fn wait_page(
+pub(crate) fn wait_page(
     state: &PortalState,
     visit: &Visit,
     s: &Signing,
@@ -1361,7 +1445,7 @@ fn wait_page(
     )
 }
 
-async fn guess_was_right(state: &PortalState, store: &Store, counted: Counted) {
+pub(crate) async fn guess_was_right(state: &PortalState, store: &Store, counted: Counted) {
     if let Err(error) = guess_throttle(state, store).succeeded(counted).await {
         tracing::warn!(%error, "a good code could not be taken off the counters");
     }
@@ -1393,9 +1477,13 @@ pub(crate) async fn code_submit(
         ..
     } = &signing;
     let trust = form.trust.is_some();
-    // No code awaited (none went out on this sign-in, say): nothing can match.
-    let Some(awaiting) = s.step().awaiting() else {
-        return Ok(see_other("/.certgate/mfa"));
+    // No code awaited (none went out on this sign-in, say, or the step waits for a passkey):
+    // nothing can match, and nothing is counted.
+    let awaiting = match s.step().awaiting() {
+        None | Some(Awaiting::Passkey | Awaiting::NewPasskey) => {
+            return Ok(see_other("/.certgate/mfa"))
+        }
+        Some(awaiting) => awaiting,
     };
     let counted = match begin_guess(&state, visit, store, s, &headers).await? {
         Ok(counted) => counted,
@@ -1403,6 +1491,7 @@ pub(crate) async fn code_submit(
     };
     let now = state.now() as u64;
     let right = match awaiting {
+        Awaiting::Passkey | Awaiting::NewPasskey => return Ok(see_other("/.certgate/mfa")),
         Awaiting::App | Awaiting::Enrolment { .. } => {
             let sealed = match awaiting {
                 Awaiting::Enrolment { secret } => Some(secret),
@@ -1454,11 +1543,25 @@ pub(crate) async fn audit_failed_sign_in(
     ip: &str,
     detail: &str,
 ) {
+    let failed = certgate_db::AuditAction::SignInFailed;
+    audit_as(state, db, org, name, ip, failed, detail).await;
+}
+
+/// An audit entry of something `name` did (or that happened to it) without a sign-in under way.
+pub(crate) async fn audit_as(
+    state: &PortalState,
+    db: &Database,
+    org: &str,
+    name: &str,
+    ip: &str,
+    action: certgate_db::AuditAction,
+    detail: &str,
+) {
     let entry = certgate_db::AuditEntry {
         org: org.to_owned(),
         at: state.now(),
         actor: name.to_owned(),
-        action: certgate_db::AuditAction::SignInFailed.as_str().into(),
+        action: action.as_str().into(),
         subject: name.to_owned(),
         ip: ip.to_owned(),
         detail: detail.to_owned(),

@@ -313,6 +313,7 @@ pub struct Texts {
     pub admin_done_deleted: &'static str,
     /// The settings page's values.
     pub value_authenticator: &'static str,
+    pub value_passkey: &'static str,
     pub value_sms: &'static str,
     pub value_email: &'static str,
     pub value_everyone: &'static str,
@@ -329,6 +330,35 @@ pub struct Texts {
     pub audit_other: &'static str,
     /// Names, keys and values in audit entries, in these words (whole words only).
     pub audit_words: &'static [(&'static str, &'static str)],
+    // Passkeys.
+    pub method_passkey: &'static str,
+    pub method_passkey_plain: &'static str,
+    pub instead_app: &'static str,
+    pub instead_passkey: &'static str,
+    pub passkey_failed: &'static str,
+    pub passkey_enrol_heading: &'static str,
+    pub passkey_enrol_intro: &'static str,
+    pub passkey_make: &'static str,
+    pub passkey_prove_heading: &'static str,
+    pub passkey_prove_intro: &'static str,
+    pub passkey_use: &'static str,
+    pub passkey_no_browser: &'static str,
+    pub passkey_sign_in: &'static str,
+    pub passkey_sign_in_refused: &'static str,
+    pub passkeys_heading: &'static str,
+    pub passkeys_intro: &'static str,
+    pub passkeys_none: &'static str,
+    pub passkey_name: &'static str,
+    pub passkey_add: &'static str,
+    pub passkey_remove: &'static str,
+    pub passkey_added_at: &'static str,
+    pub passkey_used_at: &'static str,
+    pub passkey_only: &'static str,
+    pub passkeys_fresh: &'static str,
+    pub passkey_not_added: &'static str,
+    pub mail_passkey_removed_subject: &'static str,
+    pub mail_passkey_removed_body: &'static str,
+    pub col_passkeys: &'static str,
 }
 
 pub static EN: Texts = Texts {
@@ -633,6 +663,7 @@ pub static EN: Texts = Texts {
     admin_done_password: "The new password is set. Every device signed in with the old one is signed out.",
     admin_done_deleted: "The account was deleted.",
     value_authenticator: "authenticator app",
+    value_passkey: "passkey",
     value_sms: "text message",
     value_email: "e-mail",
     value_everyone: "everyone",
@@ -671,6 +702,8 @@ pub static EN: Texts = Texts {
         ("admin.token.create", "{who} made the API token {whom}"),
         ("admin.token.revoke", "{who} revoked the API token {whom}"),
         ("allowlist.save", "{who} saved the allow list"),
+        ("passkey-removed", "{who} removed a passkey"),
+        ("passkey-cloned", "A copy of a passkey of {who} was refused"),
     ],
     audit_other: "{who}: {action} {whom}",
     audit_words: &[
@@ -678,6 +711,34 @@ pub static EN: Texts = Texts {
         ("sms", "text message"),
         ("authenticator", "authenticator app"),
     ],
+    method_passkey: "Sign in with your fingerprint or face (passkey)",
+    method_passkey_plain: "a passkey",
+    instead_app: "Use a code from the authenticator app",
+    instead_passkey: "Use your fingerprint or face (passkey)",
+    passkey_failed: "That did not work. Try again, or choose another way below.",
+    passkey_enrol_heading: "Sign in with your fingerprint or face",
+    passkey_enrol_intro: "This device makes a passkey for your account. From now on you confirm that it is you with your fingerprint, your face or your screen lock: no code to type, and it works on the real page of {org} only, never on a look-alike.",
+    passkey_make: "Set up a passkey",
+    passkey_prove_heading: "Confirm that it is you",
+    passkey_prove_intro: "Use your fingerprint, your face or your screen lock (passkey).",
+    passkey_use: "Continue with passkey",
+    passkey_no_browser: "This browser cannot use passkeys. Use a recent Chrome, Edge, Safari or Firefox, or choose another way.",
+    passkey_sign_in: "Sign in with a passkey",
+    passkey_sign_in_refused: "That passkey did not sign you in. Try again, or sign in with your user name and password.",
+    passkeys_heading: "Passkeys",
+    passkeys_intro: "With a passkey you confirm signing in with your fingerprint, your face or your screen lock instead of a code. Add one on each phone, tablet or computer you use.",
+    passkeys_none: "You have no passkeys yet.",
+    passkey_name: "Name of this passkey",
+    passkey_add: "Add a passkey",
+    passkey_remove: "Remove",
+    passkey_added_at: "Added",
+    passkey_used_at: "Last used",
+    passkey_only: "This is how you confirm signing in now; add another passkey or method before you remove it.",
+    passkeys_fresh: "To add or remove a passkey you must have signed in within the last 10 minutes.",
+    passkey_not_added: "The passkey was not added. Try again.",
+    mail_passkey_removed_subject: "A passkey was removed from your account at {org}",
+    mail_passkey_removed_body: "The passkey \u{201c}{n}\u{201d} was removed from your account at {org}. If you did not do this, contact your administrator at once.",
+    col_passkeys: "Passkeys",
 };
 
 pub static NL: Texts = Texts {
@@ -982,6 +1043,7 @@ pub static NL: Texts = Texts {
     admin_done_password: "Het nieuwe wachtwoord is ingesteld. Elk apparaat dat met het oude was ingelogd, is uitgelogd.",
     admin_done_deleted: "Het account is verwijderd.",
     value_authenticator: "authenticator-app",
+    value_passkey: "passkey",
     value_sms: "sms",
     value_email: "e-mail",
     value_everyone: "iedereen",
@@ -1036,6 +1098,8 @@ pub static NL: Texts = Texts {
         ("admin.token.create", "{who} heeft de API-sleutel {whom} gemaakt"),
         ("admin.token.revoke", "{who} heeft de API-sleutel {whom} ingetrokken"),
         ("allowlist.save", "{who} heeft de toegestane adressen opgeslagen"),
+        ("passkey-removed", "{who} heeft een passkey verwijderd"),
+        ("passkey-cloned", "Een kopie van een passkey van {who} is geweigerd"),
     ],
     audit_other: "{who}: {action} {whom}",
     audit_words: &[
@@ -1071,6 +1135,34 @@ pub static NL: Texts = Texts {
         ("any", "overal"),
         ("no account has the name typed", "geen account heeft de getypte naam"),
     ],
+    method_passkey: "Inloggen met uw vingerafdruk of gezicht (passkey)",
+    method_passkey_plain: "een passkey",
+    instead_app: "Een code uit de authenticator-app gebruiken",
+    instead_passkey: "Uw vingerafdruk of gezicht gebruiken (passkey)",
+    passkey_failed: "Dat lukte niet. Probeer het opnieuw, of kies hieronder een andere manier.",
+    passkey_enrol_heading: "Inloggen met uw vingerafdruk of gezicht",
+    passkey_enrol_intro: "Dit apparaat maakt een passkey voor uw account. Voortaan bevestigt u dat u het bent met uw vingerafdruk, uw gezicht of uw schermvergrendeling: geen code overtypen, en het werkt alleen op de echte pagina van {org}, nooit op een nagemaakte.",
+    passkey_make: "Passkey instellen",
+    passkey_prove_heading: "Bevestig dat u het bent",
+    passkey_prove_intro: "Gebruik uw vingerafdruk, uw gezicht of uw schermvergrendeling (passkey).",
+    passkey_use: "Doorgaan met passkey",
+    passkey_no_browser: "Deze browser kan geen passkeys gebruiken. Gebruik een recente Chrome, Edge, Safari of Firefox, of kies een andere manier.",
+    passkey_sign_in: "Inloggen met een passkey",
+    passkey_sign_in_refused: "Met die passkey kon u niet inloggen. Probeer het opnieuw, of log in met uw gebruikersnaam en wachtwoord.",
+    passkeys_heading: "Passkeys",
+    passkeys_intro: "Met een passkey bevestigt u het inloggen met uw vingerafdruk, uw gezicht of uw schermvergrendeling in plaats van met een code. Voeg er een toe op elke telefoon, tablet of computer die u gebruikt.",
+    passkeys_none: "U heeft nog geen passkeys.",
+    passkey_name: "Naam van deze passkey",
+    passkey_add: "Passkey toevoegen",
+    passkey_remove: "Verwijderen",
+    passkey_added_at: "Toegevoegd",
+    passkey_used_at: "Laatst gebruikt",
+    passkey_only: "Hiermee bevestigt u nu uw inloggen; voeg eerst een andere passkey of methode toe voordat u deze verwijdert.",
+    passkeys_fresh: "Om een passkey toe te voegen of te verwijderen moet u in de laatste 10 minuten zijn ingelogd.",
+    passkey_not_added: "De passkey is niet toegevoegd. Probeer het opnieuw.",
+    mail_passkey_removed_subject: "Er is een passkey verwijderd van uw account bij {org}",
+    mail_passkey_removed_body: "De passkey \u{201c}{n}\u{201d} is verwijderd van uw account bij {org}. Heeft u dit niet gedaan, neem dan direct contact op met uw beheerder.",
+    col_passkeys: "Passkeys",
 };
 
 impl Texts {
@@ -1084,9 +1176,9 @@ impl Texts {
     /// "7 days", "12 uur", "1 minute": the largest whole unit.
     pub fn duration(&self, duration: Duration) -> String {
         let secs = duration.as_secs();
-        let (n, one, many) = if secs >= 86_400 && secs % 86_400 == 0 {
+        let (n, one, many) = if secs >= 86_400 && secs.is_multiple_of(86_400) {
             (secs / 86_400, self.day, self.days)
-        } else if secs >= 3_600 && secs % 3_600 == 0 {
+        } else if secs >= 3_600 && secs.is_multiple_of(3_600) {
             (secs / 3_600, self.hour, self.hours)
         } else if secs >= 60 {
             (secs.div_ceil(60), self.minute, self.minutes)

@@ -17,6 +17,7 @@ mod issue;
 pub mod mail;
 pub mod metrics;
 pub mod pages;
+mod passkey;
 pub mod password;
 pub mod recovery;
 mod reset;
@@ -388,6 +389,22 @@ pub fn router(state: Arc<PortalState>) -> Router {
             get(flow::recovery_page).post(flow::recovery_submit),
         )
         .route(
+            "/.certgate/mfa/passkey",
+            axum::routing::post(passkey::mfa_submit),
+        )
+        .route(
+            "/.certgate/passkey",
+            axum::routing::post(passkey::sign_in_submit),
+        )
+        .route(
+            "/.certgate/account/passkeys",
+            axum::routing::post(account::add_passkey),
+        )
+        .route(
+            "/.certgate/account/passkeys/remove",
+            axum::routing::post(account::remove_passkey),
+        )
+        .route(
             "/.certgate/mfa/back",
             axum::routing::post(flow::back_submit),
         )
@@ -477,6 +494,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/.certgate/language", get(choose_language))
         .route("/.certgate/static/portal.css", get(portal_css))
         .route("/.certgate/static/copy.js", get(copy_js))
+        .route("/.certgate/static/passkey.js", get(passkey_js))
         .route("/.certgate/theme.css", get(theme_css))
         .route("/.certgate/logo", get(logo))
         .fallback(not_found)
@@ -668,6 +686,13 @@ async fn portal_css() -> Response {
     asset(
         "text/css; charset=utf-8",
         include_str!("../static/portal.css"),
+    )
+}
+
+async fn passkey_js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../static/passkey.js"),
     )
 }
 

@@ -55,6 +55,9 @@ pub struct LoginPage<'a> {
     pub info: Option<String>,
     /// (href, label) of the organisation's SSO providers.
     pub sso: Vec<(String, String)>,
+    /// The passkey ceremony's options (JSON), where a passkey alone may sign in here; empty
+    /// otherwise.
+    pub passkey_options: &'a str,
 }
 
 pub struct MethodOption {
@@ -110,6 +113,28 @@ pub struct CodePage<'a> {
     pub back_label: &'static str,
     pub error: Option<String>,
     pub info: Option<String>,
+}
+
+/// A step waiting for a passkey: making the first one, or using one.
+#[derive(Template)]
+#[template(path = "passkey.html")]
+pub struct PasskeyPage<'a> {
+    pub c: &'a Chrome,
+    pub csrf: &'a str,
+    pub heading: &'static str,
+    pub lead: String,
+    /// `register` or `prove`, for the page's script.
+    pub ceremony: &'static str,
+    /// The ceremony's options (JSON) for the browser; empty when none could be made here.
+    pub options: String,
+    pub button: &'static str,
+    pub trust_label: String,
+    pub trust_checked: bool,
+    pub show_recovery_link: bool,
+    /// "Sign in another way": (method, what the button says) of each.
+    pub alternatives: Vec<(&'static str, String)>,
+    pub back_label: &'static str,
+    pub error: Option<String>,
 }
 
 #[derive(Template)]
@@ -229,6 +254,28 @@ pub struct AccountPage<'a> {
     pub can_turn_on_mfa: bool,
     /// The user has an authenticator, so recovery codes can be made anew.
     pub can_renew_codes: bool,
+    /// The account's passkeys, oldest first.
+    pub passkeys: Vec<PasskeyRow>,
+    /// Passkeys are offered to this account here.
+    pub passkeys_offered: bool,
+    /// Passkeys are offered here and the sign-in is fresh: the form to add one.
+    pub may_add_passkey: bool,
+    /// The ceremony's options (JSON) for adding one.
+    pub passkey_options: &'a str,
+    /// The name suggested for a new passkey (this device's).
+    pub passkey_name: String,
+    /// Adding one just failed.
+    pub passkey_failed: bool,
+}
+
+/// A passkey on the account page.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub used: String,
+    /// Not the account's only factor, and the sign-in is fresh.
+    pub removable: bool,
 }
 
 #[derive(Template)]
@@ -251,6 +298,8 @@ pub struct UserRow {
     pub roles: String,
     pub mfa: &'static str,
     pub enrolled: bool,
+    /// How many passkeys the account has.
+    pub passkeys: usize,
     pub last_login: String,
     pub devices: usize,
     pub disabled: bool,
@@ -262,6 +311,9 @@ impl UserRow {
     /// `-` when the account has no method.
     pub fn second_factor(&self, t: &Texts) -> String {
         match (self.mfa, self.enrolled) {
+            ("-" | "", true) if self.passkeys > 0 => {
+                format!("{} ({})", t.method_passkey_plain, t.enrolled)
+            }
             ("-" | "", true) => t.mfa_chosen_next.to_owned(),
             ("-" | "", false) => t.mfa_not_set.to_owned(),
             (method, true) => format!("{method} ({})", t.enrolled),
@@ -566,6 +618,7 @@ mod tests {
             error: None,
             info: None,
             sso: vec![],
+            passkey_options: "",
         }
         .render()
         .unwrap();

@@ -20,6 +20,12 @@
 //!    authenticator code stores the authenticator and shows ten recovery codes); a wrong one is
 //!    counted, audited and refused; a recovery code may stand in for any factor.
 //!
+//! Passkeys are the account's own factor when it has one and the organisation offers them (the
+//! app or a channel is then "another way"); a first passkey made at sign-in is stored like a
+//! first authenticator ([`Effect::StorePasskey`]). The handler runs the WebAuthn ceremony and
+//! tells the machine how it went, as it checks a code. Where the organisation allows it
+//! (`[mfa] passwordless`), a passkey is the whole sign-in ([`Event::PasskeySignIn`]).
+//!
 //! Every step past the password names the account and when it was proven ([`Proven`]): an
 //! account disabled or reset since (new password, MFA reset) voids the sign-in, whatever the
 //! event. The policy and the account are read again for every request, so the step is settled
@@ -51,6 +57,34 @@ pub struct LoginSession {
     /// the sign-in it needs.
     #[serde(default)]
     device_request: Option<String>,
+    /// The passkey ceremony under way: its challenge, for one answer.
+    #[serde(default)]
+    ceremony: Option<Ceremony>,
+}
+
+/// A WebAuthn ceremony's challenge and state, kept between the options the page asked for and
+/// the browser's answer; taken once, so an answer cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ceremony {
+    pub purpose: Purpose,
+    /// The account it is for (none when a passkey is to find the account).
+    pub account: Option<String>,
+    /// The WebAuthn library's state, as JSON.
+    pub state: String,
+    /// What the page hands the browser for it (the challenge, the relying party), as JSON.
+    pub options: String,
+}
+
+/// What a passkey ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Making a new passkey (at sign-in, or on the account page).
+    Register,
+    /// Proving the account's passkey, as its second factor.
+    Prove,
+    /// Signing in with a passkey alone: the passkey names the account.
+    Discover,
 }
 
 /// Who the first step (a password, or an identity provider) vouched for, and when.
@@ -114,8 +148,18 @@ pub enum Step {
         chosen: bool,
         secret: Option<String>,
     },
-    /// Waiting for a code from the enrolled authenticator app.
-    AwaitingApp { proven: Proven },
+    /// Waiting for a code from the enrolled authenticator app. `instead`: picked as "another
+    /// way" instead of the account's passkey.
+    AwaitingApp {
+        proven: Proven,
+        #[serde(default)]
+        instead: bool,
+    },
+    /// Making a first passkey in the browser. `chosen`: picked on this visit.
+    EnrollingPasskey { proven: Proven, chosen: bool },
+    /// Waiting for one of the account's passkeys: where the account has one, it is always its
+    /// own factor (so never "another way").
+    AwaitingPasskey { proven: Proven },
     /// Waiting for the code sent by SMS or e-mail. `chosen`: picked on this visit. `instead`:
     /// "sign in another way": the account's own factor is set aside for this sign-in only, and
     /// a right code stores nothing.
@@ -159,6 +203,7 @@ impl LoginSession {
             return_to,
             step: Step::Started,
             device_request: None,
+            ceremony: None,
         }
     }
 
@@ -206,6 +251,26 @@ impl LoginSession {
     pub fn begin(&mut self, return_to: String) {
         self.step = Step::Started;
         self.return_to = return_to;
+        self.ceremony = None;
+    }
+
+    /// Keeps a passkey ceremony's state until the browser answers (one at a time).
+    pub fn set_ceremony(&mut self, ceremony: Ceremony) {
+        self.ceremony = Some(ceremony);
+    }
+
+    /// The ceremony waiting for the browser, to put on a page.
+    pub fn ceremony(&self) -> Option<&Ceremony> {
+        self.ceremony.as_ref()
+    }
+
+    /// The state of the ceremony for `purpose` and `account`, taken: it answers once. Any
+    /// other ceremony under way is dropped too.
+    pub fn take_ceremony(&mut self, purpose: Purpose, account: Option<&str>) -> Option<String> {
+        self.ceremony
+            .take()
+            .filter(|c| c.purpose == purpose && c.account.as_deref() == account)
+            .map(|c| c.state)
     }
 
     /// Where to go when the sign-in under way is done.
@@ -234,7 +299,9 @@ impl Step {
             Step::Reproving { proven, .. }
             | Step::Choosing { proven }
             | Step::Enrolling { proven, .. }
-            | Step::AwaitingApp { proven }
+            | Step::AwaitingApp { proven, .. }
+            | Step::EnrollingPasskey { proven, .. }
+            | Step::AwaitingPasskey { proven, .. }
             | Step::AwaitingCode { proven, .. } => Some(proven),
             Step::Started | Step::SignedIn(_) => None,
         }
@@ -244,6 +311,12 @@ impl Step {
     pub fn awaiting(&self) -> Option<Awaiting<'_>> {
         match self {
             Step::AwaitingApp { .. } => Some(Awaiting::App),
+            Step::AwaitingPasskey { .. }
+            | Step::Reproving {
+                factor: MfaChoice::Passkey,
+                ..
+            } => Some(Awaiting::Passkey),
+            Step::EnrollingPasskey { .. } => Some(Awaiting::NewPasskey),
             Step::Enrolling {
                 secret: Some(secret),
                 ..
@@ -270,7 +343,7 @@ impl Step {
     pub fn channel(&self) -> Option<MfaChoice> {
         match self {
             Step::AwaitingCode { channel, .. } => Some(*channel),
-            Step::Reproving { factor, .. } if *factor != MfaChoice::Authenticator => Some(*factor),
+            Step::Reproving { factor, .. } if factor.is_channel() => Some(*factor),
             _ => None,
         }
     }
@@ -280,6 +353,9 @@ impl Step {
         match self {
             Step::Reproving { factor, .. } => Some(*factor),
             Step::Enrolling { .. } | Step::AwaitingApp { .. } => Some(MfaChoice::Authenticator),
+            Step::EnrollingPasskey { .. } | Step::AwaitingPasskey { .. } => {
+                Some(MfaChoice::Passkey)
+            }
             Step::AwaitingCode { channel, .. } => Some(*channel),
             Step::Started | Step::Choosing { .. } | Step::SignedIn(_) => None,
         }
@@ -309,6 +385,10 @@ pub enum Awaiting<'a> {
     Enrolment { secret: &'a str },
     /// The code sent by this channel.
     Code(MfaChoice),
+    /// One of the account's passkeys.
+    Passkey,
+    /// A new passkey, made in the browser.
+    NewPasskey,
 }
 
 /// What a transition is decided on, read afresh for each request.
@@ -318,6 +398,8 @@ pub struct Ctx<'a> {
     pub account: &'a Account,
     /// The channels this deployment has a sender for.
     pub senders: Senders,
+    /// How many passkeys the account has.
+    pub passkeys: usize,
     /// Unix seconds.
     pub now: i64,
 }
@@ -378,6 +460,19 @@ pub enum Event<'a> {
         trust: bool,
         gone: bool,
     },
+    /// The browser made a new passkey and the ceremony checked out: the passkey as it is
+    /// stored (the public key, JSON).
+    PasskeyMade {
+        passkey: &'a str,
+        trust: bool,
+    },
+    /// A passkey did not prove the account (a wrong or replayed answer); `cloned`: its
+    /// signature counter did not go up, so a copy of the key was used.
+    PasskeyWrong {
+        cloned: bool,
+    },
+    /// A passkey alone proved `ctx.account` (`[mfa] passwordless`), from the sign-in page.
+    PasskeySignIn,
     /// A recovery code was right and used; `left` remain.
     RecoveryRight {
         left: usize,
@@ -429,6 +524,8 @@ pub enum Audit {
     FactorReplaced(MfaChoice),
     /// `recovery-code-used`.
     RecoveryCodeUsed,
+    /// `passkey-cloned`: a passkey's signature counter went back, so a copy of its key exists.
+    PasskeyCloned,
 }
 
 /// What the handler carries out, in order; the first that fails ends the request with a page
@@ -451,6 +548,16 @@ pub enum Effect {
         secret: Option<String>,
         recovery_codes: bool,
     },
+    /// Store a new passkey (the public key, JSON) for the account, marking it enrolled; with
+    /// `recovery_codes`, ten new ones, shown once; with `replacing`, in place of every factor
+    /// before (set up after a recovery code).
+    StorePasskey {
+        passkey: String,
+        recovery_codes: bool,
+        replacing: bool,
+    },
+    /// Remove the account's passkeys.
+    RemovePasskeys,
     Audit(Audit),
     /// Tell the account by e-mail that a second factor was added.
     NotifyFactorAdded(MfaChoice),
@@ -491,6 +598,8 @@ pub enum Message {
     /// No code is waiting (it expired, or was guessed at too often).
     NoCode,
     ChooseOne,
+    /// The passkey did not work.
+    PasskeyFailed,
     Resent,
     NotSent(SendProblem),
 }
@@ -557,10 +666,15 @@ pub fn mfa_need(org: &Organisation, account: &Account) -> Need {
     }
 }
 
-/// The methods this account may use here: group accounts use one authenticator.
+/// The methods this account may use here: group accounts use one authenticator, and a passkey
+/// on the tablet where the organisation allows it (`group_passkeys`).
 pub fn allowed_methods(org: &Organisation, account: &Account) -> Vec<MfaChoice> {
     if account.kind == AccountKind::Group {
-        return vec![MfaChoice::Authenticator];
+        let mut methods = vec![MfaChoice::Authenticator];
+        if org.mfa.group_passkeys && org.mfa.offers_passkeys() {
+            methods.push(MfaChoice::Passkey);
+        }
+        return methods;
     }
     org.mfa
         .methods
@@ -569,8 +683,18 @@ pub fn allowed_methods(org: &Organisation, account: &Account) -> Vec<MfaChoice> 
             MfaMethod::Authenticator => MfaChoice::Authenticator,
             MfaMethod::Sms => MfaChoice::Sms,
             MfaMethod::Email => MfaChoice::Email,
+            MfaMethod::Passkey => MfaChoice::Passkey,
         })
         .collect()
+}
+
+/// Whether a passkey alone may sign `ctx.account` in here: the organisation allows it, the
+/// account may use passkeys and has one, and is not disabled.
+pub fn passwordless(ctx: &Ctx<'_>) -> bool {
+    ctx.org.mfa.passwordless
+        && ctx.passkeys > 0
+        && !ctx.account.disabled
+        && allowed_methods(ctx.org, ctx.account).contains(&MfaChoice::Passkey)
 }
 
 /// The methods the choice page offers and accepts: allowed here, with a sender in this
@@ -581,19 +705,20 @@ pub fn offered_methods(ctx: &Ctx<'_>) -> Vec<MfaChoice> {
         .filter(|m| match m {
             MfaChoice::Sms => ctx.senders.sms,
             MfaChoice::Email => ctx.senders.email,
-            MfaChoice::Authenticator => true,
+            MfaChoice::Authenticator | MfaChoice::Passkey => true,
         })
         .collect()
 }
 
 /// The other ways a step waiting for the account's own factor offers ("the phone is not at
-/// hand"): a code by a channel the organisation offers, this deployment can send and the account
-/// can be reached by, other than the factor itself and the channel already in use. Never a new
-/// authenticator: a password alone does not put a factor in place of the one enrolled.
+/// hand"): the account's passkeys, its enrolled authenticator, or a code by a channel the
+/// organisation offers, this deployment can send and the account can be reached by; never the
+/// factor already in use. Never a new authenticator or passkey: a password alone does not put
+/// a factor in place of the one enrolled.
 pub fn alternatives(step: &Step, ctx: &Ctx<'_>) -> Vec<MfaChoice> {
-    let own = ctx.account.mfa_method.filter(|_| ctx.account.mfa_enrolled);
     let in_use = match step {
-        Step::AwaitingApp { .. } => MfaChoice::Authenticator,
+        Step::AwaitingApp { instead: false, .. } => MfaChoice::Authenticator,
+        Step::AwaitingPasskey { .. } => MfaChoice::Passkey,
         Step::AwaitingCode {
             channel,
             chosen: false,
@@ -602,17 +727,32 @@ pub fn alternatives(step: &Step, ctx: &Ctx<'_>) -> Vec<MfaChoice> {
         } => *channel,
         _ => return Vec::new(),
     };
-    offered_methods(ctx)
-        .into_iter()
-        .filter(|m| *m != MfaChoice::Authenticator && *m != in_use && Some(*m) != own)
-        .filter(|m| reachable(ctx.account, *m))
+    other_ways(in_use, ctx)
+}
+
+/// The ways of [`alternatives`] next to the factor `in_use`.
+fn other_ways(in_use: MfaChoice, ctx: &Ctx<'_>) -> Vec<MfaChoice> {
+    let account = ctx.account;
+    let app = account.mfa_enrolled
+        && account.mfa_method == Some(MfaChoice::Authenticator)
+        && account.totp_secret.is_some();
+    let mut ways = offered_methods(ctx);
+    // The passkey first: the easiest, where the device has it.
+    ways.sort_by_key(|m| *m != MfaChoice::Passkey);
+    ways.into_iter()
+        .filter(|m| *m != in_use)
+        .filter(|m| match m {
+            MfaChoice::Passkey => ctx.passkeys > 0,
+            MfaChoice::Authenticator => app,
+            channel => reachable(account, *channel),
+        })
         .collect()
 }
 
 /// Whether the account can be sent codes by `channel` (it has a number or an address).
 pub fn reachable(account: &Account, channel: MfaChoice) -> bool {
     match channel {
-        MfaChoice::Authenticator => true,
+        MfaChoice::Authenticator | MfaChoice::Passkey => true,
         MfaChoice::Sms => account.mobile.is_some(),
         MfaChoice::Email => account.email.is_some(),
     }
@@ -623,6 +763,21 @@ pub fn transition(step: &Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
     match event {
         Event::PasswordOk => first_step(Method::Password, None, ctx),
         Event::ProviderVouched(mfa) => first_step(Method::Sso, Some(mfa), ctx),
+        // The passkey is the password and the second factor in one.
+        Event::PasskeySignIn if passwordless(ctx) => {
+            let method = Method::Factor(MfaChoice::Passkey);
+            let counted = Effect::CountLogin {
+                method,
+                success: true,
+            };
+            let proof = Proof {
+                method,
+                mfa: MfaStatus::Yes,
+                trust: false,
+            };
+            issue(ctx, vec![counted], proof, Finish::Return)
+        }
+        Event::PasskeySignIn => Next::stay(step, View::ToLogin),
         Event::AddFactor => match step {
             Step::SignedIn(done) if done.account == ctx.account.id && done.fresh(ctx.now) => {
                 let proven = Proven {
@@ -736,6 +891,7 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
     let enrolled = account
         .mfa_method
         .filter(|_| account.mfa_enrolled && !proven.replacing);
+    let passkeys = ctx.passkeys > 0 && !proven.replacing;
     let sent = |channel: MfaChoice| {
         if before.channel() == Some(channel) {
             before.sent()
@@ -743,23 +899,34 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
             Sent::No
         }
     };
+    let stored = enrolled.filter(|m| allowed.contains(m));
+    let passkey = passkeys && allowed.contains(&MfaChoice::Passkey);
     // A factor no longer offered is proven once before another is chosen.
-    if let Some(old) = enrolled.filter(|m| !allowed.contains(m) && !proven.reproved) {
-        match old {
-            MfaChoice::Authenticator if account.totp_secret.is_none() => {}
-            factor => {
-                let sent = sent(factor);
-                return Step::Reproving {
-                    proven,
-                    factor,
-                    sent,
-                };
-            }
+    if !passkey && stored.is_none() && !proven.reproved {
+        let old = match enrolled {
+            Some(MfaChoice::Authenticator) if account.totp_secret.is_none() => None,
+            Some(factor) => Some(factor),
+            None => None,
+        }
+        .or(passkeys.then_some(MfaChoice::Passkey));
+        if let Some(factor) = old {
+            let sent = sent(factor);
+            return Step::Reproving {
+                proven,
+                factor,
+                sent,
+            };
         }
     }
-    let stored = enrolled.filter(|m| allowed.contains(m));
+    // The account's own factor: its passkeys, else its method.
+    let own = if passkey {
+        Some(MfaChoice::Passkey)
+    } else {
+        stored
+    };
     let chosen = match before {
         Step::Enrolling { chosen: true, .. } => Some(MfaChoice::Authenticator),
+        Step::EnrollingPasskey { chosen: true, .. } => Some(MfaChoice::Passkey),
         Step::AwaitingCode {
             channel,
             chosen: true,
@@ -773,32 +940,43 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
         _ => None,
     };
     // Another way, picked on this sign-in, while it is still one.
-    if let (
-        Some(_),
-        Step::AwaitingCode {
-            channel,
-            instead: true,
-            ..
-        },
-    ) = (stored, before)
-    {
-        let usable = offered_methods(ctx).contains(channel)
-            && reachable(account, *channel)
-            && stored != Some(*channel);
-        if usable {
-            return Step::AwaitingCode {
-                proven,
-                channel: *channel,
-                chosen: false,
-                sent: sent(*channel),
+    if let Some(own) = own {
+        let instead = match before {
+            Step::AwaitingCode {
+                channel,
                 instead: true,
-            };
+                ..
+            } => Some(*channel),
+            Step::AwaitingApp { instead: true, .. } => Some(MfaChoice::Authenticator),
+            _ => None,
+        }
+        .filter(|way| other_ways(own, ctx).contains(way));
+        match instead {
+            Some(MfaChoice::Authenticator) => {
+                return Step::AwaitingApp {
+                    proven,
+                    instead: true,
+                }
+            }
+            // (Never the passkey: with one, it is the account's own factor.)
+            Some(MfaChoice::Passkey) | None => {}
+            Some(channel) => {
+                return Step::AwaitingCode {
+                    proven,
+                    channel,
+                    chosen: false,
+                    sent: sent(channel),
+                    instead: true,
+                }
+            }
         }
     }
-    match (stored, chosen) {
-        (Some(MfaChoice::Authenticator), _) if account.totp_secret.is_some() => {
-            Step::AwaitingApp { proven }
-        }
+    match (own, chosen) {
+        (Some(MfaChoice::Passkey), _) => Step::AwaitingPasskey { proven },
+        (Some(MfaChoice::Authenticator), _) if account.totp_secret.is_some() => Step::AwaitingApp {
+            proven,
+            instead: false,
+        },
         (Some(MfaChoice::Authenticator), _) => Step::Enrolling {
             proven,
             chosen: false,
@@ -816,6 +994,10 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
             chosen: true,
             secret,
         },
+        (None, Some(MfaChoice::Passkey)) => Step::EnrollingPasskey {
+            proven,
+            chosen: true,
+        },
         (None, Some(channel)) => Step::AwaitingCode {
             proven,
             channel,
@@ -827,6 +1009,10 @@ pub fn settle(before: &Step, proven: Proven, ctx: &Ctx<'_>) -> Step {
             proven,
             chosen: false,
             secret,
+        },
+        (None, None) if allowed == [MfaChoice::Passkey] => Step::EnrollingPasskey {
+            proven,
+            chosen: false,
         },
         (None, None) => Step::Choosing { proven },
     }
@@ -871,6 +1057,14 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
         Event::Instead(name) => {
             let other = MfaChoice::from_name(name).filter(|m| alternatives(&step, ctx).contains(m));
             match (other, step.proven()) {
+                (Some(MfaChoice::Authenticator), Some(proven)) => Next::to(
+                    Step::AwaitingApp {
+                        proven: proven.clone(),
+                        instead: true,
+                    },
+                    Vec::new(),
+                    View::ToMfa,
+                ),
                 (Some(channel), Some(proven)) => Next::to(
                     Step::AwaitingCode {
                         proven: proven.clone(),
@@ -926,6 +1120,55 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
             }
         }
         Event::CodeRight { trust } => code_right(step, trust, ctx),
+        Event::PasskeyMade { passkey, trust } => match step {
+            Step::EnrollingPasskey { proven, .. } => {
+                let factor = MfaChoice::Passkey;
+                // New recovery codes with a first factor, or in place of a lost one.
+                let recovery_codes = proven.replacing || ctx.account.recovery_codes.is_empty();
+                let before = vec![
+                    Effect::StorePasskey {
+                        passkey: passkey.to_owned(),
+                        recovery_codes,
+                        replacing: proven.replacing,
+                    },
+                    Effect::Audit(if proven.replacing {
+                        Audit::FactorReplaced(factor)
+                    } else {
+                        Audit::FactorEnrolled(factor)
+                    }),
+                    Effect::NotifyFactorAdded(factor),
+                    Effect::CountLogin {
+                        method: Method::Factor(factor),
+                        success: true,
+                    },
+                ];
+                let proof = Proof {
+                    method: Method::Factor(factor),
+                    mfa: MfaStatus::Yes,
+                    trust,
+                };
+                let finish = if recovery_codes {
+                    Finish::RecoveryCodes
+                } else {
+                    Finish::Return
+                };
+                issue(ctx, before, proof, finish)
+            }
+            step => Next::stay(&step, View::ToMfa),
+        },
+        Event::PasskeyWrong { cloned } => match step.awaiting() {
+            // A passkey that could not be made guessed nothing: the page again, with a word.
+            Some(Awaiting::NewPasskey) => Next::stay(&step, page(Some(Message::PasskeyFailed))),
+            Some(Awaiting::Passkey) => {
+                let method = Method::Factor(MfaChoice::Passkey);
+                let mut next = refused(&step, method, Message::PasskeyFailed, false);
+                if cloned {
+                    next.effects.push(Effect::Audit(Audit::PasskeyCloned));
+                }
+                next
+            }
+            _ => Next::stay(&step, View::ToMfa),
+        },
         Event::CodeWrong { trust, gone } => match step.factor() {
             Some(factor) if step.awaiting().is_some() => {
                 let message = if gone {
@@ -964,18 +1207,28 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 chosen: true,
                 ..
             } => Next::to(Step::Choosing { proven }, Vec::new(), View::ToMfa),
+            Step::EnrollingPasskey {
+                proven,
+                chosen: true,
+            } => Next::to(Step::Choosing { proven }, Vec::new(), View::ToMfa),
             // From another way back to the account's own factor (its code sent again).
             Step::AwaitingCode {
                 proven,
                 instead: true,
                 ..
+            }
+            | Step::AwaitingApp {
+                proven,
+                instead: true,
             } => second_factor(proven, ctx, View::ToMfa),
             _ => Next::to(Step::Started, Vec::new(), View::Restart),
         },
         // Handled before a step of the second factor is looked at.
-        Event::PasswordOk | Event::ProviderVouched(_) | Event::AddFactor | Event::ReplaceFactor => {
-            Next::stay(&step, View::ToMfa)
-        }
+        Event::PasswordOk
+        | Event::ProviderVouched(_)
+        | Event::PasskeySignIn
+        | Event::AddFactor
+        | Event::ReplaceFactor => Next::stay(&step, View::ToMfa),
     }
 }
 
@@ -995,6 +1248,10 @@ fn choose(step: Step, name: &str, ctx: &Ctx<'_>) -> Next {
             proven,
             chosen: true,
             ..
+        }
+        | Step::EnrollingPasskey {
+            proven,
+            chosen: true,
         }
         | Step::AwaitingCode {
             proven,
@@ -1016,6 +1273,14 @@ fn choose(step: Step, name: &str, ctx: &Ctx<'_>) -> Next {
                 proven,
                 chosen: true,
                 secret: None,
+            },
+            Vec::new(),
+            View::ToMfa,
+        ),
+        Some(MfaChoice::Passkey) => Next::to(
+            Step::EnrollingPasskey {
+                proven,
+                chosen: true,
             },
             Vec::new(),
             View::ToMfa,
@@ -1061,9 +1326,14 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
             let factor = MfaChoice::Authenticator;
             issue(ctx, vec![success(factor)], proof(factor), Finish::Return)
         }
+        Step::AwaitingPasskey { .. } => {
+            let factor = MfaChoice::Passkey;
+            issue(ctx, vec![success(factor)], proof(factor), Finish::Return)
+        }
         Step::Enrolling { secret, proven, .. } => {
             let factor = MfaChoice::Authenticator;
-            let before = vec![
+            let mut before = replaced(&proven);
+            before.extend([
                 Effect::StoreFactor {
                     factor,
                     secret,
@@ -1076,7 +1346,7 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
                 }),
                 Effect::NotifyFactorAdded(factor),
                 success(factor),
-            ];
+            ]);
             issue(ctx, before, proof(factor), Finish::RecoveryCodes)
         }
         Step::AwaitingCode {
@@ -1086,7 +1356,7 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
             ..
         } => {
             let account = ctx.account;
-            let mut before = Vec::new();
+            let mut before = replaced(&proven);
             if proven.replacing {
                 // The lost factor goes, whatever it was; this channel (and new recovery codes,
                 // shown once) in its place.
@@ -1119,6 +1389,16 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
             issue(ctx, before, proof(channel), Finish::Return)
         }
         step => Next::stay(&step, View::ToMfa),
+    }
+}
+
+/// What goes first when a factor is set up in place of a lost one: the passkeys (they may be
+/// on the lost phone).
+fn replaced(proven: &Proven) -> Vec<Effect> {
+    if proven.replacing {
+        vec![Effect::RemovePasskeys]
+    } else {
+        Vec::new()
     }
 }
 

@@ -184,7 +184,9 @@ public_paths = ["/favicon.ico"]
 browser_credentials = true
 
 [mfa]
-methods = ["authenticator", "sms", "email"]
+methods = ["passkey", "authenticator", "sms", "email"]
+passwordless = true
+group_passkeys = true
 required = "all"
 exempt_roles = ["parent"]
 trust_device_for = "7d"
@@ -249,11 +251,17 @@ Everything it uses is in {d}/.
 
 In a browser, open https://localhost:8443/ (trust {d}/ca/root.pem, or accept the warning): you are
 sent to the sign-in page. Demo accounts (organisation "Demo Care"):
-   anna@demo.example    password welkom-anna         personal and admin; codes by authenticator app, SMS or e-mail
-   groep-zonnebloem     password welkom-zonnebloem   shared group tablet; authenticator app
+   anna@demo.example    password welkom-anna         personal and admin; a passkey, or codes by authenticator app, SMS or e-mail
+   groep-zonnebloem     password welkom-zonnebloem   shared group tablet; authenticator app or the tablet's passkey
    ouder@demo.example   password welkom-ouder        parent: exempt from the second factor
 E-mails (codes, password links) are written to {d}/data/outbox/ instead of being sent;
 SMS codes appear in this terminal's log.
+Passkeys (fingerprint, face or screen lock): open https://localhost:8443/ (not 127.0.0.1) in Chrome
+with {d}/ca/root.pem trusted (browsers refuse passkeys on a page accepted past a certificate
+warning). At anna's first sign-in choose "Sign in with your fingerprint or face". Without a sensor:
+DevTools > More tools > WebAuthn > "Enable virtual authenticator environment", add one (ctap2,
+internal, resident key and user verification ticked). Next time the user-name field offers the
+passkey, or press "Sign in with a passkey": no password needed.
 Sign out: https://localhost:8443/.certgate/logout      Your devices: https://localhost:8443/.certgate/account
 Administration (as anna): https://localhost:8443/.certgate/admin
 An app or agent: certgate login --url https://localhost:8443 --out demo-device   (with SSL_CERT_FILE={d}/ca/root.pem)

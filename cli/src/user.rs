@@ -150,12 +150,13 @@ pub fn run(command: UserCommand) -> Result<(), String> {
             let users: Vec<UserView> = call(&config, "GET", &path, None::<&()>)?;
             for u in &users {
                 println!(
-                    "{}\t{}\t{}\t{}\tmfa={}\t{}",
+                    "{}\t{}\t{}\t{}\tmfa={}\tpasskeys={}\t{}",
                     u.username,
                     u.display_name,
                     u.kind,
                     u.roles.join(","),
                     u.mfa_method.as_deref().unwrap_or("-"),
+                    u.passkeys,
                     if u.disabled { "disabled" } else { "active" }
                 );
             }
@@ -314,10 +315,15 @@ fn print_user(u: &UserView) {
         u.email.as_deref().unwrap_or("-"),
         u.mobile.as_deref().unwrap_or("-")
     );
+    let method = match (u.mfa_method.as_deref(), u.passkeys) {
+        (Some(method), _) => method,
+        (None, 0) => "not chosen",
+        (None, _) => "passkey",
+    };
     println!(
-        "  second factor: {}{}; {}",
-        u.mfa_method.as_deref().unwrap_or("not chosen"),
+        "  second factor: {method}{}; passkeys: {}; {}",
         if u.mfa_enrolled { " (enrolled)" } else { "" },
+        u.passkeys,
         if u.disabled { "DISABLED" } else { "active" }
     );
 }

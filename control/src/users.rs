@@ -119,6 +119,9 @@ pub struct UserView {
     pub roles: Vec<String>,
     pub mfa_method: Option<String>,
     pub mfa_enrolled: bool,
+    /// How many passkeys the account has (shown by `show` and `list`).
+    #[serde(default)]
+    pub passkeys: usize,
     pub has_password: bool,
     pub last_login: Option<i64>,
     pub disabled: bool,
@@ -137,6 +140,7 @@ impl From<&Account> for UserView {
             roles: a.roles.clone(),
             mfa_method: a.mfa_method.map(|m| m.as_str().to_owned()),
             mfa_enrolled: a.mfa_enrolled,
+            passkeys: 0,
             has_password: a.password_hash.is_some(),
             last_login: a.last_login,
             disabled: a.disabled,
@@ -341,12 +345,21 @@ async fn list(
     Query(query): Query<OrgQuery>,
 ) -> Result<Json<Vec<UserView>>, AdminError> {
     known_org(&state, &query.org)?;
-    let accounts = state
-        .database()?
-        .accounts(&query.org)
+    let db = state.database()?;
+    let accounts = db.accounts(&query.org).await.map_err(AdminError::from)?;
+    let passkeys = db
+        .passkey_counts(&query.org)
         .await
         .map_err(AdminError::from)?;
-    Ok(Json(accounts.iter().map(UserView::from).collect()))
+    Ok(Json(
+        accounts
+            .iter()
+            .map(|a| UserView {
+                passkeys: passkeys.get(&a.id).copied().unwrap_or(0),
+                ..UserView::from(a)
+            })
+            .collect(),
+    ))
 }
 
 /// The organisation and the account named by its user name or e-mail address.
@@ -434,7 +447,15 @@ async fn show(
     Path((org, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, AdminError> {
     let (_, account) = find(&state, &org, &login).await?;
-    Ok(Json(UserView::from(&account)))
+    let passkeys = state
+        .database()?
+        .passkeys(&account.org, &account.id)
+        .await
+        .map_err(AdminError::from)?;
+    Ok(Json(UserView {
+        passkeys: passkeys.len(),
+        ..UserView::from(&account)
+    }))
 }
 
 /// `POST …/disable`, `…/enable`, `…/reset-mfa`.

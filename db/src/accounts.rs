@@ -39,6 +39,9 @@ pub enum MfaChoice {
     Authenticator,
     Sms,
     Email,
+    /// The account's passkeys. Never the stored `mfa_method`: passkeys are their own table, and
+    /// an account may have them next to a method.
+    Passkey,
 }
 
 impl MfaChoice {
@@ -47,7 +50,13 @@ impl MfaChoice {
             MfaChoice::Authenticator => "authenticator",
             MfaChoice::Sms => "sms",
             MfaChoice::Email => "email",
+            MfaChoice::Passkey => "passkey",
         }
+    }
+
+    /// A code sent by SMS or e-mail.
+    pub fn is_channel(self) -> bool {
+        matches!(self, MfaChoice::Sms | MfaChoice::Email)
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -55,6 +64,7 @@ impl MfaChoice {
             "authenticator" => Some(MfaChoice::Authenticator),
             "sms" => Some(MfaChoice::Sms),
             "email" => Some(MfaChoice::Email),
+            "passkey" => Some(MfaChoice::Passkey),
             _ => None,
         }
     }
@@ -505,7 +515,7 @@ fn normalised_roles(roles: &[String]) -> Vec<String> {
     roles
 }
 
-fn is_control_or_format(c: char) -> bool {
+pub(crate) fn is_control_or_format(c: char) -> bool {
     // Cc, and the format characters that reorder or hide text (Cf: bidi controls, zero-width).
     c.is_control()
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
@@ -879,10 +889,16 @@ impl Database {
         self.update_refusing(org, id, now, "").await
     }
 
-    /// Clears method, authenticator secret and recovery codes, and refuses every credential
-    /// issued until now; the user enrols again at the next sign-in. "Enrolled" stays set: MFA
-    /// stays required for someone who had it, also where only enrolled users need it.
+    /// Clears method, authenticator secret, passkeys and recovery codes, and refuses every
+    /// credential issued until now; the user enrols again at the next sign-in. "Enrolled" stays
+    /// set: MFA stays required for someone who had it, also where only enrolled users need it.
     pub async fn reset_mfa(&self, org: &str, id: &str, now: i64) -> Result<bool, DbError> {
+        // The passkeys first: should the reset fail after, they stay gone, which refuses more.
+        sqlx::query("DELETE FROM passkeys WHERE org = $1 AND account_id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         let set = "mfa_method = NULL, totp_secret = NULL, recovery_codes = '', ";
         self.update_refusing(org, id, now, set).await
     }
@@ -897,6 +913,11 @@ impl Database {
         totp_secret: Option<&str>,
         recovery_codes: Option<&[String]>,
     ) -> Result<bool, DbError> {
+        if method == MfaChoice::Passkey {
+            return Err(DbError::Corrupt(
+                "a passkey is stored with add_passkey, not as the method".into(),
+            ));
+        }
         let done = sqlx::query(
             "UPDATE accounts SET mfa_method = $3, \
              totp_secret = COALESCE(CAST($4 AS TEXT), totp_secret), \
@@ -1179,7 +1200,7 @@ impl Database {
     /// log keeps what names it until its retention. `false` when there is no such account.
     pub async fn delete_account(&self, org: &str, id: &str) -> Result<bool, DbError> {
         // Explicitly, also where the database does not enforce the foreign keys' cascade.
-        for table in ["devices", "sso_links"] {
+        for table in ["devices", "sso_links", "passkeys"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE org = $1 AND account_id = $2"
             ))
@@ -1310,6 +1331,7 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> Result<Account, DbError> {
         mfa_method: method
             .map(|m| {
                 MfaChoice::from_name(&m)
+                    .filter(|m| *m != MfaChoice::Passkey)
                     .ok_or_else(|| DbError::Corrupt(format!("mfa method {m:?}")))
             })
             .transpose()?,

@@ -12,6 +12,10 @@ pub enum AuditAction {
     MfaReplaced,
     RecoveryCodeUsed,
     RecoveryCodesRenewed,
+    /// A person removed one of their passkeys.
+    PasskeyRemoved,
+    /// A passkey's signature counter went back: a copy of its key was used, and refused.
+    PasskeyCloned,
     PasswordReset,
     /// A person ended one of their own devices on the account page.
     DeviceEnded,
@@ -40,7 +44,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 30] = [
         AuditAction::SignIn,
         AuditAction::SignInFailed,
         AuditAction::SignOut,
@@ -48,6 +52,8 @@ impl AuditAction {
         AuditAction::MfaReplaced,
         AuditAction::RecoveryCodeUsed,
         AuditAction::RecoveryCodesRenewed,
+        AuditAction::PasskeyRemoved,
+        AuditAction::PasskeyCloned,
         AuditAction::PasswordReset,
         AuditAction::DeviceEnded,
         AuditAction::DeviceApproved,
@@ -80,6 +86,8 @@ impl AuditAction {
             AuditAction::MfaReplaced => "mfa-replaced",
             AuditAction::RecoveryCodeUsed => "recovery-code-used",
             AuditAction::RecoveryCodesRenewed => "recovery-codes-renewed",
+            AuditAction::PasskeyRemoved => "passkey-removed",
+            AuditAction::PasskeyCloned => "passkey-cloned",
             AuditAction::PasswordReset => "password-reset",
             AuditAction::DeviceEnded => "device-revoked",
             AuditAction::DeviceApproved => "device-approved",

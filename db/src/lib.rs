@@ -6,6 +6,7 @@ mod accounts;
 mod admin_allowlist;
 mod api_tokens;
 mod audit;
+mod passkeys;
 mod revocations;
 
 pub use accounts::{
@@ -19,6 +20,7 @@ pub use admin_allowlist::{
 };
 pub use api_tokens::{ApiScope, ApiToken, NewApiToken};
 pub use audit::AuditAction;
+pub use passkeys::{passkey_name, StoredPasskey, PASSKEY_NAME_MAX};
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
 use std::path::Path;

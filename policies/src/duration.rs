@@ -79,7 +79,7 @@ pub(crate) fn duration_at_most(
         }
         Ok(duration) if duration > max => {
             let secs = max.as_secs();
-            let bound = if secs % 86_400 == 0 {
+            let bound = if secs.is_multiple_of(86_400) {
                 format!("{} days", secs / 86_400)
             } else {
                 format!("{} minutes", secs / 60)

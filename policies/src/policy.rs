@@ -161,9 +161,12 @@ pub enum MfaMethod {
     Authenticator,
     Sms,
     Email,
+    /// A passkey (WebAuthn): the phone's or laptop's fingerprint, face or screen lock.
+    Passkey,
 }
 
 impl MfaMethod {
+    /// The methods offered when a policy does not list them: passkeys are asked for by name.
     pub const ALL: [MfaMethod; 3] = [Self::Authenticator, Self::Sms, Self::Email];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +174,7 @@ impl MfaMethod {
             Self::Authenticator => "authenticator",
             Self::Sms => "sms",
             Self::Email => "email",
+            Self::Passkey => "passkey",
         }
     }
 }
@@ -199,6 +203,19 @@ pub struct MfaPolicy {
     pub group_idle_timeout: Duration,
     /// Whether the device authorisation flow (for the agent) is offered.
     pub device_flow: bool,
+    /// `passwordless`: a passkey alone signs a person in (it is a password and a second factor
+    /// in one), from the sign-in page. Needs `passkey` in `methods`.
+    pub passwordless: bool,
+    /// `group_passkeys`: a passkey on a shared tablet may be a group account's factor, next to
+    /// its authenticator. Needs `passkey` in `methods`.
+    pub group_passkeys: bool,
+}
+
+impl MfaPolicy {
+    /// Whether passkeys are one of the methods offered.
+    pub fn offers_passkeys(&self) -> bool {
+        self.methods.contains(&MfaMethod::Passkey)
+    }
 }
 
 impl Default for MfaPolicy {
@@ -211,6 +228,8 @@ impl Default for MfaPolicy {
             session_lifetime: Duration::from_secs(12 * 60 * 60),
             group_idle_timeout: Duration::from_secs(60 * 24 * 60 * 60),
             device_flow: false,
+            passwordless: false,
+            group_passkeys: false,
         }
     }
 }

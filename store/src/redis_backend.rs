@@ -670,7 +670,7 @@ async fn link_task(shared: Arc<Shared>) {
                 break;
             }
             if shared.target.is_sentinel()
-                && (kicked || failures > 0 || ticks % SENTINEL_RECHECK_TICKS == 0)
+                && (kicked || failures > 0 || ticks.is_multiple_of(SENTINEL_RECHECK_TICKS))
             {
                 let current = attempt(&shared, {
                     let shared = shared.clone();

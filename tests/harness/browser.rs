@@ -1,9 +1,10 @@
 //! Headless Chromium driven through WebDriver: a `chromedriver` child process on a free port, one
 //! fantoccini session, and the few actions a sign-in test needs — open a page, fill a form, read
-//! what the user sees, look at the cookies, take a screenshot.
+//! what the user sees, look at the cookies, take a screenshot, and sign in with a passkey on a
+//! virtual authenticator.
 
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -63,6 +64,34 @@ pub struct BrowserCookie {
     pub expires: Option<i64>,
 }
 
+/// A virtual authenticator in the browser (WebDriver's WebAuthn extension, W3C WebAuthn §11): a
+/// passkey device that pages reach through `navigator.credentials` as they would a real one.
+/// `Browser::add_virtual_authenticator` makes one; it lasts until removed or the browser stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualAuthenticator {
+    /// WebDriver's authenticator id.
+    pub id: String,
+}
+
+/// A passkey (WebAuthn credential) stored in a virtual authenticator, as WebDriver reports it.
+/// Ids, handles and keys are base64url, as WebDriver writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualCredential {
+    /// The credential id a page sees as `PublicKeyCredential.id`.
+    pub credential_id: String,
+    /// A discoverable credential (resident key): the authenticator offers it without the site
+    /// naming it first, as a passkey sign-in without a user name needs.
+    pub is_resident: bool,
+    /// The site (relying party) it belongs to, e.g. `noord.test`.
+    pub rp_id: String,
+    /// The site's `user.id` for the account; WebDriver gives it for discoverable credentials.
+    pub user_handle: Option<String>,
+    /// The private key, PKCS #8 DER.
+    pub private_key: String,
+    /// The signature counter: how many signatures the authenticator has made with it.
+    pub sign_count: u64,
+}
+
 /// A headless Chromium with its own profile and its own chromedriver; both stop when dropped.
 ///
 /// The methods are synchronous although fantoccini is async: the rest of the harness is
@@ -76,6 +105,9 @@ pub struct Browser {
     client: Option<Client>,
     runtime: tokio::runtime::Runtime,
     driver: Child,
+    /// chromedriver's port, and the WebDriver session on it, for the commands fantoccini lacks.
+    driver_port: u16,
+    session: String,
     /// The Chromium profile (`--user-data-dir`) and the chromedriver log.
     dir: tempfile::TempDir,
 }
@@ -104,6 +136,8 @@ impl Browser {
             client: None,
             runtime,
             driver,
+            driver_port: port,
+            session: String::new(),
             dir,
         };
         let ready = eventually(Duration::from_secs(10), || driver_ready(port));
@@ -129,6 +163,12 @@ impl Browser {
             Ok(Err(e)) => panic!("no Chromium session: {e}\n{}", browser.driver_log()),
             Err(_) => panic!("no Chromium session within {COMMAND_TIMEOUT:?}"),
         }
+        browser.session = browser
+            .run(
+                "read the session id",
+                |c| async move { c.session_id().await },
+            )
+            .expect("a WebDriver session id");
         browser.set_viewport_size(DESKTOP.0, DESKTOP.1);
         browser
     }
@@ -174,9 +214,37 @@ impl Browser {
 
     /// The text a user sees on the page (WebDriver's rendered text of `<body>`).
     pub fn page_text(&self) -> String {
-        self.run("read the page text", |c| async move {
-            c.find(Locator::Css("body")).await?.text().await
-        })
+        // A page a script is replacing (a form it sends) may go away between finding `<body>`
+        // and reading it: read the next one.
+        for _ in 0..40 {
+            let client = self.client.as_ref().expect("a browser session");
+            let read = self.runtime.block_on(async {
+                tokio::time::timeout(COMMAND_TIMEOUT, async {
+                    client.find(Locator::Css("body")).await?.text().await
+                })
+                .await
+            });
+            match read {
+                Ok(Ok(text)) => return text,
+                Ok(Err(e))
+                    if e.to_string().contains("stale element")
+                        || e.to_string().contains("no such element") =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(Err(e)) => panic!(
+                    "browser: could not read the page text on {}: {e}",
+                    self.location()
+                ),
+                Err(_) => {
+                    panic!("browser: could not read the page text within {COMMAND_TIMEOUT:?}")
+                }
+            }
+        }
+        panic!(
+            "browser: the page kept changing while its text was read: {}",
+            self.location()
+        );
     }
 
     /// The current document as HTML.
@@ -382,6 +450,126 @@ impl Browser {
         })
     }
 
+    /// Plugs in a virtual passkey device like a phone's or laptop's built-in fingerprint or face
+    /// sensor: a CTAP2 platform authenticator (`internal` transport) that stores discoverable
+    /// credentials, verifies the user — always successfully, until `set_user_verified` says
+    /// otherwise — and confirms presence without anyone touching it. Pages' `create` and `get`
+    /// calls go to it from now on.
+    pub fn add_virtual_authenticator(&self) -> VirtualAuthenticator {
+        let options = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        });
+        let id = self.session_command(
+            "add a virtual authenticator",
+            "POST",
+            "webauthn/authenticator",
+            Some(&options),
+        );
+        match id {
+            serde_json::Value::String(id) => VirtualAuthenticator { id },
+            other => panic!("browser: chromedriver gave no authenticator id but {other}"),
+        }
+    }
+
+    /// Unplugs `authenticator`, with the passkeys it holds.
+    pub fn remove_virtual_authenticator(&self, authenticator: &VirtualAuthenticator) {
+        self.session_command(
+            "remove the virtual authenticator",
+            "DELETE",
+            &format!("webauthn/authenticator/{}", authenticator.id),
+            None,
+        );
+    }
+
+    /// The passkeys `authenticator` holds, with their signature counters.
+    pub fn webauthn_credentials(
+        &self,
+        authenticator: &VirtualAuthenticator,
+    ) -> Vec<VirtualCredential> {
+        let credentials = self.session_command(
+            "list the passkeys",
+            "GET",
+            &format!("webauthn/authenticator/{}/credentials", authenticator.id),
+            None,
+        );
+        let Some(credentials) = credentials.as_array() else {
+            panic!("browser: chromedriver listed no passkeys but {credentials}");
+        };
+        credentials.iter().map(virtual_credential).collect()
+    }
+
+    /// Stores `credential` in `authenticator` as if it had made it: to give a user a passkey
+    /// without a registration, or a clone of one with a lower signature counter, as a copied
+    /// authenticator would have.
+    pub fn add_webauthn_credential(
+        &self,
+        authenticator: &VirtualAuthenticator,
+        credential: &VirtualCredential,
+    ) {
+        let mut fields = serde_json::json!({
+            "credentialId": credential.credential_id,
+            "isResidentCredential": credential.is_resident,
+            "rpId": credential.rp_id,
+            "privateKey": credential.private_key,
+            "signCount": credential.sign_count,
+        });
+        if let Some(handle) = &credential.user_handle {
+            fields["userHandle"] = serde_json::Value::String(handle.clone());
+        }
+        self.session_command(
+            "add a passkey",
+            "POST",
+            &format!("webauthn/authenticator/{}/credential", authenticator.id),
+            Some(&fields),
+        );
+    }
+
+    /// Deletes the passkey whose id is `credential_id` (base64url) from `authenticator`.
+    pub fn remove_webauthn_credential(
+        &self,
+        authenticator: &VirtualAuthenticator,
+        credential_id: &str,
+    ) {
+        self.session_command(
+            &format!("remove the passkey {credential_id}"),
+            "DELETE",
+            &format!(
+                "webauthn/authenticator/{}/credentials/{credential_id}",
+                authenticator.id
+            ),
+            None,
+        );
+    }
+
+    /// Deletes every passkey `authenticator` holds.
+    pub fn remove_all_webauthn_credentials(&self, authenticator: &VirtualAuthenticator) {
+        self.session_command(
+            "remove all passkeys",
+            "DELETE",
+            &format!("webauthn/authenticator/{}/credentials", authenticator.id),
+            None,
+        );
+    }
+
+    /// Whether `authenticator`'s fingerprint or face check succeeds from now on: `false` is a
+    /// finger or face it does not know, and a page that requires user verification then fails.
+    pub fn set_user_verified(&self, authenticator: &VirtualAuthenticator, verified: bool) {
+        self.session_command(
+            &format!(
+                "make user verification {}",
+                if verified { "succeed" } else { "fail" }
+            ),
+            "POST",
+            &format!("webauthn/authenticator/{}/uv", authenticator.id),
+            Some(&serde_json::json!({ "isUserVerified": verified })),
+        );
+    }
+
     pub fn driver_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
     }
@@ -400,6 +588,31 @@ impl Browser {
             Ok(Ok(value)) => value,
             Ok(Err(e)) => panic!("browser: could not {what} on {}: {e}", self.location()),
             Err(_) => panic!("browser: could not {what} within {COMMAND_TIMEOUT:?}"),
+        }
+    }
+
+    /// Runs one WebDriver command that fantoccini has no method for (the WebAuthn extension):
+    /// `method` on the session's `path` with the JSON `body`, giving the answer's `value`, and
+    /// failing the test with `what` as `run` does. fantoccini's `issue_cmd` would carry such a
+    /// command, but its command trait is written in the `url` and `http` crates' types, which
+    /// this crate does not depend on; WebDriver's HTTP is simple enough to speak here.
+    fn session_command(
+        &self,
+        what: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let path = format!("/session/{}/{path}", self.session);
+        match driver_request(self.driver_port, method, &path, body) {
+            Ok((200..=299, mut answer)) => answer["value"].take(),
+            Ok((status, answer)) => panic!(
+                "browser: could not {what} on {}: chromedriver answered {status}: {}: {}",
+                self.location(),
+                answer["value"]["error"].as_str().unwrap_or("?"),
+                answer["value"]["message"].as_str().unwrap_or("?"),
+            ),
+            Err(e) => panic!("browser: could not {what}: {e}"),
         }
     }
 
@@ -460,6 +673,91 @@ fn driver_ready(port: u16) -> bool {
         if text.contains("\"ready\":true") {
             return text.starts_with("HTTP/1.1 200");
         }
+    }
+}
+
+/// One HTTP/1.1 exchange with chromedriver on `port`: `method` on `path` with a JSON `body`,
+/// giving the status and the JSON answer. chromedriver keeps the connection open, so the answer
+/// is read by its `Content-Length`.
+fn driver_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value), String> {
+    let failed = |e: std::io::Error| format!("{method} {path} to chromedriver: {e}");
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(COMMAND_TIMEOUT))
+        .map_err(failed)?;
+    stream
+        .set_write_timeout(Some(COMMAND_TIMEOUT))
+        .map_err(failed)?;
+    let body = body.map(ToString::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    (&stream).write_all(request.as_bytes()).map_err(failed)?;
+
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(failed)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("{method} {path}: chromedriver answered {line:?}"))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(failed)? == 0 {
+            break;
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut answer = Vec::new();
+    match length {
+        Some(length) => {
+            answer.resize(length, 0);
+            reader.read_exact(&mut answer).map_err(failed)?;
+        }
+        None => {
+            reader.read_to_end(&mut answer).map_err(failed)?;
+        }
+    }
+    let answer = serde_json::from_slice(&answer).map_err(|e| {
+        format!(
+            "{method} {path}: chromedriver answered {status} with no JSON ({e}): {}",
+            String::from_utf8_lossy(&answer)
+        )
+    })?;
+    Ok((status, answer))
+}
+
+/// A credential as WebDriver's WebAuthn extension writes it (`credentialId`, `rpId`, …).
+fn virtual_credential(fields: &serde_json::Value) -> VirtualCredential {
+    let text = |name: &str| match &fields[name] {
+        serde_json::Value::String(value) => value.clone(),
+        _ => panic!("browser: a passkey without {name}: {fields}"),
+    };
+    VirtualCredential {
+        credential_id: text("credentialId"),
+        is_resident: fields["isResidentCredential"].as_bool().unwrap_or(false),
+        rp_id: text("rpId"),
+        user_handle: fields["userHandle"].as_str().map(str::to_owned),
+        private_key: text("privateKey"),
+        sign_count: fields["signCount"].as_u64().unwrap_or(0),
     }
 }
 
@@ -541,5 +839,217 @@ mod tests {
     fn names_are_quoted_in_selectors() {
         assert_eq!(by_name("email"), "[name=\"email\"]");
         assert_eq!(by_name("a\"b"), "[name=\"a\\\"b\"]");
+    }
+
+    /// A passkey ceremony against a real HTTPS site: registration and sign-in on a virtual
+    /// authenticator, the passkey it then holds, a planted clone, a failed fingerprint check.
+    #[test]
+    fn passkeys_work_on_a_virtual_authenticator() {
+        let site = PasskeySite::start();
+        let browser = Browser::start("en");
+        let authenticator = browser.add_virtual_authenticator();
+
+        browser.goto(&site.url("/"));
+        let outcome = passkey_outcome(&browser);
+        let credentials = browser.webauthn_credentials(&authenticator);
+        assert_eq!(credentials.len(), 1, "{credentials:?}");
+        let passkey = credentials[0].clone();
+        let id = passkey.credential_id.trim_end_matches('=').to_owned();
+        assert_eq!(outcome, format!("registered {id}, signed in {id}"));
+        assert!(passkey.is_resident, "{passkey:?}");
+        assert_eq!(passkey.rp_id, "noord.test");
+        // base64url of the page's user.id, "user-1".
+        assert_eq!(passkey.user_handle.as_deref(), Some("dXNlci0x"));
+        assert!(passkey.sign_count >= 1, "{passkey:?}");
+        assert!(!passkey.private_key.is_empty());
+
+        browser.remove_webauthn_credential(&authenticator, &passkey.credential_id);
+        assert_eq!(browser.webauthn_credentials(&authenticator), Vec::new());
+
+        // A clone from before the sign-in: the site sees the same passkey with a lower counter.
+        let clone = VirtualCredential {
+            sign_count: 0,
+            ..passkey.clone()
+        };
+        browser.add_webauthn_credential(&authenticator, &clone);
+        assert_eq!(browser.webauthn_credentials(&authenticator), vec![clone]);
+        browser.goto(&site.url("/sign-in"));
+        assert_eq!(passkey_outcome(&browser), format!("signed in {id}"));
+        let counted = browser.webauthn_credentials(&authenticator);
+        assert_eq!(counted.len(), 1, "{counted:?}");
+        assert!(counted[0].sign_count >= 1, "{counted:?}");
+
+        browser.set_user_verified(&authenticator, false);
+        browser.goto(&site.url("/sign-in"));
+        assert_eq!(passkey_outcome(&browser), "failed: NotAllowedError");
+        browser.set_user_verified(&authenticator, true);
+        browser.goto(&site.url("/sign-in"));
+        assert_eq!(passkey_outcome(&browser), format!("signed in {id}"));
+
+        browser.remove_all_webauthn_credentials(&authenticator);
+        assert_eq!(browser.webauthn_credentials(&authenticator), Vec::new());
+        browser.remove_virtual_authenticator(&authenticator);
+    }
+
+    /// What the passkey page reports once its ceremony has ended.
+    fn passkey_outcome(browser: &Browser) -> String {
+        let ended = eventually(Duration::from_secs(15), || {
+            !browser.page_text().contains("pending")
+        });
+        assert!(
+            ended,
+            "the passkey page did not finish: {}",
+            browser.page_text()
+        );
+        browser.page_text().trim().to_owned()
+    }
+
+    /// The page both paths serve; the script must be a file of its own, not inline.
+    const PASSKEY_PAGE: &str = "<!doctype html><title>Passkey</title>\
+        <p id=outcome>pending</p><script src=/passkey.js></script>";
+
+    /// On `/` it registers a discoverable passkey, then signs in with whichever passkey the
+    /// authenticator offers (no `allowCredentials`); on `/sign-in` it only signs in. Both
+    /// require user verification.
+    const PASSKEY_SCRIPT: &str = r#"
+const outcome = document.getElementById('outcome');
+const challenge = () => crypto.getRandomValues(new Uint8Array(32));
+(async () => {
+  let report = '';
+  if (location.pathname === '/') {
+    const created = await navigator.credentials.create({ publicKey: {
+      rp: { id: 'noord.test', name: 'Noord' },
+      user: { id: new TextEncoder().encode('user-1'), name: 'anna@noord.test', displayName: 'Anna' },
+      challenge: challenge(),
+      pubKeyCredParams: [{ type: 'public-key', alg: -7 }],
+      authenticatorSelection: { residentKey: 'required', userVerification: 'required' },
+      timeout: 10000,
+    } });
+    report = 'registered ' + created.id + ', ';
+  }
+  const used = await navigator.credentials.get({ publicKey: {
+    rpId: 'noord.test', challenge: challenge(), userVerification: 'required', timeout: 10000,
+  } });
+  outcome.textContent = report + 'signed in ' + used.id;
+})().catch((e) => { outcome.textContent = 'failed: ' + e.name; });
+"#;
+
+    /// `https://noord.test:PORT` (the browser maps `*.test` to loopback) serving the passkey
+    /// page, with a self-signed certificate from `openssl`, until dropped.
+    struct PasskeySite {
+        port: u16,
+        stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        acceptor: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl PasskeySite {
+        fn start() -> PasskeySite {
+            use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+            use std::sync::{atomic::AtomicBool, atomic::Ordering, Arc};
+
+            let dir = tempfile::tempdir().unwrap();
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let made = Command::new("openssl")
+                .args(["req", "-x509", "-nodes", "-days", "1", "-newkey", "ec"])
+                .args([
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-subj",
+                    "/CN=noord.test",
+                ])
+                .args(["-addext", "subjectAltName=DNS:noord.test", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("openssl");
+            assert!(made.status.success(), "openssl: {made:?}");
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+            let config = Arc::new(config);
+
+            let port = free_port();
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let stopping = Arc::new(AtomicBool::new(false));
+            let stop = Arc::clone(&stopping);
+            let acceptor = std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        let config = Arc::clone(&config);
+                        std::thread::spawn(move || serve_page(stream, config));
+                    }
+                }
+            });
+            PasskeySite {
+                port,
+                stopping,
+                acceptor: Some(acceptor),
+            }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("https://noord.test:{}{path}", self.port)
+        }
+    }
+
+    impl Drop for PasskeySite {
+        fn drop(&mut self) {
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // The acceptor blocks in accept(): a connection wakes it up to see the flag.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            if let Some(acceptor) = self.acceptor.take() {
+                let _ = acceptor.join();
+            }
+        }
+    }
+
+    /// Answers one request on one TLS connection, then closes it.
+    fn serve_page(stream: TcpStream, config: std::sync::Arc<rustls::ServerConfig>) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let Ok(connection) = rustls::ServerConnection::new(config) else {
+            return;
+        };
+        let mut tls = BufReader::new(rustls::StreamOwned::new(connection, stream));
+        let mut request_line = String::new();
+        if tls.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            match tls.read_line(&mut header) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if header.trim().is_empty() => break,
+                Ok(_) => {}
+            }
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("");
+        let (status, content_type, body) = match path {
+            "/" | "/sign-in" => ("200 OK", "text/html; charset=utf-8", PASSKEY_PAGE),
+            "/passkey.js" => ("200 OK", "text/javascript; charset=utf-8", PASSKEY_SCRIPT),
+            _ => ("404 Not Found", "text/plain", "not found"),
+        };
+        let tls = tls.get_mut();
+        let _ = write!(
+            tls,
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
     }
 }

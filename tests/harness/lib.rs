@@ -13,7 +13,9 @@ mod relay;
 mod sms;
 mod stub_server;
 
-pub use browser::{Browser, BrowserCookie, DESKTOP, PHONE};
+pub use browser::{
+    Browser, BrowserCookie, VirtualAuthenticator, VirtualCredential, DESKTOP, PHONE,
+};
 pub use mail::{Mail, MailSink, SinkTls};
 pub use oidc::{ForgeProvider, OidcProvider};
 pub use portal::{

@@ -78,6 +78,7 @@ fn ctx<'a>(org: &'a Organisation, account: &'a Account) -> Ctx<'a> {
         org,
         account,
         senders: SENDERS,
+        passkeys: 0,
         now: NOW,
     }
 }
@@ -114,6 +115,7 @@ fn counted(method: Method, success: bool) -> Effect {
 const SMS: MfaChoice = MfaChoice::Sms;
 const EMAIL: MfaChoice = MfaChoice::Email;
 const APP: MfaChoice = MfaChoice::Authenticator;
+const PASSKEY: MfaChoice = MfaChoice::Passkey;
 
 // ---------------------------------------------------------------------------------------------
 // After the password
@@ -600,7 +602,10 @@ fn a_recovery_code_stands_in_for_any_factor() {
     let account = enrolled(APP);
     let c = ctx(&org, &account);
     let right = transition(
-        &Step::AwaitingApp { proven: proven() },
+        &Step::AwaitingApp {
+            proven: proven(),
+            instead: false,
+        },
         Event::RecoveryRight { left: 9 },
         &c,
     );
@@ -621,7 +626,10 @@ fn a_recovery_code_stands_in_for_any_factor() {
     );
     assert_eq!(right.view, Some(View::Done(Finish::RecoveryLeft(9))));
     let wrong = transition(
-        &Step::AwaitingApp { proven: proven() },
+        &Step::AwaitingApp {
+            proven: proven(),
+            instead: false,
+        },
         Event::RecoveryWrong,
         &c,
     );
@@ -729,7 +737,10 @@ fn a_reset_or_disable_half_way_voids_the_sign_in_whatever_comes_next() {
         disabled: true,
         ..enrolled(APP)
     };
-    let step = Step::AwaitingApp { proven: proven() };
+    let step = Step::AwaitingApp {
+        proven: proven(),
+        instead: false,
+    };
     for account in [&reset, &disabled] {
         for event in [
             Event::Show,
@@ -853,13 +864,26 @@ fn every_step_survives_the_store_and_a_damaged_session_is_refused() {
             chosen: true,
             secret: Some("s".into()),
         },
-        Step::AwaitingApp { proven: proven() },
+        Step::AwaitingApp {
+            proven: proven(),
+            instead: false,
+        },
         Step::AwaitingCode {
             proven: proven(),
             channel: EMAIL,
             chosen: false,
             sent: Sent::Yes,
             instead: false,
+        },
+        Step::EnrollingPasskey {
+            proven: proven(),
+            chosen: true,
+        },
+        Step::AwaitingPasskey { proven: proven() },
+        Step::Reproving {
+            proven: proven(),
+            factor: PASSKEY,
+            sent: Sent::No,
         },
         Step::SignedIn(signed_in(MfaStatus::Exempt)),
     ];
@@ -919,7 +943,10 @@ fn every_step() -> Vec<(&'static str, Step, Account, Organisation)> {
         ),
         (
             "awaiting_app",
-            Step::AwaitingApp { proven: proven() },
+            Step::AwaitingApp {
+                proven: proven(),
+                instead: false,
+            },
             enrolled(APP),
             all_methods(),
         ),
@@ -936,12 +963,35 @@ fn every_step() -> Vec<(&'static str, Step, Account, Organisation)> {
             all_methods(),
         ),
         (
+            "enrolling_passkey",
+            Step::EnrollingPasskey {
+                proven: proven(),
+                chosen: true,
+            },
+            hanna(),
+            offers_passkeys(),
+        ),
+        (
+            "awaiting_passkey",
+            Step::AwaitingPasskey { proven: proven() },
+            passkey_only(),
+            passwordless_org(),
+        ),
+        (
             "signed_in",
             Step::SignedIn(signed_in(MfaStatus::Yes)),
             hanna(),
             all_methods(),
         ),
     ]
+}
+
+/// The context of a step of [`every_step`]: an account waiting for its passkey has one.
+fn pair_ctx<'a>(step: &Step, org: &'a Organisation, account: &'a Account) -> Ctx<'a> {
+    Ctx {
+        passkeys: usize::from(matches!(step, Step::AwaitingPasskey { .. })),
+        ..ctx(org, account)
+    }
 }
 
 fn every_event() -> Vec<(&'static str, Event<'static>)> {
@@ -977,6 +1027,15 @@ fn every_event() -> Vec<(&'static str, Event<'static>)> {
         ("recovery_right", Event::RecoveryRight { left: 1 }),
         ("recovery_wrong", Event::RecoveryWrong),
         ("back", Event::Back),
+        (
+            "passkey_made",
+            Event::PasskeyMade {
+                passkey: "{}",
+                trust: false,
+            },
+        ),
+        ("passkey_wrong", Event::PasskeyWrong { cloned: false }),
+        ("passkey_sign_in", Event::PasskeySignIn),
     ]
 }
 
@@ -1056,13 +1115,60 @@ const REFUSED: &[(&str, &str, Option<View>)] = &[
     ("awaiting_app", "replace_factor", Some(View::ToLogin)),
     ("awaiting_code", "replace_factor", Some(View::ToLogin)),
     ("signed_in", "replace_factor", Some(View::ToLogin)),
+    // A passkey's answer with no passkey ceremony under way: nothing under way, or a step that
+    // waits for something else (a new passkey is made only where one is being made).
+    ("started", "passkey_made", Some(View::ToLogin)),
+    ("started", "passkey_wrong", Some(View::ToLogin)),
+    ("reproving", "passkey_made", Some(View::ToMfa)),
+    ("reproving", "passkey_wrong", Some(View::ToMfa)),
+    ("choosing", "passkey_made", Some(View::ToMfa)),
+    ("choosing", "passkey_wrong", Some(View::ToMfa)),
+    ("enrolling", "passkey_made", Some(View::ToMfa)),
+    ("enrolling", "passkey_wrong", Some(View::ToMfa)),
+    ("awaiting_app", "passkey_made", Some(View::ToMfa)),
+    ("awaiting_app", "passkey_wrong", Some(View::ToMfa)),
+    ("awaiting_code", "passkey_made", Some(View::ToMfa)),
+    ("awaiting_code", "passkey_wrong", Some(View::ToMfa)),
+    ("signed_in", "passkey_made", Some(View::ToLogin)),
+    ("signed_in", "passkey_wrong", Some(View::ToLogin)),
+    // A passkey alone signs in only where the organisation is passwordless and the account has
+    // one (only the passkey step's organisation and account are).
+    ("started", "passkey_sign_in", Some(View::ToLogin)),
+    ("reproving", "passkey_sign_in", Some(View::ToLogin)),
+    ("choosing", "passkey_sign_in", Some(View::ToLogin)),
+    ("enrolling", "passkey_sign_in", Some(View::ToLogin)),
+    ("awaiting_app", "passkey_sign_in", Some(View::ToLogin)),
+    ("awaiting_code", "passkey_sign_in", Some(View::ToLogin)),
+    ("enrolling_passkey", "passkey_sign_in", Some(View::ToLogin)),
+    ("signed_in", "passkey_sign_in", Some(View::ToLogin)),
+    // Making a passkey: no code to send or check, no other way (there is no factor yet), and
+    // an authenticator's secret is not kept here.
+    ("enrolling_passkey", "add_factor", Some(View::ToLogin)),
+    ("enrolling_passkey", "replace_factor", Some(View::ToLogin)),
+    ("enrolling_passkey", "secret_sealed", None),
+    ("enrolling_passkey", "instead", Some(View::ToMfa)),
+    ("enrolling_passkey", "resend", Some(View::ToMfa)),
+    ("enrolling_passkey", "code_sent", None),
+    ("enrolling_passkey", "code_not_sent", None),
+    // A new passkey is told as `passkey_made`; a "right" answer makes none.
+    ("enrolling_passkey", "code_right", Some(View::ToMfa)),
+    // Waiting for the account's passkey: nothing is sent, nothing chosen, and a new passkey is
+    // not made in place of the one asked for.
+    ("awaiting_passkey", "add_factor", Some(View::ToLogin)),
+    ("awaiting_passkey", "replace_factor", Some(View::ToLogin)),
+    ("awaiting_passkey", "secret_sealed", None),
+    ("awaiting_passkey", "chose", Some(View::ToMfa)),
+    ("awaiting_passkey", "resend", Some(View::ToMfa)),
+    ("awaiting_passkey", "code_sent", None),
+    ("awaiting_passkey", "code_not_sent", None),
+    ("awaiting_passkey", "passkey_made", Some(View::ToMfa)),
 ];
 
 #[test]
 fn every_pair_of_step_and_event_is_taken_or_named_as_refused() {
     let mut refused_seen = 0;
     for (step_name, step, account, org) in every_step() {
-        let c = ctx(&org, &account);
+        let c = pair_ctx(&step, &org, &account);
         // Settling a consistent step keeps it.
         if let Some(proven) = step.proven() {
             assert_eq!(settle(&step, proven.clone(), &c), step, "{step_name}");
@@ -1101,9 +1207,10 @@ fn every_pair_of_step_and_event_is_taken_or_named_as_refused() {
 
 #[test]
 fn a_credential_is_issued_only_after_a_right_answer() {
-    // Of every pair, those that issue one: the first step, a right code, a right recovery code.
+    // Of every pair, those that issue one: the first step, a right code, a right recovery code,
+    // a new passkey, a passkey alone.
     for (step_name, step, account, org) in every_step() {
-        let c = ctx(&org, &account);
+        let c = pair_ctx(&step, &org, &account);
         for (event_name, event) in every_event() {
             let issues = transition(&step, event.clone(), &c)
                 .effects
@@ -1115,6 +1222,8 @@ fn a_credential_is_issued_only_after_a_right_answer() {
                     | Event::ProviderVouched(_)
                     | Event::CodeRight { .. }
                     | Event::RecoveryRight { .. }
+                    | Event::PasskeyMade { .. }
+                    | Event::PasskeySignIn
             );
             if issues {
                 assert!(answer, "{step_name} + {event_name}");
@@ -1133,7 +1242,10 @@ fn another_way_signs_in_once_and_keeps_the_factor() {
     let org = all_methods();
     let account = enrolled(APP);
     let c = ctx(&org, &account);
-    let waiting = Step::AwaitingApp { proven: proven() };
+    let waiting = Step::AwaitingApp {
+        proven: proven(),
+        instead: false,
+    };
     assert_eq!(alternatives(&waiting, &c), [SMS, EMAIL]);
 
     let instead = transition(&waiting, Event::Instead("email"), &c);
@@ -1207,7 +1319,10 @@ fn another_way_is_only_a_code_to_what_the_account_has() {
         kind: AccountKind::Group,
         ..enrolled(APP)
     };
-    let app = Step::AwaitingApp { proven: proven() };
+    let app = Step::AwaitingApp {
+        proven: proven(),
+        instead: false,
+    };
     assert!(alternatives(&app, &ctx(&all, &tablet)).is_empty());
     // The organisation stops offering e-mail half way: the next page is the account's own
     // factor again.
@@ -1264,6 +1379,8 @@ fn after_a_recovery_code_a_new_factor_replaces_the_lost_one() {
     assert_eq!(
         right.effects,
         [
+            // Passkeys may be on the lost phone too.
+            Effect::RemovePasskeys,
             Effect::StoreFactor {
                 factor: EMAIL,
                 secret: None,
@@ -1280,7 +1397,8 @@ fn after_a_recovery_code_a_new_factor_replaces_the_lost_one() {
     let enrol = transition(&next.step, Event::Chose("authenticator"), &c);
     let sealed = transition(&enrol.step, Event::SecretSealed("sealed-new".into()), &c);
     let right = transition(&sealed.step, Event::CodeRight { trust: false }, &c);
-    assert_eq!(right.effects[1], Effect::Audit(Audit::FactorReplaced(APP)));
+    assert_eq!(right.effects[0], Effect::RemovePasskeys);
+    assert_eq!(right.effects[2], Effect::Audit(Audit::FactorReplaced(APP)));
 }
 
 /// Only right after a recovery code, and only while the sign-in is fresh: a password and a
@@ -1305,8 +1423,652 @@ fn only_a_fresh_recovery_sign_in_may_replace_the_factor() {
         assert_eq!(next.view, Some(View::ToLogin));
     }
     // Half way through a sign-in there is nothing to replace.
-    let waiting = Step::AwaitingApp { proven: proven() };
+    let waiting = Step::AwaitingApp {
+        proven: proven(),
+        instead: false,
+    };
     let next = transition(&waiting, Event::ReplaceFactor, &c);
     assert_eq!(next.step, waiting);
     assert!(next.effects.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passkeys
+
+/// An organisation offering every method, passkeys too (they are offered only where listed).
+fn offers_passkeys() -> Organisation {
+    org_only(&[
+        MfaMethod::Authenticator,
+        MfaMethod::Sms,
+        MfaMethod::Email,
+        MfaMethod::Passkey,
+    ])
+}
+
+/// [`offers_passkeys`], where a passkey alone signs in.
+fn passwordless_org() -> Organisation {
+    let mut org = offers_passkeys();
+    org.mfa.passwordless = true;
+    org
+}
+
+/// Hanna with a passkey as her only factor: enrolled, with recovery codes, and no method stored
+/// (passkeys are counted in the context, never stored as the method).
+fn passkey_only() -> Account {
+    Account {
+        mfa_enrolled: true,
+        recovery_codes: vec!["hash".into()],
+        ..hanna()
+    }
+}
+
+/// The account has one passkey.
+fn passkey_ctx<'a>(org: &'a Organisation, account: &'a Account) -> Ctx<'a> {
+    Ctx {
+        passkeys: 1,
+        ..ctx(org, account)
+    }
+}
+
+fn tablet() -> Account {
+    Account {
+        kind: AccountKind::Group,
+        ..enrolled(APP)
+    }
+}
+
+/// Where the organisation lists passkeys the choice page offers one; the browser makes it, and
+/// the first factor signs in and shows ten recovery codes to write down.
+#[test]
+fn a_passkey_can_be_chosen_and_a_first_one_signs_in_with_recovery_codes() {
+    let org = offers_passkeys();
+    let account = hanna();
+    let c = ctx(&org, &account);
+    assert_eq!(offered_methods(&c), [APP, SMS, EMAIL, PASSKEY]);
+    let unlisted = all_methods();
+    assert!(!offered_methods(&ctx(&unlisted, &account)).contains(&PASSKEY));
+
+    let chose = transition(
+        &Step::Choosing { proven: proven() },
+        Event::Chose("passkey"),
+        &c,
+    );
+    let making = Step::EnrollingPasskey {
+        proven: proven(),
+        chosen: true,
+    };
+    assert_eq!(chose.step, making);
+    assert!(chose.effects.is_empty(), "nothing is sent for a passkey");
+    assert_eq!(chose.view, Some(View::ToMfa));
+    assert_eq!(making.awaiting(), Some(Awaiting::NewPasskey));
+    // Page loads keep it.
+    assert_eq!(settle(&making, proven(), &c), making);
+
+    let made = transition(
+        &making,
+        Event::PasskeyMade {
+            passkey: r#"{"key":"new"}"#,
+            trust: true,
+        },
+        &c,
+    );
+    assert_eq!(made.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        made.effects,
+        [
+            Effect::StorePasskey {
+                passkey: r#"{"key":"new"}"#.into(),
+                recovery_codes: true,
+                replacing: false,
+            },
+            Effect::Audit(Audit::FactorEnrolled(PASSKEY)),
+            Effect::NotifyFactorAdded(PASSKEY),
+            counted(Method::Factor(PASSKEY), true),
+            issued(Method::Factor(PASSKEY), MfaStatus::Yes, true),
+        ]
+    );
+    assert_eq!(made.view, Some(View::Done(Finish::RecoveryCodes)));
+
+    // "Back" goes to the choice.
+    let back = transition(&making, Event::Back, &c);
+    assert_eq!(back.step, Step::Choosing { proven: proven() });
+    assert!(back.effects.is_empty());
+    assert_eq!(back.view, Some(View::ToMfa));
+}
+
+/// An account that has recovery codes (from the authenticator its organisation stopped
+/// offering, proven first) keeps them: a new passkey shows none.
+#[test]
+fn a_passkey_made_by_an_account_with_recovery_codes_shows_no_new_ones() {
+    let org = org_only(&[MfaMethod::Sms, MfaMethod::Passkey]);
+    let account = enrolled(APP);
+    let c = ctx(&org, &account);
+    let reproved = Proven {
+        reproved: true,
+        ..proven()
+    };
+    let choosing = Step::Choosing {
+        proven: reproved.clone(),
+    };
+    assert_eq!(settle(&Step::Started, reproved.clone(), &c), choosing);
+    let chose = transition(&choosing, Event::Chose("passkey"), &c);
+    let made = transition(
+        &chose.step,
+        Event::PasskeyMade {
+            passkey: "pk",
+            trust: false,
+        },
+        &c,
+    );
+    assert_eq!(
+        made.effects,
+        [
+            Effect::StorePasskey {
+                passkey: "pk".into(),
+                recovery_codes: false,
+                replacing: false,
+            },
+            Effect::Audit(Audit::FactorEnrolled(PASSKEY)),
+            Effect::NotifyFactorAdded(PASSKEY),
+            counted(Method::Factor(PASSKEY), true),
+            issued(Method::Factor(PASSKEY), MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(made.view, Some(View::Done(Finish::Return)));
+}
+
+/// An organisation that offers only passkeys has nothing to choose: a person without a factor
+/// makes one at once, and "back" is the sign-in page.
+#[test]
+fn where_passkeys_are_all_that_is_offered_a_first_one_is_made_at_once() {
+    let org = org_only(&[MfaMethod::Passkey]);
+    let account = hanna();
+    let c = ctx(&org, &account);
+    let next = transition(&Step::Started, Event::PasswordOk, &c);
+    let making = Step::EnrollingPasskey {
+        proven: Proven {
+            at: NOW,
+            ..proven()
+        },
+        chosen: false,
+    };
+    assert_eq!(next.step, making);
+    assert_eq!(
+        next.effects,
+        [counted(Method::Password, true), Effect::RotateSession]
+    );
+    assert_eq!(next.step.awaiting(), Some(Awaiting::NewPasskey));
+    // Not chosen, so not to be chosen again.
+    let chose = transition(&making, Event::Chose("passkey"), &c);
+    assert_eq!(chose.step, making);
+    assert!(chose.effects.is_empty());
+    let back = transition(&making, Event::Back, &c);
+    assert_eq!(back.step, Step::Started);
+    assert_eq!(back.view, Some(View::Restart));
+}
+
+/// The passkey comes first where the account has one; the authenticator it enrolled before, or
+/// a code, is "another way" for this sign-in, and "back" returns to the passkey.
+#[test]
+fn an_account_with_a_passkey_is_asked_for_it_first_and_its_app_is_another_way() {
+    let org = offers_passkeys();
+    let account = enrolled(APP);
+    let c = passkey_ctx(&org, &account);
+    let next = transition(&Step::Started, Event::PasswordOk, &c);
+    assert_eq!(
+        next.step,
+        Step::AwaitingPasskey {
+            proven: Proven {
+                at: NOW,
+                ..proven()
+            },
+        }
+    );
+    assert_eq!(
+        next.effects,
+        [counted(Method::Password, true), Effect::RotateSession],
+        "nothing is sent"
+    );
+    assert_eq!(next.step.awaiting(), Some(Awaiting::Passkey));
+
+    let waiting = Step::AwaitingPasskey { proven: proven() };
+    assert_eq!(alternatives(&waiting, &c), [APP, SMS, EMAIL]);
+    // The passkey is not another way to itself.
+    let itself = transition(&waiting, Event::Instead("passkey"), &c);
+    assert_eq!(itself.step, waiting);
+    assert!(itself.effects.is_empty());
+
+    let instead = transition(&waiting, Event::Instead("authenticator"), &c);
+    let app = Step::AwaitingApp {
+        proven: proven(),
+        instead: true,
+    };
+    assert_eq!(instead.step, app);
+    assert!(instead.effects.is_empty(), "{:?}", instead.effects);
+    assert_eq!(instead.view, Some(View::ToMfa));
+    // It stays the step while it is one.
+    assert_eq!(settle(&app, proven(), &c), app);
+    assert_eq!(app.awaiting(), Some(Awaiting::App));
+    assert!(alternatives(&app, &c).is_empty());
+
+    let right = transition(&app, Event::CodeRight { trust: false }, &c);
+    assert_eq!(right.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        right.effects,
+        [
+            counted(Method::Factor(APP), true),
+            issued(Method::Factor(APP), MfaStatus::Yes, false)
+        ]
+    );
+    let back = transition(&app, Event::Back, &c);
+    assert_eq!(back.step, waiting);
+    assert!(back.effects.is_empty(), "{:?}", back.effects);
+    assert_eq!(back.view, Some(View::ToMfa));
+}
+
+/// A passkey that checked out signs in with a second factor, counted as a passkey.
+#[test]
+fn a_passkey_that_checked_out_signs_in() {
+    let org = offers_passkeys();
+    let account = passkey_only();
+    let c = passkey_ctx(&org, &account);
+    let waiting = Step::AwaitingPasskey { proven: proven() };
+    assert_eq!(settle(&Step::Started, proven(), &c), waiting);
+    let right = transition(&waiting, Event::CodeRight { trust: true }, &c);
+    assert_eq!(right.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        right.effects,
+        [
+            counted(Method::Factor(PASSKEY), true),
+            issued(Method::Factor(PASSKEY), MfaStatus::Yes, true)
+        ]
+    );
+    assert_eq!(right.view, Some(View::Done(Finish::Return)));
+}
+
+/// Where the organisation does not offer passkeys, an account's passkey is neither asked for
+/// nor another way: its own SMS code is sent.
+#[test]
+fn a_passkey_the_organisation_does_not_offer_is_set_aside_for_the_accounts_own_factor() {
+    let org = all_methods();
+    let account = enrolled(SMS);
+    let c = passkey_ctx(&org, &account);
+    let next = transition(&Step::Started, Event::PasswordOk, &c);
+    let waiting = Step::AwaitingCode {
+        proven: Proven {
+            at: NOW,
+            ..proven()
+        },
+        channel: SMS,
+        chosen: false,
+        sent: Sent::No,
+        instead: false,
+    };
+    assert_eq!(next.step, waiting);
+    assert!(next.effects.contains(&Effect::SendCode {
+        channel: SMS,
+        again: false
+    }));
+    assert_eq!(alternatives(&waiting, &c), [EMAIL]);
+    let refused = transition(&waiting, Event::Instead("passkey"), &c);
+    assert_eq!(refused.step, waiting);
+    assert!(refused.effects.is_empty());
+}
+
+/// An account with a mobile number and a passkey is asked for the passkey; "another way" sends
+/// an SMS code for this sign-in only, and "back" sends nothing.
+#[test]
+fn an_sms_code_is_another_way_next_to_a_passkey_and_stores_nothing() {
+    let org = offers_passkeys();
+    let account = enrolled(SMS);
+    let c = passkey_ctx(&org, &account);
+    let waiting = Step::AwaitingPasskey { proven: proven() };
+    assert_eq!(settle(&Step::Started, proven(), &c), waiting);
+    assert_eq!(alternatives(&waiting, &c), [SMS, EMAIL]);
+    let instead = transition(&waiting, Event::Instead("sms"), &c);
+    let expected = Step::AwaitingCode {
+        proven: proven(),
+        channel: SMS,
+        chosen: false,
+        sent: Sent::No,
+        instead: true,
+    };
+    assert_eq!(instead.step, expected);
+    assert_eq!(
+        instead.effects,
+        [Effect::SendCode {
+            channel: SMS,
+            again: false
+        }]
+    );
+    assert_eq!(instead.view, Some(View::ToMfa));
+    assert_eq!(settle(&expected, proven(), &c), expected);
+    let sent = transition(&expected, Event::CodeSent { again: false }, &c).step;
+    assert_eq!(sent.awaiting(), Some(Awaiting::Code(SMS)));
+    let right = transition(&sent, Event::CodeRight { trust: false }, &c);
+    assert_eq!(
+        right.effects,
+        [
+            counted(Method::Factor(SMS), true),
+            issued(Method::Factor(SMS), MfaStatus::Yes, false)
+        ]
+    );
+    let back = transition(&sent, Event::Back, &c);
+    assert_eq!(back.step, waiting);
+    assert!(back.effects.is_empty(), "no code for a passkey");
+}
+
+/// A passkey that does not prove the account is counted, audited and refused like a wrong code;
+/// one whose signature counter went back is a copy, and the audit log says so.
+#[test]
+fn a_passkey_that_fails_is_refused_and_a_cloned_one_is_audited() {
+    let org = offers_passkeys();
+    let account = passkey_only();
+    let c = passkey_ctx(&org, &account);
+    let waiting = Step::AwaitingPasskey { proven: proven() };
+    let refused = View::Refused {
+        message: Message::PasskeyFailed,
+        trust: false,
+    };
+    let cloned = transition(&waiting, Event::PasskeyWrong { cloned: true }, &c);
+    assert_eq!(cloned.step, waiting);
+    assert_eq!(
+        cloned.effects,
+        [
+            counted(Method::Factor(PASSKEY), false),
+            Effect::Audit(Audit::Failed(Method::Factor(PASSKEY))),
+            Effect::Audit(Audit::PasskeyCloned),
+        ]
+    );
+    assert_eq!(cloned.view, Some(refused));
+    let wrong = transition(&waiting, Event::PasskeyWrong { cloned: false }, &c);
+    assert_eq!(wrong.step, waiting);
+    assert_eq!(
+        wrong.effects,
+        [
+            counted(Method::Factor(PASSKEY), false),
+            Effect::Audit(Audit::Failed(Method::Factor(PASSKEY))),
+        ]
+    );
+    assert_eq!(wrong.view, Some(refused));
+}
+
+/// A passkey that could not be made (cancelled, or a stale page) guessed nothing: the page again
+/// with a word, nothing counted or audited.
+#[test]
+fn a_passkey_that_could_not_be_made_is_asked_for_again_without_counting_a_failure() {
+    let org = offers_passkeys();
+    let account = hanna();
+    let making = Step::EnrollingPasskey {
+        proven: proven(),
+        chosen: true,
+    };
+    let next = transition(
+        &making,
+        Event::PasskeyWrong { cloned: false },
+        &ctx(&org, &account),
+    );
+    assert_eq!(next.step, making);
+    assert!(next.effects.is_empty(), "{:?}", next.effects);
+    assert_eq!(
+        next.view,
+        Some(View::Page {
+            message: Some(Message::PasskeyFailed),
+            trust: false
+        })
+    );
+}
+
+/// An organisation that stops offering passkeys: a passkey-only account proves its passkey once
+/// (nothing is sent), and then chooses a method the organisation offers.
+#[test]
+fn a_passkey_the_organisation_no_longer_offers_is_proven_once_before_another_is_chosen() {
+    let org = all_methods();
+    let account = passkey_only();
+    let c = passkey_ctx(&org, &account);
+    let next = transition(&Step::Started, Event::PasswordOk, &c);
+    let reproving = Step::Reproving {
+        proven: Proven {
+            at: NOW,
+            ..proven()
+        },
+        factor: PASSKEY,
+        sent: Sent::No,
+    };
+    assert_eq!(next.step, reproving);
+    assert_eq!(
+        next.effects,
+        [counted(Method::Password, true), Effect::RotateSession],
+        "nothing is sent"
+    );
+    assert_eq!(reproving.awaiting(), Some(Awaiting::Passkey));
+    assert!(alternatives(&reproving, &c).is_empty());
+    // Choosing before the passkey is proven changes nothing.
+    let choose = transition(&reproving, Event::Chose("email"), &c);
+    assert_eq!(choose.step, reproving);
+    assert!(choose.effects.is_empty());
+    // A passkey that fails is refused as at any other step.
+    let wrong = transition(&reproving, Event::PasskeyWrong { cloned: false }, &c);
+    assert_eq!(wrong.step, reproving);
+    assert_eq!(
+        wrong.view,
+        Some(View::Refused {
+            message: Message::PasskeyFailed,
+            trust: false
+        })
+    );
+
+    let right = transition(&reproving, Event::CodeRight { trust: false }, &c);
+    assert_eq!(
+        right.step,
+        Step::Choosing {
+            proven: Proven {
+                at: NOW,
+                reproved: true,
+                ..proven()
+            }
+        }
+    );
+    assert!(right.effects.is_empty(), "no credential for the old factor");
+    assert_eq!(right.view, Some(View::ToMfa));
+}
+
+/// Where the organisation allows it, a passkey alone signs in from the sign-in page: it is the
+/// password and the second factor in one.
+#[test]
+fn a_passkey_alone_signs_in_where_the_organisation_is_passwordless() {
+    let org = passwordless_org();
+    let account = passkey_only();
+    let next = transition(
+        &Step::Started,
+        Event::PasskeySignIn,
+        &passkey_ctx(&org, &account),
+    );
+    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(
+        next.effects,
+        [
+            counted(Method::Factor(PASSKEY), true),
+            issued(Method::Factor(PASSKEY), MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(next.view, Some(View::Done(Finish::Return)));
+}
+
+/// Not at an organisation that is not passwordless (or does not list passkeys), not without a
+/// passkey, not for a disabled account, not for a group tablet unless the organisation allows
+/// its passkeys: the sign-in page again, nothing done.
+#[test]
+fn a_passkey_alone_is_refused_unless_the_organisation_and_the_account_allow_it() {
+    let open = passwordless_org();
+    let not_passwordless = offers_passkeys();
+    let mut unlisted = all_methods();
+    unlisted.mfa.passwordless = true;
+    let account = passkey_only();
+    let disabled = Account {
+        disabled: true,
+        ..passkey_only()
+    };
+    let tablet = tablet();
+    for (why, org, account, passkeys) in [
+        ("not passwordless", &not_passwordless, &account, 1),
+        ("passkeys not listed", &unlisted, &account, 1),
+        ("no passkey", &open, &account, 0),
+        ("disabled", &open, &disabled, 1),
+        ("group tablet", &open, &tablet, 1),
+    ] {
+        let c = Ctx {
+            passkeys,
+            ..ctx(org, account)
+        };
+        assert!(!passwordless(&c), "{why}");
+        let next = transition(&Step::Started, Event::PasskeySignIn, &c);
+        assert_eq!(next.step, Step::Started, "{why}");
+        assert!(next.effects.is_empty(), "{why}");
+        assert_eq!(next.view, Some(View::ToLogin), "{why}");
+    }
+    // A tablet's passkey where the organisation allows group passkeys.
+    let mut groups = passwordless_org();
+    groups.mfa.group_passkeys = true;
+    let next = transition(
+        &Step::Started,
+        Event::PasskeySignIn,
+        &passkey_ctx(&groups, &tablet),
+    );
+    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+}
+
+/// A group tablet's account uses its authenticator; a passkey on the tablet only where the
+/// organisation allows group passkeys.
+#[test]
+fn a_group_account_uses_a_passkey_only_with_group_passkeys() {
+    let tablet = tablet();
+    let org = offers_passkeys();
+    assert_eq!(allowed_methods(&org, &tablet), [APP]);
+    let mut groups = offers_passkeys();
+    groups.mfa.group_passkeys = true;
+    assert_eq!(allowed_methods(&groups, &tablet), [APP, PASSKEY]);
+    let mut unlisted = all_methods();
+    unlisted.mfa.group_passkeys = true;
+    assert_eq!(allowed_methods(&unlisted, &tablet), [APP]);
+
+    // A tablet with a passkey, where group passkeys are not allowed: its app, and nothing else.
+    let c = passkey_ctx(&org, &tablet);
+    let app = Step::AwaitingApp {
+        proven: proven(),
+        instead: false,
+    };
+    assert_eq!(settle(&Step::Started, proven(), &c), app);
+    assert!(alternatives(&app, &c).is_empty());
+    // Where they are: the passkey first, the app another way, never a code.
+    let c = passkey_ctx(&groups, &tablet);
+    let waiting = Step::AwaitingPasskey { proven: proven() };
+    assert_eq!(settle(&Step::Started, proven(), &c), waiting);
+    assert_eq!(alternatives(&waiting, &c), [APP]);
+}
+
+/// After a recovery code, a passkey may replace the lost factor: the lost one (and the passkeys
+/// that were on the phone with it) is not asked for, and the new passkey goes in place of every
+/// factor before, with new recovery codes and an audit entry.
+#[test]
+fn after_a_recovery_code_a_new_passkey_replaces_the_lost_factor() {
+    let org = offers_passkeys();
+    let account = enrolled(APP);
+    let c = passkey_ctx(&org, &account);
+    let recovered = Step::SignedIn(SignedIn {
+        recovered: true,
+        ..signed_in(MfaStatus::Yes)
+    });
+    let replacing = Proven {
+        at: NOW,
+        replacing: true,
+        ..proven()
+    };
+    let next = transition(&recovered, Event::ReplaceFactor, &c);
+    let choosing = Step::Choosing {
+        proven: replacing.clone(),
+    };
+    assert_eq!(next.step, choosing, "the existing passkey is not asked for");
+    assert!(next.effects.is_empty());
+    assert_eq!(settle(&choosing, replacing.clone(), &c), choosing);
+
+    let chose = transition(&choosing, Event::Chose("passkey"), &c);
+    assert_eq!(
+        chose.step,
+        Step::EnrollingPasskey {
+            proven: replacing,
+            chosen: true
+        }
+    );
+    let made = transition(
+        &chose.step,
+        Event::PasskeyMade {
+            passkey: "pk",
+            trust: false,
+        },
+        &c,
+    );
+    assert_eq!(
+        made.effects,
+        [
+            Effect::StorePasskey {
+                passkey: "pk".into(),
+                recovery_codes: true,
+                replacing: true,
+            },
+            Effect::Audit(Audit::FactorReplaced(PASSKEY)),
+            Effect::NotifyFactorAdded(PASSKEY),
+            counted(Method::Factor(PASSKEY), true),
+            issued(Method::Factor(PASSKEY), MfaStatus::Yes, false),
+        ]
+    );
+    assert_eq!(made.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(made.view, Some(View::Done(Finish::RecoveryCodes)));
+}
+
+/// A passkey ceremony's answer counts once, and only for the purpose and account it was made
+/// for; a new sign-in drops it.
+#[test]
+fn a_passkey_ceremony_answers_once_for_its_own_purpose_and_account() {
+    let ceremony = Ceremony {
+        purpose: Purpose::Prove,
+        account: Some("a1".into()),
+        state: "state".into(),
+        options: "options".into(),
+    };
+    let mut session = LoginSession::new("/".into());
+    session.set_ceremony(ceremony.clone());
+    assert_eq!(session.ceremony(), Some(&ceremony));
+    assert_eq!(
+        session.take_ceremony(Purpose::Prove, Some("a1")),
+        Some("state".into())
+    );
+    assert_eq!(session.take_ceremony(Purpose::Prove, Some("a1")), None);
+    for (purpose, account) in [
+        (Purpose::Register, Some("a1")),
+        (Purpose::Prove, Some("a2")),
+        (Purpose::Discover, None),
+    ] {
+        session.set_ceremony(ceremony.clone());
+        assert_eq!(session.take_ceremony(purpose, account), None, "{purpose:?}");
+        assert_eq!(session.ceremony(), None, "dropped too: {purpose:?}");
+    }
+    session.set_ceremony(ceremony);
+    session.begin("/".into());
+    assert_eq!(session.ceremony(), None);
+}
+
+/// A sign-in stored before passkeys (no ceremony, no "another way" flag) still loads.
+#[test]
+fn a_session_stored_before_passkeys_still_loads() {
+    let stored = r#"{"csrf":"x","return_to":"/","step":{"step":"awaiting_app","proven":{"org":"noord","account":"a1","at":1799999940}}}"#;
+    let session: LoginSession = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        session.step(),
+        &Step::AwaitingApp {
+            proven: proven(),
+            instead: false
+        }
+    );
+    assert_eq!(session.ceremony(), None);
 }

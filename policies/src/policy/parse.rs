@@ -315,6 +315,7 @@ fn parse_mfa(table: &mut TableWalker<'_, '_>) -> MfaPolicy {
                             ("authenticator", MfaMethod::Authenticator),
                             ("sms", MfaMethod::Sms),
                             ("email", MfaMethod::Email),
+                            ("passkey", MfaMethod::Passkey),
                         ],
                     )
                 }) else {
@@ -329,6 +330,7 @@ fn parse_mfa(table: &mut TableWalker<'_, '_>) -> MfaPolicy {
             methods
         }
     };
+    let has_passkeys = methods.contains(&MfaMethod::Passkey);
     let required = table
         .parsed("required", |text| {
             one_of(
@@ -361,7 +363,21 @@ fn parse_mfa(table: &mut TableWalker<'_, '_>) -> MfaPolicy {
             .parsed("group_idle_timeout", |text| lifetime_setting(text, false))
             .unwrap_or(defaults.group_idle_timeout),
         device_flow: table.bool_or("device_flow", defaults.device_flow),
+        passwordless: passkey_setting(table, "passwordless", has_passkeys),
+        group_passkeys: passkey_setting(table, "group_passkeys", has_passkeys),
     }
+}
+
+/// A setting that only means something with `passkey` among the methods: an error without.
+fn passkey_setting<'d>(table: &mut TableWalker<'d, '_>, key: &'d str, has_passkeys: bool) -> bool {
+    let Some(field) = table.field(key) else {
+        return false;
+    };
+    let on = field.bool().unwrap_or(false);
+    if on && !has_passkeys {
+        field.error("needs \"passkey\" in methods");
+    }
+    on
 }
 
 #[derive(Clone, Copy)]

@@ -966,3 +966,36 @@ fn a_brand_colour_too_light_to_read_is_refused() {
         }
     }
 }
+
+#[test]
+fn passkeys_are_a_method_by_name_and_their_settings_need_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = format!(
+        "{MINIMAL}\n[mfa]\nmethods = [\"passkey\", \"authenticator\"]\npasswordless = true\ngroup_passkeys = true\n"
+    );
+    write(dir.path(), "zuid.toml", &with);
+    let set = PolicySet::load(dir.path()).unwrap();
+    let mfa = &set.organisation("zuid").unwrap().mfa;
+    assert_eq!(mfa.methods, [MfaMethod::Passkey, MfaMethod::Authenticator]);
+    assert!(mfa.offers_passkeys() && mfa.passwordless && mfa.group_passkeys);
+    // Not offered unless listed; off by default.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "zuid.toml", MINIMAL);
+    let set = PolicySet::load(dir.path()).unwrap();
+    let mfa = &set.organisation("zuid").unwrap().mfa;
+    assert!(!mfa.offers_passkeys() && !mfa.passwordless && !mfa.group_passkeys);
+    // A passkey setting without passkeys is an error, each with its line.
+    let dir = tempfile::tempdir().unwrap();
+    let without = format!(
+        "{MINIMAL}\n[mfa]\nmethods = [\"email\"]\npasswordless = true\ngroup_passkeys = true\n"
+    );
+    write(dir.path(), "zuid.toml", &without);
+    let errors = errors_of(dir.path());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("mfa.passwordless")
+            && errors[0].contains("needs \"passkey\" in methods"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("mfa.group_passkeys"), "{errors:?}");
+}
