@@ -42,6 +42,9 @@ pub(crate) struct Me {
     pub class: Option<CredentialClass>,
     pub attempt: Attempt,
     pub fresh: bool,
+    /// A fresh sign-in that proved a second factor (not a password alone, an exempt role, or a
+    /// provider that vouched without one).
+    pub fresh_with_factor: bool,
 }
 
 fn to_login() -> PageError {
@@ -121,6 +124,10 @@ pub(crate) async fn me(
     let fresh = signed_in
         .as_ref()
         .is_some_and(|s| s.account == account.id && s.fresh(now));
+    let fresh_with_factor = fresh
+        && signed_in
+            .as_ref()
+            .is_some_and(|s| s.mfa == certgate_certs::MfaStatus::Yes);
     Ok(Me {
         org,
         account,
@@ -128,6 +135,7 @@ pub(crate) async fn me(
         class: claims.map(|c| c.class),
         attempt,
         fresh,
+        fresh_with_factor,
     })
 }
 
@@ -299,9 +307,21 @@ fn may_have_passkeys(org: &Organisation, account: &Account) -> bool {
     crate::signin::allowed_methods(org, account).contains(&certgate_db::MfaChoice::Passkey)
 }
 
-/// Whether `passkey` may be removed: not while it is the only factor the account has.
+/// Whether `passkey` may be removed: not while it is the only factor the account has (as the
+/// sign-in counts them: an authenticator with its secret).
 fn removable(account: &Account, passkeys: &[StoredPasskey]) -> bool {
-    passkeys.len() > 1 || account.mfa_method.is_some()
+    let method = match account.mfa_method {
+        Some(certgate_db::MfaChoice::Authenticator) => account.totp_secret.is_some(),
+        other => other.is_some(),
+    };
+    passkeys.len() > 1 || method
+}
+
+/// Whether this visit may add or remove passkeys: right after a sign-in that proved the second
+/// factor (a password alone never changes one), or one with a password where the account has
+/// no factor yet.
+fn may_change_passkeys(me: &Me) -> bool {
+    me.fresh_with_factor || (me.fresh && !me.account.mfa_enrolled)
 }
 
 /// `GET /.certgate/account`.
@@ -319,7 +339,7 @@ pub(crate) async fn page(
         .passkeys(&me.org.id, &me.account.id)
         .await
         .map_err(|_| PageError::unavailable(&visit))?;
-    let may_add_passkey = me.fresh && may_have_passkeys(&me.org, &me.account);
+    let may_add_passkey = may_change_passkeys(&me) && may_have_passkeys(&me.org, &me.account);
     // Adding one: its ceremony waits in the session, its options go on the page.
     if may_add_passkey {
         crate::passkey::ready_to_register(
@@ -334,7 +354,7 @@ pub(crate) async fn page(
     let attempt_options = may_add_passkey
         .then(|| crate::passkey::register_options(&me.attempt.session, &me.account))
         .flatten();
-    let can_remove = me.fresh && removable(&me.account, &passkeys);
+    let can_remove = may_change_passkeys(&me) && removable(&me.account, &passkeys);
     let passkey_rows: Vec<PasskeyRow> = passkeys
         .iter()
         .map(|p| PasskeyRow {
@@ -375,6 +395,7 @@ pub(crate) async fn page(
                 && (me.account.mfa_method.is_some() || !passkeys.is_empty()),
             passkeys: passkey_rows,
             passkeys_offered: may_have_passkeys(&me.org, &me.account),
+            may_change_passkeys: may_change_passkeys(&me),
             may_add_passkey,
             passkey_options: attempt_options.as_deref().unwrap_or(""),
             passkey_name: crate::passkey::device_name(&visit),
@@ -763,7 +784,7 @@ pub(crate) async fn add_passkey(
     if !me.attempt.session.csrf_ok(&form.csrf) || !may_have_passkeys(&me.org, &me.account) {
         return Err(PageError::redirect(ACCOUNT));
     }
-    if !me.fresh {
+    if !may_change_passkeys(&me) {
         return Err(to_login());
     }
     // Taken whatever the answer: it counts once.
@@ -867,7 +888,7 @@ pub(crate) async fn remove_passkey(
     if !me.attempt.session.csrf_ok(&form.csrf) {
         return Err(PageError::redirect(ACCOUNT));
     }
-    if !me.fresh {
+    if !may_change_passkeys(&me) {
         return Err(to_login());
     }
     let passkeys = db
@@ -877,15 +898,14 @@ pub(crate) async fn remove_passkey(
     let Some(passkey) = passkeys.iter().find(|p| p.id == form.passkey) else {
         return Err(PageError::redirect(ACCOUNT));
     };
-    if !removable(&me.account, &passkeys) {
-        return Err(PageError::redirect(ACCOUNT));
-    }
+    // Never the last factor: checked again where it is removed, so two removals at once
+    // cannot leave none.
     match db
-        .remove_passkey(&me.org.id, &me.account.id, &passkey.id)
+        .remove_passkey_keeping_a_factor(&me.org.id, &me.account.id, &passkey.id)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => return Err(PageError::redirect(ACCOUNT)),
+        Ok(certgate_db::PasskeyRemoval::Removed) => {}
+        Ok(_) => return Err(PageError::redirect(ACCOUNT)),
         Err(_) => return Err(PageError::unavailable(&visit)),
     }
     let _ = db

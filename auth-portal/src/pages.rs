@@ -258,6 +258,8 @@ pub struct AccountPage<'a> {
     pub passkeys: Vec<PasskeyRow>,
     /// Passkeys are offered to this account here.
     pub passkeys_offered: bool,
+    /// Signed in recently enough, with the second factor, to add or remove passkeys.
+    pub may_change_passkeys: bool,
     /// Passkeys are offered here and the sign-in is fresh: the form to add one.
     pub may_add_passkey: bool,
     /// The ceremony's options (JSON) for adding one.

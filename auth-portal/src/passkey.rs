@@ -49,7 +49,9 @@ pub(crate) fn relying_party(visit: &Visit, name: &str) -> Option<Webauthn> {
         Some(_) => return None,
         None => host.as_str(),
     };
-    if rp_id.parse::<std::net::IpAddr>().is_ok() {
+    // Not an IP address, and not a name with a trailing dot (another origin to the browser than
+    // the name without).
+    if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.ends_with('.') {
         return None;
     }
     let origin = Url::parse(&format!("https://{host}")).ok()?;
@@ -258,11 +260,10 @@ async fn record(
     key.update_credential(&result);
     let data = serde_json::to_string(&key).unwrap_or_else(|_| passkey.passkey.clone());
     let counter = i64::from(result.counter());
+    // Refused when another answer got there first (the same one twice, say) or the passkey
+    // was removed meanwhile; a copy of the key the library has told apart above.
     if db.use_passkey(passkey, counter, &data, now).await? {
         Ok(Proved::Right)
-    } else if counter > 0 {
-        // Another answer with this counter or a higher one got there first.
-        Ok(Proved::Cloned)
     } else {
         Ok(Proved::Wrong)
     }
@@ -326,10 +327,17 @@ pub(crate) fn step_page(
     let c = visit.chrome(Some(&s.org));
     let t = c.t;
     let making = matches!(s.step(), Step::EnrollingPasskey { .. });
+    let purpose = if making {
+        Purpose::Register
+    } else {
+        Purpose::Prove
+    };
+    // Only this step's own ceremony (none where this host cannot have passkeys).
     let options = s
         .attempt
         .session
         .ceremony()
+        .filter(|c| c.purpose == purpose && c.account.as_deref() == Some(&s.account.id))
         .map_or_else(String::new, |c| c.options.clone());
     pages::html(
         StatusCode::OK,
@@ -416,6 +424,7 @@ pub(crate) async fn mfa_submit(
         .attempt
         .session
         .take_ceremony(purpose, Some(&account));
+    flow::save(&signing.store, &signing.it.attempt).await;
     let rp = relying_party(&signing.visit, &signing.it.org.name);
     let answer = (form.credential.len() <= ANSWER_MAX).then_some(form.credential.as_str());
     let (ceremony, rp, answer) = match (ceremony, rp, answer) {
@@ -691,13 +700,24 @@ async fn identify(
         passkeys: passkeys.len(),
         now: state.now(),
     };
-    if b64(handle.as_bytes()) != passkey.user_handle || !crate::signin::passwordless(&ctx) {
+    let Ok(key) = serde_json::from_str::<Passkey>(&passkey.passkey) else {
+        return Ok(Found::Nobody);
+    };
+    if b64(handle.as_bytes()) != passkey.user_handle {
+        return Ok(Found::Nobody);
+    }
+    // The signature first: a credential id is no secret (a page that asks for a passkey lists
+    // it), so only an answer the passkey made names its account in the audit log.
+    let checked = rp.finish_discoverable_authentication_v2(&answer, state_of, &key);
+    if let Err(error) = &checked {
+        if !matches!(error, WebauthnError::CredentialPossibleCompromise) {
+            tracing::info!(%error, "a sign-in passkey's answer was refused");
+            return Ok(Found::Nobody);
+        }
+    }
+    if !crate::signin::passwordless(&ctx) {
         return Ok(refused(false));
     }
-    let Ok(key) = serde_json::from_str::<Passkey>(&passkey.passkey) else {
-        return Ok(refused(false));
-    };
-    let checked = rp.finish_discoverable_authentication_v2(&answer, state_of, &key);
     match record(db, &passkey, checked, state.now())
         .await
         .map_err(unavailable)?

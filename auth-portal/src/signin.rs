@@ -689,9 +689,11 @@ pub fn allowed_methods(org: &Organisation, account: &Account) -> Vec<MfaChoice> 
 }
 
 /// Whether a passkey alone may sign `ctx.account` in here: the organisation allows it, the
-/// account may use passkeys and has one, and is not disabled.
+/// account may use passkeys and has one, and is not disabled. Never a group account: a shared
+/// tablet's screen lock is known to the whole team, so its passkey is a second factor only.
 pub fn passwordless(ctx: &Ctx<'_>) -> bool {
     ctx.org.mfa.passwordless
+        && ctx.account.kind == AccountKind::Personal
         && ctx.passkeys > 0
         && !ctx.account.disabled
         && allowed_methods(ctx.org, ctx.account).contains(&MfaChoice::Passkey)
@@ -1065,6 +1067,8 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                     Vec::new(),
                     View::ToMfa,
                 ),
+                // (Not offered: with a passkey, it is the account's own factor.)
+                (Some(MfaChoice::Passkey), _) => Next::stay(&step, View::ToMfa),
                 (Some(channel), Some(proven)) => Next::to(
                     Step::AwaitingCode {
                         proven: proven.clone(),

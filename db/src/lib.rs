@@ -20,7 +20,7 @@ pub use admin_allowlist::{
 };
 pub use api_tokens::{ApiScope, ApiToken, NewApiToken};
 pub use audit::AuditAction;
-pub use passkeys::{passkey_name, StoredPasskey, PASSKEY_NAME_MAX};
+pub use passkeys::{passkey_name, PasskeyRemoval, StoredPasskey, PASSKEY_NAME_MAX};
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
 use std::path::Path;

@@ -40,6 +40,16 @@ impl std::fmt::Debug for StoredPasskey {
     }
 }
 
+/// What [`Database::remove_passkey_keeping_a_factor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasskeyRemoval {
+    Removed,
+    /// It is the account's last factor: kept.
+    LastFactor,
+    /// The account has no such passkey.
+    NotFound,
+}
+
 /// The longest passkey name kept, in characters.
 pub const PASSKEY_NAME_MAX: usize = 60;
 
@@ -226,6 +236,60 @@ impl Database {
                 .execute(self.pool())
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes one of the account's passkeys unless it is the last factor the account has (no
+    /// other passkey, no method: an authenticator counts with its secret only). Checked and
+    /// removed under the account row's lock, so two removals at once cannot leave none.
+    pub async fn remove_passkey_keeping_a_factor(
+        &self,
+        org: &str,
+        account_id: &str,
+        id: &str,
+    ) -> Result<PasskeyRemoval, DbError> {
+        let mut tx = self.pool().begin().await?;
+        // A write to the row first: PostgreSQL locks it until the commit (SQLite takes the
+        // database's write lock).
+        let locked = sqlx::query(
+            "UPDATE accounts SET mfa_enrolled = mfa_enrolled WHERE org = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+        if locked.rows_affected() != 1 {
+            return Ok(PasskeyRemoval::NotFound);
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM passkeys WHERE org = $1 AND account_id = $2) AS keys, \
+             (SELECT COUNT(*) FROM passkeys WHERE org = $1 AND account_id = $2 AND id = $3) AS this, \
+             (SELECT COUNT(*) FROM accounts WHERE org = $1 AND id = $2 AND mfa_method IS NOT NULL \
+              AND (mfa_method <> 'authenticator' OR totp_secret IS NOT NULL)) AS method",
+        )
+        .bind(org)
+        .bind(account_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (keys, this, method): (i64, i64, i64) = (
+            row.try_get("keys")?,
+            row.try_get("this")?,
+            row.try_get("method")?,
+        );
+        if this == 0 {
+            return Ok(PasskeyRemoval::NotFound);
+        }
+        if keys <= 1 && method == 0 {
+            return Ok(PasskeyRemoval::LastFactor);
+        }
+        sqlx::query("DELETE FROM passkeys WHERE org = $1 AND account_id = $2 AND id = $3")
+            .bind(org)
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(PasskeyRemoval::Removed)
     }
 
     /// Removes every passkey of the account (a factor set up after a recovery code replaces

@@ -1211,6 +1211,50 @@ async fn exercise_passkeys(db: &Database) {
     assert!(db.passkey_counts("keys-zuid").await.unwrap().is_empty());
     let again = stored_passkey("keys", "key-pk-b3", "key-bob", "key-cred-z1");
     assert!(db.add_passkey(&again, None, false).await.unwrap());
+
+    // The account page's removal keeps a factor: of Bob's two passkeys (no method) one goes,
+    // the last stays; another account's or an unknown id is not found.
+    let second = stored_passkey("keys", "key-pk-b4", "key-bob", "key-cred-b4");
+    assert!(db.add_passkey(&second, None, false).await.unwrap());
+    let keep = |id: &'static str, account: &'static str| {
+        db.remove_passkey_keeping_a_factor("keys", account, id)
+    };
+    assert_eq!(
+        keep("key-pk-b3", "key-anna").await.unwrap(),
+        PasskeyRemoval::NotFound
+    );
+    assert_eq!(
+        keep("key-nothing", "key-bob").await.unwrap(),
+        PasskeyRemoval::NotFound
+    );
+    assert_eq!(
+        keep("key-pk-b3", "key-bob").await.unwrap(),
+        PasskeyRemoval::Removed
+    );
+    assert_eq!(
+        keep("key-pk-b4", "key-bob").await.unwrap(),
+        PasskeyRemoval::LastFactor
+    );
+    assert_eq!(passkey_ids(db, "keys", "key-bob").await, ["key-pk-b4"]);
+    // With a method (an e-mail code) next to it, the last passkey may go; an authenticator
+    // without its secret is no factor.
+    assert!(db
+        .set_mfa("keys", "key-bob", MfaChoice::Authenticator, None, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        keep("key-pk-b4", "key-bob").await.unwrap(),
+        PasskeyRemoval::LastFactor
+    );
+    assert!(db
+        .set_mfa("keys", "key-bob", MfaChoice::Email, None, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        keep("key-pk-b4", "key-bob").await.unwrap(),
+        PasskeyRemoval::Removed
+    );
+    assert!(passkey_ids(db, "keys", "key-bob").await.is_empty());
 }
 
 #[tokio::test]

@@ -174,7 +174,7 @@ fn a_passkey_made_at_the_first_sign_in_signs_in_again_and_more_are_added_and_rem
     let text = b.page_text();
     assert_eq!(passkeys_listed(&b), ["Chrome on Linux"], "{text}");
     assert!(
-        text.contains("add another passkey or method before you remove it"),
+        text.contains("add another passkey before you remove this one"),
         "{text}"
     );
     assert!(!b.has("form[action='/.certgate/account/passkeys/remove']"));
@@ -192,6 +192,7 @@ fn a_passkey_made_at_the_first_sign_in_signs_in_again_and_more_are_added_and_rem
     );
     assert!(text.contains("Laptop at the office"), "{text}");
     assert_eq!(b.webauthn_credentials(&laptop).len(), 1);
+    b.execute("document.getElementById('passkeys').scrollIntoView();");
     shot(&b, "account");
     assert!(w
         .mail_about("anna@noord.test", "new sign-in method")
@@ -544,5 +545,7 @@ fn the_pages_speak_dutch_and_a_group_tablet_may_use_its_own_passkey() {
     b.click_button("Doorgaan met passkey");
     assert!(at_the_app(&b), "{}", b.page_text());
     b.goto(&w.url(NOORD, "/.certgate/account"));
+    assert_eq!(passkeys_listed(&b).len(), 1, "{}", b.page_text());
+    b.execute("document.getElementById('passkeys').scrollIntoView();");
     shot(&b, "account-nl");
 }

@@ -1896,8 +1896,8 @@ fn a_passkey_alone_signs_in_where_the_organisation_is_passwordless() {
 }
 
 /// Not at an organisation that is not passwordless (or does not list passkeys), not without a
-/// passkey, not for a disabled account, not for a group tablet unless the organisation allows
-/// its passkeys: the sign-in page again, nothing done.
+/// passkey, not for a disabled account, never for a group tablet (its screen lock is the team's,
+/// so its passkey is a second factor only): the sign-in page again, nothing done.
 #[test]
 fn a_passkey_alone_is_refused_unless_the_organisation_and_the_account_allow_it() {
     let open = passwordless_org();
@@ -1927,7 +1927,7 @@ fn a_passkey_alone_is_refused_unless_the_organisation_and_the_account_allow_it()
         assert!(next.effects.is_empty(), "{why}");
         assert_eq!(next.view, Some(View::ToLogin), "{why}");
     }
-    // A tablet's passkey where the organisation allows group passkeys.
+    // Not even where the organisation allows group passkeys as a second factor.
     let mut groups = passwordless_org();
     groups.mfa.group_passkeys = true;
     let next = transition(
@@ -1935,7 +1935,8 @@ fn a_passkey_alone_is_refused_unless_the_organisation_and_the_account_allow_it()
         Event::PasskeySignIn,
         &passkey_ctx(&groups, &tablet),
     );
-    assert_eq!(next.step, Step::SignedIn(signed_in(MfaStatus::Yes)));
+    assert_eq!(next.step, Step::Started);
+    assert_eq!(next.view, Some(View::ToLogin));
 }
 
 /// A group tablet's account uses its authenticator; a passkey on the tablet only where the
