@@ -549,3 +549,60 @@ fn the_pages_speak_dutch_and_a_group_tablet_may_use_its_own_passkey() {
     b.execute("document.getElementById('passkeys').scrollIntoView();");
     shot(&b, "account-nl");
 }
+
+/// A passkey is a factor: adding or removing one takes a sign-in that proved one. A parent (a
+/// role exempt from the second factor) adds a first passkey after the password; signed in by
+/// the password alone again, the account page no longer lets that session change them.
+#[test]
+fn only_a_sign_in_with_the_second_factor_changes_an_accounts_passkeys() {
+    let w = PortalWorld::start(
+        &[org(
+            "noord",
+            NOORD,
+            "methods = [\"passkey\", \"email\"]\nexempt_roles = [\"parent\"]",
+        )],
+        "",
+    );
+    w.add_user(&NewUser {
+        roles: &["parent"],
+        ..NewUser::personal("noord", "ouder@noord.test", PASSWORD)
+    });
+    let b = Browser::start("en");
+    let phone = b.add_virtual_authenticator();
+    sign_in(&b, &w, NOORD, "ouder@noord.test");
+    assert!(at_the_app(&b), "{}", b.page_text());
+    // No factor yet: the password is enough to add the first.
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    b.click_button("Add a passkey");
+    b.click_link("I have stored them, continue");
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    assert_eq!(passkeys_listed(&b).len(), 1, "{}", b.page_text());
+    assert_eq!(b.webauthn_credentials(&phone).len(), 1);
+    // Now the account has one: a password-only sign-in may not add or remove.
+    b.delete_cookies();
+    sign_in(&b, &w, NOORD, "ouder@noord.test");
+    assert!(at_the_app(&b), "{}", b.page_text());
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    let text = b.page_text();
+    assert!(text.contains("with your second factor"), "{text}");
+    assert!(!b.has("form[action='/.certgate/account/passkeys']"));
+    let csrf = b.execute("return document.querySelector('[name=csrf]').value;");
+    let id = b.execute("return document.querySelector('#passkeys li').id.replace('passkey-', '');");
+    b.execute(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '/.certgate/account/passkeys/remove'; \
+         for (const [k, v] of [['csrf', {csrf}], ['passkey', {id}]]) {{ \
+           const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; \
+           f.appendChild(i); }} \
+         document.body.appendChild(f); f.submit();"
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), || b
+            .current_url()
+            .contains("/.certgate/login")),
+        "{}",
+        b.current_url()
+    );
+    b.goto(&w.url(NOORD, "/.certgate/account"));
+    assert_eq!(passkeys_listed(&b).len(), 1, "{}", b.page_text());
+}

@@ -264,7 +264,7 @@ client_id = "x"
         format!("{file}:9: access.public_paths[0]: \"favicon.ico\" must start with \"/\""),
         format!(
             "{file}:12: mfa.methods[1]: \"pigeon\" is not one of \"authenticator\", \"sms\", \
-             \"email\""
+             \"email\", \"passkey\""
         ),
         format!("{file}:13: mfa.required: \"some\" is not one of \"all\", \"enrolled\""),
         format!(
