@@ -402,6 +402,15 @@ impl Caller {
         }
     }
 
+    /// How many passkeys `account` has.
+    async fn passkeys(&self, account: &Account) -> Result<usize, ApiError> {
+        self.db
+            .passkeys(&self.org.id, &account.id)
+            .await
+            .map(|p| p.len())
+            .map_err(|_| ApiError::Unavailable)
+    }
+
     /// An account of the token's organisation; anything else is "not found".
     async fn account(&self, id: &str) -> Result<Account, ApiError> {
         self.db
@@ -412,7 +421,8 @@ impl Caller {
     }
 }
 
-fn account_json(a: &Account) -> Value {
+/// An account as the API shows it, with how many passkeys it has.
+fn account_json(a: &Account, passkeys: usize) -> Value {
     json!({
         "id": a.id,
         "username": a.username,
@@ -423,6 +433,7 @@ fn account_json(a: &Account) -> Value {
         "roles": a.roles,
         "mfa_method": a.mfa_method.map(|m| m.as_str()),
         "mfa_enrolled": a.mfa_enrolled,
+        "passkeys": passkeys,
         "disabled": a.disabled,
         "last_login": a.last_login,
         "created_at": a.created_at,
@@ -475,9 +486,17 @@ async fn list_accounts(State(state): State<Arc<PortalState>>, headers: HeaderMap
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    match caller.db.accounts(&caller.org.id).await {
-        Ok(accounts) => ok(&json!({
-            "accounts": accounts.iter().map(account_json).collect::<Vec<_>>()
+    let read = async {
+        let accounts = caller.db.accounts(&caller.org.id).await?;
+        let passkeys = caller.db.passkey_counts(&caller.org.id).await?;
+        Ok::<_, certgate_db::DbError>((accounts, passkeys))
+    };
+    match read.await {
+        Ok((accounts, passkeys)) => ok(&json!({
+            "accounts": accounts
+                .iter()
+                .map(|a| account_json(a, passkeys.get(&a.id).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
         })),
         Err(_) => ApiError::Unavailable.into_response(),
     }
@@ -492,7 +511,8 @@ async fn show_account(
     let result = async {
         let caller = caller(&state, &headers, ApiScope::AccountsRead).await?;
         let account = caller.account(&path_id(path)?).await?;
-        Ok::<_, ApiError>(ok(&account_json(&account)))
+        let passkeys = caller.passkeys(&account).await?;
+        Ok::<_, ApiError>(ok(&account_json(&account, passkeys)))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -551,7 +571,10 @@ async fn create_account(
                 AccountError::NotAllowed(message) => ApiError::BadRequest(message),
                 error => ApiError::from(error),
             })?;
-        Ok::<_, ApiError>(json_response(StatusCode::CREATED, &account_json(&account)))
+        Ok::<_, ApiError>(json_response(
+            StatusCode::CREATED,
+            &account_json(&account, 0),
+        ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -570,7 +593,8 @@ async fn change_account(
         .accounts(&caller.db)
         .toggle(caller.actor(), &caller.org, &account, change)
         .await?;
-    Ok(ok(&account_json(&after)))
+    let passkeys = caller.passkeys(&after).await?;
+    Ok(ok(&account_json(&after, passkeys)))
 }
 
 async fn disable_account(

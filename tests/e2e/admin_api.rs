@@ -271,6 +271,7 @@ fn a_token_is_made_in_the_browser_used_by_a_script_audited_by_name_and_revoked()
     let lisa_id = id_of(&w, NOORD, &token, "lisa@noord.test");
     let one = with_token("GET", &format!("accounts/{lisa_id}"), &token).send(&w, NOORD);
     assert_eq!(one.json()["mfa_method"], "email", "{}", one.body);
+    assert_eq!(one.json()["passkeys"], 0, "{}", one.body);
     let eva =
         json!({"username": "eva@noord.test", "display_name": "Eva", "email": "eva@noord.test"});
     let made = Call {
