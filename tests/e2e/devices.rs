@@ -1068,7 +1068,7 @@ fn the_agent_signs_in_through_a_browser_approval_with_an_e_mail_code_and_renews(
     .unwrap();
     let (lines, printed) = std::sync::mpsc::channel::<String>();
     let stdout = login.stdout.take().unwrap();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
@@ -1131,6 +1131,9 @@ fn the_agent_signs_in_through_a_browser_approval_with_an_e_mail_code_and_renews(
     shot(&b, "device-approved");
 
     let finished = login.wait_with_output().unwrap();
+    // Every line the agent printed, once the reader has passed on the last (its standard
+    // output closed when it exited).
+    reader.join().unwrap();
     let rest: Vec<String> = printed.try_iter().collect();
     assert!(
         finished.status.success(),
