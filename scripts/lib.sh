@@ -9,6 +9,8 @@ ensure_packages() {
             redis-server) cmd=$(command -v redis-server || true) ;;
             chromium-driver) cmd=$(command -v chromedriver || true) ;;
             nodejs) cmd=$(command -v node || true) ;;
+            prometheus) cmd=$(command -v promtool || true) ;;
+            systemd) cmd=$(command -v systemd-analyze || true) ;;
             *) cmd=$(command -v "$pkg" || true) ;;
         esac
         [ -n "$cmd" ] || missing+=("$pkg")

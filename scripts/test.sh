@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # chromium and chromium-driver: the browser tests drive headless Chromium through chromedriver.
 # nodejs and npm: the single sign-on tests' OpenID Connect providers run on Node.js.
 # nginx: the load benchmark's harness runs against it (its smoke run, below; oha it installs itself).
+# prometheus: promtool tests the alert rules in deploy/prometheus. podman and runc: the container
+# image is built and run (tests/e2e/container.rs). systemd: systemd-analyze checks the unit.
 ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver \
-    nodejs npm nginx valgrind
+    nodejs npm nginx valgrind prometheus podman runc systemd
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
@@ -23,6 +25,10 @@ ensure_npm_packages tests/oidc
 echo "== formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Each alert fires on the series that should wake someone, and not on those next to it.
+echo "== alert rules"
+(cd deploy/prometheus && promtool check rules certgate-alerts.yml && promtool test rules certgate-alerts.test.yml)
 
 work=$(mktemp -d)
 # The scratch PostgreSQL runs as the postgres user, which must reach its directory.
@@ -56,6 +62,15 @@ grep -q "install .*cmake" "$bare/apt-get.log" || { echo "make build did not inst
 
 echo "== build"
 cargo build --workspace --locked --bins
+
+# The unit as installed, with the binary just built: systemd-analyze prints every problem but
+# exits 0 on most, so any output fails.
+echo "== systemd unit"
+mkdir "$work/unit"
+sed "s#/usr/local/bin/certgate#$(realpath "${CARGO_TARGET_DIR:-target}")/debug/certgate#g" \
+    deploy/certgate.service > "$work/unit/certgate.service"
+verified=$(systemd-analyze verify "$work/unit/certgate.service" 2>&1) || { echo "$verified"; exit 1; }
+[ -z "$verified" ] || { echo "$verified"; exit 1; }
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast

@@ -6,7 +6,8 @@
 //!
 //! What a caller may do differs only by [`Actor`], and only here: a token neither makes
 //! administrators or exempt roles nor changes an administrator's account, nor disables the
-//! administrator who made it.
+//! administrator who made it; a person changes only their own account (a new password after
+//! "forgot", ending one of their devices); a single sign-on provider only creates accounts.
 
 use certgate_db::{
     Account, AccountKind, AuditAction, AuditEntry, Database, DbError, Device, DeviceTrust,
@@ -37,6 +38,11 @@ pub enum Actor<'a> {
         created_by: &'a str,
         ip: &'a str,
     },
+    /// The person themselves, signed in (or holding a reset link) as `account`, from `ip`.
+    User { account: &'a Account, ip: &'a str },
+    /// A single sign-on provider (its name in the policy) that creates the accounts of the
+    /// people it vouches for.
+    Provider { name: &'a str, ip: &'a str },
 }
 
 impl Actor<'_> {
@@ -44,15 +50,19 @@ impl Actor<'_> {
     pub fn audit_name(&self) -> String {
         match self {
             Actor::Operator => "operator (admin API)".to_owned(),
-            Actor::Admin { account, .. } => account.username.clone(),
+            Actor::Admin { account, .. } | Actor::User { account, .. } => account.username.clone(),
             Actor::Token { name, .. } => format!("token:{name}"),
+            Actor::Provider { name, .. } => format!("sso:{name}"),
         }
     }
 
     fn ip(&self) -> &str {
         match self {
             Actor::Operator => "",
-            Actor::Admin { ip, .. } | Actor::Token { ip, .. } => ip,
+            Actor::Admin { ip, .. }
+            | Actor::Token { ip, .. }
+            | Actor::User { ip, .. }
+            | Actor::Provider { ip, .. } => ip,
         }
     }
 }
@@ -258,6 +268,9 @@ impl Accounts<'_> {
         new: &NewAccount,
     ) -> Result<Account, AccountError> {
         same_org(org, &new.org)?;
+        if matches!(actor, Actor::User { .. }) {
+            return Err(not_administering());
+        }
         roles_allowed(actor, org, &new.roles)?;
         let account = self
             .db
@@ -406,8 +419,11 @@ impl Accounts<'_> {
                 .set_password_hash(&org.id, &account.id, hash, self.now)
                 .await?,
         )?;
-        self.audit(actor, account, AuditAction::PasswordSet, String::new())
-            .await;
+        let action = match actor {
+            Actor::User { .. } => AuditAction::PasswordReset,
+            _ => AuditAction::PasswordSet,
+        };
+        self.audit(actor, account, action, String::new()).await;
         self.tell(account, AccountEvent::PasswordChanged);
         if account.password_hash.is_some() {
             self.refuse(account, "password_reset").await?;
@@ -432,7 +448,7 @@ impl Accounts<'_> {
         Ok(())
     }
 
-    /// One device of `account` ended, everywhere.
+    /// One device of `account` ended, everywhere, with the revocation's reason saying who.
     pub async fn revoke_device(
         &self,
         actor: Actor<'_>,
@@ -440,35 +456,74 @@ impl Accounts<'_> {
         account: &Account,
         device: &Device,
     ) -> Result<(), AccountError> {
+        let reason = match actor {
+            Actor::Operator => "revoked by an operator",
+            Actor::Admin { .. } => "revoked by an administrator",
+            Actor::Token { .. } => "revoked with an API token",
+            Actor::User { .. } | Actor::Provider { .. } => "revoked by the user",
+        };
+        self.revoke_device_because(actor, org, account, device, reason)
+            .await
+            .map(drop)
+    }
+
+    /// [`Accounts::revoke_device`] with the reason an operator typed; the revocation made.
+    pub async fn revoke_device_because(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        device: &Device,
+        reason: &str,
+    ) -> Result<NewRevocation, AccountError> {
         same_org(org, &account.org)?;
         if device.account_id != account.id || device.org != org.id {
             return Err(AccountError::Gone);
         }
         may_change(actor, account, false)?;
-        let reason = match actor {
-            Actor::Operator => "revoked by an operator",
-            Actor::Admin { .. } => "revoked by an administrator",
-            Actor::Token { .. } => "revoked with an API token",
+        // A person ending their own device is counted apart from administration.
+        let (label, action) = match actor {
+            Actor::User { .. } => ("user", AuditAction::DeviceEnded),
+            _ => ("admin", AuditAction::DeviceRevoked),
         };
         let revocation = device_revocation(org, device, reason, self.now);
-        self.revoke.revoke(&revocation, "admin").await?;
+        self.revoke.revoke(&revocation, label).await?;
         self.db.revoke_device(&org.id, &device.id, self.now).await?;
-        let detail = format!("device={}", device.id);
-        self.audit(actor, account, AuditAction::DeviceRevoked, detail)
+        self.audit(actor, account, action, format!("device={}", device.id))
             .await;
-        Ok(())
+        Ok(revocation)
     }
 
-    /// Every device of `account` ended, everywhere (and every credential issued until now).
+    /// Every device of `account` ended, everywhere, and every credential and portal session
+    /// issued until now refused.
     pub async fn revoke_all_devices(
         &self,
         actor: Actor<'_>,
         org: &Organisation,
         account: &Account,
     ) -> Result<(), AccountError> {
+        self.revoke_all_devices_because(actor, org, account, "admin")
+            .await
+            .map(drop)
+    }
+
+    /// [`Accounts::revoke_all_devices`] with the reason an operator typed; the revocation made.
+    pub async fn revoke_all_devices_because(
+        &self,
+        actor: Actor<'_>,
+        org: &Organisation,
+        account: &Account,
+        reason: &str,
+    ) -> Result<NewRevocation, AccountError> {
         same_org(org, &account.org)?;
         may_change(actor, account, false)?;
-        self.refuse(account, "admin").await?;
+        let revocation = account_revocation(&account.org, &account.username, reason, self.now);
+        self.revoke.revoke(&revocation, "admin").await?;
+        self.changed(
+            self.db
+                .refuse_credentials(&org.id, &account.id, self.now)
+                .await?,
+        )?;
         for device in self.db.devices(&org.id, &account.id).await? {
             if device.revoked_at.is_none() {
                 self.db.revoke_device(&org.id, &device.id, self.now).await?;
@@ -481,7 +536,7 @@ impl Accounts<'_> {
             String::new(),
         )
         .await;
-        Ok(())
+        Ok(revocation)
     }
 
     /// Reads an account import (CSV, see [`certgate_db::read_import`]) and checks every row as
@@ -493,6 +548,9 @@ impl Accounts<'_> {
         org: &Organisation,
         text: &str,
     ) -> Result<Imported, AccountError> {
+        if matches!(actor, Actor::User { .. } | Actor::Provider { .. }) {
+            return Err(not_administering());
+        }
         let lines = certgate_db::read_import(&org.id, text)
             .map_err(|error| AccountError::Invalid(error.to_string()))?;
         let mut rows = Vec::with_capacity(lines.len());
@@ -502,7 +560,7 @@ impl Accounts<'_> {
                 .as_ref()
                 .map_or(AccountKind::Personal, |new| new.kind);
             let problem = match &line.account {
-                Err(message) => Some(message.clone()),
+                Err(message) => Some(message.to_string()),
                 Ok(new) => match roles_allowed(actor, org, &new.roles) {
                     Err(refused) => Some(refused.to_string()),
                     // Sign-in takes a user name or an e-mail address: either may be taken.
@@ -628,14 +686,25 @@ fn same_org(org: &Organisation, named: &str) -> Result<(), AccountError> {
     }
 }
 
+fn not_administering() -> AccountError {
+    AccountError::NotAllowed("only an administrator or the account's own person changes it".into())
+}
+
 /// A token does not make administrators, or accounts exempt from the second factor.
 fn roles_allowed(
     actor: Actor<'_>,
     org: &Organisation,
     roles: &[String],
 ) -> Result<(), AccountError> {
-    if !matches!(actor, Actor::Token { .. }) {
-        return Ok(());
+    match actor {
+        Actor::Operator | Actor::Admin { .. } => return Ok(()),
+        Actor::User { .. } | Actor::Provider { .. } if !roles.is_empty() => {
+            return Err(AccountError::NotAllowed(
+                "roles are given by an administrator".to_owned(),
+            ))
+        }
+        Actor::User { .. } | Actor::Provider { .. } => return Ok(()),
+        Actor::Token { .. } => {}
     }
     match roles
         .iter()
@@ -651,8 +720,13 @@ fn roles_allowed(
 /// A token leaves administrators' accounts to the admin pages, and does not disable (or delete)
 /// the administrator who made it: that would lock them out, and with them every token they made.
 fn may_change(actor: Actor<'_>, account: &Account, ends_access: bool) -> Result<(), AccountError> {
-    let Actor::Token { created_by, .. } = actor else {
-        return Ok(());
+    let created_by = match actor {
+        Actor::Operator | Actor::Admin { .. } => return Ok(()),
+        Actor::User { account: me, .. } if me.id == account.id && me.org == account.org => {
+            return Ok(())
+        }
+        Actor::User { .. } | Actor::Provider { .. } => return Err(not_administering()),
+        Actor::Token { created_by, .. } => created_by,
     };
     if account.roles.iter().any(|r| r == ADMIN_ROLE) {
         return Err(AccountError::NotAllowed(

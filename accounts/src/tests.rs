@@ -413,3 +413,161 @@ async fn an_import_creates_every_account_or_none_and_a_token_imports_no_administ
         Err(AccountError::Invalid(message)) if message.contains("larger than")
     ));
 }
+
+fn device(id: &str, account: &Account) -> Device {
+    Device {
+        org: "noord".into(),
+        id: id.into(),
+        account_id: account.id.clone(),
+        kind: DeviceKind::Browser,
+        trust: DeviceTrust::Session,
+        created_at: NOW,
+        expires_at: NOW + 3_600,
+        last_seen: None,
+        revoked_at: None,
+        ip: "192.0.2.9".into(),
+        browser: String::new(),
+        system: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_person_changes_only_their_own_account_and_a_provider_only_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let sql = RecordOnly(&db);
+    let service = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: None,
+        now: NOW,
+    };
+    let org = org();
+    let hanna = service
+        .create(Actor::Operator, &org, &new("hanna", &[]))
+        .await
+        .unwrap();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let hanna = service
+        .set_password(Actor::Operator, &org, &hanna, hash)
+        .await
+        .unwrap();
+    let piet = service
+        .create(Actor::Operator, &org, &new("piet", &[]))
+        .await
+        .unwrap();
+    let me = Actor::User {
+        account: &hanna,
+        ip: "192.0.2.7",
+    };
+
+    // Her own new password ("forgot password"): audited as hers, and it signs her out
+    // everywhere under the one reason every new password has.
+    service.set_password(me, &org, &hanna, hash).await.unwrap();
+    let last = actions(&db).await.pop().unwrap();
+    assert_eq!(
+        last,
+        (
+            "hanna".to_owned(),
+            AuditAction::PasswordReset.as_str().to_owned(),
+            "hanna".to_owned()
+        )
+    );
+    assert_eq!(reasons(&db).await, ["password_reset"]);
+
+    // Her own device: counted and audited as hers, not as administration.
+    let own = device("d-own", &hanna);
+    db.record_device(&own).await.unwrap();
+    service.revoke_device(me, &org, &hanna, &own).await.unwrap();
+    let last = actions(&db).await.pop().unwrap();
+    assert_eq!(last.1, AuditAction::DeviceEnded.as_str());
+    let ended = live(&db).await;
+    assert!(ended
+        .iter()
+        .any(|r| r.kind == RevocationKind::Device && r.reason == "revoked by the user"));
+
+    // Someone else's account, or anything an administrator does, is refused and changes nothing.
+    let before = actions(&db).await.len();
+    assert!(matches!(
+        service.set_password(me, &org, &piet, hash).await,
+        Err(AccountError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        service.disable(me, &org, &piet).await,
+        Err(AccountError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        service.create(me, &org, &new("nieuw", &[])).await,
+        Err(AccountError::NotAllowed(_))
+    ));
+    let piets = device("d-piet", &piet);
+    db.record_device(&piets).await.unwrap();
+    assert!(matches!(
+        service.revoke_device(me, &org, &piet, &piets).await,
+        Err(AccountError::NotAllowed(_))
+    ));
+    assert_eq!(actions(&db).await.len(), before);
+
+    // A single sign-on provider creates the people it vouches for, with no roles, and changes
+    // no account.
+    let provider = Actor::Provider {
+        name: "entra",
+        ip: "192.0.2.8",
+    };
+    let made = service
+        .create(provider, &org, &new("joke", &[]))
+        .await
+        .unwrap();
+    let last = actions(&db).await.pop().unwrap();
+    assert_eq!(last.0, "sso:entra");
+    assert_eq!(last.1, AuditAction::AccountCreated.as_str());
+    assert!(matches!(
+        service
+            .create(provider, &org, &new("baas", &["admin"]))
+            .await,
+        Err(AccountError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        service.reset_mfa(provider, &org, &made).await,
+        Err(AccountError::NotAllowed(_))
+    ));
+}
+
+#[tokio::test]
+async fn revoking_every_device_also_ends_the_portal_sessions_issued_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let sql = RecordOnly(&db);
+    let org = org();
+    let early = Accounts {
+        db: &db,
+        revoke: &sql,
+        events: None,
+        now: NOW,
+    };
+    let hanna = early
+        .create(Actor::Operator, &org, &new("hanna", &[]))
+        .await
+        .unwrap();
+    db.record_device(&device("d1", &hanna)).await.unwrap();
+    let later = Accounts {
+        now: NOW + 60,
+        ..early
+    };
+    let made = later
+        .revoke_all_devices_because(Actor::Operator, &org, &hanna, "laptop stolen")
+        .await
+        .unwrap();
+    assert_eq!(made.reason, "laptop stolen");
+    let hanna = db.account("noord", &hanna.id).await.unwrap().unwrap();
+    assert_eq!(
+        hanna.not_valid_before,
+        NOW + 60,
+        "the portal refuses sessions and tokens from before"
+    );
+    assert!(db.devices("noord", &hanna.id).await.unwrap()[0]
+        .revoked_at
+        .is_some());
+    let last = actions(&db).await.pop().unwrap();
+    assert_eq!(last.1, AuditAction::AllDevicesRevoked.as_str());
+}

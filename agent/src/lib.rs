@@ -133,7 +133,10 @@ pub enum AgentError {
     #[error("{} already holds a device's files; renew them with `certgate renew --dir {}`, or choose another --out", dir.display(), dir.display())]
     AlreadyEnrolled { dir: PathBuf },
     #[error("{} is not a certgate device directory: {problem}", dir.display())]
-    NotDeviceDir { dir: PathBuf, problem: String },
+    NotDeviceDir {
+        dir: PathBuf,
+        problem: DeviceDirProblem,
+    },
     #[error("cannot {action} {}: {kind}", path.display())]
     Io {
         action: &'static str,
@@ -160,6 +163,27 @@ pub enum NameProblem {
     TooLong,
     #[error("it contains control characters")]
     ControlCharacter,
+}
+
+/// Why a directory given to `renew` holds no usable device.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DeviceDirProblem {
+    #[error("{file} is missing (run `certgate login --out {}` first)", dir.display())]
+    Missing { file: &'static str, dir: PathBuf },
+    /// The JSON parser's description of what is wrong.
+    #[error("{state} is not valid: {0}", state = STATE_FILE)]
+    StateUnreadable(String),
+    #[error(
+        "{state} has version {0}, this certgate reads version {current}",
+        state = STATE_FILE,
+        current = STATE_VERSION
+    )]
+    StateVersion(u32),
+    #[error("{state} names no https portal", state = STATE_FILE)]
+    NoPortal,
+    #[error("{key} and {cert} cannot be used for TLS", key = KEY_FILE, cert = CERT_FILE)]
+    NoTlsIdentity,
 }
 
 /// Why a certificate from the portal was not stored.
@@ -427,12 +451,12 @@ async fn renew_once(dir: &Path, resolve: &[ResolveOverride]) -> Result<Renewed, 
     let device = DeviceFiles::load(dir)?;
     let portal = PortalUrl::parse(&device.state.url).map_err(|_| AgentError::NotDeviceDir {
         dir: dir.to_owned(),
-        problem: format!("{STATE_FILE} names no https portal"),
+        problem: DeviceDirProblem::NoPortal,
     })?;
     let identity = reqwest::Identity::from_pem(device.identity_pem().as_bytes()).map_err(|_| {
         AgentError::NotDeviceDir {
             dir: dir.to_owned(),
-            problem: format!("{KEY_FILE} and {CERT_FILE} cannot be used for TLS"),
+            problem: DeviceDirProblem::NoTlsIdentity,
         }
     })?;
     let client = http_client(resolve, Some(identity))?;
@@ -1149,15 +1173,15 @@ struct DeviceFiles {
 
 impl DeviceFiles {
     fn load(dir: &Path) -> Result<Self, AgentError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
+        let read = |file: &'static str| {
+            let path = dir.join(file);
             fs::read_to_string(&path).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => AgentError::NotDeviceDir {
                     dir: dir.to_owned(),
-                    problem: format!(
-                        "{name} is missing (run `certgate login --out {}` first)",
-                        dir.display()
-                    ),
+                    problem: DeviceDirProblem::Missing {
+                        file,
+                        dir: dir.to_owned(),
+                    },
                 },
                 kind => AgentError::Io {
                     action: "read",
@@ -1186,14 +1210,11 @@ impl DeviceFiles {
     }
 }
 
-fn parse_state(text: &str) -> Result<DeviceState, String> {
+fn parse_state(text: &str) -> Result<DeviceState, DeviceDirProblem> {
     let state: DeviceState =
-        serde_json::from_str(text).map_err(|e| format!("{STATE_FILE} is not valid: {e}"))?;
+        serde_json::from_str(text).map_err(|e| DeviceDirProblem::StateUnreadable(e.to_string()))?;
     if state.version != STATE_VERSION {
-        return Err(format!(
-            "{STATE_FILE} has version {}, this certgate reads version {STATE_VERSION}",
-            state.version
-        ));
+        return Err(DeviceDirProblem::StateVersion(state.version));
     }
     Ok(state)
 }
@@ -1665,9 +1686,17 @@ mod tests {
         assert!(json.contains(r#""renewal": "personal""#), "{json}");
         assert_eq!(parse_state(&json), Ok(state.clone()));
         let unknown = json.replacen('{', r#"{"extra": 1,"#, 1);
-        assert!(parse_state(&unknown).is_err());
+        assert!(matches!(
+            parse_state(&unknown),
+            Err(DeviceDirProblem::StateUnreadable(_))
+        ));
         let future = json.replace(r#""version": 1"#, r#""version": 2"#);
-        assert!(parse_state(&future).unwrap_err().contains("version 2"));
+        let too_new = parse_state(&future).unwrap_err();
+        assert_eq!(too_new, DeviceDirProblem::StateVersion(2));
+        assert_eq!(
+            too_new.to_string(),
+            "state.json has version 2, this certgate reads version 1"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_accounts::{Refusal, RevocationSet, Standing};
@@ -21,10 +21,11 @@ use certgate_store::Store;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::extract::{Backends, FromPage, Page, PageError};
+use crate::extract::{Backends, FromPage, Page, PageError, Posted, PostedIn};
 use crate::flow::{create_attempt, load_attempt, Attempt};
 use crate::pages::{self, AccountPage, CertificatePage, DeviceRow, PasskeyRow};
 use crate::session;
+use crate::signin::LoginSession;
 use crate::{PortalState, Visit};
 
 /// How long a PKCS#12 bundle waits for its one download.
@@ -62,6 +63,20 @@ impl FromPage for Me {
         headers: &HeaderMap,
     ) -> Result<Self, PageError> {
         me(state, &b.visit, &b.store, &b.db, headers).await
+    }
+}
+
+/// A form of the user's own pages, its CSRF token checked against their session; a forged or
+/// expired one goes back to the account page.
+pub(crate) type UserForm<F> = Posted<Me, F>;
+
+impl PostedIn for Me {
+    fn session(&self) -> &LoginSession {
+        &self.attempt.session
+    }
+
+    fn refused() -> PageError {
+        PageError::redirect(ACCOUNT)
     }
 }
 
@@ -414,52 +429,41 @@ pub(crate) async fn page(
 #[derive(Deserialize)]
 pub(crate) struct RevokeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     device: String,
 }
 
 /// `POST /.certgate/account/revoke`: one of the user's own devices, everywhere within a second.
 pub(crate) async fn revoke(
     State(state): State<Arc<PortalState>>,
-    UserPage {
-        visit, db, it: me, ..
-    }: UserPage,
-    Form(form): Form<RevokeForm>,
+    UserForm {
+        visit,
+        db,
+        it: me,
+        form,
+        ..
+    }: UserForm<RevokeForm>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf) {
-        return Err(PageError::redirect(ACCOUNT));
-    }
     let device = match db.device(&me.org.id, &form.device).await {
         Ok(Some(d)) if d.account_id == me.account.id => d,
         _ => return Err(PageError::redirect(ACCOUNT)),
     };
-    let now = state.now();
-    let revocation =
-        certgate_accounts::device_revocation(&me.org, &device, "revoked by the user", now);
-    if let Err(error) = state.backend.revoke(&revocation, "user").await {
+    let actor = certgate_accounts::Actor::User {
+        account: &me.account,
+        ip: &visit.ip,
+    };
+    let ended = state
+        .accounts(&db)
+        .revoke_device(actor, &me.org, &me.account, &device)
+        .await;
+    if let Err(error) = ended {
         tracing::error!(%error, "a device could not be revoked");
         return Err(PageError::unavailable(&visit));
     }
-    let _ = db.revoke_device(&me.org.id, &device.id, now).await;
-    let _ = db
-        .append_audit(&AuditEntry {
-            org: me.org.id.clone(),
-            at: now,
-            actor: me.account.username.clone(),
-            action: certgate_db::AuditAction::DeviceEnded.as_str().into(),
-            subject: device.id.clone(),
-            ip: visit.ip.clone(),
-            detail: String::new(),
-        })
-        .await;
     Ok(Redirect::to(ACCOUNT).into_response())
 }
 
 #[derive(Deserialize)]
 pub(crate) struct CertificateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     format: String,
 }
@@ -468,17 +472,14 @@ pub(crate) struct CertificateForm {
 /// sign-in. The key is made here, handed over once, and never stored.
 pub(crate) async fn certificate(
     State(state): State<Arc<PortalState>>,
-    UserPage {
+    UserForm {
         visit,
         store,
         db,
         it: me,
-    }: UserPage,
-    Form(form): Form<CertificateForm>,
+        form,
+    }: UserForm<CertificateForm>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf) {
-        return Err(PageError::redirect(ACCOUNT));
-    }
     if !may_use_certificates(&me.org, &me.account) {
         return Err(PageError::redirect(ACCOUNT));
     }
@@ -556,7 +557,7 @@ pub(crate) async fn certificate(
             org: me.org.id.clone(),
             at: now,
             actor: me.account.username.clone(),
-            action: "pkcs12-issued".into(),
+            action: certgate_db::AuditAction::Pkcs12Issued.as_str().into(),
             subject: device_id,
             ip: visit.ip.clone(),
             detail: format!(
@@ -664,29 +665,27 @@ pub(crate) async fn download(
     Ok(response)
 }
 
+/// A form that is only its button (and CSRF token).
 #[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
+pub(crate) struct Button {}
 
 /// `POST /.certgate/account/mfa`: where only enrolled users need a second factor, a user turns
 /// it on (and cannot turn it off): the sign-in's own method choice and enrolment follow, and
 /// a new credential with MFA comes at the end.
 pub(crate) async fn turn_on_mfa(
     State(state): State<Arc<PortalState>>,
-    UserPage {
+    UserForm {
         visit,
         store,
         db,
         it: me,
-    }: UserPage,
-    Form(form): Form<CsrfOnly>,
+        ..
+    }: UserForm<Button>,
 ) -> Result<Response, PageError> {
     let allowed = !me.account.mfa_enrolled
         && me.account.kind == AccountKind::Personal
         && me.org.mfa.required == certgate_policies::MfaRequirement::Enrolled;
-    if !me.attempt.session.csrf_ok(&form.csrf) || !allowed {
+    if !allowed {
         return Err(PageError::redirect(ACCOUNT));
     }
     // Only right after a password: a browser cookie alone must not choose the second factor.
@@ -710,12 +709,11 @@ pub(crate) async fn turn_on_mfa(
 /// working), after a fresh sign-in; shown once.
 pub(crate) async fn renew_recovery_codes(
     State(state): State<Arc<PortalState>>,
-    UserPage {
+    UserForm {
         visit, db, it: me, ..
-    }: UserPage,
-    Form(form): Form<CsrfOnly>,
+    }: UserForm<Button>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf) || !me.account.mfa_enrolled {
+    if !me.account.mfa_enrolled {
         return Err(PageError::redirect(ACCOUNT));
     }
     if !me.fresh {
@@ -761,8 +759,6 @@ pub(crate) async fn renew_recovery_codes(
 #[derive(Deserialize)]
 pub(crate) struct AddPasskeyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     credential: String,
     #[serde(default)]
     name: String,
@@ -773,15 +769,15 @@ pub(crate) struct AddPasskeyForm {
 /// recovery codes comes with ten, shown once.
 pub(crate) async fn add_passkey(
     State(state): State<Arc<PortalState>>,
-    UserPage {
+    UserForm {
         visit,
         store,
         db,
         it: mut me,
-    }: UserPage,
-    Form(form): Form<AddPasskeyForm>,
+        form,
+    }: UserForm<AddPasskeyForm>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf) || !may_have_passkeys(&me.org, &me.account) {
+    if !may_have_passkeys(&me.org, &me.account) {
         return Err(PageError::redirect(ACCOUNT));
     }
     if !may_change_passkeys(&me) {
@@ -871,8 +867,6 @@ pub(crate) async fn add_passkey(
 #[derive(Deserialize)]
 pub(crate) struct RemovePasskeyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     passkey: String,
 }
 
@@ -880,14 +874,14 @@ pub(crate) struct RemovePasskeyForm {
 /// sign-in; never the only factor the account has.
 pub(crate) async fn remove_passkey(
     State(state): State<Arc<PortalState>>,
-    UserPage {
-        visit, db, it: me, ..
-    }: UserPage,
-    Form(form): Form<RemovePasskeyForm>,
+    UserForm {
+        visit,
+        db,
+        it: me,
+        form,
+        ..
+    }: UserForm<RemovePasskeyForm>,
 ) -> Result<Response, PageError> {
-    if !me.attempt.session.csrf_ok(&form.csrf) {
-        return Err(PageError::redirect(ACCOUNT));
-    }
     if !may_change_passkeys(&me) {
         return Err(to_login());
     }

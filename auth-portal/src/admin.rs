@@ -25,7 +25,7 @@ use crate::pages::{
     self, AdminAccountPage, AdminAccountsPage, AdminAuditPage, AdminConfirmPage, AdminNewPage,
     AdminSettingsPage, AuditRow, Pager, UserRow,
 };
-use crate::{BackendError, PortalState, Visit};
+use crate::{PortalState, Visit};
 use certgate_accounts::{AccountError, Actor, Imported};
 
 /// The role that opens these pages.
@@ -511,6 +511,10 @@ async fn account_view(
         .passkeys(&admin.me.org.id, &account.id)
         .await
         .map_or(0, |p| p.len());
+    let blocked = held_until(state, store, account).await.map(|until| {
+        let until = org_time(visit, &account.org, until);
+        crate::i18n::fill(visit.texts.admin_blocked_until, "", "", &until)
+    });
     let c = visit.chrome(Some(&admin.me.org));
     pages::html(
         status,
@@ -530,8 +534,33 @@ async fn account_view(
             fresh: admin.fresh,
             notice: done.map(|done| done.text(visit.texts)),
             group: account.kind == AccountKind::Group,
+            blocked,
         },
     )
+}
+
+/// Until when the guess throttle holds the names the account signs in with (its user name and
+/// its e-mail address), the later of the two; `None` when neither is held, or the store cannot
+/// say (logged: the page still shows the account).
+async fn held_until(state: &PortalState, store: &Store, account: &Account) -> Option<i64> {
+    let throttle = crate::flow::guess_throttle(state, store);
+    let now = state.now();
+    let mut latest = None;
+    for name in sign_in_names(account) {
+        match throttle.held_until(&account.org, name, now).await {
+            Ok(until) => latest = latest.max(until),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read whether a sign-in is blocked");
+                return None;
+            }
+        }
+    }
+    latest
+}
+
+/// The names an account signs in with: its user name and its e-mail address.
+fn sign_in_names(account: &Account) -> impl Iterator<Item = &str> {
+    std::iter::once(account.username.as_str()).chain(account.email.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -620,20 +649,6 @@ pub(crate) struct ActionForm {
     password: String,
     #[serde(default)]
     repeat: String,
-}
-
-/// Every credential of `account` issued until now is refused, everywhere; counted in
-/// `certgate_revocations_total` under `label`.
-pub(crate) async fn revoke_account_counted(
-    state: &PortalState,
-    org: &certgate_policies::Organisation,
-    account: &Account,
-    now: i64,
-    reason: &str,
-    label: &'static str,
-) -> Result<(), BackendError> {
-    let revocation = certgate_accounts::account_revocation(&org.id, &account.username, reason, now);
-    state.backend.revoke(&revocation, label).await
 }
 
 /// What a confirmation page asks: its question (`{org}` the name, `{n}` the user name), what
@@ -848,8 +863,7 @@ async fn lift_block(
         it: admin,
     } = page;
     let throttle = crate::flow::guess_throttle(state, store);
-    let names = std::iter::once(account.username.as_str()).chain(account.email.as_deref());
-    for name in names {
+    for name in sign_in_names(account) {
         if let Err(error) = throttle.lift(&account.org, name).await {
             tracing::error!(%error, "cannot lift a sign-in block");
             return Err(PageError::unavailable(visit));

@@ -7,22 +7,25 @@
 
 pub(crate) mod tokens;
 
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use certgate_db::{
     Account, AccountInput, ApiScope, ApiToken, Database, Device, Given, InvalidAccount, NewAccount,
 };
 use certgate_policies::Organisation;
 use certgate_store::Store;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -62,15 +65,15 @@ pub(crate) fn router() -> Router<Arc<PortalState>> {
         .route("/.certgate/api/v1/admin/accounts/{id}", get(show_account))
         .route(
             "/.certgate/api/v1/admin/accounts/{id}/disable",
-            post(disable_account),
+            change_account(Toggle::Disable),
         )
         .route(
             "/.certgate/api/v1/admin/accounts/{id}/enable",
-            post(enable_account),
+            change_account(Toggle::Enable),
         )
         .route(
             "/.certgate/api/v1/admin/accounts/{id}/reset-mfa",
-            post(reset_mfa),
+            change_account(Toggle::ResetMfa),
         )
         .route(
             "/.certgate/api/v1/admin/accounts/{id}/devices",
@@ -258,41 +261,87 @@ fn ok(body: &Value) -> Response {
 }
 
 /// The id in a path, when it can be one of ours; anything else is "not found".
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    match path {
-        Ok(Path(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => Ok(id),
-        _ => Err(ApiError::NotFound),
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => Ok(PathId(id)),
+            _ => Err(ApiError::NotFound),
+        }
     }
 }
 
-/// A JSON body as `T`; an empty or malformed one is a 400 naming the problem.
-fn json_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
+/// A JSON body as `T` (at most [`BODY_LIMIT`] bytes); an empty or malformed one is a 400
+/// naming the problem.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        json_body(Bytes::from_request(request, state).await).map(JsonBody)
+    }
+}
+
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not the expected JSON: {e}")))
 }
 
+/// The scope an endpoint needs, named by a type so that its handler's signature says it:
+/// `Caller<scope::AuditRead>`.
+trait Scope {
+    const SCOPE: ApiScope;
+}
+
+mod scope {
+    use super::{ApiScope, Scope};
+
+    macro_rules! scopes {
+        ($($name:ident),*) => {$(
+            pub(super) struct $name;
+            impl Scope for $name {
+                const SCOPE: ApiScope = ApiScope::$name;
+            }
+        )*};
+    }
+
+    scopes!(AccountsRead, AccountsWrite, DevicesWrite, AuditRead);
+}
+
 /// A request made with a valid token of an organisation this host serves, from one of the
-/// token's source networks, with the scope the endpoint needs.
-struct Caller {
+/// token's source networks, with the scope `S` the endpoint needs ([`caller`]); any other is
+/// refused with the API's error before the handler runs.
+struct Caller<S> {
     org: Arc<Organisation>,
     token: ApiToken,
     ip: String,
     db: Database,
     store: Option<Store>,
+    scope: PhantomData<S>,
 }
 
-/// Checks the bearer token of a request for `scope`: known, of an organisation of this host,
-/// not revoked or expired, its admin still an active admin, the source allowed, the scope
+impl<S: Scope> FromRequestParts<Arc<PortalState>> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, ApiError> {
+        caller(state, &parts.headers).await
+    }
+}
+
+/// Checks the bearer token of a request for the scope `S`: known, of an organisation of this
+/// host, not revoked or expired, its admin still an active admin, the source allowed, the scope
 /// granted — in that order, so a stolen token used from elsewhere learns nothing about its
 /// scopes.
-async fn caller(
-    state: &PortalState,
-    headers: &HeaderMap,
-    scope: ApiScope,
-) -> Result<Caller, ApiError> {
+async fn caller<S: Scope>(state: &PortalState, headers: &HeaderMap) -> Result<Caller<S>, ApiError> {
+    let scope = S::SCOPE;
     let visit = Visit::new(state, headers);
     let db = state.backend.database().ok_or(ApiError::Unavailable)?;
     let presented = bearer(headers).ok_or(ApiError::InvalidToken("send a bearer token"))?;
@@ -382,6 +431,7 @@ async fn caller(
         ip: visit.ip,
         db,
         store,
+        scope: PhantomData,
     })
 }
 
@@ -392,7 +442,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-impl Caller {
+impl<S> Caller<S> {
     /// The token, as the account service knows its callers.
     fn actor(&self) -> Actor<'_> {
         Actor::Token {
@@ -415,6 +465,15 @@ impl Caller {
     async fn account(&self, id: &str) -> Result<Account, ApiError> {
         self.db
             .account(&self.org.id, id)
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// A device of the token's organisation; anything else is "not found".
+    async fn device(&self, id: &str) -> Result<Device, ApiError> {
+        self.db
+            .device(&self.org.id, id)
             .await
             .map_err(|_| ApiError::Unavailable)?
             .ok_or(ApiError::NotFound)
@@ -481,11 +540,7 @@ async fn unknown() -> Response {
 }
 
 /// `GET accounts` (`accounts:read`).
-async fn list_accounts(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Response {
-    let caller = match caller(&state, &headers, ApiScope::AccountsRead).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
+async fn list_accounts(caller: Caller<scope::AccountsRead>) -> Response {
     let read = async {
         let accounts = caller.db.accounts(&caller.org.id).await?;
         let passkeys = caller.db.passkey_counts(&caller.org.id).await?;
@@ -504,17 +559,12 @@ async fn list_accounts(State(state): State<Arc<PortalState>>, headers: HeaderMap
 
 /// `GET accounts/{id}` (`accounts:read`).
 async fn show_account(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&state, &headers, ApiScope::AccountsRead).await?;
-        let account = caller.account(&path_id(path)?).await?;
-        let passkeys = caller.passkeys(&account).await?;
-        Ok::<_, ApiError>(ok(&account_json(&account, passkeys)))
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    caller: Caller<scope::AccountsRead>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let account = caller.account(&id).await?;
+    let passkeys = caller.passkeys(&account).await?;
+    Ok(ok(&account_json(&account, passkeys)))
 }
 
 /// What `POST accounts` takes. Stricter than the admin pages' form (ASCII user names, no
@@ -553,180 +603,121 @@ impl NewAccountBody {
 /// `POST accounts` (`accounts:write`): a new account, and its welcome e-mail.
 async fn create_account(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&state, &headers, ApiScope::AccountsWrite).await?;
-        let body: NewAccountBody = json_body(body)?;
-        let new = body
-            .checked(&caller.org.id)
-            .map_err(|InvalidAccount(message)| ApiError::BadRequest(message))?;
-        let account = state
-            .accounts(&caller.db)
-            .create(caller.actor(), &caller.org, &new)
-            .await
-            .map_err(|error| match error {
-                // What a token may not grant is a bad request, as the document says.
-                AccountError::NotAllowed(message) => ApiError::BadRequest(message),
-                error => ApiError::from(error),
-            })?;
-        Ok::<_, ApiError>(json_response(
-            StatusCode::CREATED,
-            &account_json(&account, 0),
-        ))
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    caller: Caller<scope::AccountsWrite>,
+    JsonBody(body): JsonBody<NewAccountBody>,
+) -> Result<Response, ApiError> {
+    let new = body
+        .checked(&caller.org.id)
+        .map_err(|InvalidAccount(message)| ApiError::BadRequest(message))?;
+    let account = state
+        .accounts(&caller.db)
+        .create(caller.actor(), &caller.org, &new)
+        .await
+        .map_err(|error| match error {
+            // What a token may not grant is a bad request, as the document says.
+            AccountError::NotAllowed(message) => ApiError::BadRequest(message),
+            error => ApiError::from(error),
+        })?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &account_json(&account, 0),
+    ))
 }
 
 /// `POST accounts/{id}/disable|enable|reset-mfa` (`accounts:write`): the same steps as the admin
 /// pages take; the account as it is afterwards.
-async fn change_account(
-    state: &PortalState,
-    headers: &HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-    change: Toggle,
-) -> Result<Response, ApiError> {
-    let caller = caller(state, headers, ApiScope::AccountsWrite).await?;
-    let account = caller.account(&path_id(path)?).await?;
-    let after = state
-        .accounts(&caller.db)
-        .toggle(caller.actor(), &caller.org, &account, change)
-        .await?;
-    let passkeys = caller.passkeys(&after).await?;
-    Ok(ok(&account_json(&after, passkeys)))
-}
-
-async fn disable_account(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    change_account(&state, &headers, path, Toggle::Disable)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn enable_account(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    change_account(&state, &headers, path, Toggle::Enable)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn reset_mfa(
-    State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    change_account(&state, &headers, path, Toggle::ResetMfa)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+fn change_account(change: Toggle) -> MethodRouter<Arc<PortalState>> {
+    post(
+        move |State(state): State<Arc<PortalState>>,
+              caller: Caller<scope::AccountsWrite>,
+              PathId(id): PathId| async move {
+            let account = caller.account(&id).await?;
+            let after = state
+                .accounts(&caller.db)
+                .toggle(caller.actor(), &caller.org, &account, change)
+                .await?;
+            let passkeys = caller.passkeys(&after).await?;
+            Ok::<_, ApiError>(ok(&account_json(&after, passkeys)))
+        },
+    )
 }
 
 /// `GET accounts/{id}/devices` (`accounts:read`): the account's devices, oldest first.
 async fn account_devices(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&state, &headers, ApiScope::AccountsRead).await?;
-        let account = caller.account(&path_id(path)?).await?;
-        let devices = caller
-            .db
-            .devices(&caller.org.id, &account.id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
-        let now = state.now();
-        let seen = match &caller.store {
-            Some(store) => crate::account::last_seen_of(store, &devices).await,
-            None => devices.iter().map(|d| d.last_seen).collect(),
-        };
-        let username = account.username.clone();
-        let standings = certgate_accounts::device_standings(
-            &caller.db,
-            &caller.org.id,
-            &devices,
-            |_| Some(username.clone()),
-            now,
-        )
+    caller: Caller<scope::AccountsRead>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let account = caller.account(&id).await?;
+    let devices = caller
+        .db
+        .devices(&caller.org.id, &account.id)
         .await
         .map_err(|_| ApiError::Unavailable)?;
-        let listed: Vec<Value> = devices
-            .iter()
-            .zip(seen)
-            .zip(standings)
-            .map(|((d, seen), standing)| device_json(d, seen, standing))
-            .collect();
-        Ok::<_, ApiError>(ok(&json!({ "devices": listed })))
+    let now = state.now();
+    let seen = match &caller.store {
+        Some(store) => crate::account::last_seen_of(store, &devices).await,
+        None => devices.iter().map(|d| d.last_seen).collect(),
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let username = account.username.clone();
+    let standings = certgate_accounts::device_standings(
+        &caller.db,
+        &caller.org.id,
+        &devices,
+        |_| Some(username.clone()),
+        now,
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable)?;
+    let listed: Vec<Value> = devices
+        .iter()
+        .zip(seen)
+        .zip(standings)
+        .map(|((d, seen), standing)| device_json(d, seen, standing))
+        .collect();
+    Ok(ok(&json!({ "devices": listed })))
 }
 
 /// `POST devices/{id}/revoke` (`devices:write`): refused on every instance at once.
 async fn revoke_device(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&state, &headers, ApiScope::DevicesWrite).await?;
-        let id = path_id(path)?;
-        let device = caller
-            .db
-            .device(&caller.org.id, &id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?
-            .ok_or(ApiError::NotFound)?;
-        if device.revoked_at.is_some() {
-            return Err(ApiError::Conflict(
-                "the device is revoked already".to_owned(),
-            ));
-        }
-        let owner = caller
-            .db
-            .account(&caller.org.id, &device.account_id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?
-            .ok_or(ApiError::NotFound)?;
-        state
-            .accounts(&caller.db)
-            .revoke_device(caller.actor(), &caller.org, &owner, &device)
-            .await
-            .map_err(|error| match error {
-                // As for their accounts: a token could otherwise lock every administrator out.
-                AccountError::NotAllowed(_) => ApiError::Conflict(
-                    "administrators' devices are revoked on the admin pages, not with a token"
-                        .to_owned(),
-                ),
-                error => ApiError::from(error),
-            })?;
-        let now = state.now();
-        let after = caller
-            .db
-            .device(&caller.org.id, &id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?
-            .ok_or(ApiError::NotFound)?;
-        let username = owner.username.clone();
-        let standing = certgate_accounts::device_standings(
-            &caller.db,
-            &caller.org.id,
-            std::slice::from_ref(&after),
-            |_| Some(username.clone()),
-            now,
-        )
+    caller: Caller<scope::DevicesWrite>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let device = caller.device(&id).await?;
+    if device.revoked_at.is_some() {
+        return Err(ApiError::Conflict(
+            "the device is revoked already".to_owned(),
+        ));
+    }
+    let owner = caller.account(&device.account_id).await?;
+    state
+        .accounts(&caller.db)
+        .revoke_device(caller.actor(), &caller.org, &owner, &device)
         .await
-        .map_err(|_| ApiError::Unavailable)?
-        .pop()
-        .unwrap_or(Standing::Expired);
-        Ok(ok(&device_json(&after, after.last_seen, standing)))
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+        .map_err(|error| match error {
+            // As for their accounts: a token could otherwise lock every administrator out.
+            AccountError::NotAllowed(_) => ApiError::Conflict(
+                "administrators' devices are revoked on the admin pages, not with a token"
+                    .to_owned(),
+            ),
+            error => ApiError::from(error),
+        })?;
+    let now = state.now();
+    let after = caller.device(&id).await?;
+    let username = owner.username.clone();
+    let standing = certgate_accounts::device_standings(
+        &caller.db,
+        &caller.org.id,
+        std::slice::from_ref(&after),
+        |_| Some(username.clone()),
+        now,
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+    .pop()
+    .unwrap_or(Standing::Expired);
+    Ok(ok(&device_json(&after, after.last_seen, standing)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -740,43 +731,39 @@ struct AuditQuery {
 /// oldest first.
 async fn audit_log(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
+    caller: Caller<scope::AuditRead>,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Response {
-    let result = async {
-        let caller = caller(&state, &headers, ApiScope::AuditRead).await?;
-        let Query(query) = query?;
-        let since = query
-            .since
-            .unwrap_or_else(|| state.now() - AUDIT_DEFAULT_WINDOW);
-        if since < 0 {
-            return Err(ApiError::BadRequest(
-                "since must be unix seconds, 0 or more".to_owned(),
-            ));
-        }
-        let limit = query.limit.unwrap_or(AUDIT_LIMIT_DEFAULT);
-        if !(1..=AUDIT_LIMIT_MAX).contains(&limit) {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be 1 to {AUDIT_LIMIT_MAX}"
-            )));
-        }
-        let entries = caller
-            .db
-            .audit_entries(&caller.org.id, since, limit)
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
-        let entries: Vec<Value> = entries
-            .into_iter()
-            .map(|e| {
-                json!({
-                    "at": e.at, "org": e.org, "actor": e.actor, "action": e.action,
-                    "subject": e.subject, "ip": e.ip, "detail": e.detail,
-                })
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let since = query
+        .since
+        .unwrap_or_else(|| state.now() - AUDIT_DEFAULT_WINDOW);
+    if since < 0 {
+        return Err(ApiError::BadRequest(
+            "since must be unix seconds, 0 or more".to_owned(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(AUDIT_LIMIT_DEFAULT);
+    if !(1..=AUDIT_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {AUDIT_LIMIT_MAX}"
+        )));
+    }
+    let entries = caller
+        .db
+        .audit_entries(&caller.org.id, since, limit)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            json!({
+                "at": e.at, "org": e.org, "actor": e.actor, "action": e.action,
+                "subject": e.subject, "ip": e.ip, "detail": e.detail,
             })
-            .collect();
-        Ok(ok(&json!({ "entries": entries })))
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+        })
+        .collect();
+    Ok(ok(&json!({ "entries": entries })))
 }
 
 /// The client's address as the gateway saw it, IPv4-mapped IPv6 as IPv4.

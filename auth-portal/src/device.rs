@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
@@ -25,7 +25,7 @@ use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::extract::{Backends, PageError};
+use crate::extract::{Back, Backends, InSession, PageError, Posted};
 use crate::flow::{attempt_or_start, load_attempt, save};
 use crate::i18n::fill;
 use crate::pages::{self, ApprovePage, DeviceCodePage};
@@ -798,6 +798,13 @@ const APPROVE: &str = "/.certgate/device/approve";
 /// Approving needs a fresh sign-in, and comes back here.
 const SIGN_IN_TO_APPROVE: &str = "/.certgate/login?return_to=%2F.certgate%2Fdevice%2Fapprove";
 
+/// The forms of these pages, without their session, start again at the code.
+pub(crate) struct ToEnter;
+
+impl Back for ToEnter {
+    const TO: &'static str = ENTER;
+}
+
 fn code_page(visit: &Visit, csrf: &str, error: Option<String>, status: StatusCode) -> Response {
     let c = visit.chrome(visit.single_org().map(|o| o.as_ref()));
     pages::html(status, &DeviceCodePage { c: &c, csrf, error })
@@ -840,8 +847,6 @@ pub(crate) async fn enter_page(
 #[derive(Deserialize)]
 pub(crate) struct CodeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     user_code: String,
 }
 
@@ -849,18 +854,20 @@ pub(crate) struct CodeForm {
 /// session, and the user signs in (again) before approving.
 pub(crate) async fn enter_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
     visit: Visit,
-    Form(form): Form<CodeForm>,
+    posted: Result<Posted<InSession<ToEnter>, CodeForm>, PageError>,
 ) -> Result<Response, PageError> {
+    // Off on this host: said so even while the store is down, before `posted` is looked at.
     if flow_orgs(&visit).is_empty() {
         return Ok(not_here(&visit));
     }
-    let Backends { visit, store, .. } = Backends::of(&state, visit)?;
-    let mut attempt = match load_attempt(&store, &headers).await {
-        Some(attempt) if attempt.session.csrf_ok(&form.csrf) => attempt,
-        _ => return Err(PageError::redirect(ENTER)),
-    };
+    let Posted {
+        visit,
+        store,
+        it: InSession { mut attempt, .. },
+        form,
+        ..
+    } = posted?;
     let guesses = RateLimit {
         limit: 10,
         window: Duration::from_secs(15 * 60),
@@ -929,7 +936,7 @@ pub(crate) async fn enter_submit(
 
 /// The sign-in approving a device must be this fresh, in this session.
 fn fresh_sign_in(session: &LoginSession, now: i64) -> Option<&SignedIn> {
-    session.signed_in().filter(|s| s.fresh(now))
+    session.step().fresh_sign_in(now)
 }
 
 /// `GET /.certgate/device/approve`: who is asking, from where, since when; approve or deny.
@@ -1004,8 +1011,6 @@ pub(crate) async fn approve_page(
 
 #[derive(Deserialize)]
 pub(crate) struct ApproveForm {
-    #[serde(default)]
-    csrf: String,
     /// The user code of the request the page showed.
     #[serde(default)]
     code: String,
@@ -1018,19 +1023,19 @@ pub(crate) struct ApproveForm {
 /// `POST /.certgate/device/approve`.
 pub(crate) async fn approve_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    Backends { visit, store, .. }: Backends,
-    Form(form): Form<ApproveForm>,
+    Posted {
+        visit,
+        store,
+        it: InSession { mut attempt, .. },
+        form,
+        ..
+    }: Posted<InSession<ToEnter>, ApproveForm>,
 ) -> Result<Response, PageError> {
-    let Some(mut attempt) = load_attempt(&store, &headers).await else {
-        return Err(PageError::redirect(ENTER));
-    };
     let now = state.now();
     let signed_in = fresh_sign_in(&attempt.session, now).cloned();
-    let (Some(key), Some(signed_in), true) = (
+    let (Some(key), Some(signed_in)) = (
         attempt.session.device_request().map(str::to_owned),
         signed_in,
-        attempt.session.csrf_ok(&form.csrf),
     ) else {
         return Err(PageError::redirect(ENTER));
     };

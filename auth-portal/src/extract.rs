@@ -1,21 +1,28 @@
 //! What the portal's page handlers take from a request before they start (the [`Visit`], the
-//! [`Backends`]), and [`PageError`], the one error their pages fail with: each handler
-//! extracts, calls and renders, and every refusal becomes its page or redirect here.
+//! [`Backends`], a [`Posted`] form whose CSRF token matched its session), and [`PageError`],
+//! the one error their pages fail with: each handler extracts, calls and renders, and every
+//! refusal becomes its page or redirect here.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use certgate_db::Database;
 use certgate_policies::Organisation;
 use certgate_store::Store;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
+use crate::flow::{load_attempt, Attempt};
 use crate::i18n::fill;
 use crate::pages::{self, Chrome};
+use crate::signin::LoginSession;
 use crate::{PortalState, Visit};
 
 impl FromRequestParts<Arc<PortalState>> for Visit {
@@ -98,6 +105,104 @@ impl<T: FromPage> FromRequestParts<Arc<PortalState>> for Page<T> {
     }
 }
 
+/// A form posted from a page of this browser's sign-in session: the page's request and the
+/// form's fields (`form`), its CSRF token checked against the session's before the handler
+/// runs. A form with another token (forged, or from an expired page) goes where `T` says; one
+/// that cannot be read at all is axum's answer.
+pub(crate) struct Posted<T, F> {
+    pub visit: Visit,
+    pub store: Store,
+    pub db: Database,
+    pub it: T,
+    pub form: F,
+}
+
+/// What a form is posted in: the session whose CSRF token the form must carry, and where a
+/// form without it goes.
+pub(crate) trait PostedIn: FromPage {
+    fn session(&self) -> &LoginSession;
+    fn refused() -> PageError;
+}
+
+/// A form's fields and, beside them, the `csrf` every form of the portal carries.
+#[derive(Deserialize)]
+struct WithCsrf<F> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    fields: F,
+}
+
+impl<T, F> FromRequest<Arc<PortalState>> for Posted<T, F>
+where
+    T: PostedIn + Send,
+    F: DeserializeOwned + Send,
+{
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &Arc<PortalState>) -> Result<Self, PageError> {
+        let (mut parts, body) = request.into_parts();
+        let Page {
+            visit,
+            store,
+            db,
+            it,
+        } = Page::<T>::from_request_parts(&mut parts, state).await?;
+        let Form(WithCsrf { csrf, fields }) =
+            Form::<WithCsrf<F>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(PageError::Form)?;
+        if !it.session().csrf_ok(&csrf) {
+            return Err(T::refused());
+        }
+        Ok(Posted {
+            visit,
+            store,
+            db,
+            it,
+            form: fields,
+        })
+    }
+}
+
+/// This browser's sign-in session (its cookie), for a form posted in it before anyone has
+/// signed in. A form without one goes to `B::TO`, as one with another CSRF token does.
+pub(crate) struct InSession<B> {
+    pub attempt: Attempt,
+    back: PhantomData<B>,
+}
+
+/// Where a form posted in a sign-in session goes when it does not belong to one.
+pub(crate) trait Back: Send + Sync {
+    const TO: &'static str;
+}
+
+impl<B: Back> FromPage for InSession<B> {
+    async fn load(
+        _: &PortalState,
+        backends: &Backends,
+        headers: &HeaderMap,
+    ) -> Result<Self, PageError> {
+        match load_attempt(&backends.store, headers).await {
+            Some(attempt) => Ok(InSession {
+                attempt,
+                back: PhantomData,
+            }),
+            None => Err(Self::refused()),
+        }
+    }
+}
+
+impl<B: Back> PostedIn for InSession<B> {
+    fn session(&self) -> &LoginSession {
+        &self.attempt.session
+    }
+
+    fn refused() -> PageError {
+        PageError::redirect(B::TO)
+    }
+}
+
 /// Why a page is not shown. The pages carry the chrome (language, organisation) of the visit
 /// they refuse.
 pub(crate) enum PageError {
@@ -116,6 +221,8 @@ pub(crate) enum PageError {
     SignInFirst(String),
     /// Not for this page now (an expired form, a step out of order): to this path instead.
     Redirect(String),
+    /// A posted form that cannot be read (not a form, not UTF-8): axum's answer (415, 422).
+    Form(FormRejection),
 }
 
 impl PageError {
@@ -187,6 +294,7 @@ impl IntoResponse for PageError {
             ))
             .into_response(),
             PageError::Redirect(to) => Redirect::to(&to).into_response(),
+            PageError::Form(rejection) => rejection.into_response(),
         }
     }
 }
@@ -241,6 +349,64 @@ mod tests {
                 assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
             }
         }
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        trust: Option<String>,
+    }
+
+    async fn read<F: DeserializeOwned>(
+        content_type: &str,
+        body: &'static str,
+    ) -> Result<WithCsrf<F>, FormRejection> {
+        let request = Request::post("/")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        Form::<WithCsrf<F>>::from_request(request, &())
+            .await
+            .map(|Form(form)| form)
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    #[tokio::test]
+    async fn a_form_carries_its_csrf_token_beside_its_fields() {
+        let posted = read::<Fields>(FORM, "code=AB-CD&csrf=t0k3n&trust=on")
+            .await
+            .unwrap();
+        assert_eq!(posted.csrf, "t0k3n");
+        assert_eq!(
+            posted.fields,
+            Fields {
+                code: "AB-CD".into(),
+                trust: Some("on".into())
+            }
+        );
+        // Without a token: an empty one, which no session's matches.
+        let posted = read::<Fields>(FORM, "code=AB-CD").await.unwrap();
+        assert_eq!(posted.csrf, "");
+        assert_eq!(posted.fields.trust, None);
+        // A form that is only its button.
+        let posted = read::<crate::account::Button>(FORM, "csrf=t0k3n")
+            .await
+            .unwrap();
+        assert_eq!(posted.csrf, "t0k3n");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_no_form_is_axums_answer() {
+        let Err(refused) = read::<Fields>("application/json", "{}").await else {
+            panic!("a JSON body read as a form");
+        };
+        assert_eq!(
+            PageError::Form(refused).into_response().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
     }
 
     #[test]

@@ -501,12 +501,9 @@ pub(crate) async fn login_submit(
     if let Err(error) = throttle.succeeded(counted).await {
         tracing::warn!(%error, "a good sign-in could not be taken off the counters");
     }
-    state
-        .metrics
-        .logins
-        .with_label_values(&[org.id.as_str(), "password", "success"])
-        .inc();
 
+    // Counted by the machine (`Effect::CountLogin`), as every success is; a wrong password
+    // never reaches it, so its failure is counted above.
     let s = Signing::new(attempt, Arc::clone(&org), account);
     let mut response = first_step_done(&state, &visit, &store, &db, s, Event::PasswordOk).await;
     if sent_browser.is_none() {
@@ -769,6 +766,7 @@ async fn carry_out(
             factor,
             secret,
             recovery_codes,
+            replacing,
         } => {
             let hashes: Option<Vec<String>> = recovery_codes.then(|| {
                 driven.codes = recovery::new_codes();
@@ -787,9 +785,9 @@ async fn carry_out(
                     hashes.as_deref(),
                 )
                 .await;
-            // New codes with a channel: a replacement, after which the lost app's secret goes.
+            // A channel in place of a lost factor: the lost app's secret goes.
             let stored = match stored {
-                Ok(true) if recovery_codes && factor != MfaChoice::Authenticator => {
+                Ok(true) if replacing && factor != MfaChoice::Authenticator => {
                     db.clear_totp_secret(&s.org.id, &s.account.id).await
                 }
                 other => other,
@@ -1398,6 +1396,7 @@ pub(crate) fn guess_throttle<'a>(state: &PortalState, store: &'a Store) -> Throt
         store,
         per_pair: state.limits.password_failures_per_pair,
         per_ip: state.limits.password_failures_per_ip,
+        now: state.now(),
     }
 }
 
@@ -1794,4 +1793,109 @@ pub(crate) async fn logout_submit(
     session::clear_cookie(&mut response, session::DEVICE_COOKIE);
     session::clear_cookie(&mut response, session::SESSION_COOKIE);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use certgate_db::{AccountKind, NewAccount};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::tests::{body, portal, session_cookie, SECRET};
+
+    const PASSWORD: &str = "correct horse battery staple";
+
+    /// `certgate_logins_total{org="noord", method="password", result}`.
+    fn password_logins(state: &PortalState, result: &str) -> u64 {
+        state
+            .metrics
+            .logins
+            .with_label_values(&["noord", "password", result])
+            .get()
+    }
+
+    /// The sign-in page's form posted with `password`: its status and where it sends the user.
+    async fn sign_in(state: &Arc<PortalState>, password: &str) -> (StatusCode, String) {
+        let page = crate::router(Arc::clone(state))
+            .oneshot(
+                Request::get("/.certgate/login")
+                    .header("host", "noord.test")
+                    .header("x-certgate-gateway-secret", SECRET)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let cookie = session_cookie(&page);
+        let html = body(page).await;
+        let csrf = html
+            .split(r#"name="csrf" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let form = format!(
+            "csrf={csrf}&username=hanna&password={}",
+            password.replace(' ', "+")
+        );
+        let answer = crate::router(Arc::clone(state))
+            .oneshot(
+                Request::post("/.certgate/login")
+                    .header("host", "noord.test")
+                    .header("x-certgate-gateway-secret", SECRET)
+                    .header("cookie", cookie)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(form))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let location = answer
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (answer.status(), location)
+    }
+
+    /// A regression: the password handler counted each success, and so did the machine's
+    /// `Effect::CountLogin`. One sign-in is one success; one wrong password one failure.
+    #[tokio::test]
+    async fn a_password_sign_in_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portal(dir.path()).await;
+        let db = state.backend.database().unwrap();
+        let now = state.now();
+        let new = NewAccount {
+            org: "noord".into(),
+            username: "hanna".into(),
+            display_name: "Hanna".into(),
+            email: None,
+            mobile: None,
+            kind: AccountKind::Personal,
+            roles: Vec::new(),
+        };
+        db.create_account(&new, "a1", now).await.unwrap();
+        let hash = password::hash(PASSWORD).unwrap();
+        assert!(db
+            .set_password_hash("noord", "a1", &hash, now)
+            .await
+            .unwrap());
+
+        let (status, to) = sign_in(&state, PASSWORD).await;
+        assert_eq!(
+            (status, to.as_str()),
+            (StatusCode::SEE_OTHER, "/.certgate/mfa")
+        );
+        assert_eq!(password_logins(&state, "success"), 1);
+        assert_eq!(password_logins(&state, "failure"), 0);
+
+        let (status, _) = sign_in(&state, "not the password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(password_logins(&state, "success"), 1);
+        assert_eq!(password_logins(&state, "failure"), 1);
+    }
 }

@@ -271,6 +271,9 @@ pub struct Texts {
     /// The recovery codes' file name when downloaded.
     pub codes_file: &'static str,
     pub admin_unblock_heading: &'static str,
+    /// "… blocked until {to}": the end of the wait, in the organisation's time.
+    pub admin_blocked_until: &'static str,
+    pub admin_not_blocked: &'static str,
     pub admin_unblock_intro: &'static str,
     pub admin_unblock: &'static str,
     pub admin_done_unblocked: &'static str,
@@ -621,8 +624,10 @@ pub static EN: Texts = Texts {
     codes_download: "Download",
     codes_print: "Print",
     codes_file: "recovery-codes.txt",
-    admin_unblock_heading: "Blocked from signing in?",
-    admin_unblock_intro: "After too many wrong passwords or codes, signing in with this name waits up to 15 minutes. If this person is told \u{201c}Too many attempts\u{201d} and cannot wait, lift the block: their next attempt is checked at once. A block of a whole network address stays.",
+    admin_unblock_heading: "Sign-in block",
+    admin_blocked_until: "Blocked: after too many wrong passwords or codes, signing in with this name waits until {to}.",
+    admin_not_blocked: "Not blocked: signing in with this name is not held up by wrong passwords or codes.",
+    admin_unblock_intro: "If this person is told \u{201c}Too many attempts\u{201d} and cannot wait, lift the block: their next attempt is checked at once. A block of a whole network address stays.",
     admin_unblock: "Lift the sign-in block",
     admin_done_unblocked: "The block is lifted: the next sign-in attempt with this name is checked at once.",
     enrol_install: "No authenticator app yet? Install one of these first, then tap the button:",
@@ -678,7 +683,6 @@ pub static EN: Texts = Texts {
         ("sign-out", "{who} signed out"),
         ("mfa-enrolled", "{who} set up a second factor"),
         ("mfa-replaced", "{who} replaced a lost second factor after using a recovery code"),
-        ("mfa-replaced", "{who} replaced a lost second factor with a new one"),
         ("recovery-code-used", "{who} used a recovery code"),
         ("recovery-codes-renewed", "{who} made new recovery codes"),
         ("password-reset", "{who} chose a new password with \u{201c}Forgot your password?\u{201d}"),
@@ -1002,8 +1006,10 @@ pub static NL: Texts = Texts {
     codes_download: "Downloaden",
     codes_print: "Afdrukken",
     codes_file: "herstelcodes.txt",
-    admin_unblock_heading: "Geblokkeerd bij inloggen?",
-    admin_unblock_intro: "Na te veel verkeerde wachtwoorden of codes moet inloggen met deze naam tot 15 minuten wachten. Krijgt deze persoon \u{201c}Te veel pogingen\u{201d} en kan die niet wachten, hef dan de blokkade op: de volgende poging wordt direct gecontroleerd. Een blokkade van een heel netwerkadres blijft.",
+    admin_unblock_heading: "Inlogblokkade",
+    admin_blocked_until: "Geblokkeerd: na te veel verkeerde wachtwoorden of codes moet inloggen met deze naam wachten tot {to}.",
+    admin_not_blocked: "Niet geblokkeerd: inloggen met deze naam wordt niet opgehouden door verkeerde wachtwoorden of codes.",
+    admin_unblock_intro: "Krijgt deze persoon \u{201c}Te veel pogingen\u{201d} en kan die niet wachten, hef dan de blokkade op: de volgende poging wordt direct gecontroleerd. Een blokkade van een heel netwerkadres blijft.",
     admin_unblock: "Inlogblokkade opheffen",
     admin_done_unblocked: "De blokkade is opgeheven: de volgende inlogpoging met deze naam wordt direct gecontroleerd.",
     enrol_install: "Nog geen authenticator-app? Installeer eerst een van deze, en tik dan op de knop:",
@@ -1075,7 +1081,6 @@ pub static NL: Texts = Texts {
         ("sign-out", "{who} heeft uitgelogd"),
         ("mfa-enrolled", "{who} heeft een tweede factor ingesteld"),
         ("mfa-replaced", "{who} heeft na een herstelcode een verloren tweede factor vervangen"),
-        ("mfa-replaced", "{who} heeft een kwijtgeraakte tweede factor vervangen door een nieuwe"),
         ("recovery-code-used", "{who} heeft een herstelcode gebruikt"),
         ("recovery-codes-renewed", "{who} heeft nieuwe herstelcodes gemaakt"),
         ("password-reset", "{who} heeft met \u{201c}Wachtwoord vergeten?\u{201d} een nieuw wachtwoord gekozen"),
@@ -1269,5 +1274,22 @@ mod tests {
         assert_eq!(EN.duration(Duration::from_secs(90)), "2 minutes");
         assert_eq!(EN.duration(Duration::from_secs(1)), "1 second");
         assert_eq!(NL.duration(Duration::from_secs(40)), "40 seconden");
+    }
+
+    /// An audit action has one sentence per language (a second one is never read), and both
+    /// languages have a sentence for the same actions.
+    #[test]
+    fn every_audit_action_has_one_sentence_in_each_language() {
+        let actions = |t: &Texts| {
+            let mut actions: Vec<&str> = t.audit_sentences.iter().map(|(a, _)| *a).collect();
+            actions.sort_unstable();
+            actions
+        };
+        for t in [&EN, &NL] {
+            let mut unique = actions(t);
+            unique.dedup();
+            assert_eq!(unique, actions(t), "an action twice in {}", t.lang);
+        }
+        assert_eq!(actions(&EN), actions(&NL));
     }
 }

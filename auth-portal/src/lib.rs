@@ -178,9 +178,8 @@ pub struct PortalSetup {
     pub mail: MailSetup,
     pub sms: Option<SmsSender>,
     pub limits: LimitsConfig,
-    pub registry: prometheus::Registry,
-    /// `rate_limited_total`, registered by the gateway.
-    pub rate_limited: prometheus::IntCounterVec,
+    /// The portal's counters, registered where `/metrics` renders them.
+    pub metrics: PortalMetrics,
     pub clock: Arc<dyn Clock>,
     /// Every failed attempt is answered this long after it arrived (default one second).
     pub failure_delay: Duration,
@@ -241,7 +240,7 @@ impl PortalState {
             mailer,
             sms: setup.sms,
             limits: setup.limits,
-            metrics: PortalMetrics::register(&setup.registry, setup.rate_limited)?,
+            metrics: setup.metrics,
             sso: sso::Providers::default(),
             clock: setup.clock,
             failure_delay: setup.failure_delay,
@@ -484,7 +483,10 @@ pub fn router(state: Arc<PortalState>) -> Router {
         )
         .route(
             "/.certgate/admin/import",
-            get(admin::import_page).post(admin::import),
+            // A whole import file, percent-encoded, reaches the check that names its limit.
+            get(admin::import_page).post(admin::import).layer(
+                axum::extract::DefaultBodyLimit::max(certgate_accounts::IMPORT_BODY_LIMIT),
+            ),
         )
         .route("/.certgate/admin/devices", get(admin::devices))
         .route("/.certgate/admin/audit", get(admin::audit_page))
@@ -535,6 +537,8 @@ async fn purge_audit(state: Arc<PortalState>) {
     }
 }
 
+/// Refuses what did not come through the gateway, and runs the rest in a span carrying the
+/// request id the gateway logs and sends on, so every portal line of the request shows it.
 async fn only_through_gateway(
     State(state): State<Arc<PortalState>>,
     request: Request,
@@ -550,7 +554,27 @@ async fn only_through_gateway(
         pages::secure_headers(&mut response);
         return response;
     }
-    next.run(request).await
+    let span = request_span(request.headers());
+    tracing::Instrument::instrument(next.run(request), span).await
+}
+
+/// The span of one portal request, from the gateway (its secret checked): the gateway's
+/// `X-Request-Id`, which it made or checked, or a new id if it sent none.
+fn request_span(headers: &HeaderMap) -> tracing::Span {
+    let sent = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty());
+    let made;
+    let request_id = match sent {
+        Some(id) => id,
+        None => {
+            made = hex::encode(rand::random::<[u8; 16]>());
+            made.as_str()
+        }
+    };
+    // At ERROR so that it is on whenever any line of the portal is, whatever the filter.
+    tracing::error_span!("request", request_id)
 }
 
 /// Who is asking, for which organisation(s), in which language.
@@ -776,7 +800,7 @@ mod tests {
 
     use super::*;
 
-    const SECRET: &str = "s3cret-from-gateway";
+    pub(crate) const SECRET: &str = "s3cret-from-gateway";
 
     struct Local {
         store: Store,
@@ -818,7 +842,7 @@ mod tests {
     }
 
     /// A portal on a real in-memory store and a real SQLite file, for one organisation.
-    async fn portal(dir: &std::path::Path) -> Arc<PortalState> {
+    pub(crate) async fn portal(dir: &std::path::Path) -> Arc<PortalState> {
         portal_with(dir, LimitsConfig::default(), "").await
     }
 
@@ -855,10 +879,13 @@ mod tests {
             mail: MailSetup::None,
             sms: None,
             limits,
-            registry: prometheus::Registry::new(),
-            rate_limited: prometheus::IntCounterVec::new(
-                prometheus::Opts::new("rate_limited_total", "test"),
-                &["kind"],
+            metrics: PortalMetrics::register(
+                &prometheus::Registry::new(),
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new("rate_limited_total", "test"),
+                    &["kind"],
+                )
+                .unwrap(),
             )
             .unwrap(),
             clock: Arc::new(SystemClock),
@@ -878,7 +905,7 @@ mod tests {
     }
 
     /// The `name=value` of the cookie a response sets.
-    fn session_cookie(response: &Response) -> String {
+    pub(crate) fn session_cookie(response: &Response) -> String {
         response.headers()[header::SET_COOKIE]
             .to_str()
             .unwrap()
@@ -888,7 +915,7 @@ mod tests {
             .to_owned()
     }
 
-    async fn body(response: Response) -> String {
+    pub(crate) async fn body(response: Response) -> String {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();

@@ -45,4 +45,33 @@ impl PortalMetrics {
             rate_limited,
         })
     }
+
+    /// Exports every combination of `org` at 0 (a no-op for those that exist).
+    pub fn know_organisation(&self, org: &str) {
+        for method in LOGIN_METHODS {
+            for result in ["success", "failure"] {
+                self.logins.with_label_values(&[org, method, result]);
+            }
+        }
+        for channel in ["sms", "email"] {
+            self.codes_sent.with_label_values(&[org, channel]);
+        }
+        for kind in ["browser", "pkcs12", "certificate"] {
+            for trust in ["personal", "trusted", "group"] {
+                self.credentials_issued
+                    .with_label_values(&[org, kind, trust]);
+            }
+        }
+    }
 }
+
+/// `certgate_logins_total{method}`.
+pub const LOGIN_METHODS: [&str; 7] = [
+    "password",
+    "authenticator",
+    "sms",
+    "email",
+    "recovery",
+    "sso",
+    "passkey",
+];

@@ -369,6 +369,9 @@ pub struct AdminAccountPage<'a> {
     pub notice: Option<&'static str>,
     /// A shared tablet: its password is set on this page.
     pub group: bool,
+    /// "Blocked: … waits until 14:05 CET": signing in with the account's names waits after
+    /// wrong guesses; `None` when it does not.
+    pub blocked: Option<String>,
 }
 
 #[derive(Template)]

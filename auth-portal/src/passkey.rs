@@ -31,7 +31,7 @@ use webauthn_rs::prelude::{
     WebauthnBuilder, WebauthnError,
 };
 
-use crate::extract::{Backends, PageError};
+use crate::extract::{Back, InSession, PageError, Posted};
 use crate::flow::{self, Signing, SigningIn};
 use crate::pages::{self, PasskeyPage};
 use crate::signin::{Awaiting, Ceremony, Event, LoginSession, Purpose, Step};
@@ -547,9 +547,14 @@ pub(crate) fn discover_options(session: &LoginSession) -> Option<&str> {
 #[derive(Deserialize)]
 pub(crate) struct SignInForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     credential: String,
+}
+
+/// A sign-in form without its session goes back to the sign-in page.
+pub(crate) struct ToSignIn;
+
+impl Back for ToSignIn {
+    const TO: &'static str = "/.certgate/login";
 }
 
 /// `POST /.certgate/passkey`: a sign-in by passkey alone. The passkey names its account; it
@@ -557,16 +562,14 @@ pub(crate) struct SignInForm {
 /// disabled. Every refusal is the same words after the same delay, audited.
 pub(crate) async fn sign_in_submit(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    Backends { visit, store, db }: Backends,
-    Form(form): Form<SignInForm>,
+    Posted {
+        visit,
+        store,
+        db,
+        it: InSession { mut attempt, .. },
+        form,
+    }: Posted<InSession<ToSignIn>, SignInForm>,
 ) -> Result<Response, PageError> {
-    let Some(mut attempt) = flow::load_attempt(&store, &headers).await else {
-        return Ok(Redirect::to("/.certgate/login").into_response());
-    };
-    if !attempt.session.csrf_ok(&form.csrf) {
-        return Ok(Redirect::to("/.certgate/login").into_response());
-    }
     let ceremony = attempt.session.take_ceremony(Purpose::Discover, None);
     // The answer counts once, whatever it is.
     flow::save(&store, &attempt).await;

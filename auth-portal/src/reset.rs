@@ -424,40 +424,24 @@ pub(crate) async fn reset_submit(
     let Ok(Ok(hash)) = hashed else {
         return Ok(trouble(&visit));
     };
-    let now = state.now();
-    if !matches!(
-        db.set_password_hash(org_id, account_id, &hash, now).await,
-        Ok(true)
-    ) {
-        return Ok(trouble(&visit));
-    }
-    // A password that replaces another signs the account out everywhere: whoever knew the old
-    // one is out too. (The portal refuses them by the account's `not_valid_before`, which the
-    // new hash moved; the gateway by this revocation.)
-    if account.password_hash.is_some() {
-        let revoked = crate::admin::revoke_account_counted(
-            &state,
-            &org,
-            &account,
-            now,
-            "password reset",
-            "password_reset",
-        );
-        if let Err(error) = revoked.await {
+    // Through the account service, as an administrator's new password: a password that
+    // replaces another signs the account out everywhere (whoever knew the old one is out too).
+    // The notice goes out below, in the language of this visit.
+    let service = certgate_accounts::Accounts {
+        events: None,
+        ..state.accounts(&db)
+    };
+    let actor = certgate_accounts::Actor::User {
+        account: &account,
+        ip: &visit.ip,
+    };
+    match service.set_password(actor, &org, &account, &hash).await {
+        Ok(_) => {}
+        Err(certgate_accounts::AccountError::NotRevoked(error)) => {
             tracing::error!(%error, "the old credentials of a reset account could not be revoked");
         }
+        Err(_) => return Ok(trouble(&visit)),
     }
-    let _ = db
-        .append_audit(&certgate_db::AuditEntry {
-            org: org_id.to_owned(),
-            at: now,
-            actor: account.username.clone(),
-            action: certgate_db::AuditAction::PasswordReset.as_str().into(),
-            subject: account.username.clone(),
-            ip: visit.ip.clone(),
-            detail: String::new(),
-        })
-        .await;
     crate::issue::notify(
         &state,
         &visit,

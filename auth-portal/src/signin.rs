@@ -3,8 +3,9 @@
 //! ([`Event`]), and one pure function, [`transition`], that takes the step, the event, the
 //! account, the organisation's policy and the time, and answers with the next step, the
 //! effects to carry out ([`Effect`]: send a code, store a factor, write an audit entry, count a
-//! metric, issue the credential) and what to show ([`View`]). `flow.rs` loads, calls, carries
-//! out and renders; it never decides.
+//! metric, issue the credential) and what to show ([`View`]), or refuses an event that does not
+//! apply to the step ([`Next::refused`]). `flow.rs` loads, calls, carries out and renders; it
+//! never decides.
 //!
 //! What happens after the password is right ([`Event::PasswordOk`]):
 //!
@@ -16,9 +17,11 @@
 //!    code, or a code sent by SMS or e-mail from this very request); a factor it no longer
 //!    offers, proven once before another may be chosen; the authenticator to enrol, when that
 //!    is all the organisation offers; else the choice between the methods offered.
-//! 3. a right code issues the credential (a first code by a channel stores that channel; a first
-//!    authenticator code stores the authenticator and shows ten recovery codes); a wrong one is
-//!    counted, audited and refused; a recovery code may stand in for any factor.
+//! 3. a right code issues the credential (a first code by a channel stores that channel, a first
+//!    authenticator code the authenticator); a wrong one is counted, audited and refused; a
+//!    recovery code may stand in for any factor. A first factor of any kind (a first passkey
+//!    too) ends on ten recovery codes and "set-up complete", unless the account has codes
+//!    already (an authenticator always gets new ones).
 //!
 //! Passkeys are the account's own factor when it has one and the organisation offers them (the
 //! app or a channel is then "another way"); a first passkey made at sign-in is stored like a
@@ -339,6 +342,15 @@ impl Step {
         }
     }
 
+    /// The sign-in this step completed, while it is fresh at `now` ([`FRESH_SIGN_IN`]): what
+    /// approving a device needs. A sign-in under way, or one completed longer ago, is none.
+    pub fn fresh_sign_in(&self, now: i64) -> Option<&SignedIn> {
+        match self {
+            Step::SignedIn(done) if done.fresh(now) => Some(done),
+            _ => None,
+        }
+    }
+
     /// The channel whose code this step waits for (sent or not).
     pub fn channel(&self) -> Option<MfaChoice> {
         match self {
@@ -491,7 +503,7 @@ pub struct Proof {
     pub trust: bool,
 }
 
-/// A way of proving who one is, as the `method` label of `certgate_portal_logins_total`.
+/// A way of proving who one is, as the `method` label of `certgate_logins_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Password,
@@ -542,11 +554,14 @@ pub enum Effect {
         again: bool,
     },
     /// Store the account's factor, removing the one before (an authenticator's comes with its
-    /// sealed secret); with `recovery_codes`, ten new recovery codes, shown once.
+    /// sealed secret); with `recovery_codes`, ten new recovery codes, shown once; with
+    /// `replacing`, in place of a lost factor (set up after a recovery code): a lost app's
+    /// secret goes too.
     StoreFactor {
         factor: MfaChoice,
         secret: Option<String>,
         recovery_codes: bool,
+        replacing: bool,
     },
     /// Store a new passkey (the public key, JSON) for the account, marking it enrolled; with
     /// `recovery_codes`, ten new ones, shown once; with `replacing`, in place of every factor
@@ -561,7 +576,8 @@ pub enum Effect {
     Audit(Audit),
     /// Tell the account by e-mail that a second factor was added.
     NotifyFactorAdded(MfaChoice),
-    /// `certgate_portal_logins_total{method, outcome}`.
+    /// `certgate_logins_total{org, method, result}`, `result` `success` or `failure`. A
+    /// password's failure never reaches the machine: the handler counts it.
     CountLogin {
         method: Method,
         success: bool,
@@ -608,7 +624,7 @@ pub enum Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
     Return,
-    /// The new authenticator's recovery codes, once.
+    /// The recovery codes a factor just set up came with, once, and that the set-up is complete.
     RecoveryCodes,
     /// How many recovery codes are left after one was used.
     RecoveryLeft(usize),
@@ -621,20 +637,40 @@ pub struct Next {
     pub effects: Vec<Effect>,
     /// `None` only for the answer to an effect, which keeps what the event before showed.
     pub view: Option<View>,
+    /// The event does not apply to the step ([`Next::refuse`]): the step stays and nothing is
+    /// carried out. (A wrong guess is not refused here: it is counted and audited, and shown as
+    /// [`View::Refused`].)
+    pub refused: bool,
 }
 
 impl Next {
     fn to(step: Step, effects: Vec<Effect>, view: View) -> Next {
+        Next::taken(step, effects, Some(view))
+    }
+
+    fn taken(step: Step, effects: Vec<Effect>, view: Option<View>) -> Next {
         Next {
             step,
             effects,
-            view: Some(view),
+            view,
+            refused: false,
         }
     }
 
-    /// The step stays; `view` is shown.
-    fn stay(step: &Step, view: View) -> Next {
-        Next::to(step.clone(), Vec::new(), view)
+    /// The step stays and its page is shown, with `message`: nothing else happens.
+    fn show(step: &Step, message: Option<Message>) -> Next {
+        Next::to(step.clone(), Vec::new(), page(message))
+    }
+
+    /// The event does not apply to `step`: it stays, nothing is carried out, and the visitor is
+    /// sent to `view` (`None`: an effect's answer that no longer applies, ignored).
+    fn refuse(step: &Step, view: Option<View>) -> Next {
+        Next {
+            step: step.clone(),
+            effects: Vec::new(),
+            view,
+            refused: true,
+        }
     }
 }
 
@@ -779,7 +815,7 @@ pub fn transition(step: &Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
             };
             issue(ctx, vec![counted], proof, Finish::Return)
         }
-        Event::PasskeySignIn => Next::stay(step, View::ToLogin),
+        Event::PasskeySignIn => Next::refuse(step, Some(View::ToLogin)),
         Event::AddFactor => match step {
             Step::SignedIn(done) if done.account == ctx.account.id && done.fresh(ctx.now) => {
                 let proven = Proven {
@@ -791,7 +827,7 @@ pub fn transition(step: &Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 };
                 second_factor(proven, ctx, View::ToMfa)
             }
-            _ => Next::stay(step, View::ToLogin),
+            _ => Next::refuse(step, Some(View::ToLogin)),
         },
         Event::ReplaceFactor => match step {
             Step::SignedIn(done)
@@ -806,14 +842,14 @@ pub fn transition(step: &Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 };
                 second_factor(proven, ctx, View::ToMfa)
             }
-            _ => Next::stay(step, View::ToLogin),
+            _ => Next::refuse(step, Some(View::ToLogin)),
         },
         event => match (step.proven(), current(step, ctx)) {
             (_, Some(settled)) => during_second_factor(settled, event, ctx),
             // Made void: from the start.
             (Some(_), None) => Next::to(Step::Started, Vec::new(), View::ToLogin),
             // Nothing under way (a completed sign-in stays what it is).
-            (None, None) => Next::stay(step, View::ToLogin),
+            (None, None) => Next::refuse(step, Some(View::ToLogin)),
         },
     }
 }
@@ -1032,7 +1068,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                     Sent::Not(problem) => Some(Message::NotSent(problem)),
                     Sent::No | Sent::Yes => None,
                 };
-                Next::stay(&step, page(message))
+                Next::show(&step, message)
             }
         },
         Event::SecretSealed(sealed) => match step {
@@ -1040,20 +1076,16 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 proven,
                 chosen,
                 secret: None,
-            } => Next {
-                step: Step::Enrolling {
+            } => Next::taken(
+                Step::Enrolling {
                     proven,
                     chosen,
                     secret: Some(sealed),
                 },
-                effects: Vec::new(),
-                view: None,
-            },
-            step => Next {
-                step,
-                effects: Vec::new(),
-                view: None,
-            },
+                Vec::new(),
+                None,
+            ),
+            step => Next::refuse(&step, None),
         },
         Event::Chose(name) => choose(step, name, ctx),
         Event::Instead(name) => {
@@ -1068,7 +1100,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                     View::ToMfa,
                 ),
                 // (Not offered: with a passkey, it is the account's own factor.)
-                (Some(MfaChoice::Passkey), _) => Next::stay(&step, View::ToMfa),
+                (Some(MfaChoice::Passkey), _) => Next::refuse(&step, Some(View::ToMfa)),
                 (Some(channel), Some(proven)) => Next::to(
                     Step::AwaitingCode {
                         proven: proven.clone(),
@@ -1083,7 +1115,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                     }],
                     View::ToMfa,
                 ),
-                _ => Next::stay(&step, View::ToMfa),
+                _ => Next::refuse(&step, Some(View::ToMfa)),
             }
         }
         Event::Resend => match step.channel() {
@@ -1095,20 +1127,14 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 }],
                 page(None),
             ),
-            None => Next::stay(&step, View::ToMfa),
+            None => Next::refuse(&step, Some(View::ToMfa)),
         },
-        Event::CodeSent { .. } | Event::CodeNotSent { .. } if step.channel().is_none() => Next {
-            step,
-            effects: Vec::new(),
-            view: None,
-        },
+        Event::CodeSent { .. } | Event::CodeNotSent { .. } if step.channel().is_none() => {
+            Next::refuse(&step, None)
+        }
         Event::CodeSent { again } => {
             let view = again.then_some(page(Some(Message::Resent)));
-            Next {
-                step: step.with_sent(Sent::Yes),
-                effects: Vec::new(),
-                view,
-            }
+            Next::taken(step.with_sent(Sent::Yes), Vec::new(), view)
         }
         Event::CodeNotSent { again, problem } => {
             // A code sent before stays good when another cannot be sent.
@@ -1117,11 +1143,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 _ => Sent::Not(problem),
             };
             let view = again.then_some(page(Some(Message::NotSent(problem))));
-            Next {
-                step: step.with_sent(sent),
-                effects: Vec::new(),
-                view,
-            }
+            Next::taken(step.with_sent(sent), Vec::new(), view)
         }
         Event::CodeRight { trust } => code_right(step, trust, ctx),
         Event::PasskeyMade { passkey, trust } => match step {
@@ -1158,20 +1180,20 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 };
                 issue(ctx, before, proof, finish)
             }
-            step => Next::stay(&step, View::ToMfa),
+            step => Next::refuse(&step, Some(View::ToMfa)),
         },
         Event::PasskeyWrong { cloned } => match step.awaiting() {
             // A passkey that could not be made guessed nothing: the page again, with a word.
-            Some(Awaiting::NewPasskey) => Next::stay(&step, page(Some(Message::PasskeyFailed))),
+            Some(Awaiting::NewPasskey) => Next::show(&step, Some(Message::PasskeyFailed)),
             Some(Awaiting::Passkey) => {
                 let method = Method::Factor(MfaChoice::Passkey);
-                let mut next = refused(&step, method, Message::PasskeyFailed, false);
+                let mut next = wrong_guess(&step, method, Message::PasskeyFailed, false);
                 if cloned {
                     next.effects.push(Effect::Audit(Audit::PasskeyCloned));
                 }
                 next
             }
-            _ => Next::stay(&step, View::ToMfa),
+            _ => Next::refuse(&step, Some(View::ToMfa)),
         },
         Event::CodeWrong { trust, gone } => match step.factor() {
             Some(factor) if step.awaiting().is_some() => {
@@ -1180,9 +1202,9 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
                 } else {
                     Message::WrongCode
                 };
-                refused(&step, Method::Factor(factor), message, trust)
+                wrong_guess(&step, Method::Factor(factor), message, trust)
             }
-            _ => Next::stay(&step, View::ToMfa),
+            _ => Next::refuse(&step, Some(View::ToMfa)),
         },
         Event::RecoveryRight { left } => {
             let proof = Proof {
@@ -1199,7 +1221,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
             ];
             issue(ctx, before, proof, Finish::RecoveryLeft(left))
         }
-        Event::RecoveryWrong => refused(&step, Method::Recovery, Message::WrongCode, false),
+        Event::RecoveryWrong => wrong_guess(&step, Method::Recovery, Message::WrongCode, false),
         Event::Back => match step {
             Step::Enrolling {
                 proven,
@@ -1232,7 +1254,7 @@ fn during_second_factor(step: Step, event: Event<'_>, ctx: &Ctx<'_>) -> Next {
         | Event::ProviderVouched(_)
         | Event::PasskeySignIn
         | Event::AddFactor
-        | Event::ReplaceFactor => Next::stay(&step, View::ToMfa),
+        | Event::ReplaceFactor => Next::refuse(&step, Some(View::ToMfa)),
     }
 }
 
@@ -1262,7 +1284,7 @@ fn choose(step: Step, name: &str, ctx: &Ctx<'_>) -> Next {
             chosen: true,
             ..
         } => proven,
-        step => return Next::stay(&step, View::ToMfa),
+        step => return Next::refuse(&step, Some(View::ToMfa)),
     };
     let usable = MfaChoice::from_name(name)
         .filter(|m| offered_methods(ctx).contains(m) && reachable(ctx.account, *m));
@@ -1308,7 +1330,7 @@ fn choose(step: Step, name: &str, ctx: &Ctx<'_>) -> Next {
 
 fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
     if step.awaiting().is_none() {
-        return Next::stay(&step, View::ToMfa);
+        return Next::refuse(&step, Some(View::ToMfa));
     }
     let success = |factor| Effect::CountLogin {
         method: Method::Factor(factor),
@@ -1342,6 +1364,7 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
                     factor,
                     secret,
                     recovery_codes: true,
+                    replacing: proven.replacing,
                 },
                 Effect::Audit(if proven.replacing {
                     Audit::FactorReplaced(factor)
@@ -1369,6 +1392,7 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
                         factor: channel,
                         secret: None,
                         recovery_codes: true,
+                        replacing: true,
                     },
                     Effect::Audit(Audit::FactorReplaced(channel)),
                     Effect::NotifyFactorAdded(channel),
@@ -1377,22 +1401,32 @@ fn code_right(step: Step, trust: bool, ctx: &Ctx<'_>) -> Next {
                 return issue(ctx, before, proof(channel), Finish::RecoveryCodes);
             }
             // Another way proves this sign-in only; the account's own factor stays.
-            if !instead && (!account.mfa_enrolled || account.mfa_method != Some(channel)) {
+            let first = !instead && (!account.mfa_enrolled || account.mfa_method != Some(channel));
+            // A first factor comes with recovery codes, whatever the method, unless the account
+            // has some already (kept from a factor before).
+            let recovery_codes = first && account.recovery_codes.is_empty();
+            if first {
                 // The first code by this channel: the choice is stored, and the user told.
                 before.extend([
                     Effect::StoreFactor {
                         factor: channel,
                         secret: None,
-                        recovery_codes: false,
+                        recovery_codes,
+                        replacing: false,
                     },
                     Effect::Audit(Audit::FactorEnrolled(channel)),
                     Effect::NotifyFactorAdded(channel),
                 ]);
             }
             before.push(success(channel));
-            issue(ctx, before, proof(channel), Finish::Return)
+            let finish = if recovery_codes {
+                Finish::RecoveryCodes
+            } else {
+                Finish::Return
+            };
+            issue(ctx, before, proof(channel), finish)
         }
-        step => Next::stay(&step, View::ToMfa),
+        step => Next::refuse(&step, Some(View::ToMfa)),
     }
 }
 
@@ -1407,7 +1441,7 @@ fn replaced(proven: &Proven) -> Vec<Effect> {
 }
 
 /// A wrong guess: counted and audited; the step stays.
-fn refused(step: &Step, method: Method, message: Message, trust: bool) -> Next {
+fn wrong_guess(step: &Step, method: Method, message: Message, trust: bool) -> Next {
     Next::to(
         step.clone(),
         vec![

@@ -72,13 +72,38 @@ pub struct Providers {
     caches: parking_lot::Mutex<HashMap<String, Arc<ProviderCache>>>,
 }
 
-fn http_client() -> Result<openidconnect::reqwest::Client, String> {
+/// Why a provider's answer was not taken: for the log (the page says only that it failed).
+#[derive(Debug, thiserror::Error)]
+enum SsoError {
+    #[error("HTTP client: {0}")]
+    Client(#[source] openidconnect::reqwest::Error),
+    #[error("discovery failed moments ago")]
+    DiscoveryFailedRecently,
+    #[error("discovery: {0}")]
+    Discovery(String),
+    #[error("token request: {0}")]
+    TokenRequest(String),
+    #[error("no ID token in the answer")]
+    NoIdToken,
+    #[error("no key matches the ID token")]
+    NoMatchingKey,
+    #[error("ID token: {0}")]
+    IdToken(#[source] openidconnect::ClaimsVerificationError),
+    #[error("the ID token was issued to another client (azp)")]
+    OtherClient,
+    #[error("the ID token is another tenant's (tid {0})")]
+    OtherTenant(String),
+    #[error("no {0} claim from Microsoft")]
+    MissingClaim(&'static str),
+}
+
+fn http_client() -> Result<openidconnect::reqwest::Client, SsoError> {
     openidconnect::reqwest::ClientBuilder::new()
         // No redirects: an SSRF trick, and never needed by a well-behaved provider.
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(SsoError::Client)
 }
 
 impl Providers {
@@ -87,7 +112,7 @@ impl Providers {
     }
 
     /// The provider's metadata (with its keys), discovering it when needed.
-    async fn metadata(&self, issuer: &str) -> Result<CoreProviderMetadata, String> {
+    async fn metadata(&self, issuer: &str) -> Result<CoreProviderMetadata, SsoError> {
         let cache = self.cache(issuer);
         if let Some(found) = cache.discovered.read().await.as_ref() {
             return Ok(found.metadata.clone());
@@ -97,10 +122,11 @@ impl Providers {
             .lock()
             .is_some_and(|at| at.elapsed() < RETRY_DISCOVERY)
         {
-            return Err("discovery failed moments ago".into());
+            return Err(SsoError::DiscoveryFailedRecently);
         }
         let http = http_client()?;
-        let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+        let url =
+            IssuerUrl::new(issuer.to_owned()).map_err(|e| SsoError::Discovery(e.to_string()))?;
         match CoreProviderMetadata::discover_async(url, &http).await {
             Ok(metadata) => {
                 *cache.discovered.write().await = Some(Discovered {
@@ -112,7 +138,7 @@ impl Providers {
             Err(error) => {
                 *cache.last_failure.lock() = Some(Instant::now());
                 tracing::warn!(%issuer, error = %error, "single sign-on discovery failed");
-                Err(error.to_string())
+                Err(SsoError::Discovery(error.to_string()))
             }
         }
     }
@@ -347,7 +373,7 @@ async fn identity(
     redirect: RedirectUrl,
     pending: &Pending,
     code: String,
-) -> Result<Identity, String> {
+) -> Result<Identity, SsoError> {
     let issuer = issuer_of(provider);
     let metadata = state.sso.metadata(&issuer).await?;
     let http = http_client()?;
@@ -359,13 +385,13 @@ async fn identity(
     .set_redirect_uri(redirect);
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SsoError::TokenRequest(e.to_string()))?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
         .request_async(&http)
         .await
-        .map_err(|e| format!("token request: {e}"))?;
+        .map_err(|e| SsoError::TokenRequest(e.to_string()))?;
     let _ = tokens.access_token();
-    let id_token = tokens.id_token().ok_or("no ID token in the answer")?;
+    let id_token = tokens.id_token().ok_or(SsoError::NoIdToken)?;
     let nonce = Nonce::new(pending.nonce.clone());
     let now = state.now();
     let verify = |client: &CoreClient<_, _, _, _, _, _>| {
@@ -405,15 +431,15 @@ async fn identity(
                 .sso
                 .refetch_keys(&issuer)
                 .await
-                .ok_or("no key matches the ID token")?;
+                .ok_or(SsoError::NoMatchingKey)?;
             let client = CoreClient::from_provider_metadata(
                 fresh,
                 ClientId::new(provider.client_id.clone()),
                 client_secret(provider),
             );
-            verify(&client).map_err(|e| format!("ID token: {e}"))?
+            verify(&client).map_err(SsoError::IdToken)?
         }
-        Err(e) => return Err(format!("ID token: {e}")),
+        Err(e) => return Err(SsoError::IdToken(e)),
     };
     // Claims beyond the standard ones, from the token just verified.
     let extra: serde_json::Value = id_token
@@ -430,7 +456,7 @@ async fn identity(
     let text = |name: &str| extra.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     if let Some(azp) = claims.authorized_party() {
         if azp.as_str() != provider.client_id {
-            return Err("the ID token was issued to another client (azp)".into());
+            return Err(SsoError::OtherClient);
         }
     }
     let subject = match &provider.kind {
@@ -439,13 +465,13 @@ async fn identity(
             // keys: the token must also say, in `tid`, that it is this tenant's.
             match text("tid") {
                 Some(tid) if tid.eq_ignore_ascii_case(tenant) => {}
-                Some(tid) => return Err(format!("the ID token is another tenant's (tid {tid})")),
-                None => return Err("no tid claim from Microsoft".into()),
+                Some(tid) => return Err(SsoError::OtherTenant(tid)),
+                None => return Err(SsoError::MissingClaim("tid")),
             }
             // Entra ID's `sub` differs per application; `oid` is the user in the tenant.
             text("oid")
                 .filter(|oid| !oid.is_empty())
-                .ok_or("no oid claim from Microsoft")?
+                .ok_or(SsoError::MissingClaim("oid"))?
         }
         _ => claims.subject().as_str().to_owned(),
     };
@@ -513,6 +539,7 @@ async fn account_for(
     org: &Organisation,
     provider: &SsoProvider,
     id: &Identity,
+    ip: &str,
 ) -> Result<Account, Refusal> {
     let now = state.now();
     let linked = db
@@ -539,8 +566,17 @@ async fn account_for(
                     };
                     let new = NewAccount::checked(&org.id, &input, certgate_db::Given::Typed)
                         .map_err(|_| Refusal::Unknown)?;
-                    let account_id = certgate_accounts::new_account_id();
-                    db.create_account(&new, &account_id, now)
+                    let actor = certgate_accounts::Actor::Provider {
+                        name: &provider.id,
+                        ip,
+                    };
+                    // No welcome e-mail: the person is signing in right now.
+                    let service = certgate_accounts::Accounts {
+                        events: None,
+                        ..state.accounts(db)
+                    };
+                    service
+                        .create(actor, org, &new)
                         .await
                         .map_err(|_| Refusal::Unknown)?
                 }
@@ -683,7 +719,7 @@ pub(crate) async fn callback(
         let text = fill(t.sso_needs_mfa, &provider.label, "", "");
         return fail(&text, named, "no second factor at the provider").await;
     }
-    let account = match account_for(&state, &db, &org, &provider, &identity).await {
+    let account = match account_for(&state, &db, &org, &provider, &identity, &visit.ip).await {
         Ok(account) => account,
         Err(Refusal::Group) => return fail(t.sso_group, named, "a group account").await,
         Err(Refusal::NotVouched) => {

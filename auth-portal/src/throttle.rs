@@ -12,7 +12,9 @@
 //!   delay holds still counts against its address, so hammering the delay is not free.
 //!
 //! Counters are keyed by the name as typed, whether or not such an account exists, so the answers
-//! reveal nothing; IPv6 addresses count per /64, which one subscriber usually has.
+//! reveal nothing; IPv6 addresses count per /64, which one subscriber usually has. A name that
+//! was refused is marked held until its wait ends, so an organisation admin can see it
+//! ([`Throttle::held_until`]) and lift it.
 
 use std::time::Duration;
 
@@ -83,6 +85,8 @@ pub struct Throttle<'a> {
     pub store: &'a Store,
     pub per_pair: Limit,
     pub per_ip: Limit,
+    /// Unix seconds: when a name told to wait may try again is counted from here.
+    pub now: i64,
 }
 
 /// A `[limits]` value as the store counts it.
@@ -126,7 +130,9 @@ impl Throttle<'_> {
                 self.store.clear_hits("guess-name", &name).await?;
             } else {
                 self.store.unhit("guess-ip", &ip).await?;
-                return Ok(Err(Blocked::Pair(by_pair.retry_after)));
+                let blocked = Blocked::Pair(by_pair.retry_after);
+                self.hold(&name, blocked, self.now).await?;
+                return Ok(Err(blocked));
             }
         }
         let by_name = self
@@ -164,7 +170,9 @@ impl Throttle<'_> {
                 // or hammering the delay would cost nothing.
                 self.store.unhit("guess-pair", &pair).await?;
                 self.store.unhit("guess-name", &name).await?;
-                return Ok(Err(Blocked::Account(gate.retry_after)));
+                let blocked = Blocked::Account(gate.retry_after);
+                self.hold(&name, blocked, self.now).await?;
+                return Ok(Err(blocked));
             }
         }
         Ok(Ok(Counted {
@@ -181,6 +189,8 @@ impl Throttle<'_> {
         self.store.unhit("guess-pair", &counted.pair).await?;
         self.store.unhit("guess-ip", &counted.ip).await?;
         self.store.unhit("guess-name", &counted.name).await?;
+        // Whoever was held, this person got in: nobody needs to lift anything for them.
+        self.store.take_once(HELD, &counted.name).await?;
         self.store
             .put_once(
                 KNOWN,
@@ -208,7 +218,45 @@ impl Throttle<'_> {
     pub async fn lift(&self, org: &str, login: &str) -> Result<(), StoreError> {
         let name = format!("{org}:{}", login.trim().to_lowercase());
         let window = self.per_pair.window.max(NAME_WINDOW);
-        self.store.put_once(LIFTED, &name, b"1", window).await
+        self.store.put_once(LIFTED, &name, b"1", window).await?;
+        self.store.take_once(HELD, &name).await?;
+        Ok(())
+    }
+
+    /// Until when (unix seconds) an attempt with `login` (in `org`) was last told to wait, if
+    /// that wait has not ended by `now` and nobody lifted it or signed in with the name since.
+    /// A wait of a whole address is not the name's, so it does not count.
+    pub async fn held_until(
+        &self,
+        org: &str,
+        login: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let name = format!("{org}:{}", login.trim().to_lowercase());
+        let until = self.store.peek_once(HELD, &name).await?;
+        Ok(until.as_deref().and_then(held_end).filter(|end| *end > now))
+    }
+
+    /// Marks `name` held until `blocked`'s wait ends (from `now`); a longer hold already
+    /// marked stays.
+    async fn hold(&self, name: &str, blocked: Blocked, now: i64) -> Result<(), StoreError> {
+        let wait = blocked.wait().max(Duration::from_secs(1));
+        // In whole seconds, rounded up: the page never says a wait ended before it did.
+        let seconds = wait.as_millis().div_ceil(1000);
+        let end = now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+        let marked = self
+            .store
+            .peek_once(HELD, name)
+            .await?
+            .as_deref()
+            .and_then(held_end);
+        if marked.is_some_and(|marked| marked >= end) {
+            return Ok(());
+        }
+        let end_text = end.to_string();
+        self.store
+            .put_once(HELD, name, end_text.as_bytes(), wait)
+            .await
     }
 
     /// Whether a lift waits for `name`; it is used up by this attempt.
@@ -241,6 +289,20 @@ impl Throttle<'_> {
 const KNOWN: &str = "known-source";
 /// The store's purpose for a block an administrator lifted.
 const LIFTED: &str = "guess-lifted";
+/// The store's purpose for a name that was told to wait: until when, in unix seconds.
+const HELD: &str = "guess-held";
+
+/// The end of a hold as [`Throttle::hold`] stores it.
+fn held_end(stored: &[u8]) -> Option<i64> {
+    std::str::from_utf8(stored).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 fn known_address(name: &str, ip: &str) -> String {
     format!("{name}|{ip}")
@@ -274,6 +336,7 @@ mod tests {
                 count: 8,
                 window: Duration::from_secs(900),
             },
+            now: unix_now(),
         }
     }
 
@@ -319,6 +382,61 @@ mod tests {
         }
         t.lift("zuid", "gerrit").await.unwrap();
         assert!(fail(&t, "noord", "gerrit", "192.0.2.7").await.is_err());
+    }
+
+    /// The account page's question "is this person held?": yes once an attempt with the name
+    /// was refused, until the wait ends, the block is lifted or the person signs in; a whole
+    /// address's block is not the name's.
+    #[tokio::test]
+    async fn a_name_told_to_wait_reads_as_held_until_lifted_or_signed_in() {
+        let store = store();
+        let t = throttle(&store);
+        let now = unix_now();
+        // Fenna signed in from here before, so only the pair's limit holds her.
+        let right = t.begin("noord", "fenna", from("192.0.2.7")).await.unwrap();
+        t.succeeded(right.unwrap()).await.unwrap();
+        for _ in 0..5 {
+            fail(&t, "noord", "fenna", "192.0.2.7").await.unwrap();
+        }
+        assert_eq!(t.held_until("noord", "fenna", now).await.unwrap(), None);
+        let _ = fail(&t, "noord", "fenna", "192.0.2.7").await;
+        let until = t.held_until("noord", "Fenna ", now).await.unwrap();
+        assert!(
+            until.is_some_and(|end| end > now && end <= now + 901),
+            "{until:?}"
+        );
+        assert_eq!(t.held_until("zuid", "fenna", now).await.unwrap(), None);
+        assert_eq!(
+            t.held_until("noord", "fenna", now + 901).await.unwrap(),
+            None,
+            "a wait that ended holds nobody"
+        );
+        t.lift("noord", "fenna").await.unwrap();
+        assert_eq!(t.held_until("noord", "fenna", now).await.unwrap(), None);
+
+        // Held again, then she signs in from where she is known: not held any more.
+        let right = t.begin("noord", "gerrit", from("192.0.2.8")).await.unwrap();
+        t.succeeded(right.unwrap()).await.unwrap();
+        for _ in 0..6 {
+            let _ = fail(&t, "noord", "gerrit", "192.0.2.9").await;
+        }
+        assert!(t
+            .held_until("noord", "gerrit", now)
+            .await
+            .unwrap()
+            .is_some());
+        let right = t.begin("noord", "gerrit", from("192.0.2.8")).await.unwrap();
+        t.succeeded(right.unwrap()).await.unwrap();
+        assert_eq!(t.held_until("noord", "gerrit", now).await.unwrap(), None);
+
+        // An address blocked for guessing many names holds none of them.
+        for i in 0..8 {
+            fail(&t, "noord", &format!("user{i}"), "192.0.2.10")
+                .await
+                .unwrap();
+        }
+        assert!(fail(&t, "noord", "hanna", "192.0.2.10").await.is_err());
+        assert_eq!(t.held_until("noord", "hanna", now).await.unwrap(), None);
     }
 
     /// A failed attempt: counted, never handed back.

@@ -45,6 +45,7 @@ fn per_connection(c: &mut Criterion) {
     let inspector = ClientCertificateInspector::new(
         client_verifier(&fixture.anchors).unwrap(),
         Arc::new(Metrics::new().unwrap()),
+        Arc::new(certgate_store::SystemClock),
     );
     let leaf = fixture.chain[0].clone();
     assert!(inspector.inspect(&fixture.chain).is_some());

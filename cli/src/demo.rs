@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use certgate_accounts::Actor;
 use certgate_certs::{files, CertificateAuthority, DeviceSubject};
 use time::OffsetDateTime;
 
@@ -117,46 +118,39 @@ const DEMO_ACCOUNTS: [DemoAccount; 3] = [
     },
 ];
 
-/// Creates the demo accounts that do not exist yet, with their passwords.
+/// Creates the demo accounts that do not exist yet, with their passwords, through the account
+/// service as an operator would (`certgate user add --offline`).
 fn ensure_demo_accounts(config: &certgate_policies::config::Config) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let db = certgate_db::Database::open("", &config.data.dir)
-            .await
-            .map_err(|e| e.to_string())?;
+    crate::user::with_database(config, "demo", async |db, org| {
         for demo in &DEMO_ACCOUNTS {
             if db
-                .find_account("demo", demo.username)
+                .find_account(&org.id, demo.username)
                 .await
                 .map_err(|e| e.to_string())?
                 .is_some()
             {
                 continue;
             }
-            let new = certgate_db::NewAccount {
-                org: "demo".into(),
-                username: demo.username.into(),
-                display_name: demo.name.into(),
-                email: demo.email.map(str::to_owned),
-                mobile: demo.mobile.map(str::to_owned),
-                kind: demo.kind,
-                roles: demo.roles.iter().map(|r| (*r).to_owned()).collect(),
+            let roles: Vec<String> = demo.roles.iter().map(|r| (*r).to_owned()).collect();
+            let input = certgate_db::AccountInput {
+                username: demo.username,
+                display_name: demo.name,
+                email: demo.email,
+                mobile: demo.mobile,
+                kind: Some(demo.kind.as_str()),
+                roles: &roles,
             };
-            let id = certgate_accounts::new_account_id();
-            let now = certgate_store::Clock::unix_secs(&certgate_store::SystemClock);
-            let account = db
-                .create_account(&new, &id, now)
-                .await
+            let new = certgate_db::NewAccount::checked(&org.id, &input, certgate_db::Given::Typed)
                 .map_err(|e| e.to_string())?;
             let hash = certgate_portal::password::hash(demo.password).map_err(|e| e.to_string())?;
-            db.set_password_hash("demo", &account.id, &hash, now)
-                .await
-                .map_err(|e| e.to_string())?;
+            crate::user::offline(&db, async |service| {
+                let account = service.create(Actor::Operator, &org, &new).await?;
+                service
+                    .set_password(Actor::Operator, &org, &account, &hash)
+                    .await
+            })
+            .await?;
         }
-        db.close().await;
         Ok(())
     })
 }

@@ -7,6 +7,8 @@ mod allowlist;
 mod ca;
 mod demo;
 mod demo_app;
+mod healthcheck;
+mod logging;
 mod portal;
 mod user;
 
@@ -33,6 +35,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A reverse-proxy gateway that admits allow-listed networks and devices with a certgate credential, and sends everyone else to its sign-in portal."
 )]
 struct Cli {
+    /// How log lines are written on stderr: `text` for people, `json` (one object a line) for
+    /// a log collector, `auto` = text on a terminal, JSON otherwise.
+    #[arg(
+        long,
+        global = true,
+        env = "CERTGATE_LOG_FORMAT",
+        value_enum,
+        default_value_t = logging::LogFormat::Auto
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +69,9 @@ enum Command {
         #[arg(long)]
         no_files: bool,
     },
+    /// Ask the running instance's /readyz (on server.admin_listen): exit 0 while it is ready,
+    /// 1 otherwise; for a container's or a load balancer's health check.
+    Healthcheck(ConfigArg),
     /// Questions about policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -98,7 +113,7 @@ enum KeysCommand {
 #[derive(Args)]
 struct ConfigArg {
     /// The certgate configuration file.
-    #[arg(long, short, default_value = "certgate.toml")]
+    #[arg(long, short, env = "CERTGATE_CONFIG", default_value = "certgate.toml")]
     config: PathBuf,
 }
 
@@ -164,11 +179,12 @@ enum DeviceCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(&args.config),
         Command::Demo { dir } => demo::run(&dir),
         Command::Check { config, no_files } => check(&config.config, !no_files),
+        Command::Healthcheck(args) => healthcheck::run(&args.config),
         Command::Policy(PolicyCommand::Explain {
             config,
             host,
@@ -191,18 +207,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// JSON log lines on stderr; `RUST_LOG` overrides the level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, String> {

@@ -121,7 +121,7 @@ impl Backend for GatewayBackend {
         self.0
             .revoke(revocation, reason)
             .await
-            .map_err(certgate_portal::BackendError::NotRevoked)
+            .map_err(|error| certgate_portal::BackendError::NotRevoked(format!("{error:?}")))
     }
 }
 
@@ -184,11 +184,20 @@ pub fn setup(
         Some(SmsConfig::Log) => Some(SmsSender::Log),
         None => None,
     };
+    // Registered beside the gateway's, and exported for every organisation from the start.
+    let metrics = certgate_portal::metrics::PortalMetrics::register(
+        &control.metrics.registry,
+        control.metrics.rate_limited.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let series = metrics.clone();
+    control
+        .metrics
+        .add_organisation_series(Box::new(move |org| series.know_organisation(org)));
     Ok(PortalSetup {
         gateway_secret: gateway.gateway_secret().to_owned(),
         policies: Arc::clone(&control.policies),
-        registry: control.metrics.registry.clone(),
-        rate_limited: control.metrics.rate_limited.clone(),
+        metrics,
         backend: Arc::new(GatewayBackend(Arc::clone(control))),
         credential_key,
         ca: Arc::new(ca),

@@ -346,7 +346,7 @@ fn refuse_if_running(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn with_database<T>(
+pub(crate) fn with_database<T>(
     config: &Config,
     org: &str,
     work: impl AsyncFnOnce(certgate_db::Database, Arc<Organisation>) -> Result<T, String>,
@@ -385,7 +385,7 @@ fn data_dir(config: &Config) -> &Path {
 
 /// The account service on the database itself: revocations are recorded for the instances to
 /// read when they start.
-async fn offline<T>(
+pub(crate) async fn offline<T>(
     db: &certgate_db::Database,
     work: impl AsyncFnOnce(&Accounts<'_>) -> Result<T, AccountError>,
 ) -> Result<T, String> {

@@ -15,12 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use certgate_certs::Serial;
-use certgate_db::{AuditAction, Database, NewRevocation, Revocation, RevocationKind};
+use certgate_db::{Database, NewRevocation, Revocation, RevocationKind};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
 
-use certgate_accounts::REVOCATION_RETENTION_SECS;
+use certgate_accounts::{Actor, REVOCATION_RETENTION_SECS};
 use certgate_gateway::admin_allowlist::AdminAllowLists;
 use certgate_gateway::metrics::Metrics;
 use certgate_gateway::revocation::Revocations;
@@ -75,11 +75,8 @@ impl AdminState {
 
     /// Records a revocation durably, applies it here and publishes it to every instance;
     /// `reason_label` is the `revocations_total` label.
-    pub async fn revoke(&self, new: &NewRevocation, reason_label: &str) -> Result<(), String> {
-        record_revocation(self, new, reason_label)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{e:?}"))
+    pub async fn revoke(&self, new: &NewRevocation, reason_label: &str) -> Result<(), AdminError> {
+        record_revocation(self, new, reason_label).await.map(drop)
     }
 }
 
@@ -92,7 +89,7 @@ impl certgate_accounts::Revoke for AdminState {
     ) -> Result<(), certgate_accounts::AccountError> {
         AdminState::revoke(self, revocation, label)
             .await
-            .map_err(certgate_accounts::AccountError::NotRevoked)
+            .map_err(|error| certgate_accounts::AccountError::NotRevoked(format!("{error:?}")))
     }
 }
 
@@ -263,7 +260,13 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        state.metrics.render_for(
+            state
+                .policies
+                .load()
+                .organisations()
+                .map(|org| org.id.as_str()),
+        ),
     )
 }
 
@@ -315,6 +318,19 @@ pub struct RevocationView {
     pub reason: String,
     pub revoked_at: i64,
     pub drop_after: i64,
+}
+
+impl From<&NewRevocation> for RevocationView {
+    fn from(r: &NewRevocation) -> Self {
+        RevocationView {
+            org: r.org.clone(),
+            kind: r.kind.as_str().to_owned(),
+            subject: r.subject.clone(),
+            reason: r.reason.clone(),
+            revoked_at: r.revoked_at,
+            drop_after: r.drop_after,
+        }
+    }
 }
 
 impl From<&Revocation> for RevocationView {
@@ -385,59 +401,68 @@ impl RevokeRequest {
 
 /// Durable first, then live: the record is in SQL before any gateway refuses the credential.
 ///
-/// A device or user is looked up too, so that the portal refuses it as well (a revoked device,
-/// an account's credentials issued until now) and a user named by e-mail address is revoked
-/// under the user name its credentials carry. Names with no record are still revoked as typed:
-/// `certgate ca issue-client` certificates carry any name and device id.
+/// A device or user with a record is revoked through the account service, as on the admin pages
+/// (the portal refuses it too, the audit log says so, and a user named by e-mail address is
+/// revoked under the user name its credentials carry). Names with no record are still revoked as
+/// typed: `certgate ca issue-client` certificates carry any name and device id.
 async fn revoke(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<RevokeRequest>,
 ) -> Result<Json<RevocationView>, AdminError> {
     let now = state.now();
-    let mut new = request.into_revocation(now)?;
-    let mut audited = None;
-    match new.kind {
-        RevocationKind::Serial => {}
-        RevocationKind::Device => {
-            crate::users::known_org(&state, &new.org)?;
-            let db = state.database()?;
-            let known = db
-                .device(&new.org, &new.subject)
-                .await
-                .map_err(AdminError::from)?
-                .is_some();
-            if known {
-                db.revoke_device(&new.org, &new.subject, now)
-                    .await
-                    .map_err(AdminError::from)?;
-                audited = Some(AuditAction::DeviceRevoked);
-            }
-        }
-        RevocationKind::Account => {
-            crate::users::known_org(&state, &new.org)?;
-            let db = state.database()?;
-            let account = db
-                .find_account(&new.org, &new.subject)
-                .await
-                .map_err(AdminError::from)?;
-            if let Some(account) = account {
-                if account.username != new.subject {
-                    // The name as typed too, which an operator's certificate may carry.
-                    record_revocation(&state, &new, "admin").await?;
-                    new.subject = account.username.clone();
-                }
-                db.refuse_credentials(&new.org, &account.id, now)
-                    .await
-                    .map_err(AdminError::from)?;
-                audited = Some(AuditAction::AccountRevoked);
-            }
-        }
+    let new = request.into_revocation(now)?;
+    let made = match new.kind {
+        RevocationKind::Serial => None,
+        RevocationKind::Device => revoke_known_device(&state, &new).await?,
+        RevocationKind::Account => revoke_known_account(&state, &new).await?,
+    };
+    let view = match made {
+        Some(made) => RevocationView::from(&made),
+        None => RevocationView::from(&record_revocation(&state, &new, "admin").await?),
+    };
+    Ok(Json(view))
+}
+
+/// The device's revocation through the account service, when the device has a record.
+async fn revoke_known_device(
+    state: &AdminState,
+    new: &NewRevocation,
+) -> Result<Option<NewRevocation>, AdminError> {
+    let org = crate::users::known_org(state, &new.org)?;
+    let db = state.database()?;
+    let Some(device) = db.device(&new.org, &new.subject).await? else {
+        return Ok(None);
+    };
+    let Some(account) = db.account(&new.org, &device.account_id).await? else {
+        return Ok(None);
+    };
+    let made = crate::users::service(state)?
+        .revoke_device_because(Actor::Operator, &org, &account, &device, &new.reason)
+        .await?;
+    Ok(Some(made))
+}
+
+/// Every credential of the account through the account service, when the account has a record.
+async fn revoke_known_account(
+    state: &AdminState,
+    new: &NewRevocation,
+) -> Result<Option<NewRevocation>, AdminError> {
+    let org = crate::users::known_org(state, &new.org)?;
+    let Some(account) = state
+        .database()?
+        .find_account(&new.org, &new.subject)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if account.username != new.subject {
+        // The name as typed too, which an operator's certificate may carry.
+        record_revocation(state, new, "admin").await?;
     }
-    let record = record_revocation(&state, &new, "admin").await?;
-    if let Some(action) = audited {
-        crate::users::audit(&state, &record.org, action, &record.subject).await;
-    }
-    Ok(Json(RevocationView::from(&record)))
+    let made = crate::users::service(state)?
+        .revoke_all_devices_because(Actor::Operator, &org, &account, &new.reason)
+        .await?;
+    Ok(Some(made))
 }
 
 /// Records a revocation durably, applies it here and publishes it to every instance.
@@ -533,22 +558,38 @@ async fn list_revocations(
     Ok(Json(records.iter().map(RevocationView::from).collect()))
 }
 
+/// Why the admin token file cannot be used; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: must be readable by its owner only (chmod 600)", path.display())]
+    TooOpen { path: std::path::PathBuf },
+    #[error("{}: token must be at least 16 characters", path.display())]
+    TooShort { path: std::path::PathBuf },
+}
+
 /// Reads the admin token; the file must not be readable by group or others.
-pub fn read_token_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    let unreadable = |source| TokenFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{}: must be readable by its owner only (chmod 600)",
-            path.display()
-        ));
+        return Err(TokenFileError::TooOpen {
+            path: path.to_owned(),
+        });
     }
-    let token = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = std::fs::read_to_string(path).map_err(unreadable)?;
     let token = token.trim().to_owned();
     if token.len() < 16 {
-        return Err(format!(
-            "{}: token must be at least 16 characters",
-            path.display()
-        ));
+        return Err(TokenFileError::TooShort {
+            path: path.to_owned(),
+        });
     }
     Ok(token)
 }

@@ -89,6 +89,11 @@ pub async fn follow(store: Store, database: Database, state: Arc<AdminState>) {
                 Ok(FeedEvent::Change(change)) => {
                     if let Some(record) = revocation_of(&change) {
                         revocations.apply(&record);
+                        // `revoked_at` is whole seconds: the lag reads up to a second long.
+                        let now = state.clock.unix_millis() as f64 / 1000.0;
+                        metrics
+                            .revocation_feed_lag
+                            .observe((now - record.revoked_at as f64).max(0.0));
                     }
                 }
                 Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {
@@ -102,10 +107,14 @@ pub async fn follow(store: Store, database: Database, state: Arc<AdminState>) {
                 reload_allow_lists(&database, &allow_lists).await;
             }
             _ = probe.tick() => {
+                let started = std::time::Instant::now();
                 let up = store.ping().await.is_ok();
-                if !up {
+                if up {
+                    metrics.store_ping.set(started.elapsed().as_secs_f64());
+                } else {
                     metrics.store_errors.with_label_values(&[backend]).inc();
                 }
+                metrics.store_up.set(if up { 1.0 } else { 0.0 });
                 if up != store_up {
                     if up {
                         tracing::info!("shared store reachable again");

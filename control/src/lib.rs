@@ -59,7 +59,7 @@ pub fn attach(
     });
     let token = match &config.server.admin_token_file {
         Some(path) => Some(Arc::new(
-            admin::read_token_file(path).map_err(ServeError::Setup)?,
+            admin::read_token_file(path).map_err(|e| ServeError::Setup(e.to_string()))?,
         )),
         None => None,
     };
@@ -89,6 +89,7 @@ pub fn attach(
         sentinel_master: config.store.sentinel_master.clone(),
         ..StoreSettings::default()
     };
+    state.metrics.know_store(store_settings.backend_name());
     let data_dir = config.data.dir.clone();
     let task_state = Arc::clone(&state);
     gateway.add_task("admin", move |mut shutdown| {
@@ -180,10 +181,17 @@ pub fn check_files(config: &Config) -> Vec<String> {
 /// database goes away and comes back.
 async fn probe_database(database: Database, state: Arc<AdminState>) {
     loop {
+        let started = std::time::Instant::now();
         let up = matches!(
             tokio::time::timeout(Duration::from_secs(2), database.ping()).await,
             Ok(Ok(()))
         );
+        if up {
+            state
+                .metrics
+                .database_ping
+                .set(started.elapsed().as_secs_f64());
+        }
         let was = state.database_up.swap(up, Ordering::Relaxed);
         state.metrics.database_up.set(if up { 1.0 } else { 0.0 });
         if was != up {

@@ -9,9 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use certgate_accounts::{AccountError, Accounts, Actor, Toggle, IMPORT_BODY_LIMIT};
-use certgate_db::{
-    Account, AccountInput, AuditAction, AuditEntry, Given, InvalidAccount, NewAccount,
-};
+use certgate_db::{Account, AccountInput, Given, InvalidAccount, NewAccount};
 use certgate_policies::Organisation;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +18,7 @@ use crate::admin::{AdminError, AdminState};
 pub use certgate_accounts::{new_account_id, AccountEvent, AccountEvents};
 
 /// The account service, for this request.
-fn service(state: &AdminState) -> Result<Accounts<'_>, AdminError> {
+pub(crate) fn service(state: &AdminState) -> Result<Accounts<'_>, AdminError> {
     Ok(Accounts {
         db: state.database()?,
         revoke: state,
@@ -174,23 +172,6 @@ impl AddUser {
             roles: &self.roles,
         };
         NewAccount::checked(&self.org, &input, Given::Typed)
-    }
-}
-
-pub(crate) async fn audit(state: &AdminState, org: &str, action: AuditAction, subject: &str) {
-    let entry = AuditEntry {
-        org: org.to_owned(),
-        at: state.now(),
-        actor: Actor::Operator.audit_name(),
-        action: action.as_str().into(),
-        subject: subject.into(),
-        ip: String::new(),
-        detail: String::new(),
-    };
-    if let Ok(db) = state.database() {
-        if let Err(error) = db.append_audit(&entry).await {
-            tracing::error!(%error, action = action.as_str(), "cannot write the audit log");
-        }
     }
 }
 

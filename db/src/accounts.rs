@@ -286,7 +286,7 @@ impl ImportColumns {
     /// The columns named in `header` (in any case and order). `username` and `name` are
     /// required; a name that is none of [`Self::NAMES`], or one given twice, is refused rather
     /// than its column quietly left out of every account. Unnamed columns are left alone.
-    pub fn from_header<'a>(header: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn from_header<'a>(header: impl IntoIterator<Item = &'a str>) -> Result<Self, DbError> {
         let mut found: [Option<usize>; 6] = [None; 6];
         for (index, name) in header.into_iter().enumerate() {
             // Spreadsheets export empty columns past the last one used.
@@ -298,20 +298,12 @@ impl ImportColumns {
                 .position(|n| n.eq_ignore_ascii_case(name.trim()));
             match known.map(|k| &mut found[k]) {
                 Some(slot @ None) => *slot = Some(index),
-                Some(Some(_)) => return Err(format!("the column {name:?} is named twice")),
-                None => {
-                    return Err(format!(
-                        "the first line names a column {name:?}; the columns are {}",
-                        Self::NAMES.join(",")
-                    ))
-                }
+                Some(Some(_)) => return Err(DbError::ImportColumnTwice(name.to_owned())),
+                None => return Err(DbError::ImportColumnUnknown(name.to_owned())),
             }
         }
         let [Some(username), Some(name), email, mobile, kind, roles] = found else {
-            return Err(format!(
-                "the first line must name the columns {} (username and name at least)",
-                Self::NAMES.join(",")
-            ));
+            return Err(DbError::ImportColumnsMissing);
         };
         Ok(ImportColumns {
             username,
@@ -337,7 +329,7 @@ pub struct ImportLine {
     pub username: String,
     pub name: String,
     /// The account to create, or why the row cannot be one.
-    pub account: Result<NewAccount, String>,
+    pub account: Result<NewAccount, InvalidAccount>,
 }
 
 /// Reads an account import (CSV whose first line names the columns, see [`ImportColumns`];
@@ -356,7 +348,7 @@ pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, DbError> {
         .headers()
         .map_err(|e| DbError::ImportUnreadable(e.to_string()))?
         .clone();
-    let columns = ImportColumns::from_header(&headers).map_err(DbError::ImportColumns)?;
+    let columns = ImportColumns::from_header(&headers)?;
     let mut lines = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, record) in reader.records().enumerate() {
@@ -371,7 +363,7 @@ pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, DbError> {
                     line,
                     username: String::new(),
                     name: String::new(),
-                    account: Err(e.to_string()),
+                    account: Err(InvalidAccount(e.to_string())),
                 });
                 continue;
             }
@@ -393,16 +385,16 @@ pub fn read_import(org: &str, text: &str) -> Result<Vec<ImportLine>, DbError> {
             kind: optional(columns.kind),
             roles: &roles,
         };
-        let account = NewAccount::checked(org, &input, Given::Typed)
-            .map_err(|InvalidAccount(message)| message)
-            .and_then(|account| {
-                // Sign-in takes user names in any case: two spellings are one account.
-                if seen.insert(account.username.to_lowercase()) {
-                    Ok(account)
-                } else {
-                    Err("this user name is in the file twice".to_owned())
-                }
-            });
+        let account = NewAccount::checked(org, &input, Given::Typed).and_then(|account| {
+            // Sign-in takes user names in any case: two spellings are one account.
+            if seen.insert(account.username.to_lowercase()) {
+                Ok(account)
+            } else {
+                Err(InvalidAccount(
+                    "this user name is in the file twice".to_owned(),
+                ))
+            }
+        });
         lines.push(ImportLine {
             line,
             username,

@@ -19,6 +19,8 @@ pub enum AuditAction {
     PasswordReset,
     /// A person ended one of their own devices on the account page.
     DeviceEnded,
+    /// A person took a certificate for this device (PKCS#12) from the account page.
+    Pkcs12Issued,
     DeviceApproved,
     DeviceDenied,
     DeviceEnrolled,
@@ -34,8 +36,6 @@ pub enum AuditAction {
     SignInUnblocked,
     AccountDeleted,
     AccountsImported,
-    /// Every credential of an account issued until then refused (`certgate device revoke --user`).
-    AccountRevoked,
     DeviceRevoked,
     AllDevicesRevoked,
     TokenCreated,
@@ -56,6 +56,7 @@ impl AuditAction {
         AuditAction::PasskeyCloned,
         AuditAction::PasswordReset,
         AuditAction::DeviceEnded,
+        AuditAction::Pkcs12Issued,
         AuditAction::DeviceApproved,
         AuditAction::DeviceDenied,
         AuditAction::DeviceEnrolled,
@@ -69,7 +70,6 @@ impl AuditAction {
         AuditAction::SignInUnblocked,
         AuditAction::AccountDeleted,
         AuditAction::AccountsImported,
-        AuditAction::AccountRevoked,
         AuditAction::DeviceRevoked,
         AuditAction::AllDevicesRevoked,
         AuditAction::TokenCreated,
@@ -90,6 +90,7 @@ impl AuditAction {
             AuditAction::PasskeyCloned => "passkey-cloned",
             AuditAction::PasswordReset => "password-reset",
             AuditAction::DeviceEnded => "device-revoked",
+            AuditAction::Pkcs12Issued => "pkcs12-issued",
             AuditAction::DeviceApproved => "device-approved",
             AuditAction::DeviceDenied => "device-denied",
             AuditAction::DeviceEnrolled => "device-enrolled",
@@ -103,7 +104,6 @@ impl AuditAction {
             AuditAction::SignInUnblocked => "admin.user.unblock",
             AuditAction::AccountDeleted => "admin.user.delete",
             AuditAction::AccountsImported => "admin.user.import",
-            AuditAction::AccountRevoked => "admin.user.revoke",
             AuditAction::DeviceRevoked => "admin.device.revoke",
             AuditAction::AllDevicesRevoked => "admin.device.revoke_all",
             AuditAction::TokenCreated => "admin.token.create",
@@ -116,6 +116,16 @@ impl AuditAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's audit table is where operators look an action up: it names every one.
+    #[test]
+    fn the_readme_names_every_action() {
+        let readme = include_str!("../../README.md");
+        for action in AuditAction::ALL {
+            let quoted = format!("`{}`", action.as_str());
+            assert!(readme.contains(&quoted), "README lacks {quoted}");
+        }
+    }
 
     #[test]
     fn every_action_has_its_own_spelling() {

@@ -60,9 +60,19 @@ pub enum DbError {
     ImportTooManyRows,
     #[error("the first line: {0}")]
     ImportUnreadable(String),
-    /// The first line does not name the columns as [`ImportColumns`] wants them.
-    #[error("{0}")]
-    ImportColumns(String),
+    /// The first line of an import names a column that is none of [`ImportColumns::NAMES`].
+    #[error(
+        "the first line names a column {0:?}; the columns are {names}",
+        names = ImportColumns::NAMES.join(",")
+    )]
+    ImportColumnUnknown(String),
+    #[error("the column {0:?} is named twice")]
+    ImportColumnTwice(String),
+    #[error(
+        "the first line must name the columns {names} (username and name at least)",
+        names = ImportColumns::NAMES.join(",")
+    )]
+    ImportColumnsMissing,
     #[error("{0}")]
     Conflict(String),
     /// An admin allow-list save based on version `expected` while the list is at `current`:

@@ -6,13 +6,15 @@ use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, SET_COOKIE};
 
-/// Headers a client must not be able to send to the upstream (the gateway sets its own).
-const STRIPPED: [&str; 5] = [
+/// Headers a client must not be able to send to the upstream (the gateway sets its own, or
+/// keeps a trusted proxy's `X-Request-Id`).
+const STRIPPED: [&str; 6] = [
     "forwarded",
     "x-real-ip",
     "x-forwarded-host",
     "x-forwarded-for",
     "x-forwarded-proto",
+    "x-request-id",
 ];
 
 /// Names of the `X-Certgate-*` headers and the stripped proxy headers present in `headers`,

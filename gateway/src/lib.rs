@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod request_id;
 pub mod revocation;
 pub mod seen;
 pub mod server;

@@ -20,12 +20,13 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::admin_allowlist::AdminAllowLists;
 use crate::admission::{self, Admission, Outcome, RequestFacts, Rule, DEVICE_COOKIE};
-use crate::client_ip::TrustedProxies;
+use crate::client_ip::{self, TrustedProxies};
 use crate::connection::GuardedStream;
 use crate::drain::{Drain, InFlight};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::pages;
+use crate::request_id::{self, RequestId};
 use crate::revocation::{RevocationSet, Revocations};
 use crate::seen::RecentlySeen;
 use crate::tls::{CertificateStatus, PresentedCertificate};
@@ -80,6 +81,8 @@ pub struct RequestContext {
     started: Instant,
     outcome: Option<Outcome>,
     client_ip: IpAddr,
+    /// Set first thing in `request_filter`: in the access log and sent on as `X-Request-Id`.
+    request_id: Option<RequestId>,
     /// The connection's TLS digest, which carries the client certificate's examination.
     ssl: Option<Arc<SslDigest>>,
     /// The backend of the current attempt, so a failed connect can mark it down and retry.
@@ -220,6 +223,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             outcome: None,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            request_id: None,
             ssl: None,
             backend: None,
             attempts: 0,
@@ -238,6 +242,13 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         let request = session.req_header();
+        // Believed from the same peers as `X-Forwarded-For`.
+        ctx.request_id = Some(RequestId::of(
+            self.state
+                .trusted_proxies
+                .contains(client_ip::canonical(peer)),
+            request.headers.get(request_id::HEADER),
+        ));
         ctx.client_ip = self.state.trusted_proxies.client_ip(
             peer,
             request
@@ -374,6 +385,9 @@ impl ProxyHttp for Gateway {
         // from a `&str` is copied into an allocation of its own, and `to_string()` is another.
         upstream_request.insert_header("x-forwarded-for", headers::ip_value(ctx.client_ip))?;
         upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("https"))?;
+        if let Some(id) = &ctx.request_id {
+            upstream_request.insert_header(request_id::HEADER, id.header_value())?;
+        }
         match &ctx.outcome {
             Some(Outcome::Portal { .. }) => {
                 // The portal keeps its own cookies; it learns what only the gateway knows.
@@ -606,6 +620,7 @@ impl ProxyHttp for Gateway {
                 upstream = ctx.upstream(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+                request_id = ctx.request_id.as_ref().map_or("", RequestId::as_str),
             );
         }
     }

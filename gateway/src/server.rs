@@ -137,6 +137,7 @@ impl GatewayServer {
         let revocations = Arc::new(Revocations::new(durable.revocations));
         let admin_allow = Arc::new(AdminAllowLists::new(durable.admin_allow));
         let resolver = Arc::new(CertificateResolver::new(certificate_sources(config))?);
+        resolver.export_expiries(&metrics);
         let upstreams = Arc::new(Upstreams::new(&policies.current()));
 
         let state = Arc::new(GatewayState {
@@ -183,8 +184,11 @@ impl GatewayServer {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
 
-        let inspector =
-            ClientCertificateInspector::new(Arc::clone(&client_verifier), Arc::clone(&metrics));
+        let inspector = ClientCertificateInspector::new(
+            Arc::clone(&client_verifier),
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+        );
         let mut settings = TlsSettings::with_callbacks(Box::new(inspector))
             .map_err(|e| ServeError::Setup(e.to_string()))?;
         settings.set_cert_resolver(Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>);
@@ -430,10 +434,16 @@ impl Reloader {
                 }
             }
         }
-        if let Err(error) = self.resolver.reload() {
-            ok = false;
-            tracing::error!(%error, "certificate reload failed; keeping the previous certificates");
+        match self.resolver.reload() {
+            Ok(()) => self.resolver.export_expiries(&self.metrics),
+            Err(error) => {
+                ok = false;
+                tracing::error!(%error, "certificate reload failed; keeping the previous certificates");
+            }
         }
+        self.metrics
+            .policy_reload_ok
+            .set(if ok { 1.0 } else { 0.0 });
         let result = if ok { "ok" } else { "error" };
         self.metrics
             .policy_reloads

@@ -80,6 +80,8 @@ struct ServerCertificates {
     /// `*.example.org` stored as `example.org`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
+    /// Each entry's first host name and when its certificate expires (Unix seconds).
+    expiries: Vec<(String, i64)>,
 }
 
 impl ServerCertificates {
@@ -88,8 +90,16 @@ impl ServerCertificates {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut default = None;
+        let mut expiries = Vec::with_capacity(sources.len());
         for source in sources {
             let certs = read_certificates(&source.cert)?;
+            let not_after = certs
+                .first()
+                .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
+                .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+                .ok_or_else(|| file_error(&source.cert, "not a readable X.509 certificate"))?;
+            let name = source.hosts.first().cloned().unwrap_or_default();
+            expiries.push((name, not_after));
             let key = read_private_key(&source.key)?;
             let signing_key = provider
                 .key_provider
@@ -119,6 +129,7 @@ impl ServerCertificates {
             exact,
             wildcard,
             default,
+            expiries,
         })
     }
 
@@ -157,6 +168,22 @@ impl CertificateResolver {
         self.current
             .store(Arc::new(ServerCertificates::load(&self.sources)?));
         Ok(())
+    }
+
+    /// Each `[[server.certificates]]` entry's first host name and its certificate's expiry, as
+    /// served now (Unix seconds).
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        self.current.load().expiries.clone()
+    }
+
+    /// Sets `certgate_server_certificate_not_after_timestamp_seconds` to what is served now.
+    pub fn export_expiries(&self, metrics: &Metrics) {
+        for (name, not_after) in self.expiries() {
+            metrics
+                .server_certificate_not_after
+                .with_label_values(&[name.as_str()])
+                .set(not_after as f64);
+        }
     }
 
     pub fn watched_paths(&self) -> Vec<PathBuf> {
@@ -276,11 +303,21 @@ impl ClientCertVerifier for LenientClientVerifier {
 pub struct ClientCertificateInspector {
     verifier: Arc<dyn ClientCertVerifier>,
     metrics: Arc<Metrics>,
+    /// Whether a certificate is valid or expired is decided at this clock's time, as admission.
+    clock: Arc<dyn certgate_store::Clock>,
 }
 
 impl ClientCertificateInspector {
-    pub fn new(verifier: Arc<dyn ClientCertVerifier>, metrics: Arc<Metrics>) -> Self {
-        ClientCertificateInspector { verifier, metrics }
+    pub fn new(
+        verifier: Arc<dyn ClientCertVerifier>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn certgate_store::Clock>,
+    ) -> Self {
+        ClientCertificateInspector {
+            verifier,
+            metrics,
+            clock,
+        }
     }
 
     /// Classifies a client's certificate chain and parses its claims: the per-connection work
@@ -288,7 +325,9 @@ impl ClientCertificateInspector {
     pub fn inspect(&self, chain: &[CertificateDer<'static>]) -> Option<PresentedCertificate> {
         let (leaf, intermediates) = chain.split_first()?;
         let claims = DeviceClaims::from_der(leaf.as_ref()).ok();
-        let status = match self.verify_at(leaf, intermediates, UnixTime::now()) {
+        let now =
+            UnixTime::since_unix_epoch(std::time::Duration::from_millis(self.clock.unix_millis()));
+        let status = match self.verify_at(leaf, intermediates, now) {
             Ok(()) => CertificateStatus::Valid,
             // webpki checks validity times before the issuer, so "expired" alone does not mean
             // our CA signed it: check the chain again at a moment inside the validity period.
@@ -389,6 +428,7 @@ mod tests {
         ClientCertificateInspector::new(
             client_verifier(&anchors).unwrap(),
             Arc::new(Metrics::new().unwrap()),
+            Arc::new(certgate_store::SystemClock),
         )
     }
 

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use crate::allowlist::{not_an_ip_message, parse_ip_or_cidr, AdminAllowListLimits};
 use crate::duration::{duration_at_most, duration_setting};
 use crate::endpoint::{parse_http_url, parse_url, shown_url};
-use crate::error::{PolicyError, PolicyErrors};
+use crate::error::{PolicyError, PolicyErrors, ValueError};
 use crate::walk::{one_of, Document, TableWalker};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,13 +241,12 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let invalid =
-            || format!("{text:?} is not a rate limit (<count>/<duration>, e.g. \"5/15m\")");
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
+        let invalid = || ValueError::NotARateLimit(text.to_owned());
         let (count, window) = text.split_once('/').ok_or_else(invalid)?;
         let count: u32 = count.parse().map_err(|_| invalid())?;
         if count == 0 {
-            return Err(format!("{text:?} must allow at least one event"));
+            return Err(ValueError::NoEvents(text.to_owned()));
         }
         let window = duration_setting(window, false)?;
         Ok(Self { count, window })
@@ -400,10 +399,7 @@ fn parse_config(root: &mut TableWalker<'_, '_>, path: &Path, base: &Path) -> Con
                 if known {
                     Ok(url.to_owned())
                 } else {
-                    Err(format!(
-                        "{:?} is not a postgres:// or sqlite: URL",
-                        shown_url(url)
-                    ))
+                    Err(ValueError::NotADatabaseUrl(shown_url(url)))
                 }
             })
         }),
@@ -615,12 +611,12 @@ fn parse_certificate(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<Cer
 
 /// A host name, or `*.` and a host name: a wildcard covers exactly one label, as in
 /// certificates.
-fn parse_certificate_host(text: &str) -> Result<String, String> {
+fn parse_certificate_host(text: &str) -> Result<String, ValueError> {
     let name = text.strip_prefix("*.").unwrap_or(text);
     match crate::endpoint::parse_served_host(name) {
         Some(host) if name.len() == text.len() => Ok(host),
         Some(host) if !host.contains(':') => Ok(format!("*.{host}")),
-        _ => Err(format!("{text:?} is not a host name or *.wildcard")),
+        _ => Err(ValueError::NotACertificateHost(text.to_owned())),
     }
 }
 
@@ -638,10 +634,7 @@ fn parse_store(table: &mut TableWalker<'_, '_>) -> StoreConfig {
             if SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
                 Ok(url.to_owned())
             } else {
-                Err(format!(
-                    "{:?} is not a redis://, rediss://, redis+sentinel:// or unix:// URL",
-                    shown_url(url)
-                ))
+                Err(ValueError::NotAStoreUrl(shown_url(url)))
             }
         })
     });
@@ -684,7 +677,7 @@ fn parse_mail(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<MailConfig
     let parsed = url_field.parsed(|_| {
         let url = parse_url(url_text, &["smtp", "smtps"])?;
         if !(url.rest.is_empty() || url.rest == "/") {
-            return Err(format!("{url_text:?} must not have a path"));
+            return Err(ValueError::SmtpUrlWithPath(url_text.to_owned()));
         }
         Ok(url)
     })?;
@@ -772,10 +765,7 @@ fn parse_sms(table: &mut TableWalker<'_, '_>, base: &Path, development: bool) ->
                 if tls || parsed.is_loopback() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "{:?} must be an https:// URL (http:// is allowed only for loopback hosts)",
-                        shown_url(url)
-                    ))
+                    Err(ValueError::NotHttps(shown_url(url)))
                 }
             })?;
             Some(SmsConfig::Webhook {
@@ -819,9 +809,9 @@ fn whole_number_in(
     number
 }
 
-fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, ValueError> {
     text.parse()
-        .map_err(|_| format!("{text:?} is not a socket address"))
+        .map_err(|_| ValueError::NotASocketAddress(text.to_owned()))
 }
 
 #[cfg(test)]

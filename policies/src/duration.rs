@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::error::ValueError;
+
 /// The longest any device credential (certificate or browser credential) may live, as public CAs
 /// cap their certificates. Policy lifetimes and `ca issue-client --lifetime` are held to it, and
 /// revocations are kept this long, so none lapses before a credential it covers.
@@ -59,9 +61,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 /// the time arithmetic done with them.
 const MAX_SETTING: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// A duration for a policy or config key, with the message errors show; `allow_zero` only where zero means something (hiding the
-/// "trust this device" checkbox).
-pub(crate) fn duration_setting(text: &str, allow_zero: bool) -> Result<Duration, String> {
+/// A duration for a policy or config key; `allow_zero` only where zero means something (hiding
+/// the "trust this device" checkbox).
+pub(crate) fn duration_setting(text: &str, allow_zero: bool) -> Result<Duration, ValueError> {
     duration_at_most(text, allow_zero, MAX_SETTING, "")
 }
 
@@ -71,28 +73,27 @@ pub(crate) fn duration_at_most(
     text: &str,
     allow_zero: bool,
     max: Duration,
-    why: &str,
-) -> Result<Duration, String> {
+    why: &'static str,
+) -> Result<Duration, ValueError> {
     match parse_duration(text) {
         Ok(duration) if duration.is_zero() && !allow_zero => {
-            Err(format!("{text:?} must be longer than zero"))
+            Err(ValueError::ZeroDuration(text.to_owned()))
         }
-        Ok(duration) if duration > max => {
-            let secs = max.as_secs();
-            let bound = if secs.is_multiple_of(86_400) {
-                format!("{} days", secs / 86_400)
-            } else {
-                format!("{} minutes", secs / 60)
-            };
-            Err(format!("{text:?} is longer than {bound}{why}"))
-        }
+        Ok(duration) if duration > max => Err(ValueError::TooLong {
+            text: text.to_owned(),
+            max,
+            why,
+        }),
         Ok(duration) => Ok(duration),
-        Err(error) => Err(format!("{text:?} is not a duration: {error}")),
+        Err(source) => Err(ValueError::NotADuration {
+            text: text.to_owned(),
+            source,
+        }),
     }
 }
 
 /// A credential's lifetime, held to [`MAX_CREDENTIAL_LIFETIME`].
-pub(crate) fn lifetime_setting(text: &str, allow_zero: bool) -> Result<Duration, String> {
+pub(crate) fn lifetime_setting(text: &str, allow_zero: bool) -> Result<Duration, ValueError> {
     duration_at_most(
         text,
         allow_zero,

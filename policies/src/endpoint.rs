@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::error::ValueError;
+
 /// A parsed `scheme://host[:port]rest` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Url<'a> {
@@ -45,11 +47,14 @@ pub(crate) fn shown_url(text: &str) -> String {
 
 /// Splits a URL whose scheme is one of `schemes` (lowercase, without `://`). User information
 /// (`user:pass@`) is refused: secrets belong in secret files, not in a URL that ends up in logs.
-pub(crate) fn parse_url<'a>(text: &'a str, schemes: &[&str]) -> Result<Url<'a>, String> {
+pub(crate) fn parse_url<'a>(
+    text: &'a str,
+    schemes: &'static [&'static str],
+) -> Result<Url<'a>, ValueError> {
     let shown = shown_url(text);
-    let not_a_url = || {
-        let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
-        format!("{shown:?} is not an {} URL", names.join(" or "))
+    let not_a_url = || ValueError::NotAUrl {
+        url: shown.clone(),
+        schemes,
     };
     let (scheme, after_scheme) = text.split_once("://").ok_or_else(not_a_url)?;
     let scheme = scheme.to_ascii_lowercase();
@@ -61,10 +66,10 @@ pub(crate) fn parse_url<'a>(text: &'a str, schemes: &[&str]) -> Result<Url<'a>, 
         .unwrap_or(after_scheme.len());
     let (authority, rest) = after_scheme.split_at(authority_end);
     if authority.contains('@') {
-        return Err(format!("{shown:?} must not contain user information"));
+        return Err(ValueError::UserInformation(shown));
     }
-    let (host, port) = split_host_port(authority)
-        .ok_or_else(|| format!("{shown:?} does not name a valid host and port"))?;
+    let (host, port) =
+        split_host_port(authority).ok_or_else(|| ValueError::NotAHostAndPort(shown.clone()))?;
     Ok(Url {
         scheme,
         host,
@@ -74,7 +79,7 @@ pub(crate) fn parse_url<'a>(text: &'a str, schemes: &[&str]) -> Result<Url<'a>, 
 }
 
 /// An `http://` or `https://` URL; `true` for https.
-pub(crate) fn parse_http_url(text: &str) -> Result<(bool, Url<'_>), String> {
+pub(crate) fn parse_http_url(text: &str) -> Result<(bool, Url<'_>), ValueError> {
     let url = parse_url(text, &["http", "https"])?;
     Ok((url.scheme == "https", url))
 }

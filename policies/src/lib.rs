@@ -19,7 +19,7 @@ pub use allowlist::{
     EntrySource, IpAllowList, ADMIN_ALLOW_LIST_MAX_ENTRIES,
 };
 pub use duration::{parse_duration, DurationError, MAX_CREDENTIAL_LIFETIME};
-pub use error::{PolicyError, PolicyErrors};
+pub use error::{PolicyError, PolicyErrors, ValueError};
 pub use policy::{
     Access, ClientSecret, HealthCheck, Language, MfaMethod, MfaPolicy, MfaRequirement,
     Organisation, PolicySet, SsoKind, SsoMfa, SsoProvider, Upstream,

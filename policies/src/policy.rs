@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::allowlist::IpAllowList;
 use crate::endpoint::parse_http_url;
-use crate::error::{PolicyError, PolicyErrors};
+use crate::error::{PolicyError, PolicyErrors, ValueError};
 use crate::public_path::{match_public_path, PublicPath};
 use crate::time_zone::TimeZone;
 
@@ -87,12 +87,10 @@ pub struct Upstream {
 impl Upstream {
     /// Accepts `http://host[:port]` and `https://host[:port]` with an optional `/` and nothing
     /// else: no path prefix, query or user information, which the proxy would not honour.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         let (tls, url) = parse_http_url(text)?;
         if !(url.rest.is_empty() || url.rest == "/") {
-            return Err(format!(
-                "{text:?} must not have a path, query or fragment (only scheme, host and port)"
-            ));
+            return Err(ValueError::UpstreamWithPath(text.to_owned()));
         }
         Ok(Self {
             url: text.to_owned(),

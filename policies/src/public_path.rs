@@ -7,6 +7,8 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
+use crate::error::ValueError;
+
 /// A path prefix from `access.public_paths`, matched by whole segments: `/public` covers
 /// `/public` and `/public/x`, not `/publicity`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,27 +19,28 @@ impl PublicPath {
     /// Refused: `/` itself (it would make the whole site public), `.`/`..` and empty segments,
     /// and `%`, `;`, `\`, `?`, `#`, whitespace or control characters, none of which a prefix
     /// meant literally needs.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         if !text.starts_with('/') {
-            return Err(format!("{text:?} must start with \"/\""));
+            return Err(ValueError::PathNotAbsolute(text.to_owned()));
         }
         let trimmed = text.strip_suffix('/').unwrap_or(text);
         if trimmed.is_empty() {
-            return Err(format!("{text:?} would make every path public"));
+            return Err(ValueError::WholeSitePublic(text.to_owned()));
         }
-        if let Some(bad) = trimmed.chars().find(|c| {
+        if let Some(character) = trimmed.chars().find(|c| {
             matches!(c, '%' | ';' | '\\' | '?' | '#') || c.is_whitespace() || c.is_control()
         }) {
-            return Err(format!("{text:?} must not contain {bad:?}"));
+            return Err(ValueError::PathCharacter {
+                path: text.to_owned(),
+                character,
+            });
         }
         if trimmed
             .split('/')
             .skip(1)
             .any(|segment| segment.is_empty() || segment == "." || segment == "..")
         {
-            return Err(format!(
-                "{text:?} must not contain empty, \".\" or \"..\" segments"
-            ));
+            return Err(ValueError::PathSegment(text.to_owned()));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -247,10 +250,9 @@ mod tests {
     #[test]
     fn parse_refuses_unusable_paths() {
         assert_eq!(PublicPath::parse("/public/").unwrap().as_str(), "/public");
-        assert_eq!(
-            PublicPath::parse("public").unwrap_err(),
-            "\"public\" must start with \"/\""
-        );
+        let error = PublicPath::parse("public").unwrap_err();
+        assert_eq!(error, ValueError::PathNotAbsolute("public".into()));
+        assert_eq!(error.to_string(), "\"public\" must start with \"/\"");
         for bad in [
             "/", "/a/../b", "/a//b", "/a;b", "/a%2fb", "/a b", "/a\\b", "/a?x", "/./a",
         ] {

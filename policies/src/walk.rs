@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::error::PolicyError;
+use crate::error::{PolicyError, ValueError};
 
 /// One file being checked: where it is, how byte offsets map to lines, and the problems found so
 /// far. Walkers share it by reference, so nested sections report into the same list.
@@ -148,11 +148,11 @@ impl<'d, 'i> TableWalker<'d, 'i> {
         self.field(name).and_then(|f| f.bool()).unwrap_or(default)
     }
 
-    /// A string value turned into `T` by `parse`, whose error message follows the key.
+    /// A string value turned into `T` by `parse`, whose error's message follows the key.
     pub(crate) fn parsed<T>(
         &mut self,
         name: &'d str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
     ) -> Option<T> {
         self.field(name)?.parsed(parse)
     }
@@ -270,9 +270,11 @@ impl<'d, 'i> Field<'d, 'i> {
         }
     }
 
-    pub(crate) fn parsed<T>(&self, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub(crate) fn parsed<T>(&self, parse: impl FnOnce(&str) -> Result<T, ValueError>) -> Option<T> {
         let text = self.str()?;
-        parse(text).map_err(|message| self.error(message)).ok()
+        parse(text)
+            .map_err(|error| self.error(error.to_string()))
+            .ok()
     }
 
     pub(crate) fn array(&self) -> Option<Vec<Field<'d, 'i>>> {
@@ -313,17 +315,14 @@ impl<'d, 'i> Field<'d, 'i> {
 }
 
 /// Maps a keyword to its value, naming the choices when the text is none of them.
-pub(crate) fn one_of<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+pub(crate) fn one_of<T: Copy>(text: &str, choices: &[(&'static str, T)]) -> Result<T, ValueError> {
     choices
         .iter()
         .find(|(name, _)| *name == text)
         .map(|(_, value)| *value)
-        .ok_or_else(|| {
-            let names: Vec<String> = choices
-                .iter()
-                .map(|(name, _)| format!("{name:?}"))
-                .collect();
-            format!("{text:?} is not one of {}", names.join(", "))
+        .ok_or_else(|| ValueError::NotOneOf {
+            text: text.to_owned(),
+            choices: choices.iter().map(|(name, _)| *name).collect(),
         })
 }
 

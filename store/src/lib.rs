@@ -68,6 +68,17 @@ pub struct StoreSettings {
     pub call_timeout: Duration,
 }
 
+impl StoreSettings {
+    /// `memory` or `redis`: what [`Store::open`] makes of these settings.
+    pub fn backend_name(&self) -> &'static str {
+        if self.redis_url.is_empty() {
+            "memory"
+        } else {
+            "redis"
+        }
+    }
+}
+
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
@@ -183,7 +194,8 @@ impl Store {
         )))
     }
 
-    /// `memory` or `redis`: the `backend` label of `certgate_store_errors_total`.
+    /// `memory` or `redis`: the `backend` label of `certgate_store_errors_total`
+    /// ([`StoreSettings::backend_name`] before it opens).
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Memory(_) => "memory",

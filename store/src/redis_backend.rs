@@ -142,7 +142,7 @@ struct Shared {
     manager: RwLock<Option<ConnectionManager>>,
     calls_up: AtomicBool,
     /// Why the last connection attempt failed (already redacted), for "not connected" errors.
-    last_connect_error: Mutex<Option<String>>,
+    last_connect_error: Mutex<Option<ConnectFailure>>,
     feed_up: AtomicBool,
     /// Held while `feed_up` changes together with a `Resync`, so a new subscriber sees exactly
     /// one `Resync`.
@@ -501,7 +501,7 @@ impl RedisStore {
             Some(manager) => Ok(manager.clone()),
             None => {
                 self.shared.calls_up.store(false, Ordering::Relaxed);
-                let message = match self.shared.last_connect_error.lock().as_deref() {
+                let message = match self.shared.last_connect_error.lock().as_ref() {
                     Some(reason) => format!("not connected to Redis ({reason})"),
                     None => "not connected to Redis yet".to_owned(),
                 };
@@ -582,10 +582,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Why there is no connection to Redis, as the log and "not connected" errors say it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ConnectFailure {
+    /// The redis crate's error, already redacted and shortened.
+    #[error("{0}")]
+    Redis(String),
+    #[error("the connection attempt failed unexpectedly (with TLS: is a rustls crypto provider installed?)")]
+    Panicked,
+    #[error("the connection attempt was cancelled")]
+    Cancelled,
+    #[error("timed out")]
+    TimedOut,
+    #[error("Redis stopped answering")]
+    StoppedAnswering,
+}
+
 /// Runs one connection attempt in its own task, so that a panic inside the redis crate (such
 /// as rustls finding no crypto provider) fails the attempt instead of ending the background
-/// task; bounded by twice the connect timeout. The error is already redacted.
-async fn attempt<T, F>(shared: &Shared, work: F) -> Result<T, String>
+/// task; bounded by twice the connect timeout.
+async fn attempt<T, F>(shared: &Shared, work: F) -> Result<T, ConnectFailure>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, RedisError>> + Send + 'static,
@@ -594,12 +610,10 @@ where
     let _guard = AbortOnDrop(task.abort_handle());
     match tokio::time::timeout(shared.connect_timeout * 2, task).await {
         Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) => Err(shared.short_error(&e)),
-        Ok(Err(join)) if join.is_panic() => {
-            Err("the connection attempt failed unexpectedly (with TLS: is a rustls crypto provider installed?)".into())
-        }
-        Ok(Err(_)) => Err("the connection attempt was cancelled".into()),
-        Err(_) => Err("timed out".into()),
+        Ok(Ok(Err(e))) => Err(ConnectFailure::Redis(shared.short_error(&e))),
+        Ok(Err(join)) if join.is_panic() => Err(ConnectFailure::Panicked),
+        Ok(Err(_)) => Err(ConnectFailure::Cancelled),
+        Err(_) => Err(ConnectFailure::TimedOut),
     }
 }
 
@@ -665,7 +679,7 @@ async fn link_task(shared: Arc<Shared>) {
             if failures >= LINK_MAX_FAILURES {
                 tracing::warn!("Redis stopped answering; reconnecting");
                 *shared.manager.write() = None;
-                *shared.last_connect_error.lock() = Some("Redis stopped answering".to_owned());
+                *shared.last_connect_error.lock() = Some(ConnectFailure::StoppedAnswering);
                 logged_down = true;
                 break;
             }
@@ -793,7 +807,7 @@ fn parse_url(url: &str, sentinel_master: Option<&str>) -> Result<ParsedUrl, Stor
             let master = sentinel_master
                 .filter(|m| !m.trim().is_empty())
                 .ok_or_else(|| bad("a Sentinel URL needs the Sentinel master name"))?;
-            let spec = parse_sentinel(rest).map_err(|why| bad(&why))?;
+            let spec = parse_sentinel(rest).map_err(|why| bad(&why.to_string()))?;
             let tls = scheme == "rediss+sentinel";
             let node_urls: Vec<String> = spec
                 .nodes
@@ -855,11 +869,33 @@ struct SentinelSpec {
     db: i64,
 }
 
+/// Why a `redis+sentinel://` URL cannot be used; the message follows the redacted URL in
+/// [`StoreError::BadUrl`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SentinelUrlProblem {
+    #[error("query strings and fragments are not supported in Sentinel URLs")]
+    QueryOrFragment,
+    #[error("an IPv6 address misses its ']'")]
+    UnclosedBracket,
+    #[error("expected ':' after ']'")]
+    AfterBracket,
+    #[error("a host is missing")]
+    MissingHost,
+    #[error("bad port {0:?}")]
+    BadPort(String),
+    #[error("the database must be a number")]
+    BadDatabase,
+    #[error("a bad %-escape")]
+    BadEscape,
+    #[error("credentials are not UTF-8")]
+    NotUtf8,
+}
+
 /// `rest` is the URL after `scheme://`. Credentials and the database number are for the
 /// master; the Sentinels themselves are asked without credentials.
-fn parse_sentinel(rest: &str) -> Result<SentinelSpec, String> {
+fn parse_sentinel(rest: &str) -> Result<SentinelSpec, SentinelUrlProblem> {
     if rest.contains(['?', '#']) {
-        return Err("query strings and fragments are not supported in Sentinel URLs".into());
+        return Err(SentinelUrlProblem::QueryOrFragment);
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -889,7 +925,7 @@ fn parse_sentinel(rest: &str) -> Result<SentinelSpec, String> {
         path.parse::<i64>()
             .ok()
             .filter(|db| *db >= 0)
-            .ok_or_else(|| "the database must be a number".to_owned())?
+            .ok_or(SentinelUrlProblem::BadDatabase)?
     };
     Ok(SentinelSpec {
         nodes,
@@ -899,16 +935,20 @@ fn parse_sentinel(rest: &str) -> Result<SentinelSpec, String> {
     })
 }
 
-fn parse_host_port(node: &str, default_port: u16) -> Result<(String, u16), String> {
+fn parse_host_port(node: &str, default_port: u16) -> Result<(String, u16), SentinelUrlProblem> {
     let (host, port) = if let Some(bracketed) = node.strip_prefix('[') {
         let (host, after) = bracketed
             .split_once(']')
-            .ok_or("an IPv6 address misses its ']'")?;
+            .ok_or(SentinelUrlProblem::UnclosedBracket)?;
         match after {
             "" => (host, None),
             _ => (
                 host,
-                Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or(SentinelUrlProblem::AfterBracket)?,
+                ),
             ),
         }
     } else {
@@ -918,7 +958,7 @@ fn parse_host_port(node: &str, default_port: u16) -> Result<(String, u16), Strin
         }
     };
     if host.is_empty() {
-        return Err("a host is missing".into());
+        return Err(SentinelUrlProblem::MissingHost);
     }
     let port = match port {
         None => default_port,
@@ -926,28 +966,31 @@ fn parse_host_port(node: &str, default_port: u16) -> Result<(String, u16), Strin
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("bad port {port:?}"))?,
+            .ok_or_else(|| SentinelUrlProblem::BadPort(port.to_owned()))?,
     };
     Ok((host.to_owned(), port))
 }
 
 /// Decodes `%XX` escapes.
-fn percent_decode(text: &str) -> Result<String, String> {
+fn percent_decode(text: &str) -> Result<String, SentinelUrlProblem> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or("a bad %-escape")?;
-            let hex = std::str::from_utf8(hex).map_err(|_| "a bad %-escape")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| "a bad %-escape")?);
+            let byte = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or(SentinelUrlProblem::BadEscape)?;
+            out.push(byte);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "credentials are not UTF-8".to_owned())
+    String::from_utf8(out).map_err(|_| SentinelUrlProblem::NotUtf8)
 }
 
 /// The userinfo of `rest` (after `scheme://`), if any. Everything up to the last `@` counts,
@@ -1056,11 +1099,32 @@ mod unit_tests {
         let plain = parse_sentinel("s1:26379/").unwrap();
         assert_eq!(plain.db, 0);
         assert_eq!(plain.username, None);
-        assert!(parse_sentinel("s1:notaport/").is_err());
-        assert!(parse_sentinel(",s2/").is_err());
-        assert!(parse_sentinel("s1/x").is_err());
-        assert!(parse_sentinel("s1/?x=1").is_err());
-        assert!(parse_sentinel("[::1/").is_err());
+        assert_eq!(
+            parse_sentinel("s1:notaport/"),
+            Err(SentinelUrlProblem::BadPort("notaport".into()))
+        );
+        assert_eq!(parse_sentinel(",s2/"), Err(SentinelUrlProblem::MissingHost));
+        assert_eq!(parse_sentinel("s1/x"), Err(SentinelUrlProblem::BadDatabase));
+        assert_eq!(
+            parse_sentinel("s1/?x=1"),
+            Err(SentinelUrlProblem::QueryOrFragment)
+        );
+        assert_eq!(
+            parse_sentinel("[::1/"),
+            Err(SentinelUrlProblem::UnclosedBracket)
+        );
+        assert_eq!(
+            parse_sentinel("[::1]x/"),
+            Err(SentinelUrlProblem::AfterBracket)
+        );
+        assert_eq!(
+            parse_sentinel("u:p%zz@s1/"),
+            Err(SentinelUrlProblem::BadEscape)
+        );
+        assert_eq!(
+            parse_sentinel("u:%ff@s1/"),
+            Err(SentinelUrlProblem::NotUtf8)
+        );
     }
 
     #[test]

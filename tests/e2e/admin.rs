@@ -59,6 +59,7 @@ fn an_admin_resets_a_users_second_factor_and_the_user_chooses_again() {
     b.click_button("Continue");
     b.fill("code", &w.mailed_code("beheer@noord.test"));
     b.click_button("Verify");
+    b.past_new_recovery_codes();
     assert!(
         b.current_url().ends_with("/.certgate/admin"),
         "{}",
@@ -535,9 +536,19 @@ fn a_csv_import_with_a_bad_row_changes_nothing_a_good_one_creates_and_a_leaver_i
 
 /// A browser speaking `language`, signed in as `user` with an e-mail code, on the admin home.
 fn admin_browser(w: &PortalWorld, language: &str, user: &str) -> Browser {
-    let (sign_in, continue_, verify) = match language {
-        "nl" => ("Inloggen", "Doorgaan", "Controleren"),
-        _ => ("Sign in", "Continue", "Verify"),
+    let (sign_in, continue_, verify, stored) = match language {
+        "nl" => (
+            "Inloggen",
+            "Doorgaan",
+            "Controleren",
+            "Ik heb ze bewaard, doorgaan",
+        ),
+        _ => (
+            "Sign in",
+            "Continue",
+            "Verify",
+            "I have stored them, continue",
+        ),
     };
     let b = Browser::start(language);
     b.goto(&w.url(NOORD, "/.certgate/admin"));
@@ -551,6 +562,10 @@ fn admin_browser(w: &PortalWorld, language: &str, user: &str) -> Browser {
     }
     b.fill("code", &w.mailed_code(user));
     b.click_button(verify);
+    // A first factor set up may show recovery codes first.
+    if b.has("#recovery-codes") {
+        b.click_link(stored);
+    }
     assert!(
         b.current_url().ends_with("/.certgate/admin"),
         "{}",
@@ -867,8 +882,9 @@ fn the_admin_pages_speak_dutch_throughout_and_the_admin_home_answers_with_a_slas
     );
 }
 
-/// "Wacht 15 minuten" has a way forward: an organisation admin sees how to lift the block on
-/// the account page, lifts it, and the person's next attempt is checked at once (audited).
+/// "Wacht 15 minuten" has a way forward: an organisation admin sees on the account page that
+/// the person is blocked and until when, lifts it, sees it lifted, and the person's next attempt
+/// is checked at once (audited). Without a block there is nothing to lift.
 #[test]
 fn an_admin_lifts_a_colleagues_sign_in_block() {
     let w = PortalWorld::start(&[org("noord", NOORD)], "");
@@ -883,6 +899,19 @@ fn an_admin_lifts_a_colleagues_sign_in_block() {
     // Fenna signed in from this address before, so only the (name, address) limit holds her.
     let fenna = w.client(NOORD, "127.0.0.1");
     assert_eq!(fenna.sign_in("/", "fenna@noord.test", PASSWORD).status, 303);
+
+    let b = admin_browser(&w, "en", "beheer@noord.test");
+    b.fill("q", "fenna");
+    b.click_button("Show");
+    b.click_link("fenna@noord.test");
+    let fennas_page = b.current_url();
+    assert_eq!(
+        sign_in_block(&b),
+        "Not blocked: signing in with this name is not held up by wrong passwords or codes."
+    );
+    assert!(!b.has(UNBLOCK_FORM), "nothing to lift: {}", b.source());
+    shot(&b, "account-not-blocked");
+
     let mut blocked = None;
     for i in 0..10 {
         let answer =
@@ -910,15 +939,16 @@ fn an_admin_lifts_a_colleagues_sign_in_block() {
         "even the right password waits"
     );
 
-    let b = admin_browser(&w, "en", "beheer@noord.test");
-    b.fill("q", "fenna");
-    b.click_button("Show");
-    b.click_link("fenna@noord.test");
+    // The page says she is blocked, until when in the organisation's time, and offers the lift.
+    b.goto(&fennas_page);
+    let said = sign_in_block(&b);
     assert!(
-        b.page_text().contains("Blocked from signing in?"),
-        "{}",
-        b.page_text()
+        said.starts_with(
+            "Blocked: after too many wrong passwords or codes, signing in with this name waits until "
+        ) && (said.ends_with("\u{a0}CET.") || said.ends_with("\u{a0}CEST.")),
+        "{said}"
     );
+    assert!(b.has(UNBLOCK_FORM), "{}", b.source());
     shot(&b, "account-unblock");
     b.click_button("Lift the sign-in block");
     assert!(
@@ -926,6 +956,13 @@ fn an_admin_lifts_a_colleagues_sign_in_block() {
         "{}",
         b.page_text()
     );
+    assert!(
+        sign_in_block(&b).starts_with("Not blocked"),
+        "{}",
+        b.page_text()
+    );
+    assert!(!b.has(UNBLOCK_FORM), "{}", b.source());
+    shot(&b, "account-unblocked");
     assert_eq!(
         w.client(NOORD, "127.0.0.1")
             .sign_in("/", "fenna@noord.test", PASSWORD)
@@ -935,8 +972,210 @@ fn an_admin_lifts_a_colleagues_sign_in_block() {
     );
     b.goto(&w.url(NOORD, "/.certgate/admin/audit?account=fenna@noord.test"));
     assert!(
-        b.page_text().contains("lifted the sign-in block of"),
+        b.page_text()
+            .contains("beheer@noord.test lifted the sign-in block of fenna@noord.test"),
         "{}",
         b.page_text()
     );
+
+    // In Dutch too.
+    let nl = admin_browser(&w, "nl", "beheer@noord.test");
+    nl.goto(&fennas_page);
+    assert!(
+        sign_in_block(&nl).starts_with("Niet geblokkeerd"),
+        "{}",
+        nl.page_text()
+    );
+}
+
+/// The lift button's form on an admin account page.
+const UNBLOCK_FORM: &str = "form[action$='/unblock']";
+
+/// What an admin account page says of the account's sign-in block.
+fn sign_in_block(b: &Browser) -> String {
+    let said = b.execute("const p = document.getElementById('sign-in-block'); return p ? p.textContent.trim() : null;");
+    said.as_str()
+        .unwrap_or_else(|| panic!("no sign-in block line: {}", b.page_text()))
+        .to_owned()
+}
+
+/// After an administrator resets a second factor, the Dutch pages say what happened in words:
+/// the browser it signed out is "beëindigd", with no revoke button, on the admin's page and on
+/// the person's own, and the second-factor line says none is set up (not "- (ingesteld)").
+#[test]
+fn after_a_reset_the_dutch_pages_show_the_device_ended_and_the_second_factor_in_words() {
+    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "beheer@noord.test", PASSWORD)
+    });
+    w.add_user(&NewUser::personal("noord", "lisa@noord.test", PASSWORD));
+    let lisa = Browser::start("nl");
+    sign_in_by_email_code(&w, &lisa, "lisa@noord.test");
+    lisa.goto(&w.url(NOORD, "/.certgate/account"));
+    let first = attribute_after(&lisa.source(), r#"id="device-"#).expect("her browser listed");
+
+    let b = admin_browser(&w, "nl", "beheer@noord.test");
+    b.goto(&w.url(NOORD, "/.certgate/admin?q=lisa"));
+    b.click_link("lisa@noord.test");
+    let lisas_page = b.current_url();
+    assert_eq!(text_of(&b, "#mfa"), "E-mail (ingesteld)");
+    assert_eq!(
+        device_on(&b, &first).buttons,
+        1,
+        "an active device can be revoked"
+    );
+    b.click_button("Tweede factor opnieuw instellen");
+    b.click_button("Tweede factor opnieuw instellen");
+    b.goto(&lisas_page);
+    let second_factor = text_of(&b, "#mfa");
+    assert_eq!(
+        second_factor,
+        "niet ingesteld; wordt gekozen bij de volgende keer inloggen"
+    );
+    let ended = device_on(&b, &first);
+    assert!(ended.class.contains("ended"), "{ended:?}");
+    assert!(
+        ended
+            .text
+            .contains("be\u{eb}indigd: afgemeld na een wijziging van het account"),
+        "{ended:?}"
+    );
+    assert_eq!(ended.buttons, 0, "nothing to revoke: {ended:?}");
+    shot(&b, "account-after-reset-nl");
+
+    // Lisa is signed out; signed in again, her own page lists the old browser as ended.
+    assert!(settles(|| {
+        lisa.goto(&w.url(NOORD, "/"));
+        lisa.current_url().contains("/.certgate/login")
+    }));
+    sign_in_by_email_code(&w, &lisa, "lisa@noord.test");
+    lisa.goto(&w.url(NOORD, "/.certgate/account"));
+    let own = device_on(&lisa, &first);
+    assert!(own.in_ended_list, "{own:?}");
+    assert!(
+        own.text
+            .contains("be\u{eb}indigd: afgemeld na een wijziging van het account"),
+        "{own:?}"
+    );
+    assert_eq!(own.buttons, 0, "nothing to revoke: {own:?}");
+    assert!(
+        lisa.page_text().contains("Be\u{eb}indigd en verlopen"),
+        "{}",
+        lisa.page_text()
+    );
+    shot(&lisa, "own-devices-after-reset-nl");
+    b.goto(&lisas_page);
+    assert_eq!(text_of(&b, "#mfa"), "E-mail (ingesteld)");
+}
+
+/// Signs `user` in in `b` (in Dutch) with the password and an e-mail code, choosing e-mail
+/// when the account has no method yet; ends in the application.
+fn sign_in_by_email_code(w: &PortalWorld, b: &Browser, user: &str) {
+    b.goto(&w.url(NOORD, "/"));
+    b.fill("username", user);
+    b.fill("password", PASSWORD);
+    b.click_button("Inloggen");
+    if b.has("input[value=email]") {
+        b.click("input[value=email]");
+        b.click_button("Doorgaan");
+    }
+    b.fill("code", &w.mailed_code(user));
+    b.click_button("Controleren");
+    if b.has("#recovery-codes") {
+        b.click_link("Ik heb ze bewaard, doorgaan");
+    }
+    assert!(
+        b.page_text().contains("The legacy app behind certgate"),
+        "{}",
+        b.page_text()
+    );
+}
+
+/// The trimmed text of the element `selector` finds.
+fn text_of(b: &Browser, selector: &str) -> String {
+    let script = format!(
+        "const e = document.querySelector({selector:?}); return e ? e.textContent.trim() : null;"
+    );
+    let text = b.execute(&script);
+    text.as_str()
+        .unwrap_or_else(|| panic!("no {selector}: {}", b.page_text()))
+        .to_owned()
+}
+
+/// A device as a list of devices shows it.
+#[derive(Debug)]
+struct Listed {
+    class: String,
+    text: String,
+    /// Buttons in its entry (a revoke button is one).
+    buttons: u64,
+    /// In the list of ended and expired devices of the person's own page.
+    in_ended_list: bool,
+}
+
+fn device_on(b: &Browser, id: &str) -> Listed {
+    let script = format!(
+        "const li = document.getElementById('device-{id}'); \
+         return li ? [li.className, li.textContent.replace(/\\s+/g, ' ').trim(), \
+         li.querySelectorAll('button').length, li.closest('#ended-devices') !== null] : null;"
+    );
+    let found = b.execute(&script);
+    let found = found
+        .as_array()
+        .unwrap_or_else(|| panic!("device {id} not listed: {}", b.page_text()));
+    Listed {
+        class: found[0].as_str().unwrap().to_owned(),
+        text: found[1].as_str().unwrap().to_owned(),
+        buttons: found[2].as_u64().unwrap(),
+        in_ended_list: found[3].as_bool().unwrap(),
+    }
+}
+
+/// An import file up to its limit reaches the check on the admin pages however much a form
+/// encodes it (accented names triple in size), and one just over it gets the clear message.
+#[test]
+fn a_large_import_file_is_read_and_one_too_large_is_named_so() {
+    let w = PortalWorld::start(&[org("noord", NOORD)], "");
+    w.add_user(&NewUser {
+        roles: &["admin"],
+        ..NewUser::personal("noord", "an@noord.test", PASSWORD)
+    });
+    let an = w.client(NOORD, "127.0.0.1");
+    sign_in_by_email(&w, &an, "an@noord.test");
+    let csrf = csrf_of(&an.get("/.certgate/admin/import").body);
+    let dir = tempfile::tempdir().unwrap();
+    let import = |rows: usize, name: &str| {
+        let mut csv = String::from("username,name,email,mobile,kind,roles\n");
+        for i in 0..rows {
+            csv.push_str(&format!("groep-{i:05},{name},,,group,\n"));
+        }
+        let file = dir.path().join(format!("{rows}.csv"));
+        std::fs::write(&file, &csv).unwrap();
+        let answer = an.post_with(
+            "/.certgate/admin/import",
+            &[("csrf", &csrf), ("step", "preview")],
+            &["--data-urlencode", &format!("csv@{}", file.display())],
+        );
+        (csv.len(), answer)
+    };
+    // About 950 kB, 2.7 MB once percent-encoded: more than a form body may usually be.
+    let (size, read) = import(4_300, &"é".repeat(100));
+    assert!(size > 900_000 && size < 1_000_000, "{size}");
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert!(read.body.contains("groep-04299"), "every row is shown");
+    assert!(
+        read.body.contains(r#"value="import""#),
+        "and can be imported"
+    );
+    // Just over the limit: the page says so, nothing is made.
+    let (size, too_large) = import(4_600, &"é".repeat(100));
+    assert!(size > 1_000_000, "{size}");
+    assert_eq!(too_large.status, 400, "{}", too_large.body);
+    assert!(
+        too_large.body.contains("larger than 1 MB"),
+        "{}",
+        too_large.body
+    );
+    assert!(!too_large.body.contains(r#"value="import""#));
 }

@@ -1115,6 +1115,7 @@ fn the_agent_signs_in_through_a_browser_approval_with_an_e_mail_code_and_renews(
     b.click_button("Continue");
     b.fill("code", &w.mailed_code("wim@noord.test"));
     b.click_button("Verify");
+    b.past_new_recovery_codes();
     let approval = b.page_text();
     assert!(
         approval.contains("Allow this device?") && approval.contains("Kiosk 3"),
@@ -1506,6 +1507,7 @@ fn the_devices_page_names_each_device_marks_this_one_and_offers_certificates_onl
     }
     b.fill("code", &w.mailed_code("anna@noord.test"));
     b.click_button("Controleren");
+    b.past_new_recovery_codes();
     assert!(
         b.current_url().ends_with("/.certgate/account"),
         "{}",

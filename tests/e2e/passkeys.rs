@@ -162,6 +162,11 @@ fn a_passkey_made_at_the_first_sign_in_signs_in_again_and_more_are_added_and_rem
         w.d.metric(r#"certgate_logins_total{method="passkey",org="noord",result="success"}"#),
         2.0
     );
+    // Two passwords, each counted once.
+    assert_eq!(
+        w.d.metric(r#"certgate_logins_total{method="password",org="noord",result="success"}"#),
+        2.0
+    );
     let log = audit(&w);
     assert!(
         log.contains(&("mfa-enrolled".into(), "passkey".into())),

@@ -66,6 +66,17 @@ fn an_address_added_to_an_allow_list_file_is_admitted_within_two_seconds() {
         d.gateway().log_text().contains("10.0.0.300"),
         "the log names the bad entry"
     );
+    // What the "policy reload failing" alert watches, until a good file is back.
+    assert_eq!(d.metric("certgate_policy_last_reload_success"), 0.0);
+    std::fs::write(
+        d.path("policies/noord.allowlist"),
+        "127.0.0.2
+",
+    )
+    .unwrap();
+    assert!(settles(
+        || d.metric("certgate_policy_last_reload_success") == 1.0
+    ));
 }
 
 #[test]

@@ -208,6 +208,13 @@ fn certgate_mfa_follows_the_provider_sign_in_and_key_rotation_keeps_working() {
     b.click_button("Continue");
     b.fill("code", &w.mailed_code("bart@noord.test"));
     b.click_button("Verify");
+    // A first factor ends on recovery codes, set up for a lost phone or mailbox.
+    assert!(
+        b.page_text().contains("Set-up complete"),
+        "{}",
+        b.page_text()
+    );
+    b.click_link("I have stored them, continue");
     assert_eq!(app_user(&b), ("bart@noord.test".into(), "yes".into()));
 
     // The provider rotates its signing key: the next sign-in still works.

@@ -337,6 +337,16 @@ impl Browser {
         );
     }
 
+    /// On the page of new recovery codes a first second factor ends on, keeps them and goes on
+    /// where the sign-in was going; elsewhere does nothing.
+    pub fn past_new_recovery_codes(&self) {
+        if self.has("#recovery-codes") {
+            self.run("continue past the new recovery codes", |c| async move {
+                click_and_wait_for_page(c, Locator::Css("a.button.primary")).await
+            });
+        }
+    }
+
     /// Clicks the first element matching the CSS `selector`, without waiting for anything after.
     pub fn click(&self, selector: &str) {
         self.run(&format!("click {selector}"), |c| async move {

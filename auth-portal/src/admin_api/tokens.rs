@@ -5,16 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::Response;
 use certgate_db::{ApiScope, ApiToken, AuditEntry, Database, NewApiToken};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{client_ip, json_body, json_response, ok, path_id, ApiError};
+use super::{client_ip, json_response, ok, ApiError, JsonBody, PathId};
 use crate::admin::{Admin, AdminPage};
 use crate::extract::PageError;
 use crate::session;
@@ -66,21 +65,42 @@ pub(super) fn source_allowed(sources: &[String], ip: &str) -> bool {
         .any(|net| net.contains(&ip))
 }
 
-/// An admin of the organisation signed in to this browser (as the admin pages find one, its
-/// refusal answered as JSON); for a change also the session's CSRF token and a fresh second
-/// factor.
-fn signed_in_admin(
-    page: Result<AdminPage, PageError>,
-    headers: &HeaderMap,
-    change: bool,
-) -> Result<AdminPage, ApiError> {
-    let page = page.map_err(|refused| match refused {
-        PageError::Forbidden(_) => ApiError::AdminOnly,
-        PageError::SignInFirst(_) | PageError::Redirect(_) => ApiError::LoginRequired,
-        _ => ApiError::Unavailable,
-    })?;
-    if change {
-        let csrf = headers
+/// An admin of the organisation signed in to this browser, as the admin pages find one; the
+/// refusal is answered as JSON.
+pub(super) struct SessionAdmin(AdminPage);
+
+impl FromRequestParts<Arc<PortalState>> for SessionAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, ApiError> {
+        AdminPage::from_request_parts(parts, state)
+            .await
+            .map(SessionAdmin)
+            .map_err(|refused| match refused {
+                PageError::Forbidden(_) => ApiError::AdminOnly,
+                PageError::SignInFirst(_) | PageError::Redirect(_) => ApiError::LoginRequired,
+                _ => ApiError::Unavailable,
+            })
+    }
+}
+
+/// A [`SessionAdmin`] making a change: with the session's CSRF token in `X-CSRF-Token`, and a
+/// second factor passed in the last 15 minutes.
+pub(super) struct ChangingAdmin(AdminPage);
+
+impl FromRequestParts<Arc<PortalState>> for ChangingAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<PortalState>,
+    ) -> Result<Self, ApiError> {
+        let SessionAdmin(page) = SessionAdmin::from_request_parts(parts, state).await?;
+        let csrf = parts
+            .headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
@@ -90,8 +110,8 @@ fn signed_in_admin(
         if !page.it.fresh {
             return Err(ApiError::FreshSecondFactorRequired);
         }
+        Ok(ChangingAdmin(page))
     }
-    Ok(page)
 }
 
 fn token_json(t: &ApiToken, created_by: &str, now: i64) -> Value {
@@ -157,33 +177,28 @@ async fn audit(db: &Database, admin: &Admin, visit: &Visit, now: i64, action: &s
 /// themselves), and the session's CSRF token that changes need.
 pub(super) async fn list(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    page: Result<AdminPage, PageError>,
-) -> Response {
-    let result = async {
-        let AdminPage { db, it: admin, .. } = signed_in_admin(page, &headers, false)?;
-        let tokens = db
-            .api_tokens(&admin.me.org.id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
-        let now = state.now();
-        let mut listed = Vec::with_capacity(tokens.len());
-        for t in &tokens {
-            listed.push(token_json(t, &maker(&db, t).await, now));
-        }
-        let mut response = ok(&json!({
-            "csrf": admin.me.attempt.session.csrf(),
-            "tokens": listed,
-        }));
-        session::set_cookie(
-            &mut response,
-            session::SESSION_COOKIE,
-            admin.me.attempt.id.as_str(),
-            None,
-        );
-        Ok::<_, ApiError>(response)
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    SessionAdmin(AdminPage { db, it: admin, .. }): SessionAdmin,
+) -> Result<Response, ApiError> {
+    let tokens = db
+        .api_tokens(&admin.me.org.id)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let now = state.now();
+    let mut listed = Vec::with_capacity(tokens.len());
+    for t in &tokens {
+        listed.push(token_json(t, &maker(&db, t).await, now));
+    }
+    let mut response = ok(&json!({
+        "csrf": admin.me.attempt.session.csrf(),
+        "tokens": listed,
+    }));
+    session::set_cookie(
+        &mut response,
+        session::SESSION_COOKIE,
+        admin.me.attempt.id.as_str(),
+        None,
+    );
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,100 +290,86 @@ fn whole_number(n: &serde_json::Number) -> Option<i64> {
 /// `POST /.certgate/api/v1/admin/tokens`: a new token, shown this once.
 pub(super) async fn create(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    page: Result<AdminPage, PageError>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let AdminPage {
-            visit,
-            db,
-            it: admin,
-            ..
-        } = signed_in_admin(page, &headers, true)?;
-        let body: NewTokenBody = json_body(body)?;
-        let checked = body
-            .checked()
-            .map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
-        let now = state.now();
-        let secret = new_token();
-        let new = NewApiToken {
-            org: admin.me.org.id.clone(),
-            id: hex::encode(rand::random::<[u8; 8]>()),
-            name: body.name.clone(),
-            token_hash: token_hash(&secret),
-            scopes: checked.scopes,
-            sources: checked.sources,
-            created_by: admin.me.account.id.clone(),
-            created_at: now,
-            expires_at: now + checked.expires_in,
-        };
-        let token = match db.create_api_token(&new).await {
-            Ok(token) => token,
-            Err(certgate_db::DbError::Conflict(message)) => {
-                return Err(ApiError::Conflict(message))
-            }
-            Err(_) => return Err(ApiError::Unavailable),
-        };
-        audit(
-            &db,
-            &admin,
-            &visit,
-            now,
-            certgate_db::AuditAction::TokenCreated.as_str(),
-            &token,
-        )
-        .await;
-        let mut shown = token_json(&token, &admin.me.account.username, now);
-        shown["token"] = Value::String(secret);
-        Ok(json_response(StatusCode::CREATED, &shown))
+    ChangingAdmin(AdminPage {
+        visit,
+        db,
+        it: admin,
+        ..
+    }): ChangingAdmin,
+    JsonBody(body): JsonBody<NewTokenBody>,
+) -> Result<Response, ApiError> {
+    let checked = body
+        .checked()
+        .map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
+    let now = state.now();
+    let secret = new_token();
+    let new = NewApiToken {
+        org: admin.me.org.id.clone(),
+        id: hex::encode(rand::random::<[u8; 8]>()),
+        name: body.name.clone(),
+        token_hash: token_hash(&secret),
+        scopes: checked.scopes,
+        sources: checked.sources,
+        created_by: admin.me.account.id.clone(),
+        created_at: now,
+        expires_at: now + checked.expires_in,
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let token = match db.create_api_token(&new).await {
+        Ok(token) => token,
+        Err(certgate_db::DbError::Conflict(message)) => return Err(ApiError::Conflict(message)),
+        Err(_) => return Err(ApiError::Unavailable),
+    };
+    audit(
+        &db,
+        &admin,
+        &visit,
+        now,
+        certgate_db::AuditAction::TokenCreated.as_str(),
+        &token,
+    )
+    .await;
+    let mut shown = token_json(&token, &admin.me.account.username, now);
+    shown["token"] = Value::String(secret);
+    Ok(json_response(StatusCode::CREATED, &shown))
 }
 
 /// `POST /.certgate/api/v1/admin/tokens/{id}/revoke`: refused from the next request on.
 pub(super) async fn revoke(
     State(state): State<Arc<PortalState>>,
-    headers: HeaderMap,
-    page: Result<AdminPage, PageError>,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = async {
-        let AdminPage {
-            visit,
-            db,
-            it: admin,
-            ..
-        } = signed_in_admin(page, &headers, true)?;
-        let id = path_id(path)?;
-        let org = &admin.me.org.id;
-        let now = state.now();
-        let revoked = db
-            .revoke_api_token(org, &id, now)
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
-        let token = db
-            .api_token(org, &id)
-            .await
-            .map_err(|_| ApiError::Unavailable)?
-            .ok_or(ApiError::NotFound)?;
-        if !revoked {
-            return Err(ApiError::Conflict(
-                "the token is revoked already".to_owned(),
-            ));
-        }
-        audit(
-            &db,
-            &admin,
-            &visit,
-            now,
-            certgate_db::AuditAction::TokenRevoked.as_str(),
-            &token,
-        )
-        .await;
-        Ok(ok(&token_json(&token, &maker(&db, &token).await, now)))
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    ChangingAdmin(AdminPage {
+        visit,
+        db,
+        it: admin,
+        ..
+    }): ChangingAdmin,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let org = &admin.me.org.id;
+    let now = state.now();
+    let revoked = db
+        .revoke_api_token(org, &id, now)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let token = db
+        .api_token(org, &id)
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .ok_or(ApiError::NotFound)?;
+    if !revoked {
+        return Err(ApiError::Conflict(
+            "the token is revoked already".to_owned(),
+        ));
+    }
+    audit(
+        &db,
+        &admin,
+        &visit,
+        now,
+        certgate_db::AuditAction::TokenRevoked.as_str(),
+        &token,
+    )
+    .await;
+    Ok(ok(&token_json(&token, &maker(&db, &token).await, now)))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::allowlist::{
 };
 use crate::duration::{duration_at_most, lifetime_setting};
 use crate::endpoint::{parse_host_name, parse_http_url, parse_served_host};
-use crate::error::PolicyError;
+use crate::error::{PolicyError, ValueError};
 use crate::public_path::PublicPath;
 use crate::time_zone::TimeZone;
 use crate::walk::{one_of, Document, Field, TableWalker};
@@ -88,7 +88,7 @@ fn parse_organisation(
         }
         for (index, item) in items.unwrap_or_default().into_iter().enumerate() {
             let Some(host) = item.parsed(|text| {
-                parse_served_host(text).ok_or_else(|| format!("{text:?} is not a host name"))
+                parse_served_host(text).ok_or_else(|| ValueError::NotAHostName(text.to_owned()))
             }) else {
                 continue;
             };
@@ -145,9 +145,7 @@ fn parse_organisation(
         })
         .unwrap_or_default();
     let time_zone = root
-        .parsed("time_zone", |name| {
-            TimeZone::named(name).map_err(|e| e.to_string())
-        })
+        .parsed("time_zone", |name| Ok(TimeZone::named(name)?))
         .unwrap_or_default();
 
     let mut table = root.section("access");
@@ -446,7 +444,7 @@ fn parse_sso(
         .into_iter()
         .filter_map(|(field, domain)| {
             field.parsed(|_| {
-                parse_host_name(domain).ok_or_else(|| format!("{domain:?} is not a domain name"))
+                parse_host_name(domain).ok_or_else(|| ValueError::NotADomainName(domain.to_owned()))
             })
         })
         .collect::<Vec<_>>();
@@ -560,7 +558,7 @@ fn parse_sso(
 
 /// Ids end up in certificate subjects, `urn:certgate:<org>:<device>` URIs, URLs and metric
 /// labels, so they are kept to characters that need no escaping in any of them.
-fn parse_id(text: &str) -> Result<String, String> {
+fn parse_id(text: &str) -> Result<String, ValueError> {
     let valid = !text.is_empty()
         && text.len() <= 64
         && text
@@ -573,10 +571,7 @@ fn parse_id(text: &str) -> Result<String, String> {
     if valid {
         Ok(text.to_owned())
     } else {
-        Err(format!(
-            "{text:?} is not a valid id (lowercase letters, digits, '-' and '_', starting with \
-             a letter or digit, at most 64 characters)"
-        ))
+        Err(ValueError::NotAnId(text.to_owned()))
     }
 }
 
@@ -594,19 +589,19 @@ const MIN_CONTRAST: f64 = 4.5;
 
 /// The brand colour is the background of buttons and the header, under white text, and the
 /// colour of links on white: it must keep 4.5:1 against white, or staff cannot read them.
-fn parse_colour(text: &str) -> Result<String, String> {
+fn parse_colour(text: &str) -> Result<String, ValueError> {
     let rgb = text
         .strip_prefix('#')
         .filter(|hex| hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-        .ok_or_else(|| format!("{text:?} is not a colour (#rrggbb)"))?;
+        .ok_or_else(|| ValueError::NotAColour(text.to_owned()))?;
     let contrast = contrast_with_white(rgb);
     if contrast < MIN_CONTRAST {
-        return Err(format!(
-            "{text:?} is too light: white text on it (buttons, the header) and links in it \
-             have a contrast of {contrast:.1}:1, below the {MIN_CONTRAST}:1 people need to \
-             read them; choose a darker shade"
-        ));
+        return Err(ValueError::ColourTooLight {
+            colour: text.to_owned(),
+            contrast,
+            minimum: MIN_CONTRAST,
+        });
     }
     Ok(text.to_ascii_lowercase())
 }
@@ -626,28 +621,20 @@ fn contrast_with_white(rgb: u32) -> f64 {
 }
 
 /// Microsoft's multi-tenant aliases would admit any Microsoft account, not the organisation's.
-fn parse_tenant(text: &str) -> Result<String, String> {
+fn parse_tenant(text: &str) -> Result<String, ValueError> {
     let lower = text.to_ascii_lowercase();
     if matches!(lower.as_str(), "common" | "organizations" | "consumers") {
-        return Err(format!(
-            "tenant {text:?} admits accounts of any Microsoft tenant; name the organisation's \
-             own tenant (a GUID or a domain)"
-        ));
+        return Err(ValueError::MultiTenant(text.to_owned()));
     }
     // The consumers tenant by id: every personal Microsoft account.
     if lower == "9188040d-6c67-4c5b-b112-36a304b66dad" {
-        return Err(format!(
-            "tenant {text:?} is Microsoft's tenant of personal accounts; name the organisation's own"
-        ));
+        return Err(ValueError::PersonalAccountsTenant(text.to_owned()));
     }
     if is_guid(&lower) {
         return Ok(lower);
     }
     // Entra's issuer names the tenant by id, so a domain would never match the ID tokens.
-    Err(format!(
-        "tenant {text:?} is not a tenant id: use the GUID shown as \"Tenant ID\" in Entra ID \
-         (the ID tokens' issuer names it)"
-    ))
+    Err(ValueError::NotATenantId(text.to_owned()))
 }
 
 fn is_guid(text: &str) -> bool {
@@ -662,38 +649,30 @@ fn is_guid(text: &str) -> bool {
 /// Where Entra ID lives, such as `https://login.microsoftonline.us` (a national cloud): the
 /// issuer is `<authority>/<tenant>/v2.0`, so scheme, host and port only. Lowercased (as Entra's
 /// `iss` is) and without a trailing `/`.
-fn parse_authority(text: &str) -> Result<String, String> {
+fn parse_authority(text: &str) -> Result<String, ValueError> {
     let (tls, url) = parse_http_url(text)?;
     if !tls && !url.is_loopback() {
-        return Err(format!(
-            "{text:?} must be an https:// URL (http:// is allowed only for loopback hosts)"
-        ));
+        return Err(ValueError::NotHttps(text.to_owned()));
     }
     if !(url.rest.is_empty() || url.rest == "/") {
-        return Err(format!(
-            "{text:?} must be scheme, host and port only, such as \"{}\" (the tenant's \
-             issuer <authority>/<tenant>/v2.0 is made from it)",
-            SsoKind::MICROSOFT_AUTHORITY
-        ));
+        return Err(ValueError::AuthorityWithPath(text.to_owned()));
     }
     Ok(text.strip_suffix('/').unwrap_or(text).to_ascii_lowercase())
 }
 
 /// The issuer is compared byte for byte with the `iss` claim, so it is kept as written.
-fn parse_issuer(text: &str) -> Result<String, String> {
+fn parse_issuer(text: &str) -> Result<String, ValueError> {
     let (tls, url) = parse_http_url(text)?;
     if !tls && !url.is_loopback() {
-        return Err(format!(
-            "{text:?} must be an https:// URL (http:// is allowed only for loopback hosts)"
-        ));
+        return Err(ValueError::NotHttps(text.to_owned()));
     }
     if url.rest.contains(['?', '#']) {
-        return Err(format!("{text:?} must not have a query or fragment"));
+        return Err(ValueError::IssuerWithQuery(text.to_owned()));
     }
     Ok(text.to_owned())
 }
 
-fn parse_env_name(text: &str) -> Result<String, String> {
+fn parse_env_name(text: &str) -> Result<String, ValueError> {
     let valid = text
         .bytes()
         .next()
@@ -702,6 +681,6 @@ fn parse_env_name(text: &str) -> Result<String, String> {
     if valid {
         Ok(text.to_owned())
     } else {
-        Err(format!("{text:?} is not an environment variable name"))
+        Err(ValueError::NotAnEnvName(text.to_owned()))
     }
 }
