@@ -544,10 +544,9 @@ async fn account_view(
 /// say (logged: the page still shows the account).
 async fn held_until(state: &PortalState, store: &Store, account: &Account) -> Option<i64> {
     let throttle = crate::flow::guess_throttle(state, store);
-    let now = state.now();
     let mut latest = None;
     for name in sign_in_names(account) {
-        match throttle.held_until(&account.org, name, now).await {
+        match throttle.held_until(&account.org, name).await {
             Ok(until) => latest = latest.max(until),
             Err(error) => {
                 tracing::warn!(%error, "cannot read whether a sign-in is blocked");

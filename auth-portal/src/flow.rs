@@ -1831,12 +1831,7 @@ mod tests {
             .unwrap();
         let cookie = session_cookie(&page);
         let html = body(page).await;
-        let csrf = html
-            .split(r#"name="csrf" value=""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
+        let csrf = crate::tests::csrf_of(&html);
         let form = format!(
             "csrf={csrf}&username=hanna&password={}",
             password.replace(' ', "+")

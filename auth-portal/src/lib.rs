@@ -915,6 +915,15 @@ mod tests {
             .to_owned()
     }
 
+    /// The CSRF token of the (first) form on a page.
+    pub(crate) fn csrf_of(html: &str) -> String {
+        html.split(r#"name="csrf" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned()
+    }
+
     pub(crate) async fn body(response: Response) -> String {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -998,12 +1007,7 @@ mod tests {
             .unwrap();
         let cookie = session_cookie(&page);
         let html = body(page).await;
-        let csrf = html
-            .split(r#"name="csrf" value=""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
+        let csrf = csrf_of(&html);
         let ask = |ip: &str| {
             Request::post("/.certgate/forgot")
                 .header("host", "noord.test")

@@ -106,7 +106,7 @@ impl Throttle<'_> {
         login: &str,
         source: Source<'_>,
     ) -> Result<Result<Counted, Blocked>, StoreError> {
-        let name = format!("{org}:{}", login.trim().to_lowercase());
+        let name = name_key(org, login);
         let ip = address_key(source.ip);
         let browser = browser_id(source.browser).map(str::to_owned);
         let pair = format!("{name}|{ip}");
@@ -131,7 +131,7 @@ impl Throttle<'_> {
             } else {
                 self.store.unhit("guess-ip", &ip).await?;
                 let blocked = Blocked::Pair(by_pair.retry_after);
-                self.hold(&name, blocked, self.now).await?;
+                self.hold(&name, blocked).await?;
                 return Ok(Err(blocked));
             }
         }
@@ -171,7 +171,7 @@ impl Throttle<'_> {
                 self.store.unhit("guess-pair", &pair).await?;
                 self.store.unhit("guess-name", &name).await?;
                 let blocked = Blocked::Account(gate.retry_after);
-                self.hold(&name, blocked, self.now).await?;
+                self.hold(&name, blocked).await?;
                 return Ok(Err(blocked));
             }
         }
@@ -216,7 +216,7 @@ impl Throttle<'_> {
     /// who cannot wait): the next attempt for that name, from any address, is checked and
     /// counts as a first one. A block of a whole address stays: it is not this person's.
     pub async fn lift(&self, org: &str, login: &str) -> Result<(), StoreError> {
-        let name = format!("{org}:{}", login.trim().to_lowercase());
+        let name = name_key(org, login);
         let window = self.per_pair.window.max(NAME_WINDOW);
         self.store.put_once(LIFTED, &name, b"1", window).await?;
         self.store.take_once(HELD, &name).await?;
@@ -226,24 +226,24 @@ impl Throttle<'_> {
     /// Until when (unix seconds) an attempt with `login` (in `org`) was last told to wait, if
     /// that wait has not ended by `now` and nobody lifted it or signed in with the name since.
     /// A wait of a whole address is not the name's, so it does not count.
-    pub async fn held_until(
-        &self,
-        org: &str,
-        login: &str,
-        now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let name = format!("{org}:{}", login.trim().to_lowercase());
+    pub async fn held_until(&self, org: &str, login: &str) -> Result<Option<i64>, StoreError> {
+        let name = name_key(org, login);
         let until = self.store.peek_once(HELD, &name).await?;
-        Ok(until.as_deref().and_then(held_end).filter(|end| *end > now))
+        Ok(until
+            .as_deref()
+            .and_then(held_end)
+            .filter(|end| *end > self.now))
     }
 
     /// Marks `name` held until `blocked`'s wait ends (from `now`); a longer hold already
     /// marked stays.
-    async fn hold(&self, name: &str, blocked: Blocked, now: i64) -> Result<(), StoreError> {
+    async fn hold(&self, name: &str, blocked: Blocked) -> Result<(), StoreError> {
         let wait = blocked.wait().max(Duration::from_secs(1));
         // In whole seconds, rounded up: the page never says a wait ended before it did.
         let seconds = wait.as_millis().div_ceil(1000);
-        let end = now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+        let end = self
+            .now
+            .saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
         let marked = self
             .store
             .peek_once(HELD, name)
@@ -302,6 +302,12 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The counters' key of a name typed at sign-in: the organisation and the name as typed,
+/// without surrounding spaces, in lower case.
+fn name_key(org: &str, login: &str) -> String {
+    format!("{org}:{}", login.trim().to_lowercase())
 }
 
 fn known_address(name: &str, ip: &str) -> String {
@@ -391,28 +397,34 @@ mod tests {
     async fn a_name_told_to_wait_reads_as_held_until_lifted_or_signed_in() {
         let store = store();
         let t = throttle(&store);
-        let now = unix_now();
+        let now = t.now;
         // Fenna signed in from here before, so only the pair's limit holds her.
         let right = t.begin("noord", "fenna", from("192.0.2.7")).await.unwrap();
         t.succeeded(right.unwrap()).await.unwrap();
         for _ in 0..5 {
             fail(&t, "noord", "fenna", "192.0.2.7").await.unwrap();
         }
-        assert_eq!(t.held_until("noord", "fenna", now).await.unwrap(), None);
+        assert_eq!(t.held_until("noord", "fenna").await.unwrap(), None);
         let _ = fail(&t, "noord", "fenna", "192.0.2.7").await;
-        let until = t.held_until("noord", "Fenna ", now).await.unwrap();
+        let until = t.held_until("noord", "Fenna ").await.unwrap();
         assert!(
             until.is_some_and(|end| end > now && end <= now + 901),
             "{until:?}"
         );
-        assert_eq!(t.held_until("zuid", "fenna", now).await.unwrap(), None);
+        assert_eq!(t.held_until("zuid", "fenna").await.unwrap(), None);
         assert_eq!(
-            t.held_until("noord", "fenna", now + 901).await.unwrap(),
+            Throttle {
+                now: now + 901,
+                ..throttle(&store)
+            }
+            .held_until("noord", "fenna")
+            .await
+            .unwrap(),
             None,
             "a wait that ended holds nobody"
         );
         t.lift("noord", "fenna").await.unwrap();
-        assert_eq!(t.held_until("noord", "fenna", now).await.unwrap(), None);
+        assert_eq!(t.held_until("noord", "fenna").await.unwrap(), None);
 
         // Held again, then she signs in from where she is known: not held any more.
         let right = t.begin("noord", "gerrit", from("192.0.2.8")).await.unwrap();
@@ -420,14 +432,10 @@ mod tests {
         for _ in 0..6 {
             let _ = fail(&t, "noord", "gerrit", "192.0.2.9").await;
         }
-        assert!(t
-            .held_until("noord", "gerrit", now)
-            .await
-            .unwrap()
-            .is_some());
+        assert!(t.held_until("noord", "gerrit").await.unwrap().is_some());
         let right = t.begin("noord", "gerrit", from("192.0.2.8")).await.unwrap();
         t.succeeded(right.unwrap()).await.unwrap();
-        assert_eq!(t.held_until("noord", "gerrit", now).await.unwrap(), None);
+        assert_eq!(t.held_until("noord", "gerrit").await.unwrap(), None);
 
         // An address blocked for guessing many names holds none of them.
         for i in 0..8 {
@@ -436,7 +444,7 @@ mod tests {
                 .unwrap();
         }
         assert!(fail(&t, "noord", "hanna", "192.0.2.10").await.is_err());
-        assert_eq!(t.held_until("noord", "hanna", now).await.unwrap(), None);
+        assert_eq!(t.held_until("noord", "hanna").await.unwrap(), None);
     }
 
     /// A failed attempt: counted, never handed back.

@@ -17,7 +17,8 @@ pub fn run(config: &Path) -> Result<(), String> {
     let Some(listen) = config.server.admin_listen else {
         return Err("server.admin_listen is off, so there is no /readyz to ask".into());
     };
-    let answer = ask(reachable(listen))?;
+    let addr = reachable(listen);
+    let answer = ask(addr).map_err(|e| format!("not ready: {addr}: {e}"))?;
     match answer.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => {
             print!("{body}");
@@ -42,26 +43,17 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-fn ask(addr: SocketAddr) -> Result<String, String> {
-    let unreachable = |e: std::io::Error| format!("not ready: {addr}: {e}");
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(unreachable)?;
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .map_err(unreachable)?;
+fn ask(addr: SocketAddr) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
     write!(
         stream,
         "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(unreachable)?;
+    )?;
     let mut answer = Vec::new();
     // An answer is a few hundred bytes; more is not certgate.
-    stream
-        .take(64 * 1024)
-        .read_to_end(&mut answer)
-        .map_err(unreachable)?;
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
