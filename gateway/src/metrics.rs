@@ -209,6 +209,8 @@ impl Metrics {
         for decision in [DecisionLabel::UnknownHost, DecisionLabel::BadRequest] {
             requests.with_label_values(&["", decision.as_str()]);
         }
+        // A revocation by serial number names no organisation (a serial is all it has).
+        revocations.with_label_values(&["", "admin"]);
         let process = Registry::new();
         #[cfg(target_os = "linux")]
         process.register(Box::new(

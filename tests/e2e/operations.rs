@@ -114,6 +114,11 @@ fn a_fresh_instance_exports_every_metric_at_zero_with_process_and_build_informat
         &body,
         r#"certgate_store_errors_total{backend="redis"}"#
     ));
+    // A revocation by serial names no organisation: counted without one, also from the start.
+    assert!(has_series(
+        &body,
+        r#"certgate_revocations_total{org="",reason="admin"}"#
+    ));
 
     // The process, under the names every Prometheus dashboard knows.
     // CPU seconds are whole seconds: a fresh process may show 0.
