@@ -109,7 +109,7 @@ pub struct AdmissionFixture {
     pub certificate: PresentedCertificate,
     /// The certificate's chain as the client sends it (leaf, issuing CA).
     pub chain: Vec<CertificateDer<'static>>,
-    /// The CA's trust anchors and issuing certificate, as the gateway loads them.
+    /// The CA's trust anchors (its honoured issuing CAs), as the gateway loads them.
     pub anchors: Vec<CertificateDer<'static>>,
     pub token: String,
     pub office: IpAddr,
@@ -141,8 +141,7 @@ impl AdmissionFixture {
             claims: Some(claims),
         };
         let chain = vec![issued.cert_der.clone(), ca.issuing_der().clone()];
-        let mut anchors = ca.trust_anchor_ders().to_vec();
-        anchors.push(ca.issuing_der().clone());
+        let anchors = ca.trust_anchor_ders().to_vec();
 
         let key = CredentialKey::generate();
         let tokens = CredentialVerifier::new([&key]);

@@ -501,8 +501,9 @@ pub(crate) async fn certificate(
         device_id: device_id.clone(),
     };
     let now_at = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let issued = state
-        .ca
+    // One reading of the CA for the certificate and its chain (a rollover may come between).
+    let ca = state.ca.load();
+    let issued = ca
         .issue_device_key_pair(&subject, lifetime, now_at)
         .map_err(|error| {
             tracing::error!(%error, "a PKCS#12 certificate could not be issued");
@@ -518,7 +519,7 @@ pub(crate) async fn certificate(
     let bundle = pkcs12_bundle_as(
         &issued.key_pem,
         &issued.cert_pem,
-        &state.ca.chain_pem(),
+        &ca.chain_pem(),
         &friendly,
         &password,
         format,

@@ -507,8 +507,9 @@ fn sign(
         user: account.username.clone(),
         device_id: device_id.to_owned(),
     };
-    let issued = state
-        .ca
+    // One reading of the CA for the certificate and its chain (a rollover may come between).
+    let ca = state.ca.load();
+    let issued = ca
         .issue_for_request(&subject, request, offset(not_after), offset(now))
         .map_err(|error| {
             tracing::error!(%error, org = %org.id, "a device certificate could not be issued");
@@ -525,7 +526,7 @@ fn sign(
         .unwrap_or_default();
     Ok(IssuedCertificate {
         certificate: leaf.to_owned(),
-        chain: state.ca.chain_pem().to_owned(),
+        chain: ca.chain_pem(),
         device_id: device_id.to_owned(),
         serial: issued.serial.to_string(),
         not_after: issued.not_after.unix_timestamp(),

@@ -40,9 +40,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use certgate_certs::{
-    CertificateAuthority, CredentialKey, CredentialVerifier, SealError, SecretKeyring,
-};
+use certgate_certs::{CaHandle, CredentialKey, CredentialVerifier, SealError, SecretKeyring};
 use certgate_db::{Database, NewRevocation};
 use certgate_policies::config::LimitsConfig;
 use certgate_policies::{Language, Organisation, PolicyHandle};
@@ -170,7 +168,8 @@ pub struct PortalSetup {
     pub backend: Arc<dyn Backend>,
     pub credential_key: CredentialKey,
     /// Signs device certificates for CSRs.
-    pub ca: Arc<CertificateAuthority>,
+    /// The CA as last read; re-read by the gateway when its files change.
+    pub ca: Arc<CaHandle>,
     /// Shared with the admin API, which rotates it.
     pub keyring: Arc<RwLock<SecretKeyring>>,
     /// Re-read when a secret names a key this process does not know (another instance rotated).
@@ -196,7 +195,7 @@ pub struct PortalState {
     policies: Arc<PolicyHandle>,
     backend: Arc<dyn Backend>,
     credential_key: CredentialKey,
-    ca: Arc<CertificateAuthority>,
+    ca: Arc<CaHandle>,
     tokens: CredentialVerifier,
     keyring: Arc<RwLock<SecretKeyring>>,
     keyring_path: PathBuf,
@@ -868,10 +867,14 @@ mod tests {
             policies: Arc::new(PolicyHandle::new(&policies).unwrap()),
             backend: Arc::new(Local { store, db }),
             credential_key: CredentialKey::generate(),
-            ca: Arc::new(
-                CertificateAuthority::init(&dir.join("ca"), time::OffsetDateTime::now_utc())
-                    .unwrap(),
-            ),
+            ca: {
+                certgate_certs::CertificateAuthority::init(
+                    &dir.join("ca"),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .unwrap();
+                Arc::new(CaHandle::open(&dir.join("ca")).unwrap())
+            },
             keyring: Arc::new(RwLock::new(
                 SecretKeyring::load_or_create(&keyring_path).unwrap(),
             )),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use certgate_benches::{allow_list, networks, Admission, AdmissionFixture};
 use certgate_certs::DeviceClaims;
 use certgate_gateway::metrics::Metrics;
-use certgate_gateway::tls::{client_verifier, ClientCertificateInspector};
+use certgate_gateway::tls::{ClientCertificateInspector, ClientTrust};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn allow_list_lookup(c: &mut Criterion) {
@@ -43,7 +43,7 @@ fn allow_list_lookup(c: &mut Criterion) {
 fn per_connection(c: &mut Criterion) {
     let fixture = AdmissionFixture::new();
     let inspector = ClientCertificateInspector::new(
-        client_verifier(&fixture.anchors).unwrap(),
+        Arc::new(ClientTrust::new(&fixture.anchors).unwrap()),
         Arc::new(Metrics::new().unwrap()),
         Arc::new(certgate_store::SystemClock),
     );

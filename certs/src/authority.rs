@@ -46,6 +46,9 @@ pub struct CertificateAuthority {
     root_pem: String,
     issuing: CertificateDer<'static>,
     issuing_pem: String,
+    /// Every issuing CA in `issuing.pem`: the current one first, then those of earlier
+    /// rollovers whose certificates are still honoured until `certgate ca retire-issuing`.
+    honoured: Vec<CertificateDer<'static>>,
     issuing_not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -145,15 +148,11 @@ impl CertificateAuthority {
         let paths = CaPaths::new(dir);
         let root_pem = files::read_to_string(&paths.root_cert)?;
         let roots = pem_certificates(&root_pem, &paths.root_cert)?;
-        let issuing_pem = files::read_to_string(&paths.issuing_cert)?;
-        // Only the first certificate of issuing.pem is ours to sign with; a rollover may append
-        // the previous issuing CA, which still chains to the same root.
-        let issuing = pem_certificates(&issuing_pem, &paths.issuing_cert)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                CertificateError::invalid_file(&paths.issuing_cert, FileProblem::NoCertificate)
-            })?;
+        let issuing_file = files::read_to_string(&paths.issuing_cert)?;
+        // Only the first certificate of issuing.pem is ours to sign with; after a rollover the
+        // previous issuing CAs follow it, still honoured, under the same root.
+        let honoured = pem_certificates(&issuing_file, &paths.issuing_cert)?;
+        let issuing = honoured[0].clone();
         let key_pem = files::read_to_string(&paths.issuing_key)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|_| {
             CertificateError::invalid_file(&paths.issuing_key, FileProblem::InvalidPrivateKey)
@@ -161,23 +160,27 @@ impl CertificateAuthority {
 
         let invalid_issuing =
             |problem| CertificateError::invalid_file(&paths.issuing_cert, problem);
+        for der in &honoured {
+            let (_, parsed) = x509_parser::parse_x509_certificate(der)
+                .map_err(|_| invalid_issuing(FileProblem::InvalidCertificate))?;
+            if !parsed.is_ca() {
+                return Err(invalid_issuing(FileProblem::NotCa));
+            }
+            let signed_by_a_root = roots.iter().any(|root| {
+                x509_parser::parse_x509_certificate(root)
+                    .is_ok_and(|(_, root)| parsed.verify_signature(Some(root.public_key())).is_ok())
+            });
+            if !signed_by_a_root {
+                return Err(invalid_issuing(FileProblem::NotSignedByRoot));
+            }
+        }
         let (_, parsed) = x509_parser::parse_x509_certificate(&issuing)
             .map_err(|_| invalid_issuing(FileProblem::InvalidCertificate))?;
-        if !parsed.is_ca() {
-            return Err(invalid_issuing(FileProblem::NotCa));
-        }
         if parsed.public_key().subject_public_key.as_ref() != key.der_bytes() {
             return Err(CertificateError::invalid_file(
                 &paths.issuing_key,
                 FileProblem::KeyDoesNotMatchCertificate,
             ));
-        }
-        let signed_by_a_root = roots.iter().any(|root| {
-            x509_parser::parse_x509_certificate(root)
-                .is_ok_and(|(_, root)| parsed.verify_signature(Some(root.public_key())).is_ok())
-        });
-        if !signed_by_a_root {
-            return Err(invalid_issuing(FileProblem::NotSignedByRoot));
         }
         let issuing_not_after = parsed.validity().not_after.to_datetime();
 
@@ -188,6 +191,7 @@ impl CertificateAuthority {
             root_pem,
             issuing_pem: pem_of(&issuing),
             issuing,
+            honoured,
             issuing_not_after,
             issuer,
         })
@@ -300,10 +304,67 @@ impl CertificateAuthority {
         self.issuing_not_after
     }
 
-    /// The certificates a verifier of device certificates should trust: every root in
-    /// `root.pem`, so an issuing CA rollover (and a root rollover) keeps old devices working.
+    /// The certificates a verifier of device certificates should trust: every issuing CA in
+    /// `issuing.pem`, the current one and those of earlier rollovers not yet retired. Not the
+    /// root: a certificate from a retired issuing CA chains to it, and must be refused.
     pub fn trust_anchor_ders(&self) -> &[CertificateDer<'static>] {
-        &self.roots
+        &self.honoured
+    }
+
+    /// The honoured issuing CAs, the current one first.
+    pub fn issuing_cas(&self) -> Vec<IssuingCa> {
+        self.honoured.iter().filter_map(IssuingCa::of).collect()
+    }
+
+    /// Makes a new issuing CA under the current root, which signs from now on: writes its key
+    /// to `issuing.key` and puts it first in `issuing.pem`, followed by the issuing CAs there
+    /// that have not expired, so certificates they signed stay valid until they expire or
+    /// [`CertificateAuthority::retire_previous_issuing`] is run. Needs `root.key`. Each file is
+    /// written aside and renamed into place; a running instance that reads the directory
+    /// between the two renames keeps what it had and picks up the pair at the second.
+    pub fn rotate_issuing(dir: &Path, now: OffsetDateTime) -> Result<Self, CertificateError> {
+        let paths = CaPaths::new(dir);
+        let current = Self::open(dir)?;
+        let root_key_pem = files::read_to_string(&paths.root_key)?;
+        let root_key = KeyPair::from_pem(&root_key_pem).map_err(|_| {
+            CertificateError::invalid_file(&paths.root_key, FileProblem::InvalidPrivateKey)
+        })?;
+        if root_key.der_bytes() != public_key_of(current.root_der()).unwrap_or_default() {
+            return Err(CertificateError::invalid_file(
+                &paths.root_key,
+                FileProblem::KeyDoesNotMatchCertificate,
+            ));
+        }
+        let root_issuer = Issuer::from_ca_cert_der(current.root_der(), root_key).map_err(|_| {
+            CertificateError::invalid_file(&paths.root_cert, FileProblem::InvalidCertificate)
+        })?;
+        let now = whole_seconds_utc(now);
+        let issuing_key = KeyPair::generate()?;
+        let mut params = ca_params(ISSUING_COMMON_NAME, now, ISSUING_LIFETIME)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.use_authority_key_identifier_extension = true;
+        let issuing_cert = params.signed_by(&issuing_key, &root_issuer)?;
+        let mut issuing_file = issuing_cert.pem();
+        for der in &current.honoured {
+            if IssuingCa::of(der).is_some_and(|ca| ca.not_after > now) {
+                issuing_file.push_str(&pem_of(der));
+            }
+        }
+        files::replace_private(&paths.issuing_key, issuing_key.serialize_pem().as_bytes())?;
+        files::replace_public(&paths.issuing_cert, issuing_file.as_bytes())?;
+        Self::open(dir)
+    }
+
+    /// Stops honouring every issuing CA but the current one: certificates they signed are
+    /// refused from now on. Returns those retired (none when there were none).
+    pub fn retire_previous_issuing(dir: &Path) -> Result<Vec<IssuingCa>, CertificateError> {
+        let current = Self::open(dir)?;
+        let retired: Vec<IssuingCa> = current.issuing_cas().into_iter().skip(1).collect();
+        if !retired.is_empty() {
+            let paths = CaPaths::new(dir);
+            files::replace_public(&paths.issuing_cert, current.issuing_pem.as_bytes())?;
+        }
+        Ok(retired)
     }
 
     fn device_params(
@@ -421,6 +482,31 @@ impl fmt::Debug for CertificateAuthority {
             .field("issuing_not_after", &self.issuing_not_after)
             .finish_non_exhaustive()
     }
+}
+
+/// An issuing CA as `certgate ca` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuingCa {
+    /// Hex, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl IssuingCa {
+    fn of(der: &CertificateDer<'_>) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(IssuingCa {
+            serial: cert.raw_serial_as_string().replace(':', ""),
+            not_before: cert.validity().not_before.to_datetime(),
+            not_after: cert.validity().not_after.to_datetime(),
+        })
+    }
+}
+
+fn public_key_of(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.public_key().subject_public_key.as_ref().to_vec())
 }
 
 struct CaPaths {

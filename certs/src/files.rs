@@ -41,8 +41,17 @@ pub(crate) fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool, Cer
 /// Replaces the private file `path` whole (written aside, then renamed over it); on failure
 /// `path` is as it was and nothing is left aside.
 pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
+    replace_with(path, bytes, 0o600)
+}
+
+/// Replaces the public file `path` (mode 0644) whole, like [`replace_private`].
+pub(crate) fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), CertificateError> {
+    replace_with(path, bytes, 0o644)
+}
+
+fn replace_with(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertificateError> {
     let temp = aside(path);
-    write_private(&temp, bytes).map_err(|e| e.of_path(path))?;
+    write_new(&temp, bytes, mode).map_err(|e| e.of_path(path))?;
     fs::rename(&temp, path).map_err(|err| {
         let _ = fs::remove_file(&temp);
         CertificateError::io(IoAction::Create, path, &err)

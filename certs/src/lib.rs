@@ -3,6 +3,7 @@
 //! PKCS#12 bundles, and the signed cookie tokens that stand in for certificates in browsers.
 
 pub mod authority;
+pub mod ca_handle;
 pub mod claims;
 pub mod csr;
 pub mod error;
@@ -11,7 +12,10 @@ pub mod pkcs12;
 pub mod secrets;
 pub mod token;
 
-pub use authority::{CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair};
+pub use authority::{
+    CertificateAuthority, DeviceSubject, IssuedCertificate, IssuedKeyPair, IssuingCa,
+};
+pub use ca_handle::CaHandle;
 pub use claims::{DeviceClaims, DeviceId, Serial};
 pub use csr::{CertificateRequest, CertificateRequestError, KeyType};
 pub use error::CertificateError;

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use certgate_certs::{
-    files, generate_password, pkcs12_bundle, CertificateAuthority, DeviceId, DeviceSubject,
+    files, generate_password, pkcs12_bundle, CertificateAuthority, CertificateError, DeviceId,
+    DeviceSubject,
 };
 use certgate_policies::MAX_CREDENTIAL_LIFETIME;
 use clap::Subcommand;
@@ -14,6 +15,19 @@ use time::OffsetDateTime;
 pub enum CaCommand {
     /// Create a root and an issuing CA (ECDSA P-256) in DIR; refuses to overwrite.
     Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Make a new issuing CA under the same root (needs root.key in DIR). It signs every new
+    /// certificate from now on, at every instance that reads DIR, without a restart; the
+    /// certificates the previous one signed stay valid until they expire or `retire-issuing`.
+    RotateIssuing {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop honouring the issuing CAs earlier rotations left: the certificates they signed are
+    /// refused from now on, at every instance that reads DIR.
+    RetireIssuing {
         #[arg(long)]
         dir: PathBuf,
     },
@@ -59,6 +73,51 @@ pub fn run(command: CaCommand) -> Result<(), String> {
             CertificateAuthority::init(&dir, now).map_err(|e| e.to_string())?;
             println!("created the certificate authority in {}", dir.display());
             println!("root.pem is what clients and the gateway trust; keep root.key offline once you are done issuing CAs");
+            Ok(())
+        }
+        CaCommand::RotateIssuing { dir } => {
+            let ca = CertificateAuthority::rotate_issuing(&dir, now).map_err(|e| match e {
+                CertificateError::MissingFile { path } if path.ends_with("root.key") => format!(
+                    "{} does not exist: a new issuing CA is signed by the root; bring root.key back from where it is kept offline",
+                    path.display()
+                ),
+                other => other.to_string(),
+            })?;
+            let mut cas = ca.issuing_cas().into_iter();
+            if let Some(new) = cas.next() {
+                println!(
+                    "made a new issuing CA (serial {}, valid until {}): it signs every new certificate from now on",
+                    new.serial,
+                    new.not_after.date()
+                );
+            }
+            for old in cas {
+                println!(
+                    "still honoured: the issuing CA with serial {} (valid until {})",
+                    old.serial,
+                    old.not_after.date()
+                );
+            }
+            let last = now + MAX_CREDENTIAL_LIFETIME;
+            println!(
+                "certificates the previous issuing CA signed stay valid until they expire (at the latest {}); then, or to refuse them at once, run `certgate ca retire-issuing --dir {}`",
+                last.date(),
+                dir.display()
+            );
+            Ok(())
+        }
+        CaCommand::RetireIssuing { dir } => {
+            let retired =
+                CertificateAuthority::retire_previous_issuing(&dir).map_err(|e| e.to_string())?;
+            if retired.is_empty() {
+                println!("nothing to retire: only the current issuing CA is honoured");
+            }
+            for old in retired {
+                println!(
+                    "retired the issuing CA with serial {}: certificates it signed are refused from now on",
+                    old.serial
+                );
+            }
             Ok(())
         }
         CaCommand::IssueServer {

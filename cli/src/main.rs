@@ -4,6 +4,7 @@
 mod admin_client;
 mod agent;
 mod allowlist;
+mod backup;
 mod ca;
 mod demo;
 mod demo_app;
@@ -91,6 +92,14 @@ enum Command {
     /// The keys in the data directory.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write the CA, the data directory's keys and a consistent copy of the SQLite database to
+    /// one file (tar.gz, mode 0600), while certgate runs. With PostgreSQL the database is not
+    /// copied: it says how to back it up with pg_dump.
+    Backup(backup::BackupArgs),
+    /// Put a backup's CA, keys and SQLite database into the directories the configuration
+    /// names, with certgate stopped; refuses (changing nothing) a damaged or foreign file, and
+    /// directories that already hold a CA, keys or a database unless --force.
+    Restore(backup::RestoreArgs),
     /// Agent: sign this device in through the portal (device flow) and store its key and certificate.
     Login(agent::LoginArgs),
     /// Agent: renew this device's certificate with a new key, over mutual TLS.
@@ -196,6 +205,8 @@ fn main() -> ExitCode {
         Command::User(command) => user::run(command),
         Command::Allowlist(command) => allowlist::run(command),
         Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(&args.config),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::DemoUpstream { listen } => demo_app::run(listen),
         Command::Login(args) => agent::login(args),
         Command::Renew(args) => agent::renew(args),

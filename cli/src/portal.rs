@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certgate_accounts::{AccountEvent, AccountEvents};
-use certgate_certs::{CertificateAuthority, CredentialKey};
+use certgate_certs::CredentialKey;
 use certgate_control::allowlist::AllowListSaveError;
 use certgate_control::AdminState;
 use certgate_db::{Database, NewRevocation};
@@ -163,7 +163,6 @@ pub fn setup(
 ) -> Result<PortalSetup, String> {
     let credential_key =
         CredentialKey::load(&config.data.dir.join("credential.key")).map_err(|e| e.to_string())?;
-    let ca = CertificateAuthority::open(&config.ca.dir).map_err(|e| e.to_string())?;
     let mail = match (outbox, &config.mail) {
         (Some(dir), _) => MailSetup::Outbox(dir),
         (None, Some(mail)) => {
@@ -200,7 +199,7 @@ pub fn setup(
         metrics,
         backend: Arc::new(GatewayBackend(Arc::clone(control))),
         credential_key,
-        ca: Arc::new(ca),
+        ca: gateway.ca(),
         keyring: Arc::clone(&control.keyring),
         keyring_path: control.keyring_path.clone(),
         mail,

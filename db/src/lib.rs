@@ -6,6 +6,7 @@ mod accounts;
 mod admin_allowlist;
 mod api_tokens;
 mod audit;
+mod backup;
 mod passkeys;
 mod revocations;
 
@@ -20,6 +21,7 @@ pub use admin_allowlist::{
 };
 pub use api_tokens::{ApiScope, ApiToken, NewApiToken};
 pub use audit::AuditAction;
+pub use backup::{check_sqlite_copy, copy_sqlite, DatabaseLocation, PgDump};
 pub use passkeys::{passkey_name, PasskeyRemoval, StoredPasskey, PASSKEY_NAME_MAX};
 pub use revocations::{NewRevocation, Revocation, RevocationKind};
 
@@ -27,11 +29,24 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::AnyPool;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The SHA-384 of `0003_sso_links.sql` (the same bytes in both dialects) as it was edited after
+/// its release, to make the account index unique. A released migration is never edited: 0003 is
+/// back to what was released and 0008 makes the index unique. Databases made while the edited
+/// file was embedded recorded this checksum, which the migrator would refuse as a mismatch, so
+/// [`Database::open`] records the released file's checksum for them instead; their 0008 only
+/// renames the unique index they already have.
+const EDITED_SSO_LINKS_CHECKSUM: [u8; 48] = [
+    0x25, 0x73, 0x20, 0x69, 0x54, 0x0e, 0x27, 0x02, 0xc3, 0xe7, 0x19, 0x93, 0xd5, 0x93, 0x0c, 0x71,
+    0x4d, 0x2d, 0x2f, 0x85, 0x6e, 0x80, 0xc7, 0x6f, 0xce, 0x06, 0xef, 0x80, 0x89, 0x2a, 0x49, 0x90,
+    0x48, 0x42, 0x38, 0x12, 0x6e, 0x6e, 0x72, 0xcd, 0xe4, 0xfe, 0xb4, 0x0e, 0xca, 0x3f, 0x82, 0x5d,
+];
+const SSO_LINKS_VERSION: i64 = 3;
 
 /// What can go wrong talking to the database. Messages name the operation, never a password.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +212,9 @@ impl Database {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
+        accept_edited_sso_links(&pool, migrator)
+            .await
+            .map_err(DbError::Migrate)?;
         migrator.run(&pool).await.map_err(DbError::Migrate)?;
         Ok(Database { pool, backend })
     }
@@ -218,6 +236,35 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Records the released 0003's checksum where the edited one was recorded (see
+/// [`EDITED_SSO_LINKS_CHECKSUM`]), under the migrator's lock, as the migrator itself would write.
+async fn accept_edited_sso_links(pool: &AnyPool, migrator: &Migrator) -> Result<(), MigrateError> {
+    let Some(released) = migrator.iter().find(|m| m.version == SSO_LINKS_VERSION) else {
+        return Ok(());
+    };
+    let mut conn = pool.acquire().await?;
+    let done = async {
+        conn.lock().await?;
+        conn.ensure_migrations_table().await?;
+        sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3",
+        )
+        .bind(released.checksum.to_vec())
+        .bind(SSO_LINKS_VERSION)
+        .bind(EDITED_SSO_LINKS_CHECKSUM.to_vec())
+        .execute(&mut *conn)
+        .await?;
+        conn.unlock().await
+    }
+    .await;
+    if done.is_err() {
+        // Ending the session releases a PostgreSQL advisory lock it may still hold, which would
+        // otherwise keep the migrator waiting on another connection.
+        conn.close_on_drop();
+    }
+    done
 }
 
 #[cfg(test)]

@@ -1379,3 +1379,267 @@ async fn postgres_passkey_counters_do_not_fall_back_to_zero() {
     }
     exercise_passkey_counter_fallback(&db, "keys-counting").await;
 }
+
+/// The first 8 bytes of each migration's SHA-384, as databases recorded them when they applied
+/// it. A database refuses to open when a file it applied has changed since, so a migration is
+/// never edited once committed: a change to the schema is a new migration.
+const COMMITTED_MIGRATIONS: [(i64, &str, &str); 8] = [
+    (1, "378aa3a0510b3c2c", "4159292a54285038"),
+    (2, "0f5327bf12f090b4", "7ac518adcfd2e37a"),
+    (3, "ea865e162ccb919f", "ea865e162ccb919f"),
+    (4, "2724b5211d6ae8f6", "2724b5211d6ae8f6"),
+    (5, "0d6810a185093838", "0d6810a185093838"),
+    (6, "9ad3f0d8e9e5ccf9", "9ad3f0d8e9e5ccf9"),
+    (7, "ea6981c7624bbc90", "ea6981c7624bbc90"),
+    (8, "38d91a90c5573846", "38d91a90c5573846"),
+];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn committed_migrations_are_never_edited() {
+    for (version, sqlite, postgres) in COMMITTED_MIGRATIONS {
+        for (migrator, expected) in [
+            (&SQLITE_MIGRATIONS, sqlite),
+            (&POSTGRES_MIGRATIONS, postgres),
+        ] {
+            let migration = migrator.iter().find(|m| m.version == version).unwrap();
+            assert_eq!(
+                hex(&migration.checksum[..8]),
+                expected,
+                "migration {version} ({}) was edited: restore it and add a new migration",
+                migration.description
+            );
+        }
+    }
+    assert_ne!(
+        SQLITE_MIGRATIONS
+            .iter()
+            .find(|m| m.version == 3)
+            .unwrap()
+            .checksum[..],
+        EDITED_SSO_LINKS_CHECKSUM,
+        "0003 is the file as released, not as edited"
+    );
+}
+
+/// 0003 as it was edited after its release (the file the edited checksum is of).
+fn edited_0003(released: &str) -> String {
+    let edited = released.replace(
+        "CREATE INDEX sso_links_account ON sso_links (account_id);\n",
+        "-- One subject per provider and account: a second person cannot be linked to an account.\n\
+         CREATE UNIQUE INDEX sso_links_account ON sso_links (org, issuer, account_id);\n",
+    );
+    assert_ne!(edited, released);
+    edited
+}
+
+/// What a database at `url` holds as made by an earlier build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MadeBy {
+    /// The first release: 0001 and 0002.
+    FirstRelease,
+    /// 0001 to 0007 with 0003 as released (an index on the account only), and an account
+    /// linked to several subjects of one provider, which that allowed.
+    Released0003,
+    /// 0001 to 0007 with 0003 as edited (a unique index), as every build since 9f049d9 made.
+    Edited0003,
+}
+
+const IDP: &str = "https://idp.example";
+
+/// Makes the database at `url` as `made_by`'s build did: sqlx's own migrator reading that
+/// build's migration files, then a few accounts and single sign-on links.
+async fn made_by(url: &str, embedded: &Migrator, made_by: MadeBy) {
+    let files = tempfile::tempdir().unwrap();
+    let last = if made_by == MadeBy::FirstRelease {
+        2
+    } else {
+        7
+    };
+    for m in embedded.iter().filter(|m| m.version <= last) {
+        let sql = match (m.version, made_by) {
+            (3, MadeBy::Edited0003) => edited_0003(&m.sql),
+            _ => m.sql.to_string(),
+        };
+        let name = format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"));
+        std::fs::write(files.path().join(name), sql).unwrap();
+    }
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    Migrator::new(files.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let checksum_3 = sqlx::query("SELECT checksum FROM _sqlx_migrations WHERE version = 3")
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .map(|row| sqlx::Row::get::<Vec<u8>, _>(&row, "checksum"));
+    match made_by {
+        MadeBy::FirstRelease => assert_eq!(checksum_3, None),
+        MadeBy::Released0003 => assert_ne!(checksum_3.unwrap(), EDITED_SSO_LINKS_CHECKSUM),
+        MadeBy::Edited0003 => assert_eq!(
+            checksum_3.unwrap(),
+            EDITED_SSO_LINKS_CHECKSUM,
+            "the constant is the edited file's checksum"
+        ),
+    }
+    for id in ["a1", "a2"] {
+        sqlx::query(
+            "INSERT INTO accounts (id, org, username, display_name, kind, created_at) \
+             VALUES ($1, 'noord', $1, $1, 'personal', 1)",
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let links: &[(&str, &str, &str, i64)] = match made_by {
+        MadeBy::FirstRelease => &[],
+        MadeBy::Edited0003 => &[(IDP, "sub-a", "a1", 100), (IDP, "sub-d", "a2", 400)],
+        MadeBy::Released0003 => &[
+            (IDP, "sub-b", "a1", 200),
+            (IDP, "sub-c", "a1", 100),
+            (IDP, "sub-a", "a1", 100),
+            ("https://other.example", "sub-x", "a1", 300),
+            (IDP, "sub-d", "a2", 400),
+        ],
+    };
+    for (issuer, subject, account, at) in links {
+        sqlx::query(
+            "INSERT INTO sso_links (org, issuer, subject, account_id, created_at) \
+             VALUES ('noord', $1, $2, $3, $4)",
+        )
+        .bind(*issuer)
+        .bind(*subject)
+        .bind(*account)
+        .bind(*at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+}
+
+/// The current build opens a database `made_by` made: every migration recorded with the
+/// checksum of the file it embeds, each account linked to at most one subject of a provider
+/// (the earliest link kept), and a second link refused from now on.
+async fn opens_what_was_made(db: &Database, made_by: MadeBy) {
+    let embedded = match db.backend() {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    let recorded: Vec<(i64, Vec<u8>)> =
+        sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    sqlx::Row::get(row, "version"),
+                    sqlx::Row::get(row, "checksum"),
+                )
+            })
+            .collect();
+    let expected: Vec<(i64, Vec<u8>)> = embedded
+        .iter()
+        .map(|m| (m.version, m.checksum.to_vec()))
+        .collect();
+    assert_eq!(recorded, expected, "{made_by:?}");
+
+    let linked = |subject: &'static str, issuer: &'static str| async move {
+        db.sso_link("noord", issuer, subject).await.unwrap()
+    };
+    if made_by != MadeBy::FirstRelease {
+        assert_eq!(
+            linked("sub-a", IDP).await.as_deref(),
+            Some("a1"),
+            "the earliest"
+        );
+        assert_eq!(linked("sub-d", IDP).await.as_deref(), Some("a2"));
+    }
+    if made_by == MadeBy::Released0003 {
+        assert_eq!(linked("sub-b", IDP).await, None, "a later link is gone");
+        assert_eq!(
+            linked("sub-c", IDP).await,
+            None,
+            "so is one of the same second"
+        );
+        assert_eq!(
+            linked("sub-x", "https://other.example").await.as_deref(),
+            Some("a1"),
+            "another provider's link stays"
+        );
+    }
+    if made_by == MadeBy::FirstRelease {
+        db.link_sso("noord", IDP, "sub-a", "a1", 500).await.unwrap();
+    }
+    assert!(matches!(
+        db.link_sso("noord", IDP, "sub-e", "a1", 600).await,
+        Err(DbError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_opens_what_every_release_made() {
+    for made in [
+        MadeBy::FirstRelease,
+        MadeBy::Released0003,
+        MadeBy::Edited0003,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("certgate.db").display()
+        );
+        made_by(&url, &SQLITE_MIGRATIONS, made).await;
+        let db = Database::open("", dir.path()).await.unwrap();
+        opens_what_was_made(&db, made).await;
+        db.close().await;
+        // And again, with nothing left to do.
+        let again = Database::open("", dir.path()).await.unwrap();
+        again.close().await;
+    }
+}
+
+/// The same on PostgreSQL, each in a database of its own on the scratch server.
+#[tokio::test]
+async fn postgres_opens_what_every_release_made() {
+    use sqlx::migrate::MigrateDatabase;
+    let base = std::env::var("CERTGATE_TEST_POSTGRES_URL").expect(
+        "CERTGATE_TEST_POSTGRES_URL must name a scratch PostgreSQL database (make test sets it)",
+    );
+    let (server, _) = base.rsplit_once('/').unwrap();
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    for made in [
+        MadeBy::FirstRelease,
+        MadeBy::Released0003,
+        MadeBy::Edited0003,
+    ] {
+        let url = format!(
+            "{server}/certgate_db_upgrade_{}_{}",
+            std::process::id(),
+            format!("{made:?}").to_lowercase()
+        );
+        sqlx::Any::create_database(&url).await.unwrap();
+        made_by(&url, &POSTGRES_MIGRATIONS, made).await;
+        let db = Database::open(&url, dir.path()).await.unwrap();
+        opens_what_was_made(&db, made).await;
+        db.close().await;
+        let again = Database::open(&url, dir.path()).await.unwrap();
+        again.close().await;
+        // The server may not have seen the pool's sessions end yet.
+        sqlx::Any::force_drop_database(&url).await.unwrap();
+    }
+}

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use certgate_certs::{CertificateAuthority, CredentialKey, CredentialVerifier, SecretKeyring};
+use certgate_certs::{
+    CaHandle, CertificateAuthority, CredentialKey, CredentialVerifier, SecretKeyring,
+};
 use certgate_db::Database;
 use certgate_policies::config::Config;
 use certgate_policies::{FileWatch, PolicyErrors, PolicyHandle};
@@ -35,7 +37,7 @@ use crate::proxy_protocol::ProxyProtocol;
 use crate::revocation::{RevocationSet, Revocations};
 use crate::seen::RecentlySeen;
 use crate::tls::{
-    self, CertificateResolver, ClientCertificateInspector, LenientClientVerifier,
+    self, CertificateResolver, ClientCertificateInspector, ClientTrust, LenientClientVerifier,
     ServerCertificateSource,
 };
 use crate::upgraded::UpgradedConnections;
@@ -83,6 +85,8 @@ pub struct GatewayServer {
     ready: Arc<AtomicBool>,
     proxy_ports: Vec<u16>,
     shutdown_grace: Duration,
+    /// The CA as last read, shared with the portal, which issues with it.
+    ca: Arc<CaHandle>,
 }
 
 /// The gateway's live state that the control plane changes and reports on: the revocations and
@@ -112,14 +116,13 @@ impl GatewayServer {
         let policies = Arc::new(PolicyHandle::new(&config.policies.dir)?);
         metrics.policy_last_reload.set(clock.unix_secs() as f64);
 
-        let ca = CertificateAuthority::open(&config.ca.dir)?;
+        let ca = Arc::new(CaHandle::open(&config.ca.dir)?);
         metrics
             .ca_not_after
-            .set(ca.issuing_not_after().unix_timestamp() as f64);
-        // The issuing CA is an anchor too, so a client that sends only its leaf is still known.
-        let mut anchors = ca.trust_anchor_ders().to_vec();
-        anchors.push(ca.issuing_der().clone());
-        let client_verifier = tls::client_verifier(&anchors)?;
+            .set(ca.load().issuing_not_after().unix_timestamp() as f64);
+        // The honoured issuing CAs are the anchors (a client that sends only its leaf is known
+        // too), and are replaced when they change on disk.
+        let trust = Arc::new(ClientTrust::new(ca.load().trust_anchor_ders())?);
 
         std::fs::create_dir_all(&config.data.dir).map_err(|e| {
             ServeError::Setup(format!("data.dir {}: {e}", config.data.dir.display()))
@@ -185,14 +188,15 @@ impl GatewayServer {
         server.bootstrap();
 
         let inspector = ClientCertificateInspector::new(
-            Arc::clone(&client_verifier),
+            Arc::clone(&trust),
             Arc::clone(&metrics),
             Arc::clone(&clock),
         );
         let mut settings = TlsSettings::with_callbacks(Box::new(inspector))
             .map_err(|e| ServeError::Setup(e.to_string()))?;
         settings.set_cert_resolver(Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>);
-        settings.set_client_cert_verifier(Arc::new(LenientClientVerifier::new(client_verifier)));
+        // Its hints name the issuing CA, whose name stays the same across rollovers.
+        settings.set_client_cert_verifier(Arc::new(LenientClientVerifier::new(trust.verifier())));
         settings.enable_h2();
         let mut listeners = Listeners::new();
         // Pingora gives every connection a 64 KiB read buffer (zeroed, so resident from the
@@ -254,8 +258,18 @@ impl GatewayServer {
                 .map(|(_, addr)| addr.port())
                 .collect(),
             shutdown_grace: config.server.shutdown_grace,
+            ca: Arc::clone(&ca),
         };
-        gateway.add_reload(policies, resolver, upstreams.clone(), metrics, clock);
+        gateway.add_reload(Reloader {
+            running: Mutex::new(()),
+            policies,
+            resolver,
+            ca,
+            trust,
+            upstreams: upstreams.clone(),
+            metrics,
+            clock,
+        });
         let (upgraded, live, time) = (
             Arc::clone(&gateway.state.upgraded),
             Arc::clone(&gateway.state.revocations),
@@ -287,6 +301,11 @@ impl GatewayServer {
             })
         });
         Ok(gateway)
+    }
+
+    /// The CA as last read (re-read when its files change): the portal issues with it.
+    pub fn ca(&self) -> Arc<CaHandle> {
+        Arc::clone(&self.ca)
     }
 
     /// The per-process secret the portal uses to believe the gateway's headers.
@@ -340,22 +359,8 @@ impl GatewayServer {
         std::process::exit(0);
     }
 
-    fn add_reload(
-        &mut self,
-        policies: Arc<PolicyHandle>,
-        resolver: Arc<CertificateResolver>,
-        upstreams: Arc<Upstreams>,
-        metrics: Arc<Metrics>,
-        clock: Arc<dyn Clock>,
-    ) {
-        let reloader = Arc::new(Reloader {
-            clock,
-            running: Mutex::new(()),
-            policies,
-            resolver,
-            upstreams,
-            metrics,
-        });
+    fn add_reload(&mut self, reloader: Reloader) {
+        let reloader = Arc::new(reloader);
         self.add_task("reload", move |mut shutdown| {
             Box::pin(async move {
                 let watch = {
@@ -394,13 +399,15 @@ impl GatewayServer {
     }
 }
 
-/// Reloads policies and server certificates together, keeping the previous set of either on
-/// error.
+/// Reloads policies, server certificates and the CA together, keeping the previous set of each
+/// on error.
 struct Reloader {
     /// The file watch and SIGHUP may fire together; one reload at a time.
     running: Mutex<()>,
     policies: Arc<PolicyHandle>,
     resolver: Arc<CertificateResolver>,
+    ca: Arc<CaHandle>,
+    trust: Arc<ClientTrust>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -410,6 +417,7 @@ impl Reloader {
     fn watched_paths(&self) -> Vec<PathBuf> {
         let mut paths = self.policies.watched_paths();
         paths.extend(self.resolver.watched_paths());
+        paths.extend(self.ca.watched_paths());
         paths
     }
 
@@ -441,6 +449,7 @@ impl Reloader {
                 tracing::error!(%error, "certificate reload failed; keeping the previous certificates");
             }
         }
+        ok &= self.reload_ca();
         self.metrics
             .policy_reload_ok
             .set(if ok { 1.0 } else { 0.0 });
@@ -449,6 +458,43 @@ impl Reloader {
             .policy_reloads
             .with_label_values(&[result])
             .inc();
+    }
+}
+
+impl Reloader {
+    /// After an issuing-CA rollover or retirement: the new set of honoured issuing CAs judges
+    /// the next handshake, and the portal signs with the new one.
+    fn reload_ca(&self) -> bool {
+        let changed = self
+            .ca
+            .reload()
+            .map_err(|e| e.to_string())
+            .and_then(|changed| {
+                if changed {
+                    self.trust
+                        .replace(self.ca.load().trust_anchor_ders())
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(changed)
+            });
+        match changed {
+            Ok(false) => true,
+            Ok(true) => {
+                let ca = self.ca.load();
+                self.metrics
+                    .ca_not_after
+                    .set(ca.issuing_not_after().unix_timestamp() as f64);
+                tracing::info!(
+                    honoured = ca.trust_anchor_ders().len(),
+                    "issuing CAs reloaded"
+                );
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "CA reload failed; keeping the previous issuing CAs");
+                false
+            }
+        }
     }
 }
 

@@ -238,6 +238,31 @@ pub fn client_verifier(
     Ok(verifier)
 }
 
+/// The verifier of device certificates, replaced when the CA's honoured issuing CAs change (a
+/// rollover or a retirement), so the next handshake is judged by the new set.
+pub struct ClientTrust {
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientTrust {
+    pub fn new(anchors: &[CertificateDer<'static>]) -> Result<Self, TlsError> {
+        Ok(ClientTrust {
+            current: ArcSwap::from_pointee(client_verifier(anchors)?),
+        })
+    }
+
+    /// Trusts `anchors` from now on; on error the previous ones stay.
+    pub fn replace(&self, anchors: &[CertificateDer<'static>]) -> Result<(), TlsError> {
+        self.current.store(Arc::new(client_verifier(anchors)?));
+        Ok(())
+    }
+
+    /// The verifier in force.
+    pub fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::clone(&self.current.load())
+    }
+}
+
 /// Asks for a client certificate, lets chain and time failures through (they are judged per
 /// request), and leaves the proof of key possession to rustls.
 #[derive(Debug)]
@@ -301,7 +326,7 @@ impl ClientCertVerifier for LenientClientVerifier {
 /// Runs at the end of every handshake: classifies the client certificate and parses its claims
 /// once, attaching them to the connection for every request on it.
 pub struct ClientCertificateInspector {
-    verifier: Arc<dyn ClientCertVerifier>,
+    trust: Arc<ClientTrust>,
     metrics: Arc<Metrics>,
     /// Whether a certificate is valid or expired is decided at this clock's time, as admission.
     clock: Arc<dyn certgate_store::Clock>,
@@ -309,12 +334,12 @@ pub struct ClientCertificateInspector {
 
 impl ClientCertificateInspector {
     pub fn new(
-        verifier: Arc<dyn ClientCertVerifier>,
+        trust: Arc<ClientTrust>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn certgate_store::Clock>,
     ) -> Self {
         ClientCertificateInspector {
-            verifier,
+            trust,
             metrics,
             clock,
         }
@@ -361,7 +386,12 @@ impl ClientCertificateInspector {
         intermediates: &[CertificateDer<'_>],
         at: UnixTime,
     ) -> Result<(), TimeProblem> {
-        match self.verifier.verify_client_cert(leaf, intermediates, at) {
+        match self
+            .trust
+            .current
+            .load()
+            .verify_client_cert(leaf, intermediates, at)
+        {
             Ok(_) => Ok(()),
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Expired
@@ -423,10 +453,8 @@ mod tests {
     use certgate_certs::{CertificateAuthority, DeviceSubject};
 
     fn inspector(ca: &CertificateAuthority) -> ClientCertificateInspector {
-        let mut anchors = ca.trust_anchor_ders().to_vec();
-        anchors.push(ca.issuing_der().clone());
         ClientCertificateInspector::new(
-            client_verifier(&anchors).unwrap(),
+            Arc::new(ClientTrust::new(ca.trust_anchor_ders()).unwrap()),
             Arc::new(Metrics::new().unwrap()),
             Arc::new(certgate_store::SystemClock),
         )

@@ -1609,3 +1609,103 @@ fn an_organisations_time_zone_sets_every_time_shown_and_an_unknown_one_is_refuse
     );
     std::fs::write(&path, text).unwrap();
 }
+
+/// The first certificate of a PEM text.
+fn first_certificate(pem: &str) -> String {
+    pem.split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn an_issuing_ca_rollover_admits_old_and_new_certificates_until_the_old_one_is_retired() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    parent(&w, "fenna@noord.test");
+    // A second instance reading the same CA directory.
+    let mut b = w.d.add_instance("b");
+    b.start();
+    let at_b = |key: &str, cert: &str| {
+        w.d.curl_port(
+            b.https,
+            NOORD,
+            "127.0.0.1",
+            "/",
+            &["--cert", cert, "--key", key],
+        )
+        .status
+    };
+    let ca = w.d.path("ca");
+    let ca = ca.to_str().unwrap();
+    let (old_key, old_cert, old) = enrolled(&w, "fenna@noord.test", "laptop", true);
+    // A client that sends its leaf alone is known too.
+    let old_leaf = w.d.path("laptop-leaf.pem");
+    std::fs::write(&old_leaf, old["certificate"].as_str().unwrap()).unwrap();
+    let old_leaf = old_leaf.to_str().unwrap();
+    assert_eq!(with_cert(&w, NOORD, &old_key, &old_cert).status, 200);
+    assert_eq!(with_cert(&w, NOORD, &old_key, old_leaf).status, 200);
+
+    let out = certgate_ok(&["ca", "rotate-issuing", "--dir", ca]);
+    assert!(out.contains("made a new issuing CA"), "{out}");
+    assert!(out.contains("still honoured"), "{out}");
+    let issuing = std::fs::read_to_string(w.d.path("ca/issuing.pem")).unwrap();
+    let new_issuing = first_certificate(&issuing);
+    assert!(
+        issuing.ends_with(&first_certificate(old["chain"].as_str().unwrap())),
+        "the previous issuing CA is still listed"
+    );
+
+    // The running instance signs with the new issuing CA, without a restart.
+    assert!(settles(|| w
+        .d
+        .gateway()
+        .log_text()
+        .contains("issuing CAs reloaded")));
+    let (new_key, new_cert, new) = enrolled(&w, "fenna@noord.test", "tablet", true);
+    assert_eq!(
+        first_certificate(new["chain"].as_str().unwrap()),
+        new_issuing,
+        "issued by the new issuing CA"
+    );
+    let root = std::fs::read_to_string(w.d.path("ca/root.pem")).unwrap();
+    assert!(new["chain"].as_str().unwrap().ends_with(&root), "same root");
+
+    // During the overlap both are admitted, the old one also as a bare leaf.
+    assert_eq!(with_cert(&w, NOORD, &new_key, &new_cert).status, 200);
+    assert_eq!(with_cert(&w, NOORD, &old_key, &old_cert).status, 200);
+    assert_eq!(with_cert(&w, NOORD, &old_key, old_leaf).status, 200);
+    assert_eq!(at_b(&old_key, &old_cert), 200);
+    assert_eq!(at_b(&new_key, &new_cert), 200);
+
+    // Retired: the old one is refused within a second, chain or not; the new one goes on.
+    let out = certgate_ok(&["ca", "retire-issuing", "--dir", ca]);
+    assert!(out.contains("retired the issuing CA with serial"), "{out}");
+    assert!(settles(
+        || with_cert(&w, NOORD, &old_key, &old_cert).status == 401
+    ));
+    assert_eq!(with_cert(&w, NOORD, &old_key, old_leaf).status, 401);
+    assert_eq!(with_cert(&w, NOORD, &new_key, &new_cert).status, 200);
+    assert!(settles(|| at_b(&old_key, &old_cert) == 401));
+    assert_eq!(at_b(&new_key, &new_cert), 200);
+    let out = certgate_ok(&["ca", "retire-issuing", "--dir", ca]);
+    assert!(out.contains("nothing to retire"), "{out}");
+}
+
+#[test]
+fn rotating_without_the_root_key_says_where_it_is_needed_and_changes_nothing() {
+    let w = PortalWorld::start(&[org("noord", NOORD, "")], "");
+    let root_key = w.d.path("ca/root.key");
+    std::fs::rename(&root_key, w.d.path("root.key.offline")).unwrap();
+    let before = std::fs::read(w.d.path("ca/issuing.pem")).unwrap();
+    let out = certgate_e2e::certgate(&[
+        "ca",
+        "rotate-issuing",
+        "--dir",
+        w.d.path("ca").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("root.key does not exist"), "{stderr}");
+    assert!(stderr.contains("offline"), "{stderr}");
+    assert_eq!(std::fs::read(w.d.path("ca/issuing.pem")).unwrap(), before);
+}

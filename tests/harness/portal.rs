@@ -313,6 +313,29 @@ impl CurlClient<'_> {
         )
     }
 
+    /// Password, then a code from the authenticator app holding `secret` (oathtool); the answer
+    /// to the code, normally a 303 to `return_to`.
+    pub fn sign_in_with_authenticator(
+        &self,
+        return_to: &str,
+        username: &str,
+        password: &str,
+        secret: &str,
+    ) -> Response {
+        let answer = self.sign_in(return_to, username, password);
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        let page = self.get("/.certgate/mfa");
+        assert!(
+            page.body.contains("from your authenticator app"),
+            "{}",
+            page.body
+        );
+        self.post(
+            "/.certgate/mfa/code",
+            &[("csrf", &csrf_of(&page.body)), ("code", &oathtool(secret))],
+        )
+    }
+
     /// Downloads `path` into `to` (binary); the status.
     pub fn download(&self, path: &str, to: &std::path::Path) -> u16 {
         let jar = self.jar();

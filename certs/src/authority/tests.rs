@@ -120,7 +120,7 @@ fn open_round_trips_without_the_root_key() {
     assert_eq!(opened.issuing_not_after(), ca.issuing_not_after());
     assert_eq!(
         opened.trust_anchor_ders(),
-        std::slice::from_ref(ca.root_der())
+        std::slice::from_ref(ca.issuing_der())
     );
 
     // A certificate from the reopened CA chains like one from the original.
@@ -787,4 +787,71 @@ fn requests_get_the_end_they_are_given_never_more() {
             }
         ))
     );
+}
+
+#[test]
+fn a_rotated_issuing_ca_signs_while_the_previous_is_honoured_until_retired() {
+    let (tmp, old) = new_ca();
+    let dir = tmp.path().join("ca");
+    let now = OffsetDateTime::now_utc();
+    let rotated = CertificateAuthority::rotate_issuing(&dir, now).unwrap();
+    assert_eq!(rotated.root_der(), old.root_der(), "the same root");
+    assert_ne!(rotated.issuing_der(), old.issuing_der());
+    assert_eq!(
+        rotated.trust_anchor_ders(),
+        [rotated.issuing_der().clone(), old.issuing_der().clone()]
+    );
+    let mode = |file: &str| fs::metadata(dir.join(file)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        (mode(ISSUING_KEY_FILE), mode(ISSUING_CERT_FILE)),
+        (0o600, 0o644)
+    );
+
+    // New certificates come from the new issuing CA and chain to the same root in openssl.
+    let issued = rotated
+        .issue_device_key_pair(&subject(), HOUR, now)
+        .unwrap();
+    assert!(issued.cert_pem.ends_with(rotated.issuing_pem()));
+    fs::write(tmp.path().join("new.pem"), &issued.cert_pem).unwrap();
+    fs::write(tmp.path().join("issuing-new.pem"), rotated.issuing_pem()).unwrap();
+    let (ok, out) = openssl(
+        tmp.path(),
+        &[
+            "verify",
+            "-CAfile",
+            "ca/root.pem",
+            "-untrusted",
+            "issuing-new.pem",
+            "new.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+
+    let retired = CertificateAuthority::retire_previous_issuing(&dir).unwrap();
+    assert_eq!(retired.len(), 1);
+    let reopened = CertificateAuthority::open(&dir).unwrap();
+    assert_eq!(
+        reopened.trust_anchor_ders(),
+        std::slice::from_ref(rotated.issuing_der())
+    );
+    assert!(CertificateAuthority::retire_previous_issuing(&dir)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn rotating_needs_the_root_key_and_changes_nothing_without_it() {
+    let (tmp, _) = new_ca();
+    let dir = tmp.path().join("ca");
+    fs::remove_file(dir.join(ROOT_KEY_FILE)).unwrap();
+    let before = fs::read(dir.join(ISSUING_CERT_FILE)).unwrap();
+    let key_before = fs::read(dir.join(ISSUING_KEY_FILE)).unwrap();
+    assert_eq!(
+        CertificateAuthority::rotate_issuing(&dir, OffsetDateTime::now_utc()).unwrap_err(),
+        CertificateError::MissingFile {
+            path: dir.join(ROOT_KEY_FILE)
+        }
+    );
+    assert_eq!(fs::read(dir.join(ISSUING_CERT_FILE)).unwrap(), before);
+    assert_eq!(fs::read(dir.join(ISSUING_KEY_FILE)).unwrap(), key_before);
 }

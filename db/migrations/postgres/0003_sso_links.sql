@@ -8,5 +8,4 @@ CREATE TABLE sso_links (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (org, issuer, subject)
 );
--- One subject per provider and account: a second person cannot be linked to an account.
-CREATE UNIQUE INDEX sso_links_account ON sso_links (org, issuer, account_id);
+CREATE INDEX sso_links_account ON sso_links (account_id);
