@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # nginx: the load benchmark's harness runs against it (its smoke run, below; oha it installs itself).
 # prometheus: promtool tests the alert rules in deploy/prometheus. podman and runc: the container
 # image is built and run (tests/e2e/container.rs). systemd: systemd-analyze checks the unit.
+# pebble: the ACME test server that issues certificates to [server.acme] (tests/e2e/acme.rs).
 ensure_packages cmake curl openssl postgresql redis-server oathtool python3 chromium chromium-driver \
-    nodejs npm nginx valgrind prometheus podman runc systemd
+    nodejs npm nginx valgrind prometheus podman runc systemd pebble
 ensure_rust_components
 # A real SMTP server for the mail tests.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd

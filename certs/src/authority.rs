@@ -152,7 +152,6 @@ impl CertificateAuthority {
         // Only the first certificate of issuing.pem is ours to sign with; after a rollover the
         // previous issuing CAs follow it, still honoured, under the same root.
         let honoured = pem_certificates(&issuing_file, &paths.issuing_cert)?;
-        let issuing = honoured[0].clone();
         let key_pem = files::read_to_string(&paths.issuing_key)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|_| {
             CertificateError::invalid_file(&paths.issuing_key, FileProblem::InvalidPrivateKey)
@@ -174,15 +173,21 @@ impl CertificateAuthority {
                 return Err(invalid_issuing(FileProblem::NotSignedByRoot));
             }
         }
-        let (_, parsed) = x509_parser::parse_x509_certificate(&issuing)
-            .map_err(|_| invalid_issuing(FileProblem::InvalidCertificate))?;
-        if parsed.public_key().subject_public_key.as_ref() != key.der_bytes() {
-            return Err(CertificateError::invalid_file(
-                &paths.issuing_key,
-                FileProblem::KeyDoesNotMatchCertificate,
-            ));
-        }
-        let issuing_not_after = parsed.validity().not_after.to_datetime();
+        // The one `issuing.key` belongs to signs: the first, except halfway through a rollover,
+        // when the new certificate is listed and its key not yet in place.
+        let issuing = honoured
+            .iter()
+            .find(|der| public_key_of(der).is_some_and(|public| public == key.der_bytes()))
+            .cloned()
+            .ok_or_else(|| {
+                CertificateError::invalid_file(
+                    &paths.issuing_key,
+                    FileProblem::KeyDoesNotMatchCertificate,
+                )
+            })?;
+        let issuing_not_after = IssuingCa::of(&issuing)
+            .ok_or_else(|| invalid_issuing(FileProblem::InvalidCertificate))?
+            .not_after;
 
         let issuer = Issuer::from_ca_cert_der(&issuing, key)
             .map_err(|_| invalid_issuing(FileProblem::InvalidCertificate))?;
@@ -311,7 +316,7 @@ impl CertificateAuthority {
         &self.honoured
     }
 
-    /// The honoured issuing CAs, the current one first.
+    /// The honoured issuing CAs as `issuing.pem` lists them, the newest first.
     pub fn issuing_cas(&self) -> Vec<IssuingCa> {
         self.honoured.iter().filter_map(IssuingCa::of).collect()
     }
@@ -320,8 +325,8 @@ impl CertificateAuthority {
     /// to `issuing.key` and puts it first in `issuing.pem`, followed by the issuing CAs there
     /// that have not expired, so certificates they signed stay valid until they expire or
     /// [`CertificateAuthority::retire_previous_issuing`] is run. Needs `root.key`. Each file is
-    /// written aside and renamed into place; a running instance that reads the directory
-    /// between the two renames keeps what it had and picks up the pair at the second.
+    /// written aside and renamed into place, `issuing.pem` first: read between the two renames
+    /// (or left so by a crash), the directory lists the new CA and still signs with the old.
     pub fn rotate_issuing(dir: &Path, now: OffsetDateTime) -> Result<Self, CertificateError> {
         let paths = CaPaths::new(dir);
         let current = Self::open(dir)?;
@@ -350,16 +355,21 @@ impl CertificateAuthority {
                 issuing_file.push_str(&pem_of(der));
             }
         }
-        files::replace_private(&paths.issuing_key, issuing_key.serialize_pem().as_bytes())?;
         files::replace_public(&paths.issuing_cert, issuing_file.as_bytes())?;
+        files::replace_private(&paths.issuing_key, issuing_key.serialize_pem().as_bytes())?;
         Self::open(dir)
     }
 
-    /// Stops honouring every issuing CA but the current one: certificates they signed are
+    /// Stops honouring every issuing CA but the one that signs: certificates they signed are
     /// refused from now on. Returns those retired (none when there were none).
     pub fn retire_previous_issuing(dir: &Path) -> Result<Vec<IssuingCa>, CertificateError> {
         let current = Self::open(dir)?;
-        let retired: Vec<IssuingCa> = current.issuing_cas().into_iter().skip(1).collect();
+        let retired: Vec<IssuingCa> = current
+            .honoured
+            .iter()
+            .filter(|der| *der != &current.issuing)
+            .filter_map(IssuingCa::of)
+            .collect();
         if !retired.is_empty() {
             let paths = CaPaths::new(dir);
             files::replace_public(&paths.issuing_cert, current.issuing_pem.as_bytes())?;

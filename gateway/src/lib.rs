@@ -3,6 +3,7 @@
 //! `GatewayServer` wires the configuration to the services; the control plane that changes its
 //! live state is `certgate-control`.
 
+pub mod acme;
 pub mod admin_allowlist;
 pub mod admission;
 pub mod client_ip;

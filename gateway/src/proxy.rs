@@ -35,6 +35,8 @@ use crate::upstreams::{UpstreamPool, Upstreams};
 
 /// Everything the proxy phases read; built once, shared by every request.
 pub struct GatewayState {
+    /// HTTP-01 challenges of `[server.acme]` in progress, answered on plain HTTP.
+    pub acme_challenges: Arc<crate::acme::AcmeChallenges>,
     /// The time, as a value: admission, renewal and the sweep of upgraded connections read it
     /// here.
     pub clock: Arc<dyn certgate_store::Clock>,
@@ -258,7 +260,19 @@ impl ProxyHttp for Gateway {
                 .map(|v| v.as_bytes()),
         );
         if ctx.ssl.is_none() {
-            self.redirect_to_https(session).await?;
+            let challenge = request
+                .uri
+                .path()
+                .strip_prefix(crate::acme::CHALLENGE_PATH)
+                .map(|token| self.state.acme_challenges.answer(token));
+            match challenge {
+                // The ACME CA checks a token on plain HTTP; nothing else is served there.
+                Some(Some(key_authorization)) => {
+                    Self::respond(session, 200, &[], Bytes::from(key_authorization)).await?
+                }
+                Some(None) => Self::respond(session, 404, &[], Bytes::new()).await?,
+                None => self.redirect_to_https(session).await?,
+            }
             return Ok(true);
         }
         if let Some(refusal) = headers::refused(&request.headers) {

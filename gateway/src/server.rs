@@ -27,6 +27,7 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::acme::{self, AcmeChallenges, AcmeManager};
 use crate::admin_allowlist::{self, AdminAllowLayers, AdminAllowLists};
 use crate::client_ip::TrustedProxies;
 use crate::connection::{ConnectionLimits, GuardedApp};
@@ -139,11 +140,19 @@ impl GatewayServer {
         let durable = load_durable_state(config, clock.unix_secs())?;
         let revocations = Arc::new(Revocations::new(durable.revocations));
         let admin_allow = Arc::new(AdminAllowLists::new(durable.admin_allow));
-        let resolver = Arc::new(CertificateResolver::new(certificate_sources(config))?);
+        let mut sources = certificate_sources(config);
+        if let Some(acme) = &config.server.acme {
+            // Until the first ACME certificate arrives, one from certgate's CA stands in.
+            acme::ensure_stand_in(acme, &config.data.dir, &ca).map_err(ServeError::Setup)?;
+            sources.push(acme::source(acme, &config.data.dir));
+        }
+        let resolver = Arc::new(CertificateResolver::new(sources)?);
+        let acme_challenges = Arc::new(AcmeChallenges::default());
         resolver.export_expiries(&metrics);
         let upstreams = Arc::new(Upstreams::new(&policies.current()));
 
         let state = Arc::new(GatewayState {
+            acme_challenges: Arc::clone(&acme_challenges),
             clock: Arc::clone(&clock),
             policies: Arc::clone(&policies),
             admin_allow: Arc::clone(&admin_allow),
@@ -260,6 +269,15 @@ impl GatewayServer {
             shutdown_grace: config.server.shutdown_grace,
             ca: Arc::clone(&ca),
         };
+        if let Some(acme) = config.server.acme.clone() {
+            let manager = AcmeManager::new(
+                acme,
+                config.data.dir.clone(),
+                acme_challenges,
+                Arc::clone(&ca),
+            );
+            gateway.add_task("acme", move |shutdown| Box::pin(manager.run(shutdown)));
+        }
         gateway.add_reload(Reloader {
             running: Mutex::new(()),
             policies,
@@ -614,6 +632,20 @@ pub fn check_files(config: &Config) -> Vec<String> {
                 config.source.display(),
                 entry.line
             ));
+        }
+    }
+    if let Some(root) = config.server.acme.as_ref().and_then(|a| a.ca_file.as_ref()) {
+        let readable = std::fs::read(root)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                rustls_pemfile::certs(&mut pem.as_slice())
+                    .next()
+                    .and_then(Result::ok)
+                    .map(drop)
+                    .ok_or_else(|| "contains no PEM certificate".to_owned())
+            });
+        if let Err(error) = readable {
+            problems.push(format!("server.acme.ca_file {}: {error}", root.display()));
         }
     }
     let credential_key = config.data.dir.join("credential.key");

@@ -61,8 +61,29 @@ pub struct ServerConfig {
     /// Connections one client address (IPv6: its /64) may hold open at once; trusted proxies
     /// that do not send PROXY headers are exempt (they carry many clients).
     pub max_connections_per_client: u32,
-    /// Never empty; the first is the default when no SNI name matches.
+    /// The first is the default when no SNI name matches; empty only with `acme`, whose
+    /// certificate is then the default.
     pub certificates: Vec<CertificateConfig>,
+    /// `[server.acme]`: a certificate for some hosts from an ACME CA.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// `[server.acme]`: certgate obtains and renews one certificate for `hosts` from the ACME CA at
+/// `directory`, answering its HTTP-01 challenges on `server.http_listen` (port 80 to the
+/// world), and keeps it in `<data dir>/acme/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's ACME directory URL (https).
+    pub directory: String,
+    /// Lowercased DNS names, no wildcards (HTTP-01 cannot prove them).
+    pub hosts: Vec<String>,
+    /// `mailto:` addresses for the CA's expiry notices; may be empty.
+    pub contact: Vec<String>,
+    /// Renew when the certificate has less than this left. Default 30 days.
+    pub renew_before: Duration,
+    /// PEM file of the root that signs the ACME server's own HTTPS certificate, for a private
+    /// ACME CA; the system's roots otherwise.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -558,11 +579,16 @@ fn parse_server(table: &mut TableWalker<'_, '_>, base: &Path, data: &DataConfig)
         }
         entry.finish();
     }
-    if !listed {
+    let acme = table.table("acme").and_then(|mut section| {
+        let acme = parse_acme(&mut section, base, http_listen.is_some());
+        section.finish();
+        acme
+    });
+    if !listed && acme.is_none() {
         table.doc().error(
             table.header_offset(),
             &table.key_path("certificates"),
-            "at least one [[server.certificates]] entry is required",
+            "at least one [[server.certificates]] entry (or [server.acme]) is required",
         );
     }
     ServerConfig {
@@ -581,7 +607,73 @@ fn parse_server(table: &mut TableWalker<'_, '_>, base: &Path, data: &DataConfig)
         max_request_head,
         max_connections_per_client,
         certificates,
+        acme,
     }
+}
+
+fn parse_acme(table: &mut TableWalker<'_, '_>, base: &Path, http: bool) -> Option<AcmeConfig> {
+    let directory = table.required_str("directory").and_then(|(field, url)| {
+        if url.starts_with("https://") && url.len() > "https://".len() {
+            Some(url.to_owned())
+        } else {
+            field.error(format!(
+                "{url:?} is not the https:// URL of an ACME directory"
+            ));
+            None
+        }
+    });
+    let hosts = table.required("hosts").and_then(|field| {
+        let items = field.array()?;
+        if items.is_empty() {
+            field.error("at least one host is required");
+            return None;
+        }
+        let hosts: Vec<String> = items
+            .into_iter()
+            .filter_map(|item| {
+                item.parsed(|text| match parse_certificate_host(text) {
+                    Ok(host) if !host.starts_with("*.") => Ok(host),
+                    _ => Err(ValueError::NotAHostName(text.to_owned())),
+                })
+            })
+            .collect();
+        Some(hosts)
+    });
+    let contact = table
+        .strings("contact")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(field, text)| {
+            if text.starts_with("mailto:") && text.contains('@') {
+                Some(text.to_owned())
+            } else {
+                field.error(format!("{text:?} is not a mailto: address"));
+                None
+            }
+        })
+        .collect();
+    let renew_before = table
+        .parsed("renew_before", |text| duration_setting(text, false))
+        .unwrap_or(Duration::from_secs(30 * 86_400));
+    let ca_file = table
+        .non_empty_str("ca_file")
+        .map(|(_, file)| base.join(file));
+    if !http {
+        table.doc().error(
+            table.header_offset(),
+            &table.key_path("directory"),
+            "[server.acme] needs server.http_listen: the ACME CA checks \
+             http://HOST/.well-known/acme-challenge/ there (port 80 to the world)",
+        );
+        return None;
+    }
+    Some(AcmeConfig {
+        directory: directory?,
+        hosts: hosts?,
+        contact,
+        renew_before,
+        ca_file,
+    })
 }
 
 fn parse_certificate(table: &mut TableWalker<'_, '_>, base: &Path) -> Option<CertificateConfig> {

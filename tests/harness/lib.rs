@@ -696,6 +696,14 @@ pub fn metric_at(admin: u16, series: &str) -> f64 {
 
 /// The serial of the certificate a TLS server presents for `sni`, via `openssl s_client`.
 pub fn served_certificate_serial(port: u16, sni: &str) -> String {
+    served_certificate(port, sni, &["-serial"])
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// What `openssl x509 -noout FIELDS` (`-serial`, `-issuer`, `-enddate`…) prints of the
+/// certificate a TLS server presents for `sni`, via `openssl s_client`; empty when none.
+pub fn served_certificate(port: u16, sni: &str, fields: &[&str]) -> String {
     let mut child = Command::new("openssl")
         .args([
             "s_client",
@@ -712,9 +720,11 @@ pub fn served_certificate_serial(port: u16, sni: &str) -> String {
     drop(child.stdin.take());
     let output = child.wait_with_output().unwrap();
     let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
+        .args(["x509", "-noout"])
+        .args(fields)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     x509.stdin
@@ -723,10 +733,7 @@ pub fn served_certificate_serial(port: u16, sni: &str) -> String {
         .write_all(&output.stdout)
         .unwrap();
     let out = x509.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A TLS connection to the gateway from `source` (a loopback address), optionally sending

@@ -855,3 +855,26 @@ fn rotating_needs_the_root_key_and_changes_nothing_without_it() {
     assert_eq!(fs::read(dir.join(ISSUING_CERT_FILE)).unwrap(), before);
     assert_eq!(fs::read(dir.join(ISSUING_KEY_FILE)).unwrap(), key_before);
 }
+
+#[test]
+fn halfway_through_a_rollover_the_new_ca_is_honoured_and_the_old_one_still_signs() {
+    let (tmp, old) = new_ca();
+    let dir = tmp.path().join("ca");
+    let old_key = fs::read(dir.join(ISSUING_KEY_FILE)).unwrap();
+    let rotated = CertificateAuthority::rotate_issuing(&dir, OffsetDateTime::now_utc()).unwrap();
+    // As a reader finds it between the renames, or a crash leaves it: new list, old key.
+    fs::remove_file(dir.join(ISSUING_KEY_FILE)).unwrap();
+    fs::write(dir.join(ISSUING_KEY_FILE), old_key).unwrap();
+    let halfway = CertificateAuthority::open(&dir).unwrap();
+    assert_eq!(halfway.issuing_der(), old.issuing_der());
+    assert_eq!(halfway.trust_anchor_ders(), rotated.trust_anchor_ders());
+    // Retiring then keeps the one that signs.
+    let retired = CertificateAuthority::retire_previous_issuing(&dir).unwrap();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(
+        CertificateAuthority::open(&dir)
+            .unwrap()
+            .trust_anchor_ders(),
+        std::slice::from_ref(old.issuing_der())
+    );
+}

@@ -307,11 +307,58 @@ listen = "localhost:9090"
 fn requires_a_certificate() {
     assert_eq!(
         errors("[server]\nhttps_listen = \"0.0.0.0:443\"\n"),
-        ["certgate.toml:1: server.certificates: at least one [[server.certificates]] entry is required"]
+        ["certgate.toml:1: server.certificates: at least one [[server.certificates]] entry (or [server.acme]) is required"]
     );
     assert_eq!(
         errors(""),
-        ["certgate.toml: server.certificates: at least one [[server.certificates]] entry is required"]
+        ["certgate.toml: server.certificates: at least one [[server.certificates]] entry (or [server.acme]) is required"]
+    );
+}
+
+#[test]
+fn acme_alone_is_enough_and_its_settings_are_checked() {
+    let config = Config::parse(
+        Path::new("conf/certgate.toml"),
+        r#"[server]
+http_listen = "0.0.0.0:80"
+
+[server.acme]
+directory = "https://acme.example/directory"
+hosts = ["Noord.Example.org", "zuid.example.org"]
+contact = ["mailto:ops@example.org"]
+ca_file = "acme-root.pem"
+"#,
+    )
+    .unwrap();
+    assert!(config.server.certificates.is_empty());
+    let acme = config.server.acme.unwrap();
+    assert_eq!(acme.hosts, ["noord.example.org", "zuid.example.org"]);
+    assert_eq!(
+        acme.renew_before,
+        std::time::Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(
+        acme.ca_file.as_deref(),
+        Some(Path::new("conf/acme-root.pem"))
+    );
+
+    assert_eq!(
+        errors(
+            r#"[server.acme]
+directory = "http://acme.example/directory"
+hosts = ["*.example.org", "noord.example.org"]
+contact = ["ops@example.org"]
+renew_before = "0s"
+"#
+        ),
+        [
+            "certgate.toml:1: server.acme.directory: [server.acme] needs server.http_listen: the ACME CA checks http://HOST/.well-known/acme-challenge/ there (port 80 to the world)",
+            "certgate.toml:1: server.certificates: at least one [[server.certificates]] entry (or [server.acme]) is required",
+            "certgate.toml:2: server.acme.directory: \"http://acme.example/directory\" is not the https:// URL of an ACME directory",
+            "certgate.toml:3: server.acme.hosts[0]: \"*.example.org\" is not a host name",
+            "certgate.toml:4: server.acme.contact[0]: \"ops@example.org\" is not a mailto: address",
+            "certgate.toml:5: server.acme.renew_before: \"0s\" must be longer than zero",
+        ]
     );
 }
 
