@@ -28,14 +28,20 @@ impl CaHandle {
         self.current.load_full()
     }
 
-    /// Reads the directory again; on error the CA as last read stays. `true` when what it
-    /// signs with or honours changed.
-    pub fn reload(&self) -> Result<bool, CertificateError> {
-        let fresh = CertificateAuthority::open(&self.dir)?;
+    /// Reads the directory again. When what the CA signs with or honours changed, `prepare`
+    /// gets the new CA first (to make what depends on it) and only if it succeeds is the new CA
+    /// kept; on any error the CA as last read stays. `true` when the CA changed.
+    pub fn reload(
+        &self,
+        prepare: impl FnOnce(&CertificateAuthority) -> Result<(), String>,
+    ) -> Result<bool, String> {
+        let fresh = CertificateAuthority::open(&self.dir).map_err(|e| e.to_string())?;
         let current = self.current.load();
-        let changed = fresh.trust_anchor_ders() != current.trust_anchor_ders()
+        let changed = fresh.issuing_der() != current.issuing_der()
+            || fresh.trust_anchor_ders() != current.trust_anchor_ders()
             || fresh.root_pem() != current.root_pem();
         if changed {
+            prepare(&fresh)?;
             self.current.store(Arc::new(fresh));
         }
         Ok(changed)
@@ -53,5 +59,49 @@ impl CaHandle {
 impl std::fmt::Debug for CaHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaHandle").field("dir", &self.dir).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_key_that_arrives_after_its_certificate_is_picked_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let now = time::OffsetDateTime::now_utc();
+        let old = CertificateAuthority::init(&dir, now).unwrap();
+        let handle = CaHandle::open(&dir).unwrap();
+        let old_key = std::fs::read(dir.join(ISSUING_KEY_FILE)).unwrap();
+        let rotated = CertificateAuthority::rotate_issuing(&dir, now).unwrap();
+        let new_key = std::fs::read(dir.join(ISSUING_KEY_FILE)).unwrap();
+
+        // Read between the renames: the new list, the old key.
+        std::fs::remove_file(dir.join(ISSUING_KEY_FILE)).unwrap();
+        std::fs::write(dir.join(ISSUING_KEY_FILE), &old_key).unwrap();
+        assert!(handle.reload(|_| Ok(())).unwrap());
+        assert_eq!(handle.load().issuing_der(), old.issuing_der());
+
+        // The key arrives: the new CA signs, though the list is unchanged.
+        std::fs::remove_file(dir.join(ISSUING_KEY_FILE)).unwrap();
+        std::fs::write(dir.join(ISSUING_KEY_FILE), &new_key).unwrap();
+        assert!(handle.reload(|_| Ok(())).unwrap());
+        assert_eq!(handle.load().issuing_der(), rotated.issuing_der());
+        assert!(!handle.reload(|_| Ok(())).unwrap(), "nothing changed since");
+    }
+
+    #[test]
+    fn a_refused_preparation_keeps_the_ca_as_it_was() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let now = time::OffsetDateTime::now_utc();
+        let old = CertificateAuthority::init(&dir, now).unwrap();
+        let handle = CaHandle::open(&dir).unwrap();
+        CertificateAuthority::rotate_issuing(&dir, now).unwrap();
+        assert_eq!(handle.reload(|_| Err("no".to_owned())).unwrap_err(), "no");
+        assert_eq!(handle.load().issuing_der(), old.issuing_der());
+        assert_eq!(handle.load().trust_anchor_ders().len(), 1);
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use certgate_certs::authority::{
     ISSUING_CERT_FILE, ISSUING_KEY_FILE, ROOT_CERT_FILE, ROOT_KEY_FILE,
 };
+use certgate_certs::CertificateAuthority;
 use certgate_db::DatabaseLocation;
 use certgate_policies::config::Config;
 use clap::Args;
@@ -352,27 +353,22 @@ pub fn backup(args: BackupArgs) -> Result<(), String> {
             ),
             DatabaseLocation::Postgres(_) => DatabaseKind::Postgresql,
         };
-    for part in Part::ALL {
-        let Some(path) = part.path(&config, None) else {
-            continue;
-        };
-        match read_small(&path) {
-            Ok(bytes) => sources.push((part, Source::Bytes(bytes))),
-            Err(error) if error.kind() == io::ErrorKind::NotFound && !part.required(database) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Err(format!(
-                    "{} is missing: {}",
-                    path.display(),
-                    if part == Part::CredentialKey || part == Part::SecretsKey {
-                        "certgate makes it at its first start; back up after that"
-                    } else {
-                        "is ca.dir the directory `certgate ca init` made?"
-                    }
-                ))
-            }
-            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    let mut keys = read_keys(&config, database)?;
+    // The CA's files are read one after another: a `ca rotate-issuing` in between could pair
+    // a list of issuing CAs with a key none of them holds. Read again until they open together.
+    let mut attempt = 1;
+    while let Err(error) = ca_opens(&keys, &work.path().join("ca-check")) {
+        if attempt == 3 {
+            return Err(format!(
+                "the CA in {} does not open: {error}",
+                config.ca.dir.display()
+            ));
         }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        keys = read_keys(&config, database)?;
     }
+    sources.extend(keys);
     sources.sort_by_key(|(part, _)| *part);
 
     let now = OffsetDateTime::now_utc();
@@ -459,6 +455,55 @@ pub fn backup(args: BackupArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The CA's and the data directory's files, as they are now.
+fn read_keys(config: &Config, database: DatabaseKind) -> Result<Vec<(Part, Source)>, String> {
+    let mut keys = Vec::new();
+    for part in Part::ALL {
+        let Some(path) = part.path(config, None) else {
+            continue;
+        };
+        match read_small(&path) {
+            Ok(bytes) => keys.push((part, Source::Bytes(bytes))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !part.required(database) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "{} is missing: {}",
+                    path.display(),
+                    if part == Part::CredentialKey || part == Part::SecretsKey {
+                        "certgate makes it at its first start; back up after that"
+                    } else {
+                        "is ca.dir the directory `certgate ca init` made?"
+                    }
+                ))
+            }
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+    Ok(keys)
+}
+
+/// Whether the CA files among `keys` open as a CA, written into `dir` (inside the backup's
+/// 0700 work directory) to be read the way `serve` reads them.
+fn ca_opens(keys: &[(Part, Source)], dir: &Path) -> Result<(), String> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir(dir).map_err(|e| e.to_string())?;
+    for (part, source) in keys {
+        let file = match part {
+            Part::RootCert => ROOT_CERT_FILE,
+            Part::IssuingCert => ISSUING_CERT_FILE,
+            Part::IssuingKey => ISSUING_KEY_FILE,
+            _ => continue,
+        };
+        if let Source::Bytes(bytes) = source {
+            fs::write(dir.join(file), bytes).map_err(|e| e.to_string())?;
+        }
+    }
+    let opened = CertificateAuthority::open(dir)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    let _ = fs::remove_dir_all(dir);
+    opened
+}
 /// The whole file, refusing one larger than any key certgate writes.
 fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -766,6 +811,29 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn a_ca_read_across_a_rotation_does_not_open_and_a_whole_one_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let now = OffsetDateTime::now_utc();
+        CertificateAuthority::init(&dir, now).unwrap();
+        let read = |file: &str| Source::Bytes(fs::read(dir.join(file)).unwrap());
+        let before = vec![
+            (Part::RootCert, read(ROOT_CERT_FILE)),
+            (Part::IssuingCert, read(ISSUING_CERT_FILE)),
+            (Part::IssuingKey, read(ISSUING_KEY_FILE)),
+        ];
+        let check = tmp.path().join("check");
+        assert_eq!(ca_opens(&before, &check), Ok(()));
+        CertificateAuthority::rotate_issuing(&dir, now).unwrap();
+        // The list read before the rotation, the key after it.
+        let mut torn = before;
+        torn[2] = (Part::IssuingKey, read(ISSUING_KEY_FILE));
+        let error = ca_opens(&torn, &check).unwrap_err();
+        assert!(error.contains("does not belong"), "{error}");
+        assert!(!check.exists(), "the copy of the key is removed");
+    }
 
     #[test]
     fn only_the_names_a_backup_writes_are_parts() {

@@ -32,8 +32,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(30);
 const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// An order the CA has not finished by then is given up and tried again later.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
-/// The stand-in's lifetime: long enough for the CA to be reachable again.
-const STAND_IN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+/// The stand-in's lifetime: long enough to make the CA reachable again, and past the 14 days
+/// at which the expiry alert fires, so a fresh start does not page anyone.
+const STAND_IN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// The key authorizations of the challenges in progress, by token: what the plain-HTTP
 /// listener answers at `/.well-known/acme-challenge/<token>`.
@@ -52,10 +53,26 @@ impl AcmeChallenges {
             .write()
             .insert(token.to_owned(), key_authorization.to_owned());
     }
+}
 
-    fn withdraw(&self, tokens: &[String]) {
-        let mut map = self.tokens.write();
-        for token in tokens {
+/// The tokens one order published, withdrawn when the order ends however it ends (done,
+/// failed, timed out or dropped at shutdown).
+struct Published<'a> {
+    challenges: &'a AcmeChallenges,
+    tokens: Vec<String>,
+}
+
+impl Published<'_> {
+    fn publish(&mut self, token: &str, key_authorization: &str) {
+        self.challenges.publish(token, key_authorization);
+        self.tokens.push(token.to_owned());
+    }
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        let mut map = self.challenges.tokens.write();
+        for token in &self.tokens {
             map.remove(token);
         }
     }
@@ -180,6 +197,18 @@ impl AcmeManager {
                 }
                 _ = shutdown.changed() => return,
             };
+            // A certificate due again at once (its lifetime no longer than renew_before) would
+            // be ordered again and again: wait as after a failure instead.
+            let ordered = ordered.and_then(|not_after| {
+                if self.due_in().is_zero() {
+                    Err(format!(
+                        "the new certificate (valid until {not_after}) is due for renewal at \
+                         once: make server.acme.renew_before shorter than its lifetime"
+                    ))
+                } else {
+                    Ok(not_after)
+                }
+            });
             match ordered {
                 Ok(not_after) => {
                     retry = FIRST_RETRY;
@@ -260,11 +289,23 @@ impl AcmeManager {
             .iter()
             .map(|host| Identifier::Dns(host.clone()))
             .collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(|e| format!("new order: {e}"))?;
-        let mut published = Vec::new();
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(order) => order,
+            Err(instant_acme::Error::Api(problem))
+                if problem.r#type.as_deref()
+                    == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+            {
+                // The CA forgot the account (deactivated, or a private CA reset): the next
+                // try registers a new one.
+                let _ = std::fs::remove_file(account_file(&self.data_dir));
+                return Err(format!("the CA no longer knows the account: {problem}"));
+            }
+            Err(error) => return Err(format!("new order: {error}")),
+        };
+        let mut published = Published {
+            challenges: &self.challenges,
+            tokens: Vec::new(),
+        };
         let outcome = async {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
@@ -278,9 +319,7 @@ impl AcmeManager {
                     .challenge(ChallengeType::Http01)
                     .ok_or("the CA offers no HTTP-01 challenge")?;
                 let token = challenge.token.clone();
-                self.challenges
-                    .publish(&token, challenge.key_authorization().as_str());
-                published.push(token);
+                published.publish(&token, challenge.key_authorization().as_str());
                 challenge
                     .set_ready()
                     .await
@@ -307,7 +346,7 @@ impl AcmeManager {
             Ok((chain_pem, key_pem))
         }
         .await;
-        self.challenges.withdraw(&published);
+        drop(published);
         let (chain_pem, key_pem) = outcome?;
         let not_after = first_certificate(chain_pem.as_bytes())
             .and_then(|leaf| {

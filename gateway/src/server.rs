@@ -483,18 +483,13 @@ impl Reloader {
     /// After an issuing-CA rollover or retirement: the new set of honoured issuing CAs judges
     /// the next handshake, and the portal signs with the new one.
     fn reload_ca(&self) -> bool {
-        let changed = self
-            .ca
-            .reload()
-            .map_err(|e| e.to_string())
-            .and_then(|changed| {
-                if changed {
-                    self.trust
-                        .replace(self.ca.load().trust_anchor_ders())
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(changed)
-            });
+        // Trust is replaced before the portal signs with the new CA, and neither when either
+        // fails, so the two never disagree.
+        let changed = self.ca.reload(|fresh| {
+            self.trust
+                .replace(fresh.trust_anchor_ders())
+                .map_err(|e| e.to_string())
+        });
         match changed {
             Ok(false) => true,
             Ok(true) => {

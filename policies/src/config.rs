@@ -628,7 +628,7 @@ fn parse_acme(table: &mut TableWalker<'_, '_>, base: &Path, http: bool) -> Optio
             field.error("at least one host is required");
             return None;
         }
-        let hosts: Vec<String> = items
+        let mut hosts: Vec<String> = items
             .into_iter()
             .filter_map(|item| {
                 item.parsed(|text| match parse_certificate_host(text) {
@@ -637,6 +637,9 @@ fn parse_acme(table: &mut TableWalker<'_, '_>, base: &Path, http: bool) -> Optio
                 })
             })
             .collect();
+        // Once each, in the order written (the first names the certificate in metrics).
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|host| seen.insert(host.clone()));
         Some(hosts)
     });
     let contact = table

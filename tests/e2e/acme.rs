@@ -148,7 +148,7 @@ fn a_certificate_from_pebble_is_obtained_renewed_and_swapped_in_without_a_restar
     // http_listen, and the new certificate is served without a restart.
     pebble.start();
     assert!(
-        eventually(Duration::from_secs(60), || served(&d).0.contains("Pebble")),
+        eventually(Duration::from_secs(90), || served(&d).0.contains("Pebble")),
         "no Pebble certificate served:\n{}\n{}",
         d.gateway().log_text(),
         std::fs::read_to_string(&pebble.log).unwrap_or_default()
@@ -180,7 +180,7 @@ fn a_certificate_from_pebble_is_obtained_renewed_and_swapped_in_without_a_restar
 
     // With 45 s left it is renewed, by the same account, and swapped in: same process.
     assert!(
-        eventually(Duration::from_secs(60), || {
+        eventually(Duration::from_secs(90), || {
             let (issuer, serial) = served(&d);
             issuer.contains("Pebble") && !serial.is_empty() && serial != first
         }),

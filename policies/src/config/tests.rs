@@ -324,7 +324,7 @@ http_listen = "0.0.0.0:80"
 
 [server.acme]
 directory = "https://acme.example/directory"
-hosts = ["Noord.Example.org", "zuid.example.org"]
+hosts = ["Noord.Example.org", "zuid.example.org", "noord.example.org"]
 contact = ["mailto:ops@example.org"]
 ca_file = "acme-root.pem"
 "#,
