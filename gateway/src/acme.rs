@@ -197,19 +197,16 @@ impl AcmeManager {
                 }
                 _ = shutdown.changed() => return,
             };
-            // A certificate due again at once (its lifetime no longer than renew_before) would
-            // be ordered again and again: wait as after a failure instead.
-            let ordered = ordered.and_then(|not_after| {
-                if self.due_in().is_zero() {
-                    Err(format!(
-                        "the new certificate (valid until {not_after}) is due for renewal at \
-                         once: make server.acme.renew_before shorter than its lifetime"
-                    ))
-                } else {
-                    Ok(not_after)
-                }
-            });
             match ordered {
+                // Its lifetime is no longer than renew_before: ordering again at once would go
+                // on for ever, so it waits as after a failure.
+                Ok(not_after) if self.due_in().is_zero() => tracing::warn!(
+                    hosts = ?self.config.hosts,
+                    %not_after,
+                    retry_in_seconds = retry.as_secs(),
+                    "ACME certificate obtained, but due for renewal at once: make \
+                     server.acme.renew_before shorter than its lifetime"
+                ),
                 Ok(not_after) => {
                     retry = FIRST_RETRY;
                     tracing::info!(
@@ -217,21 +214,20 @@ impl AcmeManager {
                         %not_after,
                         "ACME certificate obtained"
                     );
+                    continue;
                 }
-                Err(error) => {
-                    tracing::error!(
-                        %error,
-                        hosts = ?self.config.hosts,
-                        retry_in_seconds = retry.as_secs(),
-                        "ACME certificate not obtained; the current certificate stays"
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    retry = (retry * 2).min(LONGEST_WAIT);
-                }
+                Err(error) => tracing::error!(
+                    %error,
+                    hosts = ?self.config.hosts,
+                    retry_in_seconds = retry.as_secs(),
+                    "ACME certificate not obtained; the current certificate stays"
+                ),
             }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = shutdown.changed() => return,
+            }
+            retry = (retry * 2).min(LONGEST_WAIT);
         }
     }
 

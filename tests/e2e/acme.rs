@@ -212,3 +212,38 @@ fn a_certificate_from_pebble_is_obtained_renewed_and_swapped_in_without_a_restar
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&redirect.stdout), "308");
 }
+
+#[test]
+fn a_certificate_due_again_as_soon_as_it_arrives_is_not_ordered_again_and_again() {
+    let mut d = Deployment::new(&[Org::new("noord", "noord.test")]);
+    let http = free_port();
+    let mut pebble = Pebble::prepare(d.dir.path(), http);
+    pebble.start();
+    d.extra_server_config = format!("http_listen = \"127.0.0.1:{http}\"");
+    // Pebble's certificates live 60 s: every one is due as soon as it arrives.
+    d.extra_sections = format!(
+        "[server.acme]\ndirectory = \"{}\"\nhosts = [\"{ACME_HOST}\"]\nrenew_before = \"2m\"\nca_file = \"{}\"\n",
+        pebble.directory, pebble.root
+    );
+    d.write_config();
+    d.start();
+    assert!(
+        eventually(Duration::from_secs(90), || d
+            .gateway()
+            .log_text()
+            .contains("due for renewal at once")),
+        "{}",
+        d.gateway().log_text()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || served(&d).0.contains("Pebble")),
+        "the certificate is used"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let log = d.gateway().log_text();
+    assert_eq!(
+        log.matches("ACME certificate obtained").count(),
+        1,
+        "one order, then a wait:\n{log}"
+    );
+}
