@@ -28,23 +28,21 @@ impl CaHandle {
         self.current.load_full()
     }
 
-    /// Reads the directory again. When what the CA signs with or honours changed, `prepare`
-    /// gets the new CA first (to make what depends on it) and only if it succeeds is the new CA
-    /// kept; on any error the CA as last read stays. `true` when the CA changed.
-    pub fn reload(
-        &self,
-        prepare: impl FnOnce(&CertificateAuthority) -> Result<(), String>,
-    ) -> Result<bool, String> {
-        let fresh = CertificateAuthority::open(&self.dir).map_err(|e| e.to_string())?;
+    /// Reads the directory again: the CA it holds now when what that signs with or honours
+    /// differs from the CA as last read, `None` when nothing changed. Nothing is kept until
+    /// [`CaHandle::store`], so what depends on the CA can be made from it first.
+    pub fn changed(&self) -> Result<Option<CertificateAuthority>, CertificateError> {
+        let fresh = CertificateAuthority::open(&self.dir)?;
         let current = self.current.load();
         let changed = fresh.issuing_der() != current.issuing_der()
             || fresh.trust_anchor_ders() != current.trust_anchor_ders()
             || fresh.root_pem() != current.root_pem();
-        if changed {
-            prepare(&fresh)?;
-            self.current.store(Arc::new(fresh));
-        }
-        Ok(changed)
+        Ok(changed.then_some(fresh))
+    }
+
+    /// Makes `ca` the CA as last read.
+    pub fn store(&self, ca: CertificateAuthority) {
+        self.current.store(Arc::new(ca));
     }
 
     /// The files [`CaHandle::reload`] reads.
@@ -67,6 +65,18 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// What the gateway's reloader does with nothing depending on the CA: `true` when it
+    /// changed.
+    fn reload(handle: &CaHandle) -> bool {
+        match handle.changed().unwrap() {
+            Some(fresh) => {
+                handle.store(fresh);
+                true
+            }
+            None => false,
+        }
+    }
+
     #[test]
     fn a_key_that_arrives_after_its_certificate_is_picked_up() {
         let tmp = tempfile::tempdir().unwrap();
@@ -81,26 +91,27 @@ mod tests {
         // Read between the renames: the new list, the old key.
         std::fs::remove_file(dir.join(ISSUING_KEY_FILE)).unwrap();
         std::fs::write(dir.join(ISSUING_KEY_FILE), &old_key).unwrap();
-        assert!(handle.reload(|_| Ok(())).unwrap());
+        assert!(reload(&handle));
         assert_eq!(handle.load().issuing_der(), old.issuing_der());
 
         // The key arrives: the new CA signs, though the list is unchanged.
         std::fs::remove_file(dir.join(ISSUING_KEY_FILE)).unwrap();
         std::fs::write(dir.join(ISSUING_KEY_FILE), &new_key).unwrap();
-        assert!(handle.reload(|_| Ok(())).unwrap());
+        assert!(reload(&handle));
         assert_eq!(handle.load().issuing_der(), rotated.issuing_der());
-        assert!(!handle.reload(|_| Ok(())).unwrap(), "nothing changed since");
+        assert!(!reload(&handle), "nothing changed since");
     }
 
     #[test]
-    fn a_refused_preparation_keeps_the_ca_as_it_was() {
+    fn a_changed_ca_not_stored_keeps_the_ca_as_it_was() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("ca");
         let now = time::OffsetDateTime::now_utc();
         let old = CertificateAuthority::init(&dir, now).unwrap();
         let handle = CaHandle::open(&dir).unwrap();
         CertificateAuthority::rotate_issuing(&dir, now).unwrap();
-        assert_eq!(handle.reload(|_| Err("no".to_owned())).unwrap_err(), "no");
+        // Read, but what depends on it could not be made: not stored.
+        assert!(handle.changed().unwrap().is_some());
         assert_eq!(handle.load().issuing_der(), old.issuing_der());
         assert_eq!(handle.load().trust_anchor_ders().len(), 1);
     }

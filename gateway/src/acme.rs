@@ -24,6 +24,53 @@ use serde::{Deserialize, Serialize};
 
 use crate::tls::ServerCertificateSource;
 
+/// Why a certificate was not obtained (or a stand-in not made).
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("a stand-in certificate: {0}")]
+    StandIn(#[from] certgate_certs::CertificateError),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ACME client: {0}")]
+    Client(#[source] instant_acme::Error),
+    #[error("new ACME account at {directory}: {source}")]
+    NewAccount {
+        directory: String,
+        source: instant_acme::Error,
+    },
+    #[error("the ACME account could not be stored: {0}")]
+    StoredAccount(#[source] serde_json::Error),
+    #[error("the CA no longer knows the account: {0}")]
+    AccountForgotten(instant_acme::Problem),
+    /// A step of the order failed: `step` names it.
+    #[error("{step}: {source}")]
+    Order {
+        step: &'static str,
+        source: instant_acme::Error,
+    },
+    #[error("an authorization is {0:?}")]
+    Authorization(AuthorizationStatus),
+    #[error("the CA offers no HTTP-01 challenge")]
+    NoHttp01,
+    #[error(
+        "the CA did not validate the challenges (order {0:?}); it must reach \
+         http://HOST{CHALLENGE_PATH} on server.http_listen"
+    )]
+    NotValidated(OrderStatus),
+    #[error("the CA sent no readable certificate")]
+    NoCertificate,
+    #[error("the CA did not finish the order in 5 minutes")]
+    TimedOut,
+}
+
+/// An order step's error, named.
+fn step(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Order { step, source }
+}
+
 /// The path of an HTTP-01 challenge request, before its token.
 pub const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
@@ -99,27 +146,34 @@ pub fn source(config: &AcmeConfig, data_dir: &Path) -> ServerCertificateSource {
 }
 
 /// Writes a stand-in from certgate's own CA when there is no certificate yet.
-pub fn ensure_stand_in(config: &AcmeConfig, data_dir: &Path, ca: &CaHandle) -> Result<(), String> {
+pub fn ensure_stand_in(
+    config: &AcmeConfig,
+    data_dir: &Path,
+    ca: &CaHandle,
+) -> Result<(), AcmeError> {
     let file = certificate_file(data_dir);
     if file.exists() {
         return Ok(());
     }
-    let issued = ca
-        .load()
-        .issue_server_certificate(
-            &config.hosts,
-            &[],
-            STAND_IN_LIFETIME,
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| format!("server.acme: a stand-in certificate: {e}"))?;
+    let issued = ca.load().issue_server_certificate(
+        &config.hosts,
+        &[],
+        STAND_IN_LIFETIME,
+        time::OffsetDateTime::now_utc(),
+    )?;
     write_private(&file, &format!("{}{}", issued.cert_pem, issued.key_pem))
-        .map_err(|e| format!("server.acme: {}: {e}", file.display()))
 }
 
 /// Creates `path` (and its directory, 0700) with mode 0600 through a file beside it renamed
 /// over it.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, contents: &str) -> Result<(), AcmeError> {
+    write_private_io(path, contents).map_err(|source| AcmeError::File {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_private_io(path: &Path, contents: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -193,7 +247,7 @@ impl AcmeManager {
             }
             let ordered = tokio::select! {
                 ordered = tokio::time::timeout(ORDER_TIMEOUT, self.order()) => {
-                    ordered.unwrap_or_else(|_| Err("the CA did not finish the order in 5 minutes".into()))
+                    ordered.unwrap_or(Err(AcmeError::TimedOut))
                 }
                 _ = shutdown.changed() => return,
             };
@@ -277,7 +331,7 @@ impl AcmeManager {
     }
 
     /// One order, start to finish; the new certificate's expiry.
-    async fn order(&self) -> Result<time::OffsetDateTime, String> {
+    async fn order(&self) -> Result<time::OffsetDateTime, AcmeError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .config
@@ -294,9 +348,9 @@ impl AcmeManager {
                 // The CA forgot the account (deactivated, or a private CA reset): the next
                 // try registers a new one.
                 let _ = std::fs::remove_file(account_file(&self.data_dir));
-                return Err(format!("the CA no longer knows the account: {problem}"));
+                return Err(AcmeError::AccountForgotten(problem));
             }
-            Err(error) => return Err(format!("new order: {error}")),
+            Err(error) => return Err(step("new order")(error)),
         };
         let mut published = Published {
             challenges: &self.challenges,
@@ -305,40 +359,31 @@ impl AcmeManager {
         let outcome = async {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
-                let mut authorization = authorization.map_err(|e| format!("authorization: {e}"))?;
+                let mut authorization = authorization.map_err(step("authorization"))?;
                 match authorization.status {
                     AuthorizationStatus::Pending => {}
                     AuthorizationStatus::Valid => continue,
-                    status => return Err(format!("an authorization is {status:?}")),
+                    status => return Err(AcmeError::Authorization(status)),
                 }
                 let mut challenge = authorization
                     .challenge(ChallengeType::Http01)
-                    .ok_or("the CA offers no HTTP-01 challenge")?;
+                    .ok_or(AcmeError::NoHttp01)?;
                 let token = challenge.token.clone();
                 published.publish(&token, challenge.key_authorization().as_str());
-                challenge
-                    .set_ready()
-                    .await
-                    .map_err(|e| format!("challenge: {e}"))?;
+                challenge.set_ready().await.map_err(step("challenge"))?;
             }
             let status = order
                 .poll_ready(&RetryPolicy::default())
                 .await
-                .map_err(|e| format!("waiting for validation: {e}"))?;
+                .map_err(step("waiting for validation"))?;
             if status != OrderStatus::Ready {
-                return Err(format!(
-                    "the CA did not validate the challenges (order {status:?}); it must reach \
-                     http://HOST{CHALLENGE_PATH} on server.http_listen"
-                ));
+                return Err(AcmeError::NotValidated(status));
             }
-            let key_pem = order
-                .finalize()
-                .await
-                .map_err(|e| format!("finalize: {e}"))?;
+            let key_pem = order.finalize().await.map_err(step("finalize"))?;
             let chain_pem = order
                 .poll_certificate(&RetryPolicy::default())
                 .await
-                .map_err(|e| format!("certificate: {e}"))?;
+                .map_err(step("certificate"))?;
             Ok((chain_pem, key_pem))
         }
         .await;
@@ -350,15 +395,14 @@ impl AcmeManager {
                     .ok()
                     .map(|(_, cert)| cert.validity().not_after.to_datetime())
             })
-            .ok_or("the CA sent no readable certificate")?;
+            .ok_or(AcmeError::NoCertificate)?;
         let file = certificate_file(&self.data_dir);
-        write_private(&file, &format!("{chain_pem}{key_pem}"))
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        write_private(&file, &format!("{chain_pem}{key_pem}"))?;
         Ok(not_after)
     }
 
     /// The stored account for this directory, or a new one (stored 0600).
-    async fn account(&self) -> Result<Account, String> {
+    async fn account(&self) -> Result<Account, AcmeError> {
         let file = account_file(&self.data_dir);
         if let Ok(text) = std::fs::read_to_string(&file) {
             if let Ok(stored) = serde_json::from_str::<StoredAccount>(&text) {
@@ -367,7 +411,7 @@ impl AcmeManager {
                         .builder()?
                         .from_credentials(stored.credentials)
                         .await
-                        .map_err(|e| format!("ACME account: {e}"));
+                        .map_err(step("ACME account"));
                 }
             }
         }
@@ -384,21 +428,24 @@ impl AcmeManager {
                 None,
             )
             .await
-            .map_err(|e| format!("new ACME account at {}: {e}", self.config.directory))?;
+            .map_err(|source| AcmeError::NewAccount {
+                directory: self.config.directory.clone(),
+                source,
+            })?;
         let stored = StoredAccount {
             directory: self.config.directory.clone(),
             credentials,
         };
-        let text = serde_json::to_string(&stored).map_err(|e| e.to_string())?;
-        write_private(&file, &text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = serde_json::to_string(&stored).map_err(AcmeError::StoredAccount)?;
+        write_private(&file, &text)?;
         Ok(account)
     }
 
-    fn builder(&self) -> Result<AccountBuilder, String> {
+    fn builder(&self) -> Result<AccountBuilder, AcmeError> {
         match &self.config.ca_file {
             Some(root) => Account::builder_with_root(root),
             None => Account::builder(),
         }
-        .map_err(|e| format!("ACME client: {e}"))
+        .map_err(AcmeError::Client)
     }
 }

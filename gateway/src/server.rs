@@ -61,6 +61,8 @@ pub enum ServeError {
     Listen(String),
     #[error("data.dir: {0}")]
     DataDir(certgate_certs::CertificateError),
+    #[error("server.acme: {0}")]
+    Acme(#[from] acme::AcmeError),
 }
 
 type Task = Box<dyn FnOnce(ShutdownWatch) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -143,7 +145,7 @@ impl GatewayServer {
         let mut sources = certificate_sources(config);
         if let Some(acme) = &config.server.acme {
             // Until the first ACME certificate arrives, one from certgate's CA stands in.
-            acme::ensure_stand_in(acme, &config.data.dir, &ca).map_err(ServeError::Setup)?;
+            acme::ensure_stand_in(acme, &config.data.dir, &ca)?;
             sources.push(acme::source(acme, &config.data.dir));
         }
         let resolver = Arc::new(CertificateResolver::new(sources)?);
@@ -485,11 +487,18 @@ impl Reloader {
     fn reload_ca(&self) -> bool {
         // Trust is replaced before the portal signs with the new CA, and neither when either
         // fails, so the two never disagree.
-        let changed = self.ca.reload(|fresh| {
-            self.trust
-                .replace(fresh.trust_anchor_ders())
-                .map_err(|e| e.to_string())
-        });
+        let changed = self
+            .ca
+            .changed()
+            .map_err(ServeError::from)
+            .and_then(|fresh| {
+                let Some(fresh) = fresh else {
+                    return Ok(false);
+                };
+                self.trust.replace(fresh.trust_anchor_ders())?;
+                self.ca.store(fresh);
+                Ok(true)
+            });
         match changed {
             Ok(false) => true,
             Ok(true) => {
